@@ -1,0 +1,190 @@
+//! The admin listener: /metrics (Prometheus), /healthz, /status.json, and
+//! POST /admin/reload (with a bearer token when `listen.admin_token` is set).
+
+use crate::gateway::Shared;
+use bytes::Bytes;
+use http::{header, Method, Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use serde::Serialize;
+use std::convert::Infallible;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::SystemTime;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+pub async fn serve(shared: Arc<Shared>, listener: TcpListener, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        let (tcp, _) = tokio::select! {
+            _ = shutdown.changed() => return,
+            r = listener.accept() => match r {
+                Ok(a) => a,
+                Err(_) => { tokio::time::sleep(std::time::Duration::from_millis(20)).await; continue; }
+            },
+        };
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let svc = service_fn(move |req| {
+                let shared = shared.clone();
+                async move { Ok::<_, Infallible>(route(&shared, req).await) }
+            });
+            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(tcp), svc)
+                .await;
+        });
+    }
+}
+
+fn respond(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(body.into()));
+    *r.status_mut() = status;
+    r.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static(content_type));
+    r.headers_mut().insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-store"));
+    r
+}
+
+fn json(status: StatusCode, v: &impl Serialize) -> Response<Full<Bytes>> {
+    match serde_json::to_vec_pretty(v) {
+        Ok(b) => respond(status, "application/json", b),
+        Err(_) => respond(StatusCode::INTERNAL_SERVER_ERROR, "text/plain", "cannot encode status\n"),
+    }
+}
+
+async fn route(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    match (req.method(), req.uri().path()) {
+        (&Method::GET, "/metrics") => respond(
+            StatusCode::OK,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            shared.metrics.encode(),
+        ),
+        (&Method::GET, "/healthz") => respond(StatusCode::OK, "text/plain", "ok\n"),
+        (&Method::GET, "/status.json") => json(StatusCode::OK, &status(shared)),
+        (&Method::POST, "/admin/reload") => {
+            if !authorized(shared, &req) {
+                return json(StatusCode::UNAUTHORIZED, &serde_json::json!({"ok": false, "error": "missing or wrong bearer token"}));
+            }
+            match shared.reload().await {
+                Ok(()) => json(StatusCode::OK, &serde_json::json!({"ok": true})),
+                Err(e) => json(StatusCode::UNPROCESSABLE_ENTITY, &serde_json::json!({"ok": false, "error": e})),
+            }
+        }
+        (_, "/metrics" | "/healthz" | "/status.json" | "/admin/reload") => {
+            respond(StatusCode::METHOD_NOT_ALLOWED, "text/plain", "method not allowed\n")
+        }
+        _ => respond(StatusCode::NOT_FOUND, "text/plain", "not found\n"),
+    }
+}
+
+fn authorized(shared: &Shared, req: &Request<Incoming>) -> bool {
+    let snap = shared.snapshot.load();
+    let Some(token) = &snap.file.listen.admin_token else { return true };
+    let given = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+    // Constant-time comparison: the token must not leak through timing.
+    given.is_some_and(|g| g.len() == token.len() && g.bytes().zip(token.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0)
+}
+
+#[derive(Serialize)]
+struct Status {
+    version: &'static str,
+    #[serde(with = "crate::util::rfc3339")]
+    started_at: SystemTime,
+    #[serde(with = "crate::util::rfc3339")]
+    config_loaded_at: SystemTime,
+    last_reload: Option<crate::gateway::ReloadEvent>,
+    open_connections: usize,
+    datacenters: Vec<DcStatus>,
+    sites: Vec<SiteStatus>,
+}
+
+#[derive(Serialize)]
+struct DcStatus {
+    name: String,
+    sites: Vec<String>,
+    origins: usize,
+}
+
+#[derive(Serialize)]
+struct SiteStatus {
+    name: String,
+    hosts: Vec<String>,
+    language: String,
+    pools: Vec<PoolStatus>,
+}
+
+#[derive(Serialize)]
+struct PoolStatus {
+    datacenter: String,
+    origins: Vec<OriginStatus>,
+}
+
+#[derive(Serialize)]
+struct OriginStatus {
+    address: String,
+    /// "unchecked" until active health checks run for the origin.
+    health: &'static str,
+    in_flight: u64,
+    requests: u64,
+    errors: u64,
+    last_error: Option<crate::upstream::OriginErrorEvent>,
+}
+
+fn status(shared: &Shared) -> Status {
+    let snap = shared.snapshot.load();
+    let sites: Vec<SiteStatus> = snap
+        .sites
+        .iter()
+        .map(|s| SiteStatus {
+            name: s.name.to_string(),
+            hosts: s.hosts.clone(),
+            language: s.language.to_string(),
+            pools: s
+                .pools
+                .iter()
+                .map(|p| PoolStatus {
+                    datacenter: p.datacenter.to_string(),
+                    origins: p
+                        .origins
+                        .iter()
+                        .map(|o| OriginStatus {
+                            address: o.authority.to_string(),
+                            health: "unchecked",
+                            in_flight: o.stats.in_flight.load(Relaxed),
+                            requests: o.stats.requests.load(Relaxed),
+                            errors: o.stats.errors.load(Relaxed),
+                            last_error: o.stats.last_error.lock().ok().and_then(|l| l.clone()),
+                        })
+                        .collect(),
+                })
+                .collect(),
+        })
+        .collect();
+    let datacenters = snap
+        .file
+        .datacenters
+        .iter()
+        .map(|dc| {
+            let name = dc.name.get_ref().clone();
+            let mut dsites = Vec::new();
+            let mut origins = 0;
+            for s in &snap.sites {
+                for p in s.pools.iter().filter(|p| *p.datacenter == *name) {
+                    dsites.push(s.name.to_string());
+                    origins += p.origins.len();
+                }
+            }
+            DcStatus { name, sites: dsites, origins }
+        })
+        .collect();
+    Status {
+        version: env!("CARGO_PKG_VERSION"),
+        started_at: shared.started,
+        config_loaded_at: snap.loaded_at,
+        last_reload: shared.last_reload.lock().ok().and_then(|l| l.clone()),
+        open_connections: shared.open_connections.load(Relaxed),
+        datacenters,
+        sites,
+    }
+}

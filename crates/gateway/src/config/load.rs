@@ -1,0 +1,292 @@
+//! Loading a config file: TOML parsing and semantic validation, both reported as
+//! `file:line:column: what was expected`.
+
+use super::File;
+use std::collections::HashMap;
+use std::fmt;
+use std::ops::Range;
+use std::path::Path;
+use toml::Spanned;
+
+/// A config error with its position in the file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub file: String,
+    /// 1-based; 0 when the error has no position (e.g. the file could not be read).
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        if self.line == 0 {
+            write!(f, "{}: {}", self.file, self.message)
+        } else {
+            write!(f, "{}:{}:{}: {}", self.file, self.line, self.column, self.message)
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Positions of byte offsets in one source text.
+struct Source<'a> {
+    name: &'a str,
+    text: &'a str,
+}
+
+impl Source<'_> {
+    fn error(&self, span: Option<Range<usize>>, message: impl Into<String>) -> ConfigError {
+        let (line, column) = match span {
+            Some(span) => {
+                let at = span.start.min(self.text.len());
+                let before = &self.text[..at];
+                let line = before.matches('\n').count() + 1;
+                let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+                (line, column)
+            }
+            None => (0, 0),
+        };
+        ConfigError { file: self.name.to_string(), line, column, message: message.into() }
+    }
+
+    fn at<T>(&self, v: &Spanned<T>, message: impl Into<String>) -> ConfigError {
+        self.error(Some(v.span()), message)
+    }
+}
+
+/// Reads and validates a config file.
+pub fn load_file(path: &Path) -> Result<File, ConfigError> {
+    let name = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        file: name.clone(),
+        line: 0,
+        column: 0,
+        message: format!("cannot read the config file: {e}"),
+    })?;
+    let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    parse_with_base(&name, &text, base)
+}
+
+/// Parses and validates config text; `name` is used in error messages.
+/// Relative paths in it are resolved against the current directory.
+pub fn parse_str(name: &str, text: &str) -> Result<File, ConfigError> {
+    parse_with_base(name, text, std::path::PathBuf::new())
+}
+
+fn parse_with_base(name: &str, text: &str, base_dir: std::path::PathBuf) -> Result<File, ConfigError> {
+    let src = Source { name, text };
+    let mut file: File = toml::from_str(text).map_err(|e| src.error(e.span(), e.message().trim_end()))?;
+    file.base_dir = base_dir;
+    validate(&src, &file)?;
+    Ok(file)
+}
+
+fn validate(src: &Source, file: &File) -> Result<(), ConfigError> {
+    let mut dcs: HashMap<&str, ()> = HashMap::new();
+    for dc in &file.datacenters {
+        let name = dc.name.get_ref();
+        check_name(src, &dc.name, "data center")?;
+        if dcs.insert(name, ()).is_some() {
+            return Err(src.at(&dc.name, format!("data center {name:?} is defined twice")));
+        }
+    }
+    if file.limits.max_header_bytes.get() < 8192 {
+        return Err(src.error(None, "limits.max_header_bytes must be at least 8192"));
+    }
+    if file.limits.max_headers == 0 {
+        return Err(src.error(None, "limits.max_headers must be at least 1"));
+    }
+    let mut site_names: HashMap<&str, ()> = HashMap::new();
+    let mut hosts: HashMap<String, &str> = HashMap::new();
+    for site in &file.sites {
+        let sname = site.name.get_ref().as_str();
+        check_name(src, &site.name, "site")?;
+        if site_names.insert(sname, ()).is_some() {
+            return Err(src.at(&site.name, format!("site {sname:?} is defined twice")));
+        }
+        if site.hosts.is_empty() {
+            return Err(src.at(&site.name, format!("site {sname:?} has no hosts: expected at least one host name")));
+        }
+        for host in &site.hosts {
+            let h = host.get_ref().to_ascii_lowercase();
+            if !valid_host_pattern(&h) {
+                return Err(src.at(
+                    host,
+                    format!("invalid host {:?}: expected a DNS name such as \"shop.de\" or a wildcard such as \"*.shop.de\"", host.get_ref()),
+                ));
+            }
+            if let Some(other) = hosts.insert(h.clone(), sname) {
+                return Err(src.at(host, format!("host {h:?} is already served by site {other:?}")));
+            }
+        }
+        if !site.health.path.starts_with('/') {
+            return Err(src.at(&site.name, format!("site {sname:?}: health.path must start with '/'")));
+        }
+        if site.pools.is_empty() {
+            return Err(src.at(&site.name, format!("site {sname:?} has no [[site.pool]]: expected at least one origin pool")));
+        }
+        let mut seen_dc: HashMap<&str, ()> = HashMap::new();
+        for pool in &site.pools {
+            let dc = pool.datacenter.get_ref().as_str();
+            if !dcs.contains_key(dc) {
+                let known: Vec<&str> = file.datacenters.iter().map(|d| d.name.get_ref().as_str()).collect();
+                return Err(src.at(
+                    &pool.datacenter,
+                    format!("unknown data center {dc:?}: expected one of the [[datacenter]] names {known:?}"),
+                ));
+            }
+            if seen_dc.insert(dc, ()).is_some() {
+                return Err(src.at(&pool.datacenter, format!("site {sname:?} has two pools in data center {dc:?}")));
+            }
+            if pool.origins.is_empty() {
+                return Err(src.at(&pool.datacenter, "pool has no origins: expected at least one \"host:port\""));
+            }
+            for origin in &pool.origins {
+                if let Err(why) = parse_origin(origin.get_ref()) {
+                    return Err(src.at(origin, why));
+                }
+            }
+        }
+    }
+    for site in &file.sites {
+        if let Some(tls) = &site.tls {
+            if let Err(why) = crate::listen::tls::load_certified_key(&file.path(tls.cert.get_ref()), &file.path(tls.key.get_ref())) {
+                return Err(src.at(&tls.cert, format!("site {:?}: {why}", site.name.get_ref())));
+            }
+        }
+    }
+    if !file.listen.https.is_empty() && !file.sites.iter().any(|s| s.tls.is_some()) {
+        return Err(src.at(&file.listen.https[0], "https listener configured but no site has a [site.tls] certificate"));
+    }
+    Ok(())
+}
+
+fn check_name(src: &Source, name: &Spanned<String>, what: &str) -> Result<(), ConfigError> {
+    let n = name.get_ref();
+    let ok = !n.is_empty() && n.len() <= 64 && n.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(src.at(name, format!("invalid {what} name {n:?}: expected 1 to 64 letters, digits, '-', '_' or '.'")))
+    }
+}
+
+/// `shop.de`, `de.shop.localhost`, `*.shop.de`; lowercase expected.
+fn valid_host_pattern(h: &str) -> bool {
+    let name = h.strip_prefix("*.").unwrap_or(h);
+    !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        })
+}
+
+/// Parses an origin `host:port` into an authority.
+pub fn parse_origin(s: &str) -> Result<http::uri::Authority, String> {
+    let expected = "expected \"host:port\" with an IP address or DNS name and a port, such as \"127.0.0.1:9101\"";
+    let auth: http::uri::Authority = s.parse().map_err(|_| format!("invalid origin address {s:?}: {expected}"))?;
+    if auth.port_u16().is_none() || auth.host().is_empty() || s.contains('@') {
+        return Err(format!("invalid origin address {s:?}: {expected}"));
+    }
+    Ok(auth)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[listen]
+http = ["127.0.0.1:8080"]
+
+[[datacenter]]
+name = "eu-west"
+[[datacenter]]
+name = "eu-central"
+
+[[site]]
+name = "shop-de"
+hosts = ["shop.de", "*.shop.de"]
+language = "de"
+  [[site.pool]]
+  datacenter = "eu-west"
+  origins = ["127.0.0.1:9101"]
+  [[site.pool]]
+  datacenter = "eu-central"
+  origins = ["localhost:9201"]
+"#;
+
+    fn err(text: &str) -> ConfigError {
+        parse_str("test.toml", text).expect_err("config should be rejected")
+    }
+
+    #[test]
+    fn good_config_loads_with_defaults() {
+        let f = parse_str("test.toml", GOOD).unwrap();
+        assert_eq!(f.sites.len(), 1);
+        assert_eq!(f.sites[0].pools.len(), 2);
+        assert_eq!(f.timeouts.connect.get().as_secs(), 2);
+        assert_eq!(f.sites[0].health.path, "/healthz");
+        assert!(f.listen.admin.is_some());
+    }
+
+    #[test]
+    fn unknown_key_names_line_and_column() {
+        let e = err(&GOOD.replace("language = \"de\"", "language = \"de\"\ncolour = \"blue\""));
+        assert_eq!((e.line, e.column), (14, 1), "{e}");
+        assert!(e.message.contains("unknown field `colour`"), "{e}");
+        assert!(e.to_string().starts_with("test.toml:14:1: "), "{e}");
+    }
+
+    #[test]
+    fn unknown_datacenter_is_reported_at_its_use() {
+        let e = err(&GOOD.replace("datacenter = \"eu-central\"", "datacenter = \"us-west\""));
+        assert_eq!(e.line, 19, "{e}");
+        assert!(e.message.contains("unknown data center \"us-west\""), "{e}");
+        assert!(e.message.contains("eu-west"), "{e}");
+    }
+
+    #[test]
+    fn duplicate_host_across_sites() {
+        let text = format!(
+            "{GOOD}\n[[site]]\nname = \"other\"\nhosts = [\"SHOP.de\"]\n[[site.pool]]\ndatacenter = \"eu-west\"\norigins = [\"127.0.0.1:1\"]\n"
+        );
+        let e = err(&text);
+        assert!(e.message.contains("already served by site \"shop-de\""), "{e}");
+        assert_eq!(e.line, 24, "{e}");
+    }
+
+    #[test]
+    fn bad_address_and_duration() {
+        let e = err(&GOOD.replace("127.0.0.1:8080", "127.0.0.1:99999"));
+        assert_eq!((e.line, e.column), (3, 9), "{e}");
+        let e = err(&format!("[timeouts]\nconnect = \"5 parsecs\"\n{GOOD}"));
+        assert_eq!(e.line, 2, "{e}");
+        assert!(e.message.contains("expected a number with a unit"), "{e}");
+        let e = err(&GOOD.replace("127.0.0.1:9101", "127.0.0.1"));
+        assert!(e.message.contains("invalid origin address"), "{e}");
+    }
+
+    #[test]
+    fn syntax_error_has_position() {
+        let e = err("[listen\nhttp = []");
+        assert_eq!(e.line, 1, "{e}");
+    }
+
+    #[test]
+    fn host_patterns() {
+        assert!(valid_host_pattern("shop.de"));
+        assert!(valid_host_pattern("*.shop.de"));
+        assert!(valid_host_pattern("de.shop.localhost"));
+        assert!(!valid_host_pattern("shop..de"));
+        assert!(!valid_host_pattern("sh op.de"));
+        assert!(!valid_host_pattern("*"));
+        assert!(!valid_host_pattern("a.*.de"));
+    }
+}

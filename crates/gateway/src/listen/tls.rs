@@ -1,0 +1,63 @@
+//! TLS for the https listeners: one certificate per site, chosen by SNI (exact names and
+//! `*.` wildcards, like routing), ALPN h2 and http/1.1.
+
+use crate::route::Routes;
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use std::path::Path;
+use std::sync::Arc;
+
+/// Loads a PEM certificate chain and private key.
+pub fn load_certified_key(cert: &Path, key: &Path) -> Result<CertifiedKey, String> {
+    let read = |p: &Path| std::fs::read(p).map_err(|e| format!("cannot read {}: {e}", p.display()));
+    let cert_pem = read(cert)?;
+    let key_pem = read(key)?;
+    let certs: Vec<_> = rustls_pemfile::certs(&mut cert_pem.as_slice())
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("{}: invalid PEM certificate: {e}", cert.display()))?;
+    if certs.is_empty() {
+        return Err(format!("{}: no certificate found: expected a PEM \"CERTIFICATE\" block", cert.display()));
+    }
+    let key_der = rustls_pemfile::private_key(&mut key_pem.as_slice())
+        .map_err(|e| format!("{}: invalid PEM key: {e}", key.display()))?
+        .ok_or_else(|| format!("{}: no private key found: expected a PEM PKCS#8, PKCS#1 or SEC1 key", key.display()))?;
+    let signing = rustls::crypto::ring::sign::any_supported_type(&key_der)
+        .map_err(|e| format!("{}: unsupported private key: {e}", key.display()))?;
+    Ok(CertifiedKey::new(certs, signing))
+}
+
+/// Chooses the certificate by SNI; without SNI (or no match) the first site's.
+#[derive(Debug)]
+struct SniResolver {
+    names: Routes,
+    keys: Vec<Arc<CertifiedKey>>,
+}
+
+impl ResolvesServerCert for SniResolver {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let idx = hello.server_name().and_then(|n| self.names.lookup(&n.to_ascii_lowercase())).unwrap_or(0);
+        self.keys.get(idx).cloned()
+    }
+}
+
+/// Builds the server TLS config from (host patterns, key) per site.
+pub fn server_config(sites: Vec<(Vec<String>, CertifiedKey)>) -> Option<Arc<rustls::ServerConfig>> {
+    if sites.is_empty() {
+        return None;
+    }
+    let mut keys = Vec::with_capacity(sites.len());
+    let mut patterns = Vec::new();
+    for (i, (hosts, key)) in sites.into_iter().enumerate() {
+        keys.push(Arc::new(key));
+        patterns.extend(hosts.into_iter().map(move |h| (h, i)));
+    }
+    let names = Routes::new(patterns.iter().map(|(h, i)| (h.as_str(), *i)));
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .ok()?
+        .with_no_client_auth()
+        .with_cert_resolver(Arc::new(SniResolver { names, keys }));
+    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Some(Arc::new(cfg))
+}

@@ -1,0 +1,151 @@
+//! Prometheus metrics (prometheus-client). Hot-path handles are resolved once per config
+//! snapshot ([`SiteMetrics`]) so a request costs a few atomic adds, not label hashing.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub site: String,
+    pub datacenter: String,
+    pub status_class: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SiteLabel {
+    pub site: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OriginErrorLabels {
+    pub site: String,
+    pub datacenter: String,
+    pub origin: String,
+    pub kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    pub reason: String,
+}
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+fn latency_histogram() -> Histogram {
+    // 0.25 ms .. ~16 s
+    Histogram::new(exponential_buckets(0.000_25, 2.0, 17))
+}
+
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    duration: HistogramFamily<SiteLabel>,
+    pub origin_errors: Family<OriginErrorLabels, Counter>,
+    pub open_connections: Gauge,
+    pub connections: Counter,
+    pub rejected: Family<ReasonLabel, Counter>,
+    pub reloads: Family<ReasonLabel, Counter>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("holdfast");
+        let requests = Family::<RequestLabels, Counter>::default();
+        let duration: HistogramFamily<SiteLabel> = Family::new_with_constructor(latency_histogram);
+        let origin_errors = Family::<OriginErrorLabels, Counter>::default();
+        let open_connections = Gauge::default();
+        let connections = Counter::default();
+        let rejected = Family::<ReasonLabel, Counter>::default();
+        let reloads = Family::<ReasonLabel, Counter>::default();
+        registry.register("requests", "Requests answered, by site, data center and status class", requests.clone());
+        registry.register(
+            "request_duration_seconds",
+            "Time from request head to the end of the response body, by site",
+            duration.clone(),
+        );
+        registry.register("origin_errors", "Failed requests to origins, by kind", origin_errors.clone());
+        registry.register("open_connections", "Client connections open now", open_connections.clone());
+        registry.register("connections", "Client connections accepted", connections.clone());
+        registry.register(
+            "requests_rejected",
+            "Requests and connections refused before reaching an origin, by reason",
+            rejected.clone(),
+        );
+        registry.register("config_reloads", "Config reloads, by result (ok, error)", reloads.clone());
+        Metrics { registry, requests, duration, origin_errors, open_connections, connections, rejected, reloads }
+    }
+
+    /// Prometheus text exposition format.
+    pub fn encode(&self) -> String {
+        let mut out = String::with_capacity(16 * 1024);
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+
+    pub fn reject(&self, reason: &str) {
+        self.rejected.get_or_create(&ReasonLabel { reason: reason.to_string() }).inc();
+    }
+
+    /// Handles for one site: `datacenters` are its pools' data centers in order.
+    pub fn site(&self, site: &str, datacenters: &[&str]) -> SiteMetrics {
+        let class = |dc: &str| -> [Counter; 5] {
+            ["1xx", "2xx", "3xx", "4xx", "5xx"].map(|c| {
+                self.requests
+                    .get_or_create(&RequestLabels {
+                        site: site.to_string(),
+                        datacenter: dc.to_string(),
+                        status_class: c.to_string(),
+                    })
+                    .clone()
+            })
+        };
+        SiteMetrics {
+            by_pool: datacenters.iter().map(|dc| class(dc)).collect(),
+            local: class("none"),
+            duration: self.duration.get_or_create(&SiteLabel { site: site.to_string() }).clone(),
+        }
+    }
+}
+
+/// Pre-resolved metric handles of one site.
+#[derive(Debug)]
+pub struct SiteMetrics {
+    by_pool: Vec<[Counter; 5]>,
+    /// Answered by holdfast itself (no origin).
+    local: [Counter; 5],
+    pub duration: Histogram,
+}
+
+impl SiteMetrics {
+    /// Counts one response. `pool` is the index of the pool that served it, if any.
+    pub fn count(&self, pool: Option<usize>, status: u16) {
+        let idx = usize::from(status / 100).clamp(1, 5) - 1;
+        let row = pool.and_then(|p| self.by_pool.get(p)).unwrap_or(&self.local);
+        row[idx].inc();
+    }
+}
+
+impl Metrics {
+    pub fn origin_error(&self, site: &str, datacenter: &str, origin: &str, kind: &str) {
+        self.origin_errors
+            .get_or_create(&OriginErrorLabels {
+                site: site.to_string(),
+                datacenter: datacenter.to_string(),
+                origin: origin.to_string(),
+                kind: kind.to_string(),
+            })
+            .inc();
+    }
+}

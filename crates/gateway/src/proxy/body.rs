@@ -1,0 +1,158 @@
+//! Bodies on the request path. Both stream: nothing is buffered whole.
+//! - [`ReqBody`]: the client's body on its way to an origin, cut off at `limits.max_body_bytes`.
+//! - [`RespBody`]: what goes back to the client (an origin's body or a page of our own); it
+//!   counts the bytes and, when it is dropped (sent, or abandoned by the client), hands the
+//!   finished request to [`crate::record`].
+
+use crate::record::Finished;
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The request body exceeded the configured limit.
+#[derive(Debug)]
+pub struct BodyTooLarge;
+
+impl std::fmt::Display for BodyTooLarge {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("request body exceeds limits.max_body_bytes")
+    }
+}
+impl std::error::Error for BodyTooLarge {}
+
+/// A client's request body, forwarded as it arrives, with a size limit (0 = none).
+#[derive(Debug)]
+pub struct ReqBody {
+    inner: Option<Incoming>,
+    remaining: u64,
+    limited: bool,
+}
+
+impl ReqBody {
+    pub fn empty() -> ReqBody {
+        ReqBody { inner: None, remaining: 0, limited: false }
+    }
+
+    pub fn new(inner: Incoming, limit: u64) -> ReqBody {
+        ReqBody { inner: Some(inner), remaining: limit, limited: limit > 0 }
+    }
+}
+
+impl Body for ReqBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        let Some(inner) = this.inner.as_mut() else { return Poll::Ready(None) };
+        match ready!(Pin::new(inner).poll_frame(cx)) {
+            Some(Ok(frame)) => {
+                if let (true, Some(data)) = (this.limited, frame.data_ref()) {
+                    let n = data.len() as u64;
+                    if n > this.remaining {
+                        this.inner = None;
+                        return Poll::Ready(Some(Err(Box::new(BodyTooLarge))));
+                    }
+                    this.remaining -= n;
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Some(Err(e)) => Poll::Ready(Some(Err(Box::new(e)))),
+            None => Poll::Ready(None),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.as_ref().is_none_or(Body::is_end_stream)
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.as_ref().map_or_else(|| SizeHint::with_exact(0), Body::size_hint)
+    }
+}
+
+enum Source {
+    Origin(Incoming),
+    Full(Option<Bytes>),
+}
+
+/// A response body to the client.
+pub struct RespBody {
+    source: Source,
+    finished: Option<Box<Finished>>,
+}
+
+impl RespBody {
+    pub fn origin(body: Incoming) -> RespBody {
+        RespBody { source: Source::Origin(body), finished: None }
+    }
+
+    pub fn full(bytes: impl Into<Bytes>) -> RespBody {
+        let b: Bytes = bytes.into();
+        RespBody { source: Source::Full(if b.is_empty() { None } else { Some(b) }), finished: None }
+    }
+
+    /// Attaches the request's record; it is completed when this body is dropped.
+    pub fn with_record(mut self, finished: Box<Finished>) -> RespBody {
+        self.finished = Some(finished);
+        self
+    }
+
+    fn count(&mut self, n: usize) {
+        if let Some(f) = self.finished.as_mut() {
+            f.bytes += n as u64;
+        }
+    }
+}
+
+impl Drop for RespBody {
+    fn drop(&mut self) {
+        if let Some(f) = self.finished.take() {
+            let complete = self.is_end_stream();
+            f.complete(complete);
+        }
+    }
+}
+
+impl Body for RespBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = &mut *self;
+        let polled = match &mut this.source {
+            Source::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
+            Source::Origin(body) => Pin::new(body).poll_frame(cx),
+        };
+        if let Poll::Ready(Some(Ok(frame))) = &polled {
+            if let Some(d) = frame.data_ref() {
+                let n = d.len();
+                this.count(n);
+            }
+        }
+        if let Poll::Ready(Some(Err(_))) = &polled {
+            if let Some(f) = this.finished.as_mut() {
+                f.origin_body_error = true;
+            }
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.source {
+            Source::Full(b) => b.is_none(),
+            Source::Origin(body) => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.source {
+            Source::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
+            Source::Origin(body) => body.size_hint(),
+        }
+    }
+}

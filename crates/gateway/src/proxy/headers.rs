@@ -1,0 +1,185 @@
+//! Header hygiene on the request path: the request's host, hop-by-hop removal
+//! (RFC 9110 §7.6.1), and Forwarded / X-Forwarded-* / Via (RFC 7239, RFC 9110 §7.6.3).
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use std::borrow::Cow;
+use std::net::IpAddr;
+
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+static FORWARDED: HeaderName = HeaderName::from_static("forwarded");
+static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+
+/// The request's host, lowercase and without port: from the absolute-form target or
+/// `:authority` when present (RFC 9112 §3.2.2), else the Host header. None when missing
+/// or not a valid host.
+pub fn request_host<'a>(uri: &'a http::Uri, headers: &'a HeaderMap) -> Option<Cow<'a, str>> {
+    let raw = match uri.authority() {
+        Some(a) => a.as_str(),
+        None => headers.get(header::HOST)?.to_str().ok()?,
+    };
+    let host = strip_port(raw)?;
+    if host.is_empty() || !host.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._[]:".contains(&b)) {
+        return None;
+    }
+    if host.bytes().any(|b| b.is_ascii_uppercase()) {
+        Some(Cow::Owned(host.to_ascii_lowercase()))
+    } else {
+        Some(Cow::Borrowed(host))
+    }
+}
+
+fn strip_port(raw: &str) -> Option<&str> {
+    if raw.contains('@') {
+        return None;
+    }
+    if raw.starts_with('[') {
+        let end = raw.find(']')?;
+        let rest = &raw[end + 1..];
+        if !(rest.is_empty() || (rest.starts_with(':') && rest[1..].bytes().all(|b| b.is_ascii_digit()))) {
+            return None;
+        }
+        return Some(&raw[..=end]);
+    }
+    match raw.rsplit_once(':') {
+        Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) && !h.contains(':') => Some(h),
+        Some(_) => None,
+        None => Some(raw),
+    }
+}
+
+/// Removes hop-by-hop fields: those named by Connection, and the fixed list.
+pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    // Collect names listed in Connection first (they are removed even if unusual).
+    if let Some(conn) = headers.get(header::CONNECTION) {
+        let listed: Vec<HeaderName> = conn
+            .to_str()
+            .unwrap_or("")
+            .split(',')
+            .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+            .collect();
+        for name in listed {
+            headers.remove(name);
+        }
+        headers.remove(header::CONNECTION);
+    }
+    for name in [&KEEP_ALIVE, &PROXY_CONNECTION, &header::TE, &header::TRANSFER_ENCODING, &header::UPGRADE] {
+        if headers.contains_key(name) {
+            headers.remove(name);
+        }
+    }
+}
+
+/// What the forwarding headers say about one hop.
+pub struct Hop<'a> {
+    pub client: IpAddr,
+    pub https: bool,
+    pub host: &'a str,
+    /// The peer is a trusted proxy: keep and append to what it sent.
+    pub trusted: bool,
+}
+
+/// Sets X-Forwarded-For/-Proto/-Host and Forwarded for the next hop.
+pub fn set_forwarded(headers: &mut HeaderMap, hop: &Hop) {
+    let proto = if hop.https { "https" } else { "http" };
+    let ip = hop.client.to_string();
+    let xff = match (hop.trusted, headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok())) {
+        (true, Some(prev)) if !prev.trim().is_empty() => format!("{prev}, {ip}"),
+        _ => ip.clone(),
+    };
+    let node = if hop.client.is_ipv6() { format!("\"[{ip}]\"") } else { ip };
+    let host_param = if hop.host.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.".contains(&b)) {
+        hop.host.to_string()
+    } else {
+        format!("\"{}\"", hop.host.replace(['"', '\\'], ""))
+    };
+    let this = format!("for={node};proto={proto};host={host_param}");
+    let fwd = match (hop.trusted, headers.get(&FORWARDED).and_then(|v| v.to_str().ok())) {
+        (true, Some(prev)) if !prev.trim().is_empty() => format!("{prev}, {this}"),
+        _ => this,
+    };
+    if !hop.trusted {
+        headers.remove(&X_FORWARDED_PROTO);
+        headers.remove(&X_FORWARDED_HOST);
+    }
+    if let Ok(v) = HeaderValue::try_from(xff) {
+        headers.insert(X_FORWARDED_FOR.clone(), v);
+    }
+    if let Ok(v) = HeaderValue::try_from(fwd) {
+        headers.insert(FORWARDED.clone(), v);
+    }
+    if !headers.contains_key(&X_FORWARDED_PROTO) {
+        headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(proto));
+    }
+    if !headers.contains_key(&X_FORWARDED_HOST) {
+        if let Ok(v) = HeaderValue::from_str(hop.host) {
+            headers.insert(X_FORWARDED_HOST.clone(), v);
+        }
+    }
+}
+
+/// Appends our Via entry.
+pub fn append_via(headers: &mut HeaderMap, via: &HeaderValue) {
+    headers.append(header::VIA, via.clone());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn host_of(uri: &str, host: Option<&str>) -> Option<String> {
+        let mut b = http::Request::builder().uri(uri);
+        if let Some(h) = host {
+            b = b.header("host", h);
+        }
+        let req = b.body(()).unwrap();
+        request_host(req.uri(), req.headers()).map(|c| c.into_owned())
+    }
+
+    #[test]
+    fn hosts() {
+        assert_eq!(host_of("/", Some("Shop.DE:8080")).as_deref(), Some("shop.de"));
+        assert_eq!(host_of("/", Some("shop.de")).as_deref(), Some("shop.de"));
+        assert_eq!(host_of("http://shop.fr/x", Some("shop.de")).as_deref(), Some("shop.fr"));
+        assert_eq!(host_of("/", Some("[::1]:80")).as_deref(), Some("[::1]"));
+        assert_eq!(host_of("/", None), None);
+        assert_eq!(host_of("/", Some("a b")), None);
+        assert_eq!(host_of("/", Some("shop.de:80x")), None);
+        assert_eq!(host_of("/", Some("user@shop.de")), None);
+    }
+
+    #[test]
+    fn hop_by_hop_removed() {
+        let mut h = HeaderMap::new();
+        h.insert("connection", HeaderValue::from_static("close, X-Secret"));
+        h.insert("x-secret", HeaderValue::from_static("1"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert("upgrade", HeaderValue::from_static("websocket"));
+        h.insert("te", HeaderValue::from_static("trailers"));
+        h.insert("x-keep", HeaderValue::from_static("1"));
+        remove_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1);
+        assert!(h.contains_key("x-keep"));
+    }
+
+    #[test]
+    fn forwarded_untrusted_replaces_trusted_appends() {
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-for", HeaderValue::from_static("6.6.6.6"));
+        h.insert("x-forwarded-proto", HeaderValue::from_static("https"));
+        let hop = Hop { client: "10.0.0.1".parse().unwrap(), https: false, host: "shop.de", trusted: false };
+        set_forwarded(&mut h, &hop);
+        assert_eq!(h["x-forwarded-for"], "10.0.0.1");
+        assert_eq!(h["x-forwarded-proto"], "http");
+        assert_eq!(h["forwarded"], "for=10.0.0.1;proto=http;host=shop.de");
+
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-for", HeaderValue::from_static("1.2.3.4"));
+        let hop = Hop { client: "::1".parse().unwrap(), https: true, host: "shop.de", trusted: true };
+        set_forwarded(&mut h, &hop);
+        assert_eq!(h["x-forwarded-for"], "1.2.3.4, ::1");
+        assert_eq!(h["forwarded"], "for=\"[::1]\";proto=https;host=shop.de");
+    }
+}

@@ -1,0 +1,175 @@
+//! The request path. [`handle`] reads top-down as the pipeline of the design: framing check,
+//! host, route, limits, origin choice, header hygiene, the origin call, and the response;
+//! each step calls into the module that owns it.
+
+pub mod body;
+pub mod framing;
+pub mod headers;
+
+use crate::gateway::Shared;
+use crate::listen::ConnState;
+use crate::pages::{self, Problem};
+use crate::record::Finished;
+use crate::snapshot::SiteRt;
+use crate::upstream::{self, ErrorKind};
+use body::{ReqBody, RespBody};
+use http::header::{self, HeaderValue};
+use http::{Request, Response, StatusCode, Uri, Version};
+use hyper::body::Incoming;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Serves one client request.
+pub async fn handle(shared: Arc<Shared>, conn: Arc<ConnState>, req: Request<Incoming>) -> Response<RespBody> {
+    let seq = conn.begin_request();
+    let snap = shared.snapshot.load_full();
+    let mut fin = Box::new(Finished {
+        started: Instant::now(),
+        conn: conn.clone(),
+        site: None,
+        method: req.method().clone(),
+        target: None,
+        status: 0,
+        served_by: None,
+        bytes: 0,
+        origin_body_error: false,
+    });
+    if snap.file.log.access {
+        fin.target = Some(req.uri().path_and_query().map_or("/", |pq| pq.as_str()).to_string());
+    }
+
+    // 1. Framing (HTTP/1.x): ambiguous requests never reach an origin.
+    if req.version() <= Version::HTTP_11 && conn.guard.is_rejected(seq) {
+        shared.metrics.reject("framing");
+        return no_site(fin, StatusCode::BAD_REQUEST, true);
+    }
+
+    // 2. Host and route.
+    let (mut parts, body) = req.into_parts();
+    let Some(host) = headers::request_host(&parts.uri, &parts.headers) else {
+        shared.metrics.reject("no_host");
+        return no_site(fin, StatusCode::BAD_REQUEST, true);
+    };
+    let Some(site) = snap.site_for_host(&host).cloned() else {
+        shared.metrics.reject("unknown_host");
+        return no_site(fin, StatusCode::NOT_FOUND, false);
+    };
+    if let Some(sni) = &conn.sni {
+        if snap.routes.lookup(sni) != snap.routes.lookup(&host) {
+            shared.metrics.reject("misdirected");
+            return no_site(fin, StatusCode::MISDIRECTED_REQUEST, false);
+        }
+    }
+    fin.site = Some(site.clone());
+
+    // 3. Limits.
+    let max_body = snap.file.limits.max_body_bytes.get();
+    if max_body > 0 && declared_length(&parts.headers).is_some_and(|n| n > max_body) {
+        shared.metrics.reject("body_too_large");
+        return site_page(fin, &site, Problem::TooLarge, true);
+    }
+
+    // 4. Origin choice.
+    let Some((pool_idx, origin)) = upstream::choose(&site.pools) else {
+        return site_page(fin, &site, Problem::Unavailable(StatusCode::SERVICE_UNAVAILABLE), false);
+    };
+    let origin = origin.clone();
+
+    // 5. The request to the origin: header hygiene, forwarding headers, origin-form target.
+    let host = host.into_owned();
+    let received = parts.version;
+    headers::remove_hop_by_hop(&mut parts.headers);
+    let trusted = snap.file.proxy.trusted_proxies.iter().any(|n| n.contains(&conn.peer.ip()));
+    headers::set_forwarded(
+        &mut parts.headers,
+        &headers::Hop { client: conn.peer.ip(), https: conn.https, host: &host, trusted },
+    );
+    if let Some((v11, v2)) = &snap.via {
+        headers::append_via(&mut parts.headers, if received == Version::HTTP_2 { v2 } else { v11 });
+    }
+    if received == Version::HTTP_2 || parts.uri.authority().is_some() {
+        // HTTP/1.1 to the origin needs Host; for HTTP/2 it comes from :authority.
+        if let Some(v) = parts.uri.authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()) {
+            parts.headers.insert(header::HOST, v);
+        }
+    }
+    let pq = parts.uri.path_and_query().cloned();
+    let mut uri = http::uri::Parts::default();
+    uri.scheme = Some(http::uri::Scheme::HTTP);
+    uri.authority = Some(origin.authority.clone());
+    uri.path_and_query = pq.or_else(|| Some(http::uri::PathAndQuery::from_static("/")));
+    parts.uri = match Uri::from_parts(uri) {
+        Ok(u) => u,
+        Err(_) => return site_page(fin, &site, Problem::BadRequest, true),
+    };
+    parts.version = Version::HTTP_11;
+    let upstream_req = Request::from_parts(parts, ReqBody::new(body, max_body));
+
+    // 6. The origin call, bounded by the response-header timeout.
+    origin.stats.requests.fetch_add(1, Relaxed);
+    origin.stats.in_flight.fetch_add(1, Relaxed);
+    let result = tokio::time::timeout(snap.origin_response_timeout(), snap.client.request(upstream_req)).await;
+    let kind = match result {
+        Ok(Ok(mut resp)) => {
+            headers::remove_hop_by_hop(resp.headers_mut());
+            if let Some((v11, _)) = &snap.via {
+                headers::append_via(resp.headers_mut(), v11);
+            }
+            fin.status = resp.status().as_u16();
+            fin.served_by = Some((pool_idx, origin));
+            return resp.map(|b| RespBody::origin(b).with_record(fin));
+        }
+        Ok(Err(e)) => ErrorKind::classify(&e),
+        Err(_) => ErrorKind::ResponseTimeout,
+    };
+    origin.stats.in_flight.fetch_sub(1, Relaxed);
+
+    // 7. No answer from the origin.
+    if kind.is_origin_fault() {
+        origin.record_error(kind);
+        shared.metrics.origin_error(&site.name, &origin.datacenter, origin.authority.as_str(), kind.as_str());
+        tracing::warn!(site = %site.name, datacenter = %origin.datacenter, origin = %origin.authority, kind = kind.as_str(), "origin request failed");
+    }
+    let problem = match kind {
+        ErrorKind::BodyTooLarge => Problem::TooLarge,
+        ErrorKind::ClientBody => Problem::BadRequest,
+        ErrorKind::ConnectTimeout | ErrorKind::ResponseTimeout => Problem::Unavailable(StatusCode::GATEWAY_TIMEOUT),
+        _ => Problem::Unavailable(StatusCode::BAD_GATEWAY),
+    };
+    site_page(fin, &site, problem, false)
+}
+
+fn declared_length(headers: &http::HeaderMap) -> Option<u64> {
+    headers.get(header::CONTENT_LENGTH)?.to_str().ok()?.trim().parse().ok()
+}
+
+/// A page of our own for a site.
+fn site_page(mut fin: Box<Finished>, site: &SiteRt, problem: Problem, close: bool) -> Response<RespBody> {
+    let unsafe_method = !fin.method.is_safe();
+    let (status, html) = pages::site_page(&site.language, &site.name, problem, unsafe_method);
+    fin.status = status.as_u16();
+    let close = close || matches!(problem, Problem::TooLarge | Problem::BadRequest);
+    local_response(fin, status, html, close)
+}
+
+/// A page for a request that matched no site.
+fn no_site(mut fin: Box<Finished>, status: StatusCode, close: bool) -> Response<RespBody> {
+    fin.status = status.as_u16();
+    local_response(fin, status, pages::no_site_page(status), close)
+}
+
+fn local_response(fin: Box<Finished>, status: StatusCode, html: String, close: bool) -> Response<RespBody> {
+    let mut resp = Response::new(RespBody::full(html).with_record(fin));
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        h.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+    }
+    if close {
+        h.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    resp
+}

@@ -1,0 +1,120 @@
+//! The immutable runtime view of one config: sites with their pools and metric handles, the
+//! routing table, TLS, and the settings the request path reads. Swapped atomically on reload
+//! (`ArcSwap`); requests in flight keep the snapshot they started with.
+
+use crate::config::{self, File};
+use crate::metrics::{Metrics, SiteMetrics};
+use crate::route::Routes;
+use crate::upstream::{self, Origin, Pool, UpstreamClient};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+/// One site at runtime.
+#[derive(Debug)]
+pub struct SiteRt {
+    pub name: Arc<str>,
+    pub language: Arc<str>,
+    pub hosts: Vec<String>,
+    /// Pools in failover order.
+    pub pools: Vec<Pool>,
+    pub metrics: SiteMetrics,
+}
+
+pub struct Snapshot {
+    pub file: File,
+    pub sites: Vec<Arc<SiteRt>>,
+    pub routes: Routes,
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    pub client: Arc<UpstreamClient>,
+    pub loaded_at: SystemTime,
+    /// `Via` value pieces, precomputed: "1.1 holdfast", "2 holdfast".
+    pub via: Option<(http::HeaderValue, http::HeaderValue)>,
+}
+
+impl Snapshot {
+    /// Builds a snapshot; origins (and their counters) and the upstream client are carried
+    /// over from `previous` where unchanged, so reloads keep pooled connections.
+    pub fn build(file: File, metrics: &Metrics, previous: Option<&Snapshot>) -> Result<Snapshot, String> {
+        let mut known: HashMap<(String, String, String), Arc<Origin>> = HashMap::new();
+        if let Some(prev) = previous {
+            for site in &prev.sites {
+                for pool in &site.pools {
+                    for o in &pool.origins {
+                        let key = (site.name.to_string(), pool.datacenter.to_string(), o.authority.to_string());
+                        known.insert(key, o.clone());
+                    }
+                }
+            }
+        }
+        let mut sites = Vec::with_capacity(file.sites.len());
+        let mut tls_sites = Vec::new();
+        for s in &file.sites {
+            let name: Arc<str> = Arc::from(s.name.get_ref().as_str());
+            let mut pools = Vec::with_capacity(s.pools.len());
+            for p in &s.pools {
+                let dc: Arc<str> = Arc::from(p.datacenter.get_ref().as_str());
+                let mut origins = Vec::with_capacity(p.origins.len());
+                for o in &p.origins {
+                    let auth = config::parse_origin(o.get_ref())?;
+                    let key = (name.to_string(), dc.to_string(), auth.to_string());
+                    let origin = known.get(&key).cloned().unwrap_or_else(|| Arc::new(Origin::new(auth, dc.clone())));
+                    origins.push(origin);
+                }
+                pools.push(Pool::new(dc, origins));
+            }
+            let hosts: Vec<String> = s.hosts.iter().map(|h| h.get_ref().to_ascii_lowercase()).collect();
+            if let Some(tls) = &s.tls {
+                let key = crate::listen::tls::load_certified_key(&file.path(tls.cert.get_ref()), &file.path(tls.key.get_ref()))
+                    .map_err(|e| format!("site {:?}: {e}", &*name))?;
+                tls_sites.push((hosts.clone(), key));
+            }
+            let dcs: Vec<&str> = pools.iter().map(|p| &*p.datacenter).collect();
+            let site_metrics = metrics.site(&name, &dcs);
+            sites.push(Arc::new(SiteRt {
+                name,
+                language: Arc::from(s.language.as_str()),
+                hosts,
+                pools,
+                metrics: site_metrics,
+            }));
+        }
+        let routes = Routes::new(sites.iter().enumerate().flat_map(|(i, s)| s.hosts.iter().map(move |h| (h.as_str(), i))));
+        let timeouts = &file.timeouts;
+        let client = match previous {
+            Some(p)
+                if p.file.timeouts.connect == timeouts.connect && p.file.timeouts.origin_idle == timeouts.origin_idle =>
+            {
+                p.client.clone()
+            }
+            _ => Arc::new(upstream::client(timeouts.connect.get(), timeouts.origin_idle.get())),
+        };
+        let via = if file.proxy.via.is_empty() {
+            None
+        } else {
+            let v11 = http::HeaderValue::try_from(format!("1.1 {}", file.proxy.via));
+            let v2 = http::HeaderValue::try_from(format!("2 {}", file.proxy.via));
+            match (v11, v2) {
+                (Ok(a), Ok(b)) => Some((a, b)),
+                _ => return Err(format!("proxy.via {:?} is not a valid header value", file.proxy.via)),
+            }
+        };
+        Ok(Snapshot {
+            tls: crate::listen::tls::server_config(tls_sites),
+            file,
+            sites,
+            routes,
+            client,
+            loaded_at: SystemTime::now(),
+            via,
+        })
+    }
+
+    pub fn site_for_host(&self, host: &str) -> Option<&Arc<SiteRt>> {
+        self.routes.lookup(host).and_then(|i| self.sites.get(i))
+    }
+
+    pub fn origin_response_timeout(&self) -> Duration {
+        self.file.timeouts.origin_response.get()
+    }
+}

@@ -1,0 +1,131 @@
+//! The holdfast command line: parses arguments and calls the libraries (run, check, demo,
+//! shop). Nothing of substance lives here.
+
+mod demo;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "holdfast", version, about = "An edge gateway that keeps regional shops open through data-center failures and floods")]
+struct Cli {
+    /// Log format.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway.
+    Run {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Worker threads (default: one per core).
+        #[arg(long)]
+        workers: Option<usize>,
+    },
+    /// Validate a config file: exit 0 when valid, 1 with file:line:column otherwise.
+    Check {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Run the gateway and simulated shops for five sites on an embedded config.
+    Demo {
+        #[arg(long)]
+        workers: Option<usize>,
+    },
+    /// Run one simulated shop origin.
+    Shop {
+        #[arg(long)]
+        site: String,
+        #[arg(long, default_value = "en")]
+        language: String,
+        #[arg(long)]
+        datacenter: String,
+        #[arg(long)]
+        listen: SocketAddr,
+        /// Requests per second it can serve (beyond: queueing, then 503).
+        #[arg(long)]
+        capacity: Option<u32>,
+        /// Added latency per response, in milliseconds.
+        #[arg(long, default_value_t = 0)]
+        latency: u64,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    let result = match cli.command {
+        Command::Check { config } => {
+            return match holdfast_gateway::config::load_file(&config) {
+                Ok(f) => {
+                    println!("{}: ok ({} sites, {} data centers)", config.display(), f.sites.len(), f.datacenters.len());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("{e}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+        Command::Run { config, workers } => runtime(workers).and_then(|rt| {
+            rt.block_on(async {
+                let file = holdfast_gateway::config::load_file(&config).map_err(anyhow::Error::new)?;
+                let gw = holdfast_gateway::Gateway::start(file, Some(config)).await?;
+                gw.run_until_signal().await
+            })
+        }),
+        Command::Demo { workers } => runtime(workers).and_then(|rt| rt.block_on(demo::run())),
+        Command::Shop { site, language, datacenter, listen, capacity, latency } => runtime(None).and_then(|rt| {
+            rt.block_on(async {
+                let mut cfg = holdfast_shop::ShopConfig::new(&site, &language, &datacenter);
+                cfg.capacity = capacity;
+                cfg.latency = std::time::Duration::from_millis(latency);
+                let (addr, _shop) = holdfast_shop::spawn(cfg, listen).await.with_context(|| format!("cannot listen on {listen}"))?;
+                tracing::info!(%addr, site, datacenter, "shop listening");
+                tokio::signal::ctrl_c().await?;
+                Ok(())
+            })
+        }),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("holdfast: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// One worker: a single-threaded runtime (no work-stealing overhead), like one nginx worker.
+fn runtime(workers: Option<usize>) -> anyhow::Result<tokio::runtime::Runtime> {
+    let rt = match workers {
+        Some(0) => anyhow::bail!("--workers must be at least 1"),
+        Some(1) => tokio::runtime::Builder::new_current_thread().enable_all().build()?,
+        Some(n) => tokio::runtime::Builder::new_multi_thread().worker_threads(n).enable_all().build()?,
+        None => tokio::runtime::Builder::new_multi_thread().enable_all().build()?,
+    };
+    Ok(rt)
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,hyper=warn,h2=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(true);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+}
