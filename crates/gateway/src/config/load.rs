@@ -247,7 +247,7 @@ language = "de"
     #[test]
     fn unknown_datacenter_is_reported_at_its_use() {
         let e = err(&GOOD.replace("datacenter = \"eu-central\"", "datacenter = \"us-west\""));
-        assert_eq!(e.line, 19, "{e}");
+        assert_eq!(e.line, 18, "{e}");
         assert!(e.message.contains("unknown data center \"us-west\""), "{e}");
         assert!(e.message.contains("eu-west"), "{e}");
     }
@@ -259,7 +259,7 @@ language = "de"
         );
         let e = err(&text);
         assert!(e.message.contains("already served by site \"shop-de\""), "{e}");
-        assert_eq!(e.line, 24, "{e}");
+        assert_eq!(e.line, 23, "{e}");
     }
 
     #[test]

@@ -60,8 +60,13 @@ impl ConnState {
         self.in_flight.fetch_sub(1, Relaxed);
     }
 
-    /// When the connection becomes idle-expired, if nothing is in flight.
-    fn idle_deadline(&self, idle: Duration) -> Option<Instant> {
+    /// When the connection expires if nothing happens: `first_request` after it opened until
+    /// a first request arrives, then `idle` after the last request finished. None while a
+    /// request is in flight.
+    fn deadline(&self, first_request: Duration, idle: Duration) -> Option<Instant> {
+        if self.seq.load(Relaxed) == 0 {
+            return Some(self.born + first_request);
+        }
         if self.in_flight.load(Relaxed) > 0 {
             return None;
         }
@@ -202,8 +207,13 @@ async fn serve_http<IO>(
     let conn = builder.serve_connection(io, svc);
     tokio::pin!(conn);
 
+    // hyper's header timer covers HTTP/1.1 heads and, between requests, idle HTTP/1.1
+    // connections; it only starts once hyper-util has seen the first bytes (to tell HTTP/1
+    // from HTTP/2). This watchdog covers the rest: a connection that never sends a first
+    // request, and idle connections of either protocol.
     let idle = timeouts.idle_keepalive.get();
-    let watchdog = tokio::time::sleep(idle);
+    let first_request = timeouts.client_header.get();
+    let watchdog = tokio::time::sleep(first_request.min(idle));
     tokio::pin!(watchdog);
     let mut closing = false;
     loop {
@@ -220,8 +230,11 @@ async fn serve_http<IO>(
             }
             _ = &mut watchdog, if !closing => {
                 let now = Instant::now();
-                match state.idle_deadline(idle) {
+                match state.deadline(first_request, idle) {
                     Some(deadline) if deadline <= now => {
+                        if state.seq.load(Relaxed) == 0 {
+                            return; // never sent a request: nothing to finish, just close
+                        }
                         closing = true;
                         conn.as_mut().graceful_shutdown();
                     }

@@ -146,7 +146,9 @@ impl Scanner {
                 return None;
             }
             Err(_) => {
-                // hyper rejects it too (400/431); nothing after it is followed.
+                // hyper rejects it too (400); flag it anyway and follow nothing after it.
+                self.seq += 1;
+                let _ = self.state.rejected.compare_exchange(0, self.seq, Relaxed, Relaxed);
                 self.scan = Scan::Off;
                 return Some(data.len());
             }

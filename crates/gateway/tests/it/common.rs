@@ -1,0 +1,160 @@
+//! Test helpers: an echo origin, gateways on ephemeral ports, and raw and hyper clients.
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, StreamBody};
+use holdfast_gateway::Gateway;
+use hyper::body::{Frame, Incoming};
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// An origin that answers with what it received; counts requests.
+/// Paths: `/slow/MS` waits MS ms; `/big/N` streams N bytes; anything else echoes as text:
+/// `method path\nheader: value\n...\nbody-bytes: N\n`.
+pub struct Echo {
+    pub addr: SocketAddr,
+    pub hits: Arc<AtomicUsize>,
+}
+
+pub async fn echo_origin(name: &'static str) -> Echo {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let hits = Arc::new(AtomicUsize::new(0));
+    let h = hits.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else { continue };
+            let h = h.clone();
+            tokio::spawn(async move {
+                let svc = service_fn(move |req: Request<Incoming>| {
+                    h.fetch_add(1, Ordering::SeqCst);
+                    echo(name, req)
+                });
+                let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(tcp), svc).await;
+            });
+        }
+    });
+    Echo { addr, hits }
+}
+
+type EchoBody = http_body_util::combinators::BoxBody<Bytes, Infallible>;
+
+async fn echo(name: &'static str, req: Request<Incoming>) -> Result<Response<EchoBody>, Infallible> {
+    let path = req.uri().path().to_string();
+    if let Some(ms) = path.strip_prefix("/slow/").and_then(|m| m.parse().ok()) {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+    if let Some(n) = path.strip_prefix("/big/").and_then(|m| m.parse::<u64>().ok()) {
+        let chunk = Bytes::from(vec![b'x'; 64 * 1024]);
+        let count = n / chunk.len() as u64;
+        let stream = futures_stream(chunk, count);
+        let body = StreamBody::new(stream);
+        return Ok(Response::new(BodyExt::boxed(body)));
+    }
+    let mut text = format!("{} {}\n", req.method(), req.uri());
+    for (k, v) in req.headers() {
+        text.push_str(&format!("{}: {}\n", k, v.to_str().unwrap_or("?")));
+    }
+    let mut body = req.into_body();
+    let mut n = 0u64;
+    while let Some(Ok(frame)) = body.frame().await {
+        if let Some(d) = frame.data_ref() {
+            n += d.len() as u64;
+        }
+    }
+    text.push_str(&format!("body-bytes: {n}\n"));
+    let mut resp = Response::new(Full::new(Bytes::from(text)).boxed());
+    resp.headers_mut().insert("x-origin", name.parse().unwrap());
+    resp.headers_mut().insert("connection", "keep-alive, x-origin-secret".parse().unwrap());
+    resp.headers_mut().insert("x-origin-secret", "1".parse().unwrap());
+    resp.headers_mut().insert("keep-alive", "timeout=5".parse().unwrap());
+    Ok(resp)
+}
+
+fn futures_stream(chunk: Bytes, count: u64) -> impl futures_core::Stream<Item = Result<Frame<Bytes>, Infallible>> + Send + Sync {
+    struct S {
+        chunk: Bytes,
+        left: u64,
+    }
+    impl futures_core::Stream for S {
+        type Item = Result<Frame<Bytes>, Infallible>;
+        fn poll_next(mut self: std::pin::Pin<&mut Self>, _: &mut std::task::Context<'_>) -> std::task::Poll<Option<Self::Item>> {
+            if self.left == 0 {
+                return std::task::Poll::Ready(None);
+            }
+            self.left -= 1;
+            std::task::Poll::Ready(Some(Ok(Frame::data(self.chunk.clone()))))
+        }
+    }
+    S { chunk, left: count }
+}
+
+/// A config with one site per (name, hosts, origin) and no admin unless asked.
+pub fn config(sites: &[(&str, &[&str], SocketAddr)], extra: &str) -> String {
+    let mut s = format!("[listen]\nhttp = [\"127.0.0.1:0\"]\nadmin = \"127.0.0.1:0\"\n{extra}\n[[datacenter]]\nname = \"dc1\"\n");
+    for (name, hosts, origin) in sites {
+        let hosts: Vec<String> = hosts.iter().map(|h| format!("{h:?}")).collect();
+        s.push_str(&format!(
+            "[[site]]\nname = \"{name}\"\nhosts = [{}]\nlanguage = \"de\"\n[[site.pool]]\ndatacenter = \"dc1\"\norigins = [\"{origin}\"]\n",
+            hosts.join(", ")
+        ));
+    }
+    s
+}
+
+pub async fn gateway(text: &str) -> Gateway {
+    let file = holdfast_gateway::config::parse_str("test.toml", text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    Gateway::start(file, None).await.unwrap()
+}
+
+pub fn http_addr(gw: &Gateway) -> SocketAddr {
+    gw.http_addrs[0]
+}
+
+/// Sends raw bytes, reads until the server closes (or `wait` passes); returns the text.
+pub async fn raw(addr: SocketAddr, bytes: &[u8], wait: Duration) -> (String, bool) {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(bytes).await.unwrap();
+    read_all(&mut s, wait).await
+}
+
+/// Reads until close (true) or `wait` elapsed (false).
+pub async fn read_all(s: &mut TcpStream, wait: Duration) -> (String, bool) {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 8192];
+    let closed = loop {
+        match tokio::time::timeout(wait, s.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break true,
+            Ok(Ok(n)) => out.extend_from_slice(&buf[..n]),
+            Err(_) => break false,
+        }
+    };
+    (String::from_utf8_lossy(&out).into_owned(), closed)
+}
+
+/// A simple GET over a fresh HTTP/1.1 connection; returns (status, headers, body).
+pub async fn get(addr: SocketAddr, host: &str, path: &str) -> (u16, http::HeaderMap, String) {
+    send(addr, Request::get(path).header("host", host).body(Full::new(Bytes::new())).unwrap()).await
+}
+
+pub async fn send(addr: SocketAddr, req: Request<Full<Bytes>>) -> (u16, http::HeaderMap, String) {
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await.unwrap();
+    tokio::spawn(conn);
+    let resp = sender.send_request(req).await.unwrap();
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    (status, headers, String::from_utf8_lossy(&body).into_owned())
+}
+
+pub fn executor() -> TokioExecutor {
+    TokioExecutor::new()
+}

@@ -1,0 +1,139 @@
+//! Limits and timeouts: header size (431), body size (413), streaming with bounded memory,
+//! origin response timeout (504), client header timeout, idle keep-alive.
+
+use crate::common::*;
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+use tokio::io::AsyncWriteExt;
+
+#[tokio::test]
+async fn oversized_headers_get_431() {
+    let origin = echo_origin("o").await;
+    let gw = gateway(&config(&[("s", &["shop.de"], origin.addr)], "[limits]\nmax_header_bytes = 8192\n")).await;
+    let big = "a".repeat(10_000);
+    let req = format!("GET / HTTP/1.1\r\nHost: shop.de\r\nX-Big: {big}\r\n\r\n");
+    let (text, closed) = raw(http_addr(&gw), req.as_bytes(), Duration::from_secs(2)).await;
+    assert!(text.starts_with("HTTP/1.1 431"), "{text}");
+    assert!(closed);
+    let many: String = (0..120).map(|i| format!("X-H{i}: v\r\n")).collect();
+    let req = format!("GET / HTTP/1.1\r\nHost: shop.de\r\n{many}\r\n");
+    let (text, _) = raw(http_addr(&gw), req.as_bytes(), Duration::from_secs(2)).await;
+    assert!(text.starts_with("HTTP/1.1 431"), "more than max_headers (100): {text}");
+    assert_eq!(origin.hits.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn oversized_bodies_get_413_declared_or_streamed() {
+    let origin = echo_origin("o").await;
+    let gw = gateway(&config(&[("s", &["shop.de"], origin.addr)], "[limits]\nmax_body_bytes = 1000\n")).await;
+    let req = "POST /up HTTP/1.1\r\nHost: shop.de\r\nContent-Length: 5000\r\n\r\n";
+    let (text, _) = raw(http_addr(&gw), req.as_bytes(), Duration::from_secs(2)).await;
+    assert!(text.starts_with("HTTP/1.1 413"), "{text}");
+    assert_eq!(origin.hits.load(Ordering::SeqCst), 0, "declared too large: origin not called");
+
+    let chunk = "x".repeat(600);
+    let req = format!("POST /up HTTP/1.1\r\nHost: shop.de\r\nTransfer-Encoding: chunked\r\n\r\n258\r\n{chunk}\r\n258\r\n{chunk}\r\n0\r\n\r\n");
+    let (text, _) = raw(http_addr(&gw), req.as_bytes(), Duration::from_secs(2)).await;
+    assert!(text.starts_with("HTTP/1.1 413"), "{text}");
+
+    let req = format!("POST /up HTTP/1.1\r\nHost: shop.de\r\nContent-Length: 600\r\nConnection: close\r\n\r\n{chunk}");
+    let (text, _) = raw(http_addr(&gw), req.as_bytes(), Duration::from_secs(2)).await;
+    assert!(text.starts_with("HTTP/1.1 200") && text.contains("body-bytes: 600"), "{text}");
+}
+
+fn rss_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    statm.split_whitespace().nth(1).and_then(|p| p.parse::<u64>().ok()).unwrap_or(0) * 4096
+}
+
+#[tokio::test]
+async fn large_bodies_stream_both_ways_with_bounded_memory() {
+    const SIZE: u64 = 256 * 1024 * 1024;
+    let origin = echo_origin("o").await;
+    let gw = gateway(&config(&[("s", &["shop.de"], origin.addr)], "[limits]\nmax_body_bytes = 0\n")).await;
+    let before = rss_bytes();
+
+    // Download: the origin streams 256 MiB.
+    let tcp = tokio::net::TcpStream::connect(http_addr(&gw)).await.unwrap();
+    let (mut tx, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp)).await.unwrap();
+    tokio::spawn(conn);
+    let req = http::Request::get(format!("/big/{SIZE}")).header("host", "shop.de").body(http_body_util::Empty::<Bytes>::new()).unwrap();
+    let mut body = tx.send_request(req).await.unwrap().into_body();
+    let mut got = 0u64;
+    while let Some(frame) = body.frame().await {
+        got += frame.unwrap().data_ref().map_or(0, |d| d.len() as u64);
+    }
+    assert_eq!(got, SIZE);
+
+    // Upload: 256 MiB, chunked, to the echo origin which counts it.
+    let mut s = tokio::net::TcpStream::connect(http_addr(&gw)).await.unwrap();
+    s.write_all(b"POST /up HTTP/1.1\r\nHost: shop.de\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n").await.unwrap();
+    let chunk = vec![b'y'; 256 * 1024];
+    let head = format!("{:x}\r\n", chunk.len());
+    for _ in 0..(SIZE / chunk.len() as u64) {
+        s.write_all(head.as_bytes()).await.unwrap();
+        s.write_all(&chunk).await.unwrap();
+        s.write_all(b"\r\n").await.unwrap();
+    }
+    s.write_all(b"0\r\n\r\n").await.unwrap();
+    let (text, _) = read_all(&mut s, Duration::from_secs(30)).await;
+    assert!(text.contains(&format!("body-bytes: {SIZE}")), "{text}");
+
+    let grown = rss_bytes().saturating_sub(before);
+    assert!(grown < 64 * 1024 * 1024, "512 MiB passed through; memory grew by {} MiB", grown >> 20);
+}
+
+#[tokio::test]
+async fn hanging_origin_gets_504_after_response_timeout() {
+    // A black hole: accepts TCP, never answers.
+    let hole = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = hole.local_addr().unwrap();
+    let _keep = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = hole.accept().await {
+            held.push(s);
+        }
+    });
+    let gw = gateway(&config(&[("s", &["shop.de"], addr)], "[timeouts]\norigin_response = \"300ms\"\n")).await;
+    let (status, _, body) = get(http_addr(&gw), "shop.de", "/").await;
+    assert_eq!(status, 504);
+    assert!(body.contains("lang=\"de\""));
+}
+
+#[tokio::test]
+async fn slow_client_header_is_cut_off() {
+    let origin = echo_origin("o").await;
+    let gw = gateway(&config(&[("s", &["shop.de"], origin.addr)], "[timeouts]\nclient_header = \"300ms\"\n")).await;
+    let mut s = tokio::net::TcpStream::connect(http_addr(&gw)).await.unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: sh").await.unwrap();
+    let (_, closed) = read_all(&mut s, Duration::from_secs(5)).await;
+    assert!(closed, "a request head that never completes must not hold the connection");
+    // A connection that never sends anything is closed too.
+    let mut s = tokio::net::TcpStream::connect(http_addr(&gw)).await.unwrap();
+    let (_, closed) = read_all(&mut s, Duration::from_secs(5)).await;
+    assert!(closed);
+    assert_eq!(origin.hits.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn idle_keepalive_connections_are_closed() {
+    let origin = echo_origin("o").await;
+    let extra = "[timeouts]\nclient_header = \"10s\"\nidle_keepalive = \"300ms\"\n";
+    let gw = gateway(&config(&[("s", &["shop.de"], origin.addr)], extra)).await;
+    let mut s = tokio::net::TcpStream::connect(http_addr(&gw)).await.unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: shop.de\r\n\r\n").await.unwrap();
+    let (text, closed) = read_all(&mut s, Duration::from_secs(5)).await;
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(closed, "idle connection closed after idle_keepalive");
+}
+
+#[tokio::test]
+async fn slow_response_in_flight_is_not_cut_by_idle_timeout() {
+    let origin = echo_origin("o").await;
+    let extra = "[timeouts]\nidle_keepalive = \"200ms\"\n";
+    let gw = gateway(&config(&[("s", &["shop.de"], origin.addr)], extra)).await;
+    let (status, _, _) = get(http_addr(&gw), "shop.de", "/slow/700").await;
+    assert_eq!(status, 200);
+}

@@ -1,0 +1,11 @@
+//! Integration tests of the gateway: real listeners on 127.0.0.1 ephemeral ports, real
+//! origins, real clients. One test binary so the suite links once.
+
+mod admin;
+mod common;
+mod examples;
+mod framing;
+mod limits;
+mod lifecycle;
+mod proxying;
+mod tls_h2;

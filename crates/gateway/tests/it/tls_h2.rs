@@ -1,0 +1,105 @@
+//! HTTP/2 over TLS with ALPN and a certificate per site by SNI; HTTP/2 with prior knowledge.
+
+use crate::common::*;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper_util::rt::TokioIo;
+use std::sync::Arc;
+
+struct Certs {
+    dir: std::path::PathBuf,
+    roots: rustls::RootCertStore,
+}
+
+fn make_certs(names: &[&str]) -> Certs {
+    let dir = std::env::temp_dir().join(format!("holdfast-tls-{}-{}", std::process::id(), names[0]));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    for name in names {
+        let ck = rcgen::generate_simple_self_signed(vec![name.to_string()]).unwrap();
+        std::fs::write(dir.join(format!("{name}.crt")), ck.cert.pem()).unwrap();
+        std::fs::write(dir.join(format!("{name}.key")), ck.key_pair.serialize_pem()).unwrap();
+        roots.add(ck.cert.der().clone()).unwrap();
+    }
+    Certs { dir, roots }
+}
+
+async fn tls_connect(addr: std::net::SocketAddr, roots: &rustls::RootCertStore, sni: &str, alpn: &[&[u8]]) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut cfg = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots.clone())
+        .with_no_client_auth();
+    cfg.alpn_protocols = alpn.iter().map(|a| a.to_vec()).collect();
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let name = rustls_pki_types::ServerName::try_from(sni.to_string()).unwrap();
+    tokio_rustls::TlsConnector::from(Arc::new(cfg)).connect(name, tcp).await.unwrap()
+}
+
+#[tokio::test]
+async fn h2_over_tls_with_a_certificate_per_site() {
+    let de = echo_origin("de").await;
+    let fr = echo_origin("fr").await;
+    let certs = make_certs(&["shop.de", "shop.fr"]);
+    let d = certs.dir.display();
+    let text = config(&[("de", &["shop.de"], de.addr), ("fr", &["shop.fr"], fr.addr)], "")
+        .replace("[listen]\n", "[listen]\nhttps = [\"127.0.0.1:0\"]\n")
+        .replace(
+            "name = \"de\"\n",
+            &format!("name = \"de\"\ntls = {{ cert = \"{d}/shop.de.crt\", key = \"{d}/shop.de.key\" }}\n"),
+        )
+        .replace(
+            "name = \"fr\"\n",
+            &format!("name = \"fr\"\ntls = {{ cert = \"{d}/shop.fr.crt\", key = \"{d}/shop.fr.key\" }}\n"),
+        );
+    let gw = gateway(&text).await;
+    let addr = gw.https_addrs[0];
+
+    for (sni, want) in [("shop.de", "de"), ("shop.fr", "fr")] {
+        // Each name's certificate verifies only for that name, so a handshake success proves SNI selection.
+        let tls = tls_connect(addr, &certs.roots, sni, &[b"h2", b"http/1.1"]).await;
+        assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+        let (mut tx, conn) = hyper::client::conn::http2::handshake(executor(), TokioIo::new(tls)).await.unwrap();
+        tokio::spawn(conn);
+        let req = http::Request::get(format!("https://{sni}/p/1")).body(Empty::<Bytes>::new()).unwrap();
+        let resp = tx.send_request(req).await.unwrap();
+        assert_eq!(resp.status(), 200);
+        assert_eq!(resp.version(), http::Version::HTTP_2);
+        assert_eq!(resp.headers()["x-origin"], want);
+        let body = String::from_utf8(resp.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
+        assert!(body.contains(&format!("host: {sni}\n")), "Host from :authority: {body}");
+        assert!(body.contains("x-forwarded-proto: https\n"), "{body}");
+        assert!(body.contains("via: 2 holdfast\n"), "{body}");
+    }
+
+    // HTTP/1.1 over TLS by ALPN; a Host that doesn't match the SNI is misdirected (421).
+    let tls = tls_connect(addr, &certs.roots, "shop.de", &[b"http/1.1"]).await;
+    let (mut tx, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await.unwrap();
+    tokio::spawn(conn);
+    let r = tx.send_request(http::Request::get("/").header("host", "shop.de").body(Empty::<Bytes>::new()).unwrap()).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let _ = r.into_body().collect().await;
+    let r = tx.send_request(http::Request::get("/").header("host", "shop.fr").body(Empty::<Bytes>::new()).unwrap()).await.unwrap();
+    assert_eq!(r.status(), 421);
+    let _ = std::fs::remove_dir_all(&certs.dir);
+}
+
+#[tokio::test]
+async fn h2_prior_knowledge_on_plain_listener() {
+    let de = echo_origin("de").await;
+    let gw = gateway(&config(&[("de", &["shop.de"], de.addr)], "")).await;
+    let tcp = tokio::net::TcpStream::connect(http_addr(&gw)).await.unwrap();
+    let (mut tx, conn) = hyper::client::conn::http2::handshake(executor(), TokioIo::new(tcp)).await.unwrap();
+    tokio::spawn(conn);
+    let mut handles = Vec::new();
+    for i in 0..20 {
+        let req = http::Request::get(format!("http://shop.de/{i}")).body(Empty::<Bytes>::new()).unwrap();
+        handles.push(tx.send_request(req));
+    }
+    for h in handles {
+        let resp = h.await.unwrap();
+        assert_eq!(resp.status(), 200);
+        assert_eq!(resp.version(), http::Version::HTTP_2);
+    }
+}
