@@ -64,7 +64,10 @@ async fn route(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes>>
         (&Method::GET, "/status.json") => json(StatusCode::OK, &status(shared)),
         (&Method::POST, "/admin/reload") => {
             if !authorized(shared, &req) {
-                return json(StatusCode::UNAUTHORIZED, &serde_json::json!({"ok": false, "error": "missing or wrong bearer token"}));
+                return json(
+                    StatusCode::UNAUTHORIZED,
+                    &serde_json::json!({"ok": false, "error": "missing or wrong bearer token"}),
+                );
             }
             match shared.reload().await {
                 Ok(()) => json(StatusCode::OK, &serde_json::json!({"ok": true})),
@@ -81,9 +84,12 @@ async fn route(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes>>
 fn authorized(shared: &Shared, req: &Request<Incoming>) -> bool {
     let snap = shared.snapshot.load();
     let Some(token) = &snap.file.listen.admin_token else { return true };
-    let given = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+    let given =
+        req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
     // Constant-time comparison: the token must not leak through timing.
-    given.is_some_and(|g| g.len() == token.len() && g.bytes().zip(token.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0)
+    given.is_some_and(|g| {
+        g.len() == token.len() && g.bytes().zip(token.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+    })
 }
 
 #[derive(Serialize)]

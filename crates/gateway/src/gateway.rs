@@ -120,7 +120,11 @@ impl Gateway {
             for addr in addrs {
                 let l = bind(*addr.get_ref()).await?;
                 let local = l.local_addr()?;
-                if tls { gw.https_addrs.push(local) } else { gw.http_addrs.push(local) }
+                if tls {
+                    gw.https_addrs.push(local)
+                } else {
+                    gw.http_addrs.push(local)
+                }
                 tracing::info!(addr = %local, tls, "listening");
                 gw.tasks.push(tokio::spawn(crate::listen::serve_listener(shared.clone(), l, tls, rx.clone())));
             }
@@ -172,7 +176,10 @@ impl Gateway {
             }
         };
         if tokio::time::timeout(drain, drained).await.is_err() {
-            tracing::warn!(open = self.shared.open_connections.load(Relaxed), "drain timeout: closing remaining connections");
+            tracing::warn!(
+                open = self.shared.open_connections.load(Relaxed),
+                "drain timeout: closing remaining connections"
+            );
         }
         for t in self.tasks {
             t.abort();

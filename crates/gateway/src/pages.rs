@@ -23,7 +23,8 @@ const EN: Texts = Texts {
 const DE: Texts = Texts {
     unavailable_title: "Wir sind gleich wieder da",
     unavailable_body: "Der Shop ist kurzzeitig nicht erreichbar. Bitte versuchen Sie es in einem Moment erneut.",
-    order_not_placed: "Ihre Bestellung wurde NICHT aufgegeben. Es wurde nichts berechnet. Bitte versuchen Sie es gleich noch einmal.",
+    order_not_placed:
+        "Ihre Bestellung wurde NICHT aufgegeben. Es wurde nichts berechnet. Bitte versuchen Sie es gleich noch einmal.",
     bad_request: "Die Anfrage konnte nicht verstanden werden.",
     too_large: "Die Anfrage ist zu groß.",
     retry: "Erneut versuchen",

@@ -26,7 +26,7 @@ pub struct Finished {
 
 impl Finished {
     /// Called exactly once, from the response body's drop.
-    pub fn complete(self: Box<Self>, body_complete: bool) {
+    pub fn complete(self, body_complete: bool) {
         let elapsed = self.started.elapsed();
         if let Some((_, origin)) = &self.served_by {
             origin.stats.in_flight.fetch_sub(1, Relaxed);

@@ -65,8 +65,11 @@ impl Snapshot {
             }
             let hosts: Vec<String> = s.hosts.iter().map(|h| h.get_ref().to_ascii_lowercase()).collect();
             if let Some(tls) = &s.tls {
-                let key = crate::listen::tls::load_certified_key(&file.path(tls.cert.get_ref()), &file.path(tls.key.get_ref()))
-                    .map_err(|e| format!("site {:?}: {e}", &*name))?;
+                let key = crate::listen::tls::load_certified_key(
+                    &file.path(tls.cert.get_ref()),
+                    &file.path(tls.key.get_ref()),
+                )
+                .map_err(|e| format!("site {:?}: {e}", &*name))?;
                 tls_sites.push((hosts.clone(), key));
             }
             let dcs: Vec<&str> = pools.iter().map(|p| &*p.datacenter).collect();
@@ -79,11 +82,13 @@ impl Snapshot {
                 metrics: site_metrics,
             }));
         }
-        let routes = Routes::new(sites.iter().enumerate().flat_map(|(i, s)| s.hosts.iter().map(move |h| (h.as_str(), i))));
+        let routes =
+            Routes::new(sites.iter().enumerate().flat_map(|(i, s)| s.hosts.iter().map(move |h| (h.as_str(), i))));
         let timeouts = &file.timeouts;
         let client = match previous {
             Some(p)
-                if p.file.timeouts.connect == timeouts.connect && p.file.timeouts.origin_idle == timeouts.origin_idle =>
+                if p.file.timeouts.connect == timeouts.connect
+                    && p.file.timeouts.origin_idle == timeouts.origin_idle =>
             {
                 p.client.clone()
             }

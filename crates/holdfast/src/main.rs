@@ -10,7 +10,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "holdfast", version, about = "An edge gateway that keeps regional shops open through data-center failures and floods")]
+#[command(
+    name = "holdfast",
+    version,
+    about = "An edge gateway that keeps regional shops open through data-center failures and floods"
+)]
 struct Cli {
     /// Log format.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
@@ -71,7 +75,12 @@ fn main() -> ExitCode {
         Command::Check { config } => {
             return match holdfast_gateway::config::load_file(&config) {
                 Ok(f) => {
-                    println!("{}: ok ({} sites, {} data centers)", config.display(), f.sites.len(), f.datacenters.len());
+                    println!(
+                        "{}: ok ({} sites, {} data centers)",
+                        config.display(),
+                        f.sites.len(),
+                        f.datacenters.len()
+                    );
                     ExitCode::SUCCESS
                 }
                 Err(e) => {
@@ -93,7 +102,8 @@ fn main() -> ExitCode {
                 let mut cfg = holdfast_shop::ShopConfig::new(&site, &language, &datacenter);
                 cfg.capacity = capacity;
                 cfg.latency = std::time::Duration::from_millis(latency);
-                let (addr, _shop) = holdfast_shop::spawn(cfg, listen).await.with_context(|| format!("cannot listen on {listen}"))?;
+                let (addr, _shop) =
+                    holdfast_shop::spawn(cfg, listen).await.with_context(|| format!("cannot listen on {listen}"))?;
                 tracing::info!(%addr, site, datacenter, "shop listening");
                 tokio::signal::ctrl_c().await?;
                 Ok(())

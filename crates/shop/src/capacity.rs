@@ -15,11 +15,7 @@ pub struct Capacity {
 
 impl Capacity {
     pub fn new(rps: u32, queue_limit: Duration) -> Capacity {
-        Capacity {
-            interval: Duration::from_secs(1) / rps.max(1),
-            queue_limit,
-            next: Mutex::new(None),
-        }
+        Capacity { interval: Duration::from_secs(1) / rps.max(1), queue_limit, next: Mutex::new(None) }
     }
 
     /// Reserves a slot; None when the queue is longer than the limit.

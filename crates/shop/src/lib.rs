@@ -166,8 +166,10 @@ async fn route(shop: &Shop, req: Request<Incoming>) -> Resp {
             if let Ok(v) = HeaderValue::from_str(&order.id) {
                 r.headers_mut().insert("x-order-id", v);
             }
-            r.headers_mut()
-                .insert(header::SET_COOKIE, HeaderValue::from_static("cart=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax"));
+            r.headers_mut().insert(
+                header::SET_COOKIE,
+                HeaderValue::from_static("cart=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax"),
+            );
             r
         }
         (&Method::GET, "/orders.json") => {
@@ -183,7 +185,9 @@ async fn route(shop: &Shop, req: Request<Incoming>) -> Resp {
                 if let Some(prod) = catalog::product(id) {
                     return page(shop, StatusCode::OK, "public, max-age=60", pages::product(shop, prod));
                 }
-            } else if let Some(id) = p.strip_prefix("/img/").and_then(|s| s.strip_suffix(".svg")).and_then(|s| s.parse().ok()) {
+            } else if let Some(id) =
+                p.strip_prefix("/img/").and_then(|s| s.strip_suffix(".svg")).and_then(|s| s.parse().ok())
+            {
                 if let Some(prod) = catalog::product(id) {
                     return text(StatusCode::OK, "public, max-age=86400", "image/svg+xml", pages::image(prod));
                 }
@@ -259,7 +263,9 @@ fn cart_from<B>(req: &Request<B>) -> Vec<usize> {
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .find_map(|c| c.trim().strip_prefix("cart="))
-        .map(|ids| ids.split('.').filter_map(|i| i.parse().ok()).filter(|i| catalog::product(*i).is_some()).take(50).collect())
+        .map(|ids| {
+            ids.split('.').filter_map(|i| i.parse().ok()).filter(|i| catalog::product(*i).is_some()).take(50).collect()
+        })
         .unwrap_or_default()
 }
 

@@ -5,7 +5,8 @@ use crate::orders::Order;
 use crate::Shop;
 use std::fmt::Write;
 
-pub const CSS: &str = "body{font-family:sans-serif;margin:0;color:#222}header{background:#9d0208;color:#fff;padding:1em}\
+pub const CSS: &str =
+    "body{font-family:sans-serif;margin:0;color:#222}header{background:#9d0208;color:#fff;padding:1em}\
 header a{color:#fff}main{padding:1em;max-width:60em;margin:auto}.grid{display:flex;flex-wrap:wrap;gap:1em}\
 .card{border:1px solid #ddd;padding:.5em;width:12em}footer{color:#777;font-size:.8em;padding:1em}\n";
 

@@ -125,7 +125,9 @@ fn validate(src: &Source, file: &File) -> Result<(), ConfigError> {
             return Err(src.at(&site.name, format!("site {sname:?}: health.path must start with '/'")));
         }
         if site.pools.is_empty() {
-            return Err(src.at(&site.name, format!("site {sname:?} has no [[site.pool]]: expected at least one origin pool")));
+            return Err(
+                src.at(&site.name, format!("site {sname:?} has no [[site.pool]]: expected at least one origin pool"))
+            );
         }
         let mut seen_dc: HashMap<&str, ()> = HashMap::new();
         for pool in &site.pools {
@@ -152,7 +154,9 @@ fn validate(src: &Source, file: &File) -> Result<(), ConfigError> {
     }
     for site in &file.sites {
         if let Some(tls) = &site.tls {
-            if let Err(why) = crate::listen::tls::load_certified_key(&file.path(tls.cert.get_ref()), &file.path(tls.key.get_ref())) {
+            if let Err(why) =
+                crate::listen::tls::load_certified_key(&file.path(tls.cert.get_ref()), &file.path(tls.key.get_ref()))
+            {
                 return Err(src.at(&tls.cert, format!("site {:?}: {why}", site.name.get_ref())));
             }
         }

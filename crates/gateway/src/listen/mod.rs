@@ -96,7 +96,12 @@ impl Drop for OpenConn {
 }
 
 /// Accepts connections on `listener` until shutdown is signalled.
-pub async fn serve_listener(shared: Arc<Shared>, listener: TcpListener, tls: bool, mut shutdown: watch::Receiver<bool>) {
+pub async fn serve_listener(
+    shared: Arc<Shared>,
+    listener: TcpListener,
+    tls: bool,
+    mut shutdown: watch::Receiver<bool>,
+) {
     loop {
         let accepted = tokio::select! {
             _ = shutdown.changed() => return,

@@ -113,7 +113,7 @@ impl Drop for RespBody {
     fn drop(&mut self) {
         if let Some(f) = self.finished.take() {
             let complete = self.is_end_stream();
-            f.complete(complete);
+            (*f).complete(complete);
         }
     }
 }

@@ -19,8 +19,14 @@ async fn metrics_status_and_healthz() {
     let (status, headers, text) = get(admin, "admin", "/metrics").await;
     assert_eq!(status, 200);
     assert!(headers["content-type"].to_str().unwrap().starts_with("application/openmetrics-text"));
-    assert!(text.contains("holdfast_requests_total{site=\"shop-de\",datacenter=\"dc1\",status_class=\"2xx\"} 3"), "{text}");
-    assert!(text.contains("holdfast_requests_total{site=\"shop-fr\",datacenter=\"none\",status_class=\"5xx\"} 1"), "{text}");
+    assert!(
+        text.contains("holdfast_requests_total{site=\"shop-de\",datacenter=\"dc1\",status_class=\"2xx\"} 3"),
+        "{text}"
+    );
+    assert!(
+        text.contains("holdfast_requests_total{site=\"shop-fr\",datacenter=\"none\",status_class=\"5xx\"} 1"),
+        "{text}"
+    );
     assert!(text.contains(&format!("holdfast_origin_errors_total{{site=\"shop-fr\",datacenter=\"dc1\",origin=\"{dead}\",kind=\"connect_refused\"}} 1")), "{text}");
     assert!(text.contains("holdfast_requests_rejected_total{reason=\"unknown_host\"} 1"), "{text}");
     assert!(text.contains("holdfast_request_duration_seconds_count{site=\"shop-de\"} 3"), "{text}");
@@ -38,6 +44,7 @@ async fn metrics_status_and_healthz() {
 
     assert_eq!(get(admin, "admin", "/healthz").await.0, 200);
     assert_eq!(get(admin, "admin", "/nope").await.0, 404);
-    let (status, _, _) = send(admin, http::Request::post("/metrics").header("host", "a").body(Full::new(Bytes::new())).unwrap()).await;
+    let (status, _, _) =
+        send(admin, http::Request::post("/metrics").header("host", "a").body(Full::new(Bytes::new())).unwrap()).await;
     assert_eq!(status, 405);
 }

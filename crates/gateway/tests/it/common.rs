@@ -1,8 +1,8 @@
 //! Test helpers: an echo origin, gateways on ephemeral ports, and raw and hyper clients.
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, StreamBody};
 use holdfast_gateway::Gateway;
+use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::{Frame, Incoming};
 use hyper::service::service_fn;
 use hyper::{Request, Response};
@@ -78,14 +78,20 @@ async fn echo(name: &'static str, req: Request<Incoming>) -> Result<Response<Ech
     Ok(resp)
 }
 
-fn futures_stream(chunk: Bytes, count: u64) -> impl futures_core::Stream<Item = Result<Frame<Bytes>, Infallible>> + Send + Sync {
+fn futures_stream(
+    chunk: Bytes,
+    count: u64,
+) -> impl futures_core::Stream<Item = Result<Frame<Bytes>, Infallible>> + Send + Sync {
     struct S {
         chunk: Bytes,
         left: u64,
     }
     impl futures_core::Stream for S {
         type Item = Result<Frame<Bytes>, Infallible>;
-        fn poll_next(mut self: std::pin::Pin<&mut Self>, _: &mut std::task::Context<'_>) -> std::task::Poll<Option<Self::Item>> {
+        fn poll_next(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<Self::Item>> {
             if self.left == 0 {
                 return std::task::Poll::Ready(None);
             }
@@ -98,7 +104,9 @@ fn futures_stream(chunk: Bytes, count: u64) -> impl futures_core::Stream<Item = 
 
 /// A config with one site per (name, hosts, origin) and no admin unless asked.
 pub fn config(sites: &[(&str, &[&str], SocketAddr)], extra: &str) -> String {
-    let mut s = format!("[listen]\nhttp = [\"127.0.0.1:0\"]\nadmin = \"127.0.0.1:0\"\n{extra}\n[[datacenter]]\nname = \"dc1\"\n");
+    let mut s = format!(
+        "[listen]\nhttp = [\"127.0.0.1:0\"]\nadmin = \"127.0.0.1:0\"\n{extra}\n[[datacenter]]\nname = \"dc1\"\n"
+    );
     for (name, hosts, origin) in sites {
         let hosts: Vec<String> = hosts.iter().map(|h| format!("{h:?}")).collect();
         s.push_str(&format!(

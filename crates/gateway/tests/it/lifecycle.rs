@@ -2,8 +2,8 @@
 
 use crate::common::*;
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
 use holdfast_gateway::Gateway;
+use http_body_util::{BodyExt, Full};
 use std::time::Duration;
 
 fn temp_path(name: &str) -> std::path::PathBuf {
@@ -34,7 +34,8 @@ async fn reload_swaps_config_without_dropping_requests_or_connections() {
     let tcp = tokio::net::TcpStream::connect(http_addr(&gw)).await.unwrap();
     let (mut tx, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp)).await.unwrap();
     tokio::spawn(conn);
-    let slow = tx.send_request(http::Request::get("/slow/800").header("host", "shop.de").body(Full::new(Bytes::new())).unwrap());
+    let slow = tx
+        .send_request(http::Request::get("/slow/800").header("host", "shop.de").body(Full::new(Bytes::new())).unwrap());
     let slow = tokio::spawn(slow);
     tokio::time::sleep(Duration::from_millis(200)).await;
 
@@ -50,7 +51,10 @@ async fn reload_swaps_config_without_dropping_requests_or_connections() {
     let _ = resp.into_body().collect().await;
 
     // The same connection now sees the new config.
-    let r = tx.send_request(http::Request::get("/").header("host", "shop.fr").body(Full::new(Bytes::new())).unwrap()).await.unwrap();
+    let r = tx
+        .send_request(http::Request::get("/").header("host", "shop.fr").body(Full::new(Bytes::new())).unwrap())
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["x-origin"], "b");
     let _ = r.into_body().collect().await;

@@ -59,7 +59,10 @@ async fn large_bodies_stream_both_ways_with_bounded_memory() {
     let tcp = tokio::net::TcpStream::connect(http_addr(&gw)).await.unwrap();
     let (mut tx, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp)).await.unwrap();
     tokio::spawn(conn);
-    let req = http::Request::get(format!("/big/{SIZE}")).header("host", "shop.de").body(http_body_util::Empty::<Bytes>::new()).unwrap();
+    let req = http::Request::get(format!("/big/{SIZE}"))
+        .header("host", "shop.de")
+        .body(http_body_util::Empty::<Bytes>::new())
+        .unwrap();
     let mut body = tx.send_request(req).await.unwrap().into_body();
     let mut got = 0u64;
     while let Some(frame) = body.frame().await {
@@ -69,7 +72,9 @@ async fn large_bodies_stream_both_ways_with_bounded_memory() {
 
     // Upload: 256 MiB, chunked, to the echo origin which counts it.
     let mut s = tokio::net::TcpStream::connect(http_addr(&gw)).await.unwrap();
-    s.write_all(b"POST /up HTTP/1.1\r\nHost: shop.de\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n").await.unwrap();
+    s.write_all(b"POST /up HTTP/1.1\r\nHost: shop.de\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
     let chunk = vec![b'y'; 256 * 1024];
     let head = format!("{:x}\r\n", chunk.len());
     for _ in 0..(SIZE / chunk.len() as u64) {

@@ -5,7 +5,7 @@ mod admin;
 mod common;
 mod examples;
 mod framing;
-mod limits;
 mod lifecycle;
+mod limits;
 mod proxying;
 mod tls_h2;

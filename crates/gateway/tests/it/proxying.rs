@@ -8,7 +8,9 @@ use std::time::Duration;
 async fn routes_by_exact_and_wildcard_host_with_forwarding_headers() {
     let de = echo_origin("de").await;
     let fr = echo_origin("fr").await;
-    let gw = gateway(&config(&[("shop-de", &["shop.de", "*.shop.de"], de.addr), ("shop-fr", &["shop.fr"], fr.addr)], "")).await;
+    let gw =
+        gateway(&config(&[("shop-de", &["shop.de", "*.shop.de"], de.addr), ("shop-fr", &["shop.fr"], fr.addr)], ""))
+            .await;
     let addr = http_addr(&gw);
 
     let (status, headers, body) = get(addr, "shop.de", "/a?b=1").await;

@@ -24,7 +24,12 @@ fn make_certs(names: &[&str]) -> Certs {
     Certs { dir, roots }
 }
 
-async fn tls_connect(addr: std::net::SocketAddr, roots: &rustls::RootCertStore, sni: &str, alpn: &[&[u8]]) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+async fn tls_connect(
+    addr: std::net::SocketAddr,
+    roots: &rustls::RootCertStore,
+    sni: &str,
+    alpn: &[&[u8]],
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut cfg = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -77,10 +82,16 @@ async fn h2_over_tls_with_a_certificate_per_site() {
     let tls = tls_connect(addr, &certs.roots, "shop.de", &[b"http/1.1"]).await;
     let (mut tx, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await.unwrap();
     tokio::spawn(conn);
-    let r = tx.send_request(http::Request::get("/").header("host", "shop.de").body(Empty::<Bytes>::new()).unwrap()).await.unwrap();
+    let r = tx
+        .send_request(http::Request::get("/").header("host", "shop.de").body(Empty::<Bytes>::new()).unwrap())
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     let _ = r.into_body().collect().await;
-    let r = tx.send_request(http::Request::get("/").header("host", "shop.fr").body(Empty::<Bytes>::new()).unwrap()).await.unwrap();
+    let r = tx
+        .send_request(http::Request::get("/").header("host", "shop.fr").body(Empty::<Bytes>::new()).unwrap())
+        .await
+        .unwrap();
     assert_eq!(r.status(), 421);
     let _ = std::fs::remove_dir_all(&certs.dir);
 }

@@ -1,0 +1,145 @@
+//! The holdfast binary as an operator uses it: check, run with SIGHUP reload and SIGTERM
+//! drain, shop, --version.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_holdfast");
+
+fn temp(name: &str) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("holdfast-cli-{}-{name}", std::process::id()))
+}
+
+fn free_port() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
+}
+
+struct Proc(Child);
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn signal(child: &Child, sig: &str) {
+    let ok = Command::new("kill").args(["-s", sig, &child.id().to_string()]).status().unwrap().success();
+    assert!(ok);
+}
+
+/// A plain HTTP/1.1 GET; returns the whole response text.
+fn http_get(addr: SocketAddr, host: &str, path: &str) -> Option<String> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    Some(out)
+}
+
+fn wait_for<T>(mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn check_accepts_valid_and_rejects_invalid_with_position() {
+    let out = Command::new(BIN).args(["check", "--config", "../../examples/demo.toml"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let bad = temp("bad.toml");
+    std::fs::write(&bad, "[listen]\nhttp = [\"127.0.0.1:8080\"]\n\n[[site]]\nname = \"s\"\nhosts = [\"a.de\"]\n[[site.pool]]\ndatacenter = \"nowhere\"\norigins = [\"127.0.0.1:1\"]\n").unwrap();
+    let out = Command::new(BIN).args(["check", "--config"]).arg(&bad).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bad.toml:8:14: unknown data center \"nowhere\""), "{err}");
+    let out = Command::new(BIN).args(["check", "--config", "/nonexistent.toml"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let _ = std::fs::remove_file(bad);
+}
+
+#[test]
+fn version_and_help() {
+    let out = Command::new(BIN).arg("--version").output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("holdfast "));
+    let out = Command::new(BIN).arg("--help").output().unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    for cmd in ["run", "check", "demo", "shop"] {
+        assert!(help.contains(cmd), "{help}");
+    }
+}
+
+#[test]
+fn run_reloads_on_sighup_and_drains_on_sigterm() {
+    let shop_a = free_port();
+    let shop_b = free_port();
+    let _a = Proc(
+        Command::new(BIN)
+            .args([
+                "shop",
+                "--site",
+                "shop-de",
+                "--language",
+                "de",
+                "--datacenter",
+                "eu-west",
+                "--listen",
+                &shop_a.to_string(),
+            ])
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let _b = Proc(
+        Command::new(BIN)
+            .args([
+                "shop",
+                "--site",
+                "shop-de",
+                "--language",
+                "de",
+                "--datacenter",
+                "eu-central",
+                "--listen",
+                &shop_b.to_string(),
+            ])
+            .args(["--latency", "1500"])
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let http = free_port();
+    let cfg = |origin: SocketAddr| {
+        format!("[listen]\nhttp = [\"{http}\"]\nadmin = \"127.0.0.1:0\"\n[[datacenter]]\nname = \"eu\"\n[[site]]\nname = \"shop-de\"\nhosts = [\"shop.de\"]\nlanguage = \"de\"\n[[site.pool]]\ndatacenter = \"eu\"\norigins = [\"{origin}\"]\n")
+    };
+    let path = temp("run.toml");
+    std::fs::write(&path, cfg(shop_a)).unwrap();
+    let gw = Proc(
+        Command::new(BIN).args(["run", "--workers", "1", "--config"]).arg(&path).stdout(Stdio::null()).spawn().unwrap(),
+    );
+
+    let first = wait_for(|| http_get(http, "shop.de", "/").filter(|r| r.starts_with("HTTP/1.1 200")));
+    assert!(first.contains("x-datacenter: eu-west"), "{first}");
+
+    std::fs::write(&path, cfg(shop_b)).unwrap();
+    signal(&gw.0, "HUP");
+    wait_for(|| http_get(http, "shop.de", "/healthz").filter(|r| r.contains("x-datacenter: eu-central")));
+
+    // A slow request (the eu-central shop adds 1.5 s) is in flight when SIGTERM arrives.
+    let inflight = std::thread::spawn(move || http_get(http, "shop.de", "/p/1"));
+    std::thread::sleep(Duration::from_millis(400));
+    signal(&gw.0, "TERM");
+    let resp = inflight.join().unwrap().unwrap_or_default();
+    assert!(resp.starts_with("HTTP/1.1 200"), "in-flight request finished during drain: {resp}");
+    let mut gw = gw;
+    let status = wait_for(|| gw.0.try_wait().ok().flatten());
+    assert!(status.success());
+    let _ = std::fs::remove_file(path);
+}

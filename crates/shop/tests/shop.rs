@@ -1,0 +1,86 @@
+//! The simulated shop over real sockets.
+
+use holdfast_shop::{spawn, ShopConfig};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+fn request(addr: std::net::SocketAddr, raw: &str) -> String {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(raw.as_bytes()).unwrap();
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out
+}
+
+fn get(addr: std::net::SocketAddr, path: &str) -> String {
+    request(addr, &format!("GET {path} HTTP/1.1\r\nHost: shop.de\r\nConnection: close\r\n\r\n"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn serves_a_localized_shop_with_realistic_caching() {
+    let (addr, _) = spawn(ShopConfig::new("shop-de", "de", "eu-west"), "127.0.0.1:0".parse().unwrap()).await.unwrap();
+    tokio::task::spawn_blocking(move || {
+        let home = get(addr, "/");
+        assert!(home.starts_with("HTTP/1.1 200"), "{home}");
+        assert!(home.contains("x-datacenter: eu-west"));
+        assert!(home.contains("cache-control: public, max-age=30"));
+        assert!(home.contains("Weihnachtsgeschenke"), "{home}");
+        let p = get(addr, "/p/1");
+        assert!(p.contains("Holzeisenbahn") && p.contains("/img/1.svg") && p.contains("39,99 €"), "{p}");
+        assert!(get(addr, "/img/1.svg").contains("image/svg+xml"));
+        assert!(get(addr, "/static/shop.css").contains("text/css"));
+        assert!(get(addr, "/c/toys").contains("Teddybär"));
+        assert!(get(addr, "/search?q=kalender").contains("Adventskalender"));
+        assert!(get(addr, "/cart").contains("cache-control: private, no-store"));
+        assert!(get(addr, "/nope").starts_with("HTTP/1.1 404"));
+        assert!(get(addr, "/healthz").starts_with("HTTP/1.1 200"));
+        let added =
+            request(addr, "POST /cart HTTP/1.1\r\nHost: shop.de\r\nContent-Length: 4\r\nConnection: close\r\n\r\nid=2");
+        assert!(added.starts_with("HTTP/1.1 303") && added.contains("set-cookie: cart=2;"), "{added}");
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn checkout_records_orders_and_honours_idempotency_keys() {
+    let (addr, shop) =
+        spawn(ShopConfig::new("shop-it", "it", "eu-central"), "127.0.0.1:0".parse().unwrap()).await.unwrap();
+    tokio::task::spawn_blocking(move || {
+        let co = |key: &str| {
+            request(addr, &format!("POST /checkout HTTP/1.1\r\nHost: shop.it\r\nCookie: cart=1.4\r\nIdempotency-Key: {key}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"))
+        };
+        let first = co("k1");
+        assert!(first.contains("x-order-id: eu-central-1") && first.contains("cache-control: no-store"), "{first}");
+        let again = co("k1");
+        assert!(again.contains("x-order-id: eu-central-1") && again.contains("già stato"), "{again}");
+        assert!(co("k2").contains("x-order-id: eu-central-2"));
+        let json = get(addr, "/orders.json");
+        assert!(json.contains("\"placed\":2") && json.contains("\"repeated_keys\":1"), "{json}");
+    })
+    .await
+    .unwrap();
+    assert_eq!(shop.orders.placed(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn capacity_queues_then_refuses_with_503() {
+    let mut cfg = ShopConfig::new("shop-de", "de", "eu-west");
+    cfg.capacity = Some(5);
+    cfg.queue_limit = Duration::from_millis(300);
+    let (addr, _) = spawn(cfg, "127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let results = tokio::task::spawn_blocking(move || {
+        let handles: Vec<_> = (0..10).map(|_| std::thread::spawn(move || get(addr, "/"))).collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect::<Vec<_>>()
+    })
+    .await
+    .unwrap();
+    let ok = results.iter().filter(|r| r.starts_with("HTTP/1.1 200")).count();
+    let busy: Vec<_> = results.iter().filter(|r| r.starts_with("HTTP/1.1 503")).collect();
+    // 5 rps with 300 ms of queue: the first request and the two queued within 300 ms pass.
+    assert!((2..=4).contains(&ok), "{ok} served");
+    assert_eq!(ok + busy.len(), 10);
+    assert!(busy.iter().all(|r| r.contains("retry-after: 1")));
+}
