@@ -5,10 +5,10 @@
 use crate::config::{self, File};
 use crate::metrics::{Metrics, SiteMetrics};
 use crate::route::Routes;
-use crate::upstream::{self, Origin, Pool, UpstreamClient};
+use crate::upstream::{Origin, Pool};
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 /// One site at runtime.
 #[derive(Debug)]
@@ -26,15 +26,14 @@ pub struct Snapshot {
     pub sites: Vec<Arc<SiteRt>>,
     pub routes: Routes,
     pub tls: Option<Arc<rustls::ServerConfig>>,
-    pub client: Arc<UpstreamClient>,
     pub loaded_at: SystemTime,
     /// `Via` value pieces, precomputed: "1.1 holdfast", "2 holdfast".
     pub via: Option<(http::HeaderValue, http::HeaderValue)>,
 }
 
 impl Snapshot {
-    /// Builds a snapshot; origins (and their counters) and the upstream client are carried
-    /// over from `previous` where unchanged, so reloads keep pooled connections.
+    /// Builds a snapshot; origins (their counters and pooled connections) are carried over
+    /// from `previous` where site, data center and address are unchanged.
     pub fn build(file: File, metrics: &Metrics, previous: Option<&Snapshot>) -> Result<Snapshot, String> {
         let mut known: HashMap<(String, String, String), Arc<Origin>> = HashMap::new();
         if let Some(prev) = previous {
@@ -84,16 +83,6 @@ impl Snapshot {
         }
         let routes =
             Routes::new(sites.iter().enumerate().flat_map(|(i, s)| s.hosts.iter().map(move |h| (h.as_str(), i))));
-        let timeouts = &file.timeouts;
-        let client = match previous {
-            Some(p)
-                if p.file.timeouts.connect == timeouts.connect
-                    && p.file.timeouts.origin_idle == timeouts.origin_idle =>
-            {
-                p.client.clone()
-            }
-            _ => Arc::new(upstream::client(timeouts.connect.get(), timeouts.origin_idle.get())),
-        };
         let via = if file.proxy.via.is_empty() {
             None
         } else {
@@ -109,7 +98,6 @@ impl Snapshot {
             file,
             sites,
             routes,
-            client,
             loaded_at: SystemTime::now(),
             via,
         })
@@ -117,9 +105,5 @@ impl Snapshot {
 
     pub fn site_for_host(&self, host: &str) -> Option<&Arc<SiteRt>> {
         self.routes.lookup(host).and_then(|i| self.sites.get(i))
-    }
-
-    pub fn origin_response_timeout(&self) -> Duration {
-        self.file.timeouts.origin_response.get()
     }
 }

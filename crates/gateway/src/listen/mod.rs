@@ -23,6 +23,8 @@ use tokio::time::Instant;
 #[derive(Debug)]
 pub struct ConnState {
     pub peer: SocketAddr,
+    /// The peer's address, formatted for the forwarding headers.
+    pub client: crate::proxy::headers::ClientAddr,
     pub https: bool,
     /// The TLS server name the client asked for, lowercase.
     pub sni: Option<String>,
@@ -38,6 +40,7 @@ impl ConnState {
     fn new(peer: SocketAddr, https: bool, sni: Option<String>, guard: Arc<framing::GuardState>) -> ConnState {
         ConnState {
             peer,
+            client: crate::proxy::headers::ClientAddr::new(peer.ip()),
             https,
             sni,
             guard,

@@ -5,6 +5,7 @@
 //!   finished request to [`crate::record`].
 
 use crate::record::Finished;
+use crate::upstream::pool::Sender;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
@@ -84,16 +85,18 @@ enum Source {
 pub struct RespBody {
     source: Source,
     finished: Option<Box<Finished>>,
+    /// The origin connection, handed back to its pool once the body has been read to its end.
+    conn: Option<Sender>,
 }
 
 impl RespBody {
-    pub fn origin(body: Incoming) -> RespBody {
-        RespBody { source: Source::Origin(body), finished: None }
+    pub fn origin(body: Incoming, conn: Sender) -> RespBody {
+        RespBody { source: Source::Origin(body), finished: None, conn: Some(conn) }
     }
 
     pub fn full(bytes: impl Into<Bytes>) -> RespBody {
         let b: Bytes = bytes.into();
-        RespBody { source: Source::Full(if b.is_empty() { None } else { Some(b) }), finished: None }
+        RespBody { source: Source::Full(if b.is_empty() { None } else { Some(b) }), finished: None, conn: None }
     }
 
     /// Attaches the request's record; it is completed when this body is dropped.
@@ -111,8 +114,11 @@ impl RespBody {
 
 impl Drop for RespBody {
     fn drop(&mut self) {
+        let complete = self.is_end_stream();
         if let Some(f) = self.finished.take() {
-            let complete = self.is_end_stream();
+            if let (true, Some(conn), Some((_, origin))) = (complete, self.conn.take(), &f.served_by) {
+                origin.conns.checkin(conn);
+            }
             (*f).complete(complete);
         }
     }

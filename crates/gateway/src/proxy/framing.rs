@@ -24,6 +24,10 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+/// Header fields a head may have for the guard to follow it (hyper answers 431 above
+/// `limits.max_headers` anyway).
+const MAX_HEADERS: usize = 256;
+
 /// Shared between the guard (writer) and the request path (reader) of one connection.
 #[derive(Debug, Default)]
 pub struct GuardState {
@@ -134,9 +138,11 @@ impl Scanner {
         if rest.is_empty() {
             return Some(skip);
         }
-        let mut headers = vec![httparse::EMPTY_HEADER; self.max_headers];
-        let mut req = httparse::Request::new(&mut headers);
-        let used = match req.parse(rest) {
+        // Uninitialised stack space: no allocation or zeroing per request head.
+        let mut storage = [const { std::mem::MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+        let headers = &mut storage[..self.max_headers.min(MAX_HEADERS)];
+        let mut req = httparse::Request::new(&mut []);
+        let used = match httparse::ParserConfig::default().parse_request_with_uninit_headers(&mut req, rest, headers) {
             Ok(httparse::Status::Complete(n)) => n,
             Ok(httparse::Status::Partial) => {
                 if data.len() > self.max_head {

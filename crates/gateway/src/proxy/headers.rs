@@ -12,14 +12,18 @@ static FORWARDED: HeaderName = HeaderName::from_static("forwarded");
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
-/// The request's host, lowercase and without port: from the absolute-form target or
-/// `:authority` when present (RFC 9112 §3.2.2), else the Host header. None when missing
-/// or not a valid host.
-pub fn request_host<'a>(uri: &'a http::Uri, headers: &'a HeaderMap) -> Option<Cow<'a, str>> {
-    let raw = match uri.authority() {
-        Some(a) => a.as_str(),
-        None => headers.get(header::HOST)?.to_str().ok()?,
-    };
+/// The request's Host as received: from the absolute-form target or `:authority` when
+/// present (RFC 9112 §3.2.2), else the Host header.
+pub fn host_value(uri: &http::Uri, headers: &HeaderMap) -> Option<HeaderValue> {
+    match uri.authority() {
+        Some(a) => HeaderValue::from_str(a.as_str()).ok(),
+        None => headers.get(header::HOST).cloned(),
+    }
+}
+
+/// A Host value as a routing key: lowercase, without port. None when not a valid host.
+pub fn normalize_host(value: &HeaderValue) -> Option<Cow<'_, str>> {
+    let raw = value.to_str().ok()?;
     let host = strip_port(raw)?;
     if host.is_empty() || !host.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._[]:".contains(&b)) {
         return None;
@@ -72,51 +76,75 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
+/// The client end of a connection, formatted once per connection for the forwarding
+/// headers.
+#[derive(Debug, Clone)]
+pub struct ClientAddr {
+    pub ip: IpAddr,
+    /// `203.0.113.9` or `2001:db8::1`, for X-Forwarded-For.
+    pub text: HeaderValue,
+    /// `203.0.113.9` or `"[2001:db8::1]"`, for Forwarded (RFC 7239 §6).
+    pub node: String,
+}
+
+impl ClientAddr {
+    pub fn new(ip: IpAddr) -> ClientAddr {
+        let s = ip.to_string();
+        let node = if ip.is_ipv6() { format!("\"[{s}]\"") } else { s.clone() };
+        let text = HeaderValue::try_from(s).unwrap_or(HeaderValue::from_static("unknown"));
+        ClientAddr { ip, text, node }
+    }
+}
+
 /// What the forwarding headers say about one hop.
 pub struct Hop<'a> {
-    pub client: IpAddr,
+    pub client: &'a ClientAddr,
     pub https: bool,
+    /// The routing host (lowercase, no port) and the Host value as received.
     pub host: &'a str,
+    pub host_value: &'a HeaderValue,
     /// The peer is a trusted proxy: keep and append to what it sent.
     pub trusted: bool,
 }
 
-/// Sets X-Forwarded-For/-Proto/-Host and Forwarded for the next hop.
+/// Sets X-Forwarded-For/-Proto/-Host and Forwarded for the next hop. From an untrusted
+/// peer, whatever it sent in them is replaced.
 pub fn set_forwarded(headers: &mut HeaderMap, hop: &Hop) {
     let proto = if hop.https { "https" } else { "http" };
-    let ip = hop.client.to_string();
-    let xff = match (hop.trusted, headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok())) {
-        (true, Some(prev)) if !prev.trim().is_empty() => format!("{prev}, {ip}"),
-        _ => ip.clone(),
-    };
-    let node = if hop.client.is_ipv6() { format!("\"[{ip}]\"") } else { ip };
     let host_param = if hop.host.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.".contains(&b)) {
-        hop.host.to_string()
+        Cow::Borrowed(hop.host)
     } else {
-        format!("\"{}\"", hop.host.replace(['"', '\\'], ""))
+        Cow::Owned(format!("\"{}\"", hop.host.replace(['"', '\\'], "")))
     };
-    let this = format!("for={node};proto={proto};host={host_param}");
-    let fwd = match (hop.trusted, headers.get(&FORWARDED).and_then(|v| v.to_str().ok())) {
-        (true, Some(prev)) if !prev.trim().is_empty() => format!("{prev}, {this}"),
-        _ => this,
-    };
-    if !hop.trusted {
-        headers.remove(&X_FORWARDED_PROTO);
-        headers.remove(&X_FORWARDED_HOST);
-    }
-    if let Ok(v) = HeaderValue::try_from(xff) {
-        headers.insert(X_FORWARDED_FOR.clone(), v);
-    }
-    if let Ok(v) = HeaderValue::try_from(fwd) {
-        headers.insert(FORWARDED.clone(), v);
-    }
-    if !headers.contains_key(&X_FORWARDED_PROTO) {
-        headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(proto));
-    }
-    if !headers.contains_key(&X_FORWARDED_HOST) {
-        if let Ok(v) = HeaderValue::from_str(hop.host) {
-            headers.insert(X_FORWARDED_HOST.clone(), v);
+    let this = format!("for={};proto={proto};host={host_param}", hop.client.node);
+    if hop.trusted {
+        let xff = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+            Some(prev) if !prev.trim().is_empty() => HeaderValue::try_from(format!("{prev}, {}", hop.client.ip)).ok(),
+            _ => Some(hop.client.text.clone()),
+        };
+        let fwd = match headers.get(&FORWARDED).and_then(|v| v.to_str().ok()) {
+            Some(prev) if !prev.trim().is_empty() => format!("{prev}, {this}"),
+            _ => this,
+        };
+        if let Some(v) = xff {
+            headers.insert(X_FORWARDED_FOR.clone(), v);
         }
+        if let Ok(v) = HeaderValue::try_from(fwd) {
+            headers.insert(FORWARDED.clone(), v);
+        }
+        if !headers.contains_key(&X_FORWARDED_PROTO) {
+            headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(proto));
+        }
+        if !headers.contains_key(&X_FORWARDED_HOST) {
+            headers.insert(X_FORWARDED_HOST.clone(), hop.host_value.clone());
+        }
+    } else {
+        headers.insert(X_FORWARDED_FOR.clone(), hop.client.text.clone());
+        if let Ok(v) = HeaderValue::try_from(this) {
+            headers.insert(FORWARDED.clone(), v);
+        }
+        headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(proto));
+        headers.insert(X_FORWARDED_HOST.clone(), hop.host_value.clone());
     }
 }
 
@@ -135,7 +163,8 @@ mod tests {
             b = b.header("host", h);
         }
         let req = b.body(()).unwrap();
-        request_host(req.uri(), req.headers()).map(|c| c.into_owned())
+        let v = host_value(req.uri(), req.headers())?;
+        normalize_host(&v).map(|c| c.into_owned())
     }
 
     #[test]
@@ -169,7 +198,9 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert("x-forwarded-for", HeaderValue::from_static("6.6.6.6"));
         h.insert("x-forwarded-proto", HeaderValue::from_static("https"));
-        let hop = Hop { client: "10.0.0.1".parse().unwrap(), https: false, host: "shop.de", trusted: false };
+        let client = ClientAddr::new("10.0.0.1".parse().unwrap());
+        let hv = HeaderValue::from_static("shop.de");
+        let hop = Hop { client: &client, https: false, host: "shop.de", host_value: &hv, trusted: false };
         set_forwarded(&mut h, &hop);
         assert_eq!(h["x-forwarded-for"], "10.0.0.1");
         assert_eq!(h["x-forwarded-proto"], "http");
@@ -177,7 +208,8 @@ mod tests {
 
         let mut h = HeaderMap::new();
         h.insert("x-forwarded-for", HeaderValue::from_static("1.2.3.4"));
-        let hop = Hop { client: "::1".parse().unwrap(), https: true, host: "shop.de", trusted: true };
+        let client = ClientAddr::new("::1".parse().unwrap());
+        let hop = Hop { client: &client, https: true, host: "shop.de", host_value: &hv, trusted: true };
         set_forwarded(&mut h, &hop);
         assert_eq!(h["x-forwarded-for"], "1.2.3.4, ::1");
         assert_eq!(h["forwarded"], "for=\"[::1]\";proto=https;host=shop.de");

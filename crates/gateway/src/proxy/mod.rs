@@ -47,7 +47,8 @@ pub async fn handle(shared: Arc<Shared>, conn: Arc<ConnState>, req: Request<Inco
 
     // 2. Host and route.
     let (mut parts, body) = req.into_parts();
-    let Some(host) = headers::request_host(&parts.uri, &parts.headers) else {
+    let host_value = headers::host_value(&parts.uri, &parts.headers);
+    let Some(host) = host_value.as_ref().and_then(headers::normalize_host) else {
         shared.metrics.reject("no_host");
         return no_site(fin, StatusCode::BAD_REQUEST, true);
     };
@@ -77,31 +78,27 @@ pub async fn handle(shared: Arc<Shared>, conn: Arc<ConnState>, req: Request<Inco
     let origin = origin.clone();
 
     // 5. The request to the origin: header hygiene, forwarding headers, origin-form target.
-    let host = host.into_owned();
     let received = parts.version;
     headers::remove_hop_by_hop(&mut parts.headers);
-    let trusted = snap.file.proxy.trusted_proxies.iter().any(|n| n.contains(&conn.peer.ip()));
-    headers::set_forwarded(
-        &mut parts.headers,
-        &headers::Hop { client: conn.peer.ip(), https: conn.https, host: &host, trusted },
-    );
+    let trusted = snap.file.proxy.trusted_proxies.iter().any(|n| n.contains(&conn.client.ip));
+    if let Some(host_value) = &host_value {
+        let hop = headers::Hop { client: &conn.client, https: conn.https, host: &host, host_value, trusted };
+        headers::set_forwarded(&mut parts.headers, &hop);
+    }
     if let Some((v11, v2)) = &snap.via {
         headers::append_via(&mut parts.headers, if received == Version::HTTP_2 { v2 } else { v11 });
     }
-    if received == Version::HTTP_2 || parts.uri.authority().is_some() {
+    if parts.uri.authority().is_some() {
         // HTTP/1.1 to the origin needs Host; for HTTP/2 it comes from :authority.
-        if let Some(v) = parts.uri.authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()) {
+        if let Some(v) = host_value.clone() {
             parts.headers.insert(header::HOST, v);
         }
     }
-    let pq = parts.uri.path_and_query().cloned();
-    let mut uri = http::uri::Parts::default();
-    uri.scheme = Some(http::uri::Scheme::HTTP);
-    uri.authority = Some(origin.authority.clone());
-    uri.path_and_query = pq.or_else(|| Some(http::uri::PathAndQuery::from_static("/")));
-    parts.uri = match Uri::from_parts(uri) {
-        Ok(u) => u,
-        Err(_) => return site_page(fin, &site, Problem::BadRequest, true),
+    // Origin-form request target (RFC 9112 §3.2.1): path and query only.
+    parts.uri = match parts.uri.path_and_query() {
+        Some(pq) if pq.as_str().starts_with('/') => Uri::from(pq.clone()),
+        Some(_) if parts.method == http::Method::OPTIONS => Uri::from_static("*"),
+        _ => Uri::from_static("/"),
     };
     parts.version = Version::HTTP_11;
     let upstream_req = Request::from_parts(parts, ReqBody::new(body, max_body));
@@ -109,16 +106,17 @@ pub async fn handle(shared: Arc<Shared>, conn: Arc<ConnState>, req: Request<Inco
     // 6. The origin call, bounded by the response-header timeout.
     origin.stats.requests.fetch_add(1, Relaxed);
     origin.stats.in_flight.fetch_add(1, Relaxed);
-    let result = tokio::time::timeout(snap.origin_response_timeout(), snap.client.request(upstream_req)).await;
-    let kind = match result {
-        Ok(Ok(mut resp)) => {
+    let timeouts = &snap.file.timeouts;
+    let send = origin.conns.send(&origin.authority, upstream_req, timeouts.connect.get(), timeouts.origin_idle.get());
+    let kind = match tokio::time::timeout(timeouts.origin_response.get(), send).await {
+        Ok(Ok((mut resp, conn))) => {
             headers::remove_hop_by_hop(resp.headers_mut());
             if let Some((v11, _)) = &snap.via {
                 headers::append_via(resp.headers_mut(), v11);
             }
             fin.status = resp.status().as_u16();
             fin.served_by = Some((pool_idx, origin));
-            return resp.map(|b| RespBody::origin(b).with_record(fin));
+            return resp.map(|b| RespBody::origin(b, conn).with_record(fin));
         }
         Ok(Err(e)) => ErrorKind::classify(&e),
         Err(_) => ErrorKind::ResponseTimeout,

@@ -21,27 +21,40 @@ use tokio::net::{TcpListener, TcpStream};
 pub struct Echo {
     pub addr: SocketAddr,
     pub hits: Arc<AtomicUsize>,
+    /// TCP connections accepted.
+    pub conns: Arc<AtomicUsize>,
 }
 
 pub async fn echo_origin(name: &'static str) -> Echo {
+    echo_origin_with_idle(name, None).await
+}
+
+/// An echo origin that closes keep-alive connections idle for `idle_close`.
+pub async fn echo_origin_with_idle(name: &'static str, idle_close: Option<Duration>) -> Echo {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let hits = Arc::new(AtomicUsize::new(0));
-    let h = hits.clone();
+    let conns = Arc::new(AtomicUsize::new(0));
+    let (h, c) = (hits.clone(), conns.clone());
     tokio::spawn(async move {
         loop {
             let Ok((tcp, _)) = listener.accept().await else { continue };
+            c.fetch_add(1, Ordering::SeqCst);
             let h = h.clone();
             tokio::spawn(async move {
                 let svc = service_fn(move |req: Request<Incoming>| {
                     h.fetch_add(1, Ordering::SeqCst);
                     echo(name, req)
                 });
-                let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(tcp), svc).await;
+                let mut b = hyper::server::conn::http1::Builder::new();
+                if let Some(idle) = idle_close {
+                    b.timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(idle);
+                }
+                let _ = b.serve_connection(TokioIo::new(tcp), svc).await;
             });
         }
     });
-    Echo { addr, hits }
+    Echo { addr, hits, conns }
 }
 
 type EchoBody = http_body_util::combinators::BoxBody<Bytes, Infallible>;

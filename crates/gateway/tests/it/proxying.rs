@@ -103,3 +103,40 @@ async fn refused_origin_gets_localized_502() {
     assert!(body.contains("lang=\"de\"") && body.contains("Wir sind gleich wieder da"), "{body}");
     assert!(!body.contains(&dead.to_string()), "no internal detail leaks: {body}");
 }
+
+#[tokio::test]
+async fn origin_connections_are_reused() {
+    let de = echo_origin("de").await;
+    let gw = gateway(&config(&[("shop-de", &["shop.de"], de.addr)], "")).await;
+    for _ in 0..10 {
+        assert_eq!(get(http_addr(&gw), "shop.de", "/").await.0, 200);
+    }
+    assert_eq!(de.hits.load(Ordering::SeqCst), 10);
+    assert_eq!(de.conns.load(Ordering::SeqCst), 1, "ten sequential requests share one origin connection");
+}
+
+#[tokio::test]
+async fn pooled_connection_closed_by_origin_is_retried_transparently() {
+    let de = echo_origin_with_idle("de", Some(Duration::from_millis(50))).await;
+    let gw = gateway(&config(&[("shop-de", &["shop.de"], de.addr)], "")).await;
+    for _ in 0..5 {
+        let (status, _, body) = get(http_addr(&gw), "shop.de", "/").await;
+        assert_eq!(status, 200, "{body}");
+        tokio::time::sleep(Duration::from_millis(120)).await;
+    }
+    assert_eq!(de.hits.load(Ordering::SeqCst), 5);
+    assert!(de.conns.load(Ordering::SeqCst) >= 2, "idle connections were closed by the origin and replaced");
+}
+
+#[tokio::test]
+async fn options_asterisk_and_absolute_form_reach_the_origin_in_origin_form() {
+    let de = echo_origin("de").await;
+    let gw = gateway(&config(&[("shop-de", &["shop.de"], de.addr)], "")).await;
+    let req = b"GET http://shop.de/abs?x=1 HTTP/1.1\r\nHost: other.example\r\nConnection: close\r\n\r\n";
+    let (text, _) = raw(http_addr(&gw), req, Duration::from_secs(2)).await;
+    assert!(text.contains("GET /abs?x=1\n"), "{text}");
+    assert!(text.contains("host: shop.de\n"), "absolute-form authority wins over Host: {text}");
+    let req = b"OPTIONS * HTTP/1.1\r\nHost: shop.de\r\nConnection: close\r\n\r\n";
+    let (text, _) = raw(http_addr(&gw), req, Duration::from_secs(2)).await;
+    assert!(text.contains("OPTIONS *\n"), "{text}");
+}

@@ -1,14 +1,12 @@
-//! Origins and their pools per data center, the pooled HTTP/1.1 client that talks to them,
+//! Origins and their pools per data center, keep-alive connections to them ([`pool`]),
 //! origin choice, and the classification of origin failures.
 
-use crate::proxy::body::ReqBody;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+pub mod pool;
+
 use serde::Serialize;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 /// One origin server of one site in one data center. Kept across reloads when the site,
 /// data center and address stay the same, so its counters survive.
@@ -17,6 +15,8 @@ pub struct Origin {
     pub authority: http::uri::Authority,
     pub datacenter: Arc<str>,
     pub stats: OriginStats,
+    /// Idle keep-alive connections to this origin.
+    pub conns: pool::ConnPool,
 }
 
 #[derive(Debug, Default)]
@@ -36,7 +36,7 @@ pub struct OriginErrorEvent {
 
 impl Origin {
     pub fn new(authority: http::uri::Authority, datacenter: Arc<str>) -> Origin {
-        Origin { authority, datacenter, stats: OriginStats::default() }
+        Origin { authority, datacenter, stats: OriginStats::default(), conns: pool::ConnPool::default() }
     }
 
     pub fn record_error(&self, kind: ErrorKind) {
@@ -75,21 +75,6 @@ impl Pool {
 /// the origin. The core serves from the first pool; failover across pools builds on this.
 pub fn choose(pools: &[Pool]) -> Option<(usize, &Arc<Origin>)> {
     pools.first().and_then(Pool::pick).map(|o| (0, o))
-}
-
-/// The client all requests to origins go through: HTTP/1.1 with keep-alive pooling.
-pub type UpstreamClient = Client<HttpConnector, ReqBody>;
-
-pub fn client(connect_timeout: Duration, idle: Duration) -> UpstreamClient {
-    let mut connector = HttpConnector::new();
-    connector.set_nodelay(true);
-    connector.set_connect_timeout(Some(connect_timeout));
-    connector.enforce_http(true);
-    Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(idle)
-        .pool_timer(TokioTimer::new())
-        .timer(TokioTimer::new())
-        .build(connector)
 }
 
 /// Why a request to an origin failed.
@@ -132,40 +117,30 @@ impl ErrorKind {
         !matches!(self, ErrorKind::BodyTooLarge | ErrorKind::ClientBody)
     }
 
-    /// Classifies an error of the upstream client by walking its source chain.
-    pub fn classify(err: &hyper_util::client::legacy::Error) -> ErrorKind {
-        let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(err);
-        let mut hyper_body_err = false;
-        while let Some(e) = source {
-            if e.is::<crate::proxy::body::BodyTooLarge>() {
-                return ErrorKind::BodyTooLarge;
+    /// Classifies a failed send.
+    pub fn classify(err: &pool::SendError) -> ErrorKind {
+        match err {
+            pool::SendError::ConnectTimeout => ErrorKind::ConnectTimeout,
+            pool::SendError::Connect(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                ErrorKind::ConnectRefused
             }
-            if let Some(h) = e.downcast_ref::<hyper::Error>() {
-                if h.is_body_write_aborted() || h.is_user() {
-                    hyper_body_err = true;
+            pool::SendError::Connect(_) => ErrorKind::Connect,
+            pool::SendError::Http(e) => {
+                let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+                while let Some(s) = source {
+                    if s.is::<crate::proxy::body::BodyTooLarge>() {
+                        return ErrorKind::BodyTooLarge;
+                    }
+                    source = s.source();
                 }
-                if h.is_parse() || h.is_parse_status() {
-                    return ErrorKind::Protocol;
+                if e.is_parse() || e.is_parse_status() || e.is_parse_too_large() {
+                    ErrorKind::Protocol
+                } else if e.is_user() || e.is_body_write_aborted() {
+                    ErrorKind::ClientBody
+                } else {
+                    ErrorKind::Reset
                 }
             }
-            if let Some(io) = e.downcast_ref::<std::io::Error>() {
-                if err.is_connect() {
-                    return match io.kind() {
-                        std::io::ErrorKind::ConnectionRefused => ErrorKind::ConnectRefused,
-                        std::io::ErrorKind::TimedOut => ErrorKind::ConnectTimeout,
-                        _ => ErrorKind::Connect,
-                    };
-                }
-                return ErrorKind::Reset;
-            }
-            source = e.source();
-        }
-        if err.is_connect() {
-            ErrorKind::Connect
-        } else if hyper_body_err {
-            ErrorKind::ClientBody
-        } else {
-            ErrorKind::Reset
         }
     }
 }
