@@ -7,10 +7,12 @@
 
 mod capacity;
 mod catalog;
+mod fault;
 mod orders;
 mod pages;
 
 pub use capacity::Capacity;
+pub use fault::{Fault, FaultSwitch};
 pub use orders::{Order, Orders};
 
 use bytes::Bytes;
@@ -58,6 +60,10 @@ impl ShopConfig {
 pub struct Shop {
     pub config: ShopConfig,
     pub orders: Orders,
+    pub faults: FaultSwitch,
+    /// Requests answered, and requests whose client (peer or X-Forwarded-For) is in
+    /// `flood_sources` (set by the drill to count flood traffic that reached the origin).
+    pub stats: Stats,
     capacity: Option<Capacity>,
     datacenter: HeaderValue,
     texts: &'static catalog::Texts,
@@ -67,6 +73,8 @@ impl Shop {
     pub fn new(config: ShopConfig) -> Arc<Shop> {
         let datacenter = HeaderValue::from_str(&config.datacenter).unwrap_or(HeaderValue::from_static("unknown"));
         Arc::new(Shop {
+            faults: FaultSwitch::default(),
+            stats: Stats::default(),
             capacity: config.capacity.map(|rps| Capacity::new(rps, config.queue_limit)),
             orders: Orders::new(&config.datacenter),
             texts: catalog::texts(&config.language),
@@ -76,30 +84,111 @@ impl Shop {
     }
 }
 
-/// Serves the shop on `listener` until the task is dropped.
+/// Counters kept by a shop.
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub requests: std::sync::atomic::AtomicU64,
+    pub flood_requests: std::sync::atomic::AtomicU64,
+    /// Flood traffic comes from this address range (the drill's attackers).
+    pub flood_sources: std::sync::OnceLock<(std::net::Ipv4Addr, u8)>,
+}
+
+impl Stats {
+    fn is_flood(&self, ip: std::net::IpAddr) -> bool {
+        match (self.flood_sources.get(), ip) {
+            (Some((net, prefix)), std::net::IpAddr::V4(v4)) => {
+                let mask = u32::MAX.checked_shl(32 - u32::from(*prefix)).unwrap_or(0);
+                u32::from(v4) & mask == u32::from(*net) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Serves the shop on `listener` until the task is dropped, honouring injected faults.
 pub async fn serve(shop: Arc<Shop>, listener: TcpListener) {
+    let Ok(addr) = listener.local_addr() else { return };
+    let mut faults = shop.faults.subscribe();
+    let mut listener = Some(listener);
     loop {
-        let Ok((tcp, peer)) = listener.accept().await else {
-            tokio::time::sleep(Duration::from_millis(10)).await;
+        if *faults.borrow_and_update() == Fault::Refused {
+            listener = None; // closed: connects are refused
+            if faults.changed().await.is_err() {
+                return;
+            }
             continue;
+        }
+        let l = match listener.take() {
+            Some(l) => l,
+            None => match bind_reuse(addr) {
+                Ok(l) => l,
+                Err(e) => {
+                    tracing::warn!(%addr, error = %e, "shop cannot listen again");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
         };
-        let _ = tcp.set_nodelay(true);
-        let shop = shop.clone();
-        tokio::spawn(async move {
-            let svc = service_fn(move |req| {
-                let shop = shop.clone();
-                async move { Ok::<_, Infallible>(handle(&shop, peer, req).await) }
-            });
-            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(tcp), svc)
-                .await;
-        });
+        loop {
+            tokio::select! {
+                changed = faults.changed() => {
+                    if changed.is_err() { return; }
+                    if *faults.borrow() == Fault::Refused { break; }
+                }
+                accepted = l.accept() => {
+                    let Ok((tcp, peer)) = accepted else {
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                        continue;
+                    };
+                    tokio::spawn(serve_conn(shop.clone(), tcp, peer));
+                }
+            }
+        }
+    }
+}
+
+fn bind_reuse(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(1024)
+}
+
+async fn serve_conn(shop: Arc<Shop>, tcp: tokio::net::TcpStream, peer: SocketAddr) {
+    let _ = tcp.set_nodelay(true);
+    let mut faults = shop.faults.subscribe();
+    if *faults.borrow_and_update() == Fault::Blackhole {
+        // Hold the connection without reading from it, until the process "dies".
+        while faults.changed().await.is_ok() {
+            if *faults.borrow() == Fault::Refused {
+                return;
+            }
+        }
+        return;
+    }
+    let svc_shop = shop.clone();
+    let svc = service_fn(move |req| {
+        let shop = svc_shop.clone();
+        async move { Ok::<_, Infallible>(handle(&shop, peer, req).await) }
+    });
+    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    let conn = builder.serve_connection(TokioIo::new(tcp), svc);
+    tokio::pin!(conn);
+    loop {
+        tokio::select! {
+            _ = conn.as_mut() => return,
+            changed = faults.changed() => {
+                if changed.is_err() || *faults.borrow() == Fault::Refused {
+                    return; // dropped: the peer sees the connection reset/closed
+                }
+            }
+        }
     }
 }
 
 /// Binds `addr` and serves the shop in a new task; returns the bound address.
 pub async fn spawn(config: ShopConfig, addr: SocketAddr) -> std::io::Result<(SocketAddr, Arc<Shop>)> {
-    let listener = TcpListener::bind(addr).await?;
+    let listener = bind_reuse(addr)?;
     let local = listener.local_addr()?;
     let shop = Shop::new(config);
     tokio::spawn(serve(shop.clone(), listener));
@@ -108,7 +197,21 @@ pub async fn spawn(config: ShopConfig, addr: SocketAddr) -> std::io::Result<(Soc
 
 type Resp = Response<Full<Bytes>>;
 
-async fn handle(shop: &Shop, _peer: SocketAddr, req: Request<Incoming>) -> Resp {
+async fn handle(shop: &Shop, peer: SocketAddr, req: Request<Incoming>) -> Resp {
+    shop.stats.requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    if shop.stats.flood_sources.get().is_some() && shop.stats.is_flood(client_ip(&req, peer)) {
+        shop.stats.flood_requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+    match shop.faults.get() {
+        Fault::Blackhole => std::future::pending::<()>().await,
+        Fault::Slow(d) => tokio::time::sleep(d).await,
+        Fault::Errors(share) if rand::random::<f64>() < share => {
+            let mut r = page(shop, StatusCode::SERVICE_UNAVAILABLE, "no-store", shop.texts.busy.to_string());
+            r.headers_mut().insert("x-datacenter", shop.datacenter.clone());
+            return r;
+        }
+        _ => {}
+    }
     if let Some(cap) = &shop.capacity {
         if !cap.admit().await {
             let mut r = page(shop, StatusCode::SERVICE_UNAVAILABLE, "no-store", shop.texts.busy.to_string());
@@ -200,6 +303,16 @@ async fn route(shop: &Shop, req: Request<Incoming>) -> Resp {
             r
         }
     }
+}
+
+/// The client: the first X-Forwarded-For address (set by a gateway in front), else the peer.
+fn client_ip<B>(req: &Request<B>, peer: SocketAddr) -> std::net::IpAddr {
+    req.headers()
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(',').next())
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(peer.ip())
 }
 
 fn page(shop: &Shop, status: StatusCode, cache: &'static str, html: String) -> Resp {

@@ -84,3 +84,66 @@ async fn capacity_queues_then_refuses_with_503() {
     assert_eq!(ok + busy.len(), 10);
     assert!(busy.iter().all(|r| r.contains("retry-after: 1")));
 }
+
+mod faults {
+    use holdfast_shop::{spawn, Fault, ShopConfig};
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+    use std::time::{Duration, Instant};
+
+    fn try_get(addr: std::net::SocketAddr, timeout: Duration) -> Result<String, std::io::Error> {
+        let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(1))?;
+        s.set_read_timeout(Some(timeout))?;
+        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: shop.de\r\nConnection: close\r\n\r\n")?;
+        let mut out = String::new();
+        s.read_to_string(&mut out)?;
+        Ok(out)
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn refused_blackhole_slow_errors_and_recovery() {
+        let (addr, shop) =
+            spawn(ShopConfig::new("shop-de", "de", "eu-west"), "127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let faults = shop.faults.clone();
+        tokio::task::spawn_blocking(move || {
+            assert!(try_get(addr, Duration::from_secs(2)).unwrap().starts_with("HTTP/1.1 200"));
+
+            // A keep-alive connection opened before the black hole.
+            let mut before = TcpStream::connect(addr).unwrap();
+            before.set_read_timeout(Some(Duration::from_millis(800))).unwrap();
+
+            faults.set(Fault::Blackhole);
+            std::thread::sleep(Duration::from_millis(50));
+            // New connections are accepted (TCP handshake completes) but never answered.
+            let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(1)).expect("black hole still accepts");
+            s.set_read_timeout(Some(Duration::from_millis(800))).unwrap();
+            s.write_all(b"GET / HTTP/1.1\r\nHost: shop.de\r\n\r\n").unwrap();
+            let mut buf = [0u8; 64];
+            let err = s.read(&mut buf).expect_err("a black hole never answers");
+            assert!(matches!(err.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut), "{err}");
+            before.write_all(b"GET / HTTP/1.1\r\nHost: shop.de\r\n\r\n").unwrap();
+            assert!(before.read(&mut buf).is_err(), "requests on older connections hang too");
+
+            faults.set(Fault::Refused);
+            std::thread::sleep(Duration::from_millis(100));
+            let err = TcpStream::connect_timeout(&addr, Duration::from_secs(1)).expect_err("refused");
+            assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused);
+
+            faults.set(Fault::Slow(Duration::from_millis(300)));
+            std::thread::sleep(Duration::from_millis(100));
+            let t = Instant::now();
+            assert!(try_get(addr, Duration::from_secs(3)).unwrap().starts_with("HTTP/1.1 200"));
+            assert!(t.elapsed() >= Duration::from_millis(300));
+
+            faults.set(Fault::Errors(0.5));
+            let errors =
+                (0..200).filter(|_| try_get(addr, Duration::from_secs(2)).unwrap().starts_with("HTTP/1.1 503")).count();
+            assert!((60..=140).contains(&errors), "about half of 200 fail: {errors}");
+
+            faults.set(Fault::None);
+            assert!(try_get(addr, Duration::from_secs(2)).unwrap().starts_with("HTTP/1.1 200"));
+        })
+        .await
+        .unwrap();
+    }
+}
