@@ -28,6 +28,20 @@ struct Cli {
     command: Command,
 }
 
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Against {
+    Direct,
+    None,
+}
+
+fn humantime_duration(s: &str) -> Result<std::time::Duration, String> {
+    match humantime::parse_duration(s) {
+        Ok(d) if d.is_zero() => Err("must be more than 0s".into()),
+        Ok(d) => Ok(d),
+        Err(e) => Err(format!("invalid duration {s:?} ({e}): expected e.g. 60s or 2m")),
+    }
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 enum LogFormat {
     Text,
@@ -53,6 +67,26 @@ enum Command {
     Demo {
         #[arg(long)]
         workers: Option<usize>,
+    },
+    /// Replay a scenario (data-center failures, floods, surges) against a config and measure
+    /// what shoppers experience, with holdfast and without it.
+    Drill {
+        /// A built-in scenario (christmas-2010, dc-blackhole, dc-refused, dc-slow, dc-errors,
+        /// payback, flash-crowd, slowloris, total-outage) or a scenario TOML file.
+        #[arg(long, default_value = "christmas-2010")]
+        scenario: String,
+        /// The gateway config to drill (default: the demo's five sites in three data centers).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Run length (default: the scenario's); event times given in % scale with it.
+        #[arg(long, value_parser = humantime_duration)]
+        duration: Option<std::time::Duration>,
+        /// Where report.json and report.html are written.
+        #[arg(long, default_value = "drill-report")]
+        report: PathBuf,
+        /// Also replay against the primary data center directly (`direct`), or not (`none`).
+        #[arg(long, value_enum, default_value_t = Against::Direct)]
+        against: Against,
     },
     /// Run one simulated shop origin.
     Shop {
@@ -102,6 +136,29 @@ fn main() -> ExitCode {
             })
         }),
         Command::Demo { workers } => runtime(workers).and_then(|rt| rt.block_on(demo::run())),
+        Command::Drill { scenario, config, duration, report, against } => runtime(None).and_then(|rt| {
+            rt.block_on(async {
+                let scenario = holdfast_drill::scenario::Scenario::load(&scenario)?;
+                let text = match &config {
+                    Some(p) => std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?,
+                    None => demo::CONFIG.to_string(),
+                };
+                let name = config.as_ref().map_or("examples/demo.toml (embedded)".into(), |p| p.display().to_string());
+                // The gateway's own loader gives the precise error for a bad config.
+                holdfast_gateway::config::parse_str(&name, &text)?;
+                let table: toml::Table = text.parse()?;
+                let opts = holdfast_drill::Options {
+                    duration: duration.unwrap_or(scenario.duration),
+                    scenario,
+                    config: table,
+                    report_dir: report,
+                    against_direct: against == Against::Direct,
+                    exe: std::env::current_exe()?,
+                    progress: true,
+                };
+                holdfast_drill::run(opts).await.map(|_| ())
+            })
+        }),
         Command::Shop { site, language, datacenter, listen, capacity, latency } => runtime(None).and_then(|rt| {
             rt.block_on(async {
                 let mut cfg = holdfast_shop::ShopConfig::new(&site, &language, &datacenter);

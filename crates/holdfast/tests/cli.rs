@@ -143,3 +143,32 @@ fn run_reloads_on_sighup_and_drains_on_sigterm() {
     assert!(status.success());
     let _ = std::fs::remove_file(path);
 }
+
+#[test]
+fn drill_runs_holdfast_and_direct_and_writes_the_report() {
+    let dir = temp("drill");
+    let scenario = temp("scenario.toml");
+    std::fs::write(
+        &scenario,
+        "name = \"cli-test\"\nduration = \"4s\"\n[shoppers]\ncount = 6\nthink = \"50ms\"\n\
+         [[event]]\nat = \"25%\"\naction = \"fail\"\ndatacenter = \"eu-west\"\nmode = \"refused\"\n\
+         [[event]]\nat = \"75%\"\naction = \"recover\"\ndatacenter = \"eu-west\"\n",
+    )
+    .unwrap();
+    let out =
+        Command::new(BIN).args(["drill", "--scenario"]).arg(&scenario).arg("--report").arg(&dir).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("holdfast | direct"), "{stdout}");
+    assert!(stdout.contains("shop-de"), "{stdout}");
+    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("report.json")).unwrap()).unwrap();
+    assert_eq!(json["runs"].as_array().unwrap().len(), 2);
+    assert_eq!(json["runs"][0]["mode"], "holdfast");
+    assert!(json["runs"][0]["summary"]["all"]["requests"].as_u64().unwrap() > 0);
+    assert!(json["runs"][0]["gateway_peak_rss_mib"].as_f64().unwrap() > 0.0, "gateway memory measured");
+    let html = std::fs::read_to_string(dir.join("report.html")).unwrap();
+    assert!(html.matches("<svg").count() >= 4, "availability, latency and two by-data-center charts");
+    assert!(!html.contains("http://") && !html.contains("https://"), "opens without network access");
+    let _ = std::fs::remove_dir_all(dir);
+    let _ = std::fs::remove_file(scenario);
+}

@@ -1,0 +1,340 @@
+//! holdfast-drill: replays a scenario (failures, floods, surges on a timeline) against a
+//! gateway config with simulated shops, real shoppers and real attackers on loopback, and
+//! measures what the shoppers experienced; optionally the same against the primary data
+//! center directly (what customers saw in 2010), side by side.
+//!
+//! It drives the gateway only from outside: it runs `holdfast run` as a child process on a
+//! rewritten copy of the config (the drill's own origins and free ports), sends traffic to
+//! its listener, and reads its admin API.
+
+pub mod attackers;
+pub mod client;
+pub mod gateway;
+pub mod measure;
+pub mod report;
+pub mod scenario;
+pub mod shoppers;
+pub mod topology;
+
+use anyhow::Context;
+use holdfast_shop::Fault;
+use measure::Recorder;
+use scenario::{Action, FailMode, Scenario};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+
+pub struct Options {
+    pub scenario: Scenario,
+    /// The gateway config (TOML) whose sites and data centers are drilled.
+    pub config: toml::Table,
+    pub duration: Duration,
+    pub report_dir: PathBuf,
+    /// Also run the scenario with shoppers going straight to each site's primary data center.
+    pub against_direct: bool,
+    /// The holdfast binary, run as `holdfast run --config …`.
+    pub exe: PathBuf,
+    /// Show a live progress line.
+    pub progress: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    Holdfast,
+    Direct,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct EventRecord {
+    pub t: f64,
+    pub what: String,
+    #[serde(skip)]
+    pub action: Option<Action>,
+}
+
+/// Everything measured in one run.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunResult {
+    pub mode: Mode,
+    pub summary: BTreeMap<String, measure::SiteSummary>,
+    pub events: Vec<EventRecord>,
+    pub orders_placed: u64,
+    pub duplicate_orders: u64,
+    pub flood_sent: u64,
+    pub flood_reached_origins: u64,
+    pub gateway_peak_rss_mib: Option<f64>,
+    pub gateway_mean_cpu_percent: Option<f64>,
+    /// Seconds from the first `recover` until each affected site's preferred data center
+    /// served most of its traffic again.
+    pub back_on_preferred_after_s: Option<f64>,
+    pub seconds: Vec<measure::Second>,
+    /// The gateway's /status.json at the end of the run.
+    pub gateway_status: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub scenario: String,
+    pub description: String,
+    pub duration_s: f64,
+    pub runs: Vec<RunResult>,
+}
+
+/// Runs the drill: holdfast, then (optionally) direct. Writes the report files.
+pub async fn run(opts: Options) -> anyhow::Result<Report> {
+    std::fs::create_dir_all(&opts.report_dir)
+        .with_context(|| format!("cannot create the report directory {}", opts.report_dir.display()))?;
+    let mut runs = vec![run_once(&opts, Mode::Holdfast).await?];
+    if opts.against_direct {
+        runs.push(run_once(&opts, Mode::Direct).await?);
+    }
+    let report = Report {
+        scenario: opts.scenario.name.clone(),
+        description: opts.scenario.description.clone(),
+        duration_s: opts.duration.as_secs_f64(),
+        runs,
+    };
+    report::write(&report, &opts.report_dir)?;
+    Ok(report)
+}
+
+/// Runs the scenario once in one mode (no report files).
+pub async fn run_mode(opts: &Options, mode: Mode) -> anyhow::Result<RunResult> {
+    run_once(opts, mode).await
+}
+
+async fn run_once(opts: &Options, mode: Mode) -> anyhow::Result<RunResult> {
+    let sc = &opts.scenario;
+    let sites = topology::sites(&opts.config)?;
+    let origins = Arc::new(topology::Origins::start(&sites, sc.origins.capacity).await?);
+    let mut gw = None;
+    let targets: Vec<shoppers::Target> = match mode {
+        Mode::Holdfast => {
+            let (http, admin) = (gateway::free_port()?, gateway::free_port()?);
+            let cfg = origins.rewrite_config(&opts.config, http, admin);
+            let (exe, dir) = (opts.exe.clone(), opts.report_dir.clone());
+            let g = tokio::task::spawn_blocking(move || gateway::GatewayProcess::start(&exe, &cfg, http, admin, &dir))
+                .await??;
+            gw = Some(g);
+            sites
+                .iter()
+                .map(|s| shoppers::Target { site: s.name.clone(), host: s.host.clone(), addrs: vec![http] })
+                .collect()
+        }
+        Mode::Direct => sites
+            .iter()
+            .map(|s| shoppers::Target {
+                site: s.name.clone(),
+                host: s.host.clone(),
+                addrs: origins.addrs(&s.name, &s.pools[0].0),
+            })
+            .collect(),
+    };
+    let gw = Arc::new(Mutex::new(gw));
+    let timeline = sc.timeline(opts.duration);
+    let max_factor = timeline.iter().filter_map(|(_, e)| e.factor).fold(1.0f64, f64::max);
+    let normal = sc.shoppers.count;
+    let max_shoppers = (f64::from(normal) * max_factor).ceil() as u32;
+
+    let start = Instant::now();
+    let rec = Arc::new(Recorder::new(start));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let (active_tx, active_rx) = watch::channel(normal);
+    let plan = Arc::new(shoppers::Plan {
+        targets,
+        think: sc.shoppers.think,
+        checkout_share: sc.shoppers.checkout_share,
+        timeout: sc.shoppers.timeout,
+    });
+    let mut tasks = Vec::new();
+    for id in 0..max_shoppers {
+        tasks.push(tokio::spawn(shoppers::shopper(id, plan.clone(), rec.clone(), active_rx.clone(), stop_rx.clone())));
+    }
+
+    // Once a second: flood counters, gateway CPU and memory, the progress line.
+    let bar = progress_bar(opts, mode);
+    let sampler = {
+        let (rec, gw, stop, bar) = (rec.clone(), gw.clone(), stop_rx.clone(), bar.clone());
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            while !*stop.borrow() {
+                tick.tick().await;
+                let (cpu, rss) =
+                    gw.lock().ok().and_then(|mut g| g.as_mut().map(|g| g.sample())).unwrap_or((None, None));
+                rec.sample(Instant::now(), cpu, rss);
+                if let Some(bar) = &bar {
+                    bar.set_position(start.elapsed().as_secs());
+                    bar.set_message(match (cpu, rss) {
+                        (Some(c), Some(r)) => format!("gateway {c:.0}% CPU, {r:.0} MiB"),
+                        _ => String::new(),
+                    });
+                }
+            }
+        })
+    };
+
+    // The timeline.
+    let mut events = Vec::new();
+    let mut flood_stops: Vec<watch::Sender<bool>> = Vec::new();
+    for (at, ev) in &timeline {
+        tokio::time::sleep_until((start + *at).into()).await;
+        let what = apply(ev, &origins, &sites, &plan, &rec, &active_tx, normal, &mut flood_stops, mode);
+        if let Some(bar) = &bar {
+            bar.println(format!("  {:>5.1}s  {what}", at.as_secs_f64()));
+        }
+        events.push(EventRecord { t: at.as_secs_f64(), what, action: Some(ev.action) });
+    }
+    tokio::time::sleep_until((start + opts.duration).into()).await;
+    let _ = stop_tx.send(true);
+    for f in &flood_stops {
+        let _ = f.send(true);
+    }
+    for t in tasks {
+        let _ = tokio::time::timeout(Duration::from_secs(2), t).await;
+    }
+    let _ = sampler.await;
+    if let Some(bar) = &bar {
+        bar.finish_and_clear();
+    }
+
+    let seconds = rec.finish(opts.duration);
+    let first_fault = timeline.iter().find(|(_, e)| e.action == Action::Fail).map(|(t, _)| *t);
+    let summary = measure::summarize(&seconds, first_fault);
+    let (orders_placed, duplicate_orders) = origins.orders();
+    let flood_sent = seconds.iter().map(|s| s.flood_sent).sum();
+    let cpu: Vec<f64> = seconds.iter().filter_map(|s| s.gateway_cpu_percent).collect();
+    let gateway_status = gw.lock().ok().and_then(|g| g.as_ref().and_then(|g| g.admin_get("/status.json")));
+    if let Some(g) = gw.lock().ok().and_then(|mut g| g.take()) {
+        tokio::task::spawn_blocking(move || g.stop()).await?;
+    }
+    let recover_at = timeline.iter().find(|(_, e)| e.action == Action::Recover).map(|(t, _)| t.as_secs_f64());
+    let result = RunResult {
+        mode,
+        back_on_preferred_after_s: recover_at.and_then(|r| back_on_preferred(&seconds, &sites, r)),
+        summary,
+        events,
+        orders_placed,
+        duplicate_orders,
+        flood_sent,
+        flood_reached_origins: origins.flood_requests(),
+        gateway_peak_rss_mib: seconds.iter().filter_map(|s| s.gateway_rss_mib).reduce(f64::max),
+        gateway_mean_cpu_percent: (!cpu.is_empty()).then(|| cpu.iter().sum::<f64>() / cpu.len() as f64),
+        seconds,
+        gateway_status: gateway_status.and_then(|s| serde_json::from_str(&s).ok()),
+    };
+    // The origins of this run go away (their listeners close).
+    origins.set_fault("*", Fault::Refused);
+    Ok(result)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn apply(
+    ev: &scenario::Event,
+    origins: &topology::Origins,
+    sites: &[topology::SiteTopo],
+    plan: &shoppers::Plan,
+    rec: &Arc<Recorder>,
+    active: &watch::Sender<u32>,
+    normal: u32,
+    flood_stops: &mut Vec<watch::Sender<bool>>,
+    mode: Mode,
+) -> String {
+    let dc = ev.datacenter.clone().unwrap_or_default();
+    match ev.action {
+        Action::Fail => {
+            let fault = match ev.mode {
+                Some(FailMode::Refused) => Fault::Refused,
+                Some(FailMode::Blackhole) => Fault::Blackhole,
+                Some(FailMode::Slow) => Fault::Slow(ev.delay.unwrap_or(Duration::from_secs(3))),
+                Some(FailMode::Errors) => Fault::Errors(ev.share.unwrap_or(0.5)),
+                None => Fault::None,
+            };
+            origins.set_fault(&dc, fault);
+            format!("data center {dc} fails ({fault:?})")
+        }
+        Action::Recover => {
+            origins.set_fault(&dc, Fault::None);
+            format!("data center {dc} recovers")
+        }
+        Action::Flood => {
+            let site = ev.site.as_deref().and_then(|n| sites.iter().find(|s| s.name == n)).unwrap_or(&sites[0]);
+            let target = plan.targets.iter().find(|t| t.site == site.name).and_then(|t| t.addrs.first().copied());
+            let Some(target) = target else { return "flood skipped: no target".into() };
+            let flood = attackers::Flood {
+                kind: ev.kind.unwrap_or(scenario::FloodKind::Loic),
+                sources: ev.sources.unwrap_or(1000),
+                rate: ev.rate.unwrap_or(100),
+                host: site.host.clone(),
+                path: ev.path.clone().unwrap_or_else(|| "/".into()),
+                target,
+            };
+            let (tx, rx) = watch::channel(false);
+            flood_stops.push(tx);
+            let what = format!(
+                "{:?} flood: {} sources, {}/s at {}{} ({})",
+                flood.kind,
+                flood.sources,
+                flood.rate,
+                flood.host,
+                flood.path,
+                if mode == Mode::Holdfast { "through holdfast" } else { "at the origin" }
+            );
+            tokio::spawn(attackers::run(flood, rec.clone(), rx));
+            what
+        }
+        Action::StopFlood => {
+            for f in flood_stops.iter() {
+                let _ = f.send(true);
+            }
+            "floods stop".into()
+        }
+        Action::Surge => {
+            let n = (f64::from(normal) * ev.factor.unwrap_or(1.0)).round() as u32;
+            active.send_replace(n);
+            format!("surge: {n} shoppers")
+        }
+        Action::Calm => {
+            active.send_replace(normal);
+            format!("calm: {normal} shoppers")
+        }
+    }
+}
+
+/// Seconds after `recover_at` until, summed over the sites, the preferred data center served
+/// most successful requests in a second again.
+fn back_on_preferred(seconds: &[measure::Second], sites: &[topology::SiteTopo], recover_at: f64) -> Option<f64> {
+    let from = recover_at.floor() as usize;
+    for s in seconds.iter().skip(from) {
+        let (mut preferred, mut total) = (0u32, 0u32);
+        for site in sites {
+            if let Some(ss) = s.sites.get(&site.name) {
+                total += ss.by_datacenter.values().sum::<u32>();
+                preferred += ss.by_datacenter.get(&site.pools[0].0).copied().unwrap_or(0);
+            }
+        }
+        if total > 0 && preferred * 2 > total {
+            return Some((f64::from(s.t) - recover_at).max(0.0));
+        }
+    }
+    None
+}
+
+fn progress_bar(opts: &Options, mode: Mode) -> Option<indicatif::ProgressBar> {
+    if !opts.progress {
+        return None;
+    }
+    let bar = indicatif::ProgressBar::new(opts.duration.as_secs());
+    let style = indicatif::ProgressStyle::with_template("{prefix:>9} [{bar:40}] {pos:>3}/{len}s {msg}")
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+        .progress_chars("=> ");
+    bar.set_style(style);
+    bar.set_prefix(match mode {
+        Mode::Holdfast => "holdfast",
+        Mode::Direct => "direct",
+    });
+    Some(bar)
+}

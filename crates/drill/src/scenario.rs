@@ -1,0 +1,253 @@
+//! Scenarios: a shopper population and a timeline of events (failures, recoveries, floods,
+//! surges), as TOML. Event times are absolute (`"20s"`) or a share of the run (`"30%"`), so
+//! `--duration` scales the built-in scenarios. Documented in docs/drill.md.
+
+use anyhow::{bail, Context};
+use serde::Deserialize;
+use std::time::Duration;
+
+/// The built-in scenarios, by name.
+pub const BUILT_IN: &[(&str, &str)] = &[
+    ("christmas-2010", include_str!("../scenarios/christmas-2010.toml")),
+    ("dc-blackhole", include_str!("../scenarios/dc-blackhole.toml")),
+    ("dc-refused", include_str!("../scenarios/dc-refused.toml")),
+    ("dc-slow", include_str!("../scenarios/dc-slow.toml")),
+    ("dc-errors", include_str!("../scenarios/dc-errors.toml")),
+    ("payback", include_str!("../scenarios/payback.toml")),
+    ("flash-crowd", include_str!("../scenarios/flash-crowd.toml")),
+    ("slowloris", include_str!("../scenarios/slowloris.toml")),
+    ("total-outage", include_str!("../scenarios/total-outage.toml")),
+];
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default = "default_duration", with = "dur")]
+    pub duration: Duration,
+    #[serde(default)]
+    pub shoppers: Shoppers,
+    #[serde(default)]
+    pub origins: Origins,
+    #[serde(default, rename = "event")]
+    pub events: Vec<Event>,
+}
+
+fn default_duration() -> Duration {
+    Duration::from_secs(60)
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Shoppers {
+    /// Concurrent shopper sessions at normal load, across all sites.
+    pub count: u32,
+    /// Mean think time between pages.
+    #[serde(with = "dur")]
+    pub think: Duration,
+    /// Share of sessions that end in a checkout.
+    pub checkout_share: f64,
+    /// Give up on a response after this long (a shopper's patience).
+    #[serde(with = "dur")]
+    pub timeout: Duration,
+}
+
+impl Default for Shoppers {
+    fn default() -> Self {
+        Shoppers { count: 40, think: Duration::from_millis(500), checkout_share: 0.3, timeout: Duration::from_secs(10) }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Origins {
+    /// Requests per second each origin can serve (queueing, then 503 beyond); none = unlimited.
+    pub capacity: Option<u32>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Action {
+    Fail,
+    Recover,
+    Flood,
+    StopFlood,
+    Surge,
+    Calm,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FailMode {
+    Refused,
+    Blackhole,
+    Slow,
+    Errors,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FloodKind {
+    Loic,
+    Hoic,
+    Smart,
+    Slowloris,
+    SlowPost,
+}
+
+/// One timeline event. Which fields apply depends on `action` (checked on load).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Event {
+    /// `"20s"` or `"30%"` of the duration.
+    pub at: String,
+    pub action: Action,
+    /// fail/recover: a data center name, or `"*"` for all.
+    pub datacenter: Option<String>,
+    pub mode: Option<FailMode>,
+    /// fail slow: added delay.
+    #[serde(default, with = "opt_dur")]
+    pub delay: Option<Duration>,
+    /// fail errors: share of requests answered 503.
+    pub share: Option<f64>,
+    /// flood: attacker kind, number of source addresses, requests per second in total.
+    pub kind: Option<FloodKind>,
+    pub sources: Option<u32>,
+    pub rate: Option<u32>,
+    /// flood: target site (default: the first) and path (default "/").
+    pub site: Option<String>,
+    pub path: Option<String>,
+    /// surge: shopper multiplier.
+    pub factor: Option<f64>,
+}
+
+impl Event {
+    /// The event's time in a run of `duration`.
+    pub fn time(&self, duration: Duration) -> anyhow::Result<Duration> {
+        let at = self.at.trim();
+        if let Some(p) = at.strip_suffix('%') {
+            let p: f64 =
+                p.trim().parse().with_context(|| format!("event at {at:?}: expected a percentage like \"30%\""))?;
+            if !(0.0..=100.0).contains(&p) {
+                bail!("event at {at:?}: a percentage from 0% to 100%");
+            }
+            return Ok(duration.mul_f64(p / 100.0));
+        }
+        humantime::parse_duration(at).with_context(|| format!("event at {at:?}: expected \"20s\" or \"30%\""))
+    }
+
+    fn check(&self) -> anyhow::Result<()> {
+        let need = |ok: bool, what: &str| {
+            if ok {
+                Ok(())
+            } else {
+                bail!("event {:?} at {}: needs {what}", self.action, self.at)
+            }
+        };
+        match self.action {
+            Action::Fail => {
+                need(self.datacenter.is_some(), "datacenter")?;
+                need(self.mode.is_some(), "mode (refused, blackhole, slow, errors)")?;
+                if self.mode == Some(FailMode::Slow) {
+                    need(self.delay.is_some(), "delay")?;
+                }
+                if self.mode == Some(FailMode::Errors) {
+                    need(self.share.is_some_and(|s| (0.0..=1.0).contains(&s)), "share from 0 to 1")?;
+                }
+            }
+            Action::Recover => need(self.datacenter.is_some(), "datacenter")?,
+            Action::Flood => {
+                need(self.kind.is_some(), "kind (loic, hoic, smart, slowloris, slow-post)")?;
+                need(self.sources.is_some_and(|s| (1..=60_000).contains(&s)), "sources from 1 to 60000")?;
+                need(self.rate.is_some_and(|r| (1..=50_000).contains(&r)), "rate from 1 to 50000")?;
+            }
+            Action::Surge => need(self.factor.is_some_and(|f| (0.0..=50.0).contains(&f)), "factor from 0 to 50")?,
+            Action::StopFlood | Action::Calm => {}
+        }
+        Ok(())
+    }
+}
+
+impl Scenario {
+    pub fn parse(name: &str, text: &str) -> anyhow::Result<Scenario> {
+        let s: Scenario = toml::from_str(text).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+        for e in &s.events {
+            e.check().with_context(|| name.to_string())?;
+            e.time(s.duration).with_context(|| name.to_string())?;
+        }
+        Ok(s)
+    }
+
+    /// A built-in name or a path to a TOML file.
+    pub fn load(name_or_path: &str) -> anyhow::Result<Scenario> {
+        if let Some((_, text)) = BUILT_IN.iter().find(|(n, _)| *n == name_or_path) {
+            return Scenario::parse(name_or_path, text);
+        }
+        let text = std::fs::read_to_string(name_or_path).with_context(|| {
+            let names: Vec<&str> = BUILT_IN.iter().map(|(n, _)| *n).collect();
+            format!("scenario {name_or_path:?} is neither a built-in ({}) nor a readable file", names.join(", "))
+        })?;
+        Scenario::parse(name_or_path, &text)
+    }
+
+    /// Events with their times in a run of `duration`, in order.
+    pub fn timeline(&self, duration: Duration) -> Vec<(Duration, Event)> {
+        let mut t: Vec<_> =
+            self.events.iter().filter_map(|e| e.time(duration).ok().map(|at| (at, e.clone()))).collect();
+        t.sort_by_key(|(at, _)| *at);
+        t
+    }
+}
+
+mod dur {
+    use serde::{Deserialize, Deserializer};
+    use std::time::Duration;
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let s = String::deserialize(d)?;
+        humantime::parse_duration(&s).map_err(|e| serde::de::Error::custom(format!("invalid duration {s:?}: {e}")))
+    }
+}
+
+mod opt_dur {
+    use serde::{Deserialize, Deserializer};
+    use std::time::Duration;
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        let s = String::deserialize(d)?;
+        humantime::parse_duration(&s)
+            .map(Some)
+            .map_err(|e| serde::de::Error::custom(format!("invalid duration {s:?}: {e}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_built_in_scenario_loads() {
+        for (name, _) in BUILT_IN {
+            let s = Scenario::load(name).unwrap();
+            assert_eq!(&s.name, name);
+            assert!(!s.events.is_empty() || *name == "baseline", "{name}");
+        }
+    }
+
+    #[test]
+    fn percent_times_scale_with_duration() {
+        let s = Scenario::load("dc-blackhole").unwrap();
+        let t = s.timeline(Duration::from_secs(100));
+        assert_eq!(t[0].0, Duration::from_secs(30));
+        let t = s.timeline(Duration::from_secs(20));
+        assert_eq!(t[0].0, Duration::from_secs(6));
+    }
+
+    #[test]
+    fn bad_events_are_explained() {
+        let e = Scenario::parse("x", "name = \"x\"\n[[event]]\nat = \"10%\"\naction = \"fail\"\n").unwrap_err();
+        assert!(format!("{e:#}").contains("needs datacenter"), "{e:#}");
+        let e = Scenario::parse("x", "name = \"x\"\n[[event]]\nat = \"soon\"\naction = \"calm\"\n").unwrap_err();
+        assert!(format!("{e:#}").contains("expected \"20s\" or \"30%\""), "{e:#}");
+    }
+}

@@ -1,0 +1,191 @@
+//! Shoppers: sessions from distinct source addresses (127.1.x.y) on keep-alive connections,
+//! with cookies, that browse (home with its CSS, a category, a product with its image, a
+//! search), and a share of which put something in the cart and check out with an
+//! Idempotency-Key. Think times between pages. How many are active follows a watch channel
+//! (a surge multiplies them).
+
+use crate::client;
+use crate::measure::{Outcome, Recorder};
+use bytes::Bytes;
+use http::{header, Method, Request};
+use http_body_util::{BodyExt, Full};
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+
+/// Where a site's shoppers send their requests.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub site: String,
+    pub host: String,
+    /// Shopper i uses `addrs[i % len]`.
+    pub addrs: Vec<SocketAddr>,
+}
+
+pub struct Plan {
+    pub targets: Vec<Target>,
+    pub think: Duration,
+    pub checkout_share: f64,
+    pub timeout: Duration,
+}
+
+/// Runs shopper `id` until `stop`; it is active while `id < active`.
+pub async fn shopper(
+    id: u32,
+    plan: Arc<Plan>,
+    rec: Arc<Recorder>,
+    mut active: watch::Receiver<u32>,
+    stop: watch::Receiver<bool>,
+) {
+    let mut rng = SmallRng::seed_from_u64(u64::from(id) * 7919 + 17);
+    let target = &plan.targets[id as usize % plan.targets.len()];
+    let dst = target.addrs[(id as usize / plan.targets.len()) % target.addrs.len()];
+    let src = client::source_addr(1, id);
+    let mut session = Session { target, dst, src, conn: None, cookie: None, rec: &rec, timeout: plan.timeout };
+    let mut order = 0u32;
+    // Stagger the start so sessions do not all begin in the same millisecond.
+    tokio::time::sleep(plan.think.mul_f64(rng.gen::<f64>())).await;
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        if id >= *active.borrow() {
+            session.conn = None;
+            let mut stop = stop.clone();
+            tokio::select! {
+                _ = active.changed() => {}
+                _ = stop.changed() => return,
+            }
+            continue;
+        }
+        let product = rng.gen_range(1..=12);
+        let category = ["toys", "books", "electronics", "christmas"][rng.gen_range(0..4)];
+        let pages: [(&str, String); 6] = [
+            ("/", String::new()),
+            ("/static/shop.css", String::new()),
+            ("/c/", category.to_string()),
+            ("/p/", product.to_string()),
+            ("/img/", format!("{product}.svg")),
+            ("/search?q=", ["train", "bear", "atlas", "star"][rng.gen_range(0..4)].to_string()),
+        ];
+        for (i, (prefix, rest)) in pages.iter().enumerate() {
+            session.get(&format!("{prefix}{rest}")).await;
+            // Sub-resources (CSS, image) follow their page at once, like a browser.
+            if i != 0 && i != 3 {
+                think(&mut rng, plan.think, &stop).await;
+            }
+            if *stop.borrow() {
+                return;
+            }
+        }
+        if rng.gen::<f64>() < plan.checkout_share {
+            session.post("/cart", format!("id={product}"), None).await;
+            think(&mut rng, plan.think, &stop).await;
+            order += 1;
+            let key = format!("drill-{id}-{order}");
+            session.post("/checkout", String::new(), Some(key)).await;
+        }
+        think(&mut rng, plan.think * 2, &stop).await;
+    }
+}
+
+async fn think(rng: &mut SmallRng, mean: Duration, stop: &watch::Receiver<bool>) {
+    // Exponential think time, capped at 5x the mean.
+    let f = -(1.0 - rng.gen::<f64>()).ln();
+    let mut stop = stop.clone();
+    tokio::select! {
+        _ = tokio::time::sleep(mean.mul_f64(f.min(5.0))) => {}
+        _ = stop.changed() => {}
+    }
+}
+
+struct Session<'a> {
+    target: &'a Target,
+    dst: SocketAddr,
+    src: std::net::Ipv4Addr,
+    conn: Option<hyper::client::conn::http1::SendRequest<Full<Bytes>>>,
+    cookie: Option<String>,
+    rec: &'a Recorder,
+    timeout: Duration,
+}
+
+impl Session<'_> {
+    async fn get(&mut self, path: &str) {
+        self.send(Method::GET, path, String::new(), None).await;
+    }
+
+    async fn post(&mut self, path: &str, body: String, key: Option<String>) {
+        self.send(Method::POST, path, body, key).await;
+    }
+
+    async fn send(&mut self, method: Method, path: &str, body: String, key: Option<String>) {
+        let checkout = path == "/checkout";
+        let started = Instant::now();
+        let result = tokio::time::timeout(self.timeout, self.exchange(method, path, body, key)).await;
+        let (status, dc, stale, order) = match result {
+            Ok(Ok(r)) => r,
+            Ok(Err(_)) | Err(_) => {
+                self.conn = None; // a broken or timed-out connection is not reused
+                (None, None, false, false)
+            }
+        };
+        // A checkout counts only with an order id in the answer.
+        let status = if checkout && !order { status.filter(|s| !(200..400).contains(s)).or(Some(599)) } else { status };
+        let o =
+            Outcome { site: &self.target.site, status, latency: started.elapsed(), datacenter: dc, checkout, stale };
+        self.rec.record(started, &o);
+    }
+
+    async fn exchange(
+        &mut self,
+        method: Method,
+        path: &str,
+        body: String,
+        key: Option<String>,
+    ) -> anyhow::Result<(Option<u16>, Option<String>, bool, bool)> {
+        let mut conn = match self.conn.take() {
+            Some(c) if !c.is_closed() => c,
+            _ => client::http1_from(self.src, self.dst).await?,
+        };
+        conn.ready().await?;
+        let mut req = Request::builder()
+            .method(method.clone())
+            .uri(path)
+            .header(header::HOST, &self.target.host)
+            .header(header::USER_AGENT, "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0")
+            .header(header::ACCEPT, "text/html,application/xhtml+xml,*/*;q=0.8")
+            .header(header::ACCEPT_LANGUAGE, "de-DE,de;q=0.9,en;q=0.5");
+        if let Some(c) = &self.cookie {
+            req = req.header(header::COOKIE, c);
+        }
+        if let Some(k) = key {
+            req = req.header("idempotency-key", k);
+        }
+        if method == Method::POST {
+            req = req.header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+        }
+        let resp = conn.send_request(req.body(Full::new(Bytes::from(body)))?).await?;
+        let status = resp.status().as_u16();
+        let h = resp.headers();
+        let dc = h.get("x-datacenter").and_then(|v| v.to_str().ok()).map(str::to_string);
+        let stale = h.get("cache-status").and_then(|v| v.to_str().ok()).is_some_and(|v| v.contains("stale"));
+        let order = h.contains_key("x-order-id");
+        if let Some(c) = h.get(header::SET_COOKIE).and_then(|v| v.to_str().ok()) {
+            let pair = c.split(';').next().unwrap_or("").trim();
+            if pair.ends_with('=') {
+                self.cookie = None
+            } else {
+                self.cookie = Some(pair.to_string())
+            }
+        }
+        let close = h.get(header::CONNECTION).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"close"));
+        resp.into_body().collect().await?;
+        if !close {
+            self.conn = Some(conn);
+        }
+        Ok((Some(status), dc, stale, order))
+    }
+}

@@ -1,0 +1,154 @@
+//! The sites and data centers of a gateway config, and the simulated shops the drill runs in
+//! their place: one per origin address, on a fresh loopback port, each with its own fault
+//! switch. The drill reads the config as plain TOML; it does not link the gateway.
+
+use anyhow::{bail, Context};
+use holdfast_shop::{Fault, Shop, ShopConfig};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+#[derive(Debug, Clone)]
+pub struct SiteTopo {
+    pub name: String,
+    /// The first exact host name (the one shoppers use).
+    pub host: String,
+    pub language: String,
+    /// Data centers in failover order, each with its origin addresses.
+    pub pools: Vec<(String, Vec<String>)>,
+}
+
+/// Reads the sites from a gateway config.
+pub fn sites(config: &toml::Table) -> anyhow::Result<Vec<SiteTopo>> {
+    let mut out = Vec::new();
+    let sites = config.get("site").and_then(|v| v.as_array()).cloned().unwrap_or_default();
+    for s in sites {
+        let name = s.get("name").and_then(|v| v.as_str()).context("a [[site]] without name")?.to_string();
+        let host = s
+            .get("hosts")
+            .and_then(|v| v.as_array())
+            .and_then(|hs| hs.iter().filter_map(|h| h.as_str()).find(|h| !h.starts_with('*')))
+            .with_context(|| format!("site {name}: no exact host name"))?
+            .to_string();
+        let language = s.get("language").and_then(|v| v.as_str()).unwrap_or("en").to_string();
+        let mut pools = Vec::new();
+        for p in s.get("pool").and_then(|v| v.as_array()).cloned().unwrap_or_default() {
+            let dc = p.get("datacenter").and_then(|v| v.as_str()).context("pool without datacenter")?.to_string();
+            let origins: Vec<String> = p
+                .get("origins")
+                .and_then(|v| v.as_array())
+                .map(|a| a.iter().filter_map(|o| o.as_str().map(str::to_string)).collect())
+                .unwrap_or_default();
+            pools.push((dc, origins));
+        }
+        if pools.is_empty() {
+            bail!("site {name} has no pools");
+        }
+        out.push(SiteTopo { name, host, language, pools });
+    }
+    if out.is_empty() {
+        bail!("the config has no [[site]]");
+    }
+    Ok(out)
+}
+
+/// One running simulated origin.
+pub struct Origin {
+    pub site: String,
+    pub datacenter: String,
+    pub addr: SocketAddr,
+    pub shop: Arc<Shop>,
+}
+
+/// The drill's origins: a shop for every (site, data center, origin) of the config.
+pub struct Origins {
+    pub list: Vec<Origin>,
+}
+
+/// The address range attackers send from (counted at the origins as flood traffic).
+pub const ATTACK_NET: (std::net::Ipv4Addr, u8) = (std::net::Ipv4Addr::new(127, 2, 0, 0), 16);
+
+impl Origins {
+    pub async fn start(sites: &[SiteTopo], capacity: Option<u32>) -> anyhow::Result<Origins> {
+        let mut list = Vec::new();
+        for s in sites {
+            for (dc, origins) in &s.pools {
+                for _ in origins {
+                    let mut cfg = ShopConfig::new(&s.name, &s.language, dc);
+                    cfg.capacity = capacity;
+                    let (addr, shop) = holdfast_shop::spawn(cfg, "127.0.0.1:0".parse()?).await?;
+                    let _ = shop.stats.flood_sources.set(ATTACK_NET);
+                    list.push(Origin { site: s.name.clone(), datacenter: dc.clone(), addr, shop });
+                }
+            }
+        }
+        Ok(Origins { list })
+    }
+
+    /// Sets a fault on every origin of a data center (`"*"`: all).
+    pub fn set_fault(&self, datacenter: &str, fault: Fault) {
+        for o in self.list.iter().filter(|o| datacenter == "*" || o.datacenter == datacenter) {
+            o.shop.faults.set(fault);
+        }
+    }
+
+    /// The drill's origin addresses of a site's pool.
+    pub fn addrs(&self, site: &str, datacenter: &str) -> Vec<SocketAddr> {
+        self.list.iter().filter(|o| o.site == site && o.datacenter == datacenter).map(|o| o.addr).collect()
+    }
+
+    /// Flood requests that reached any origin.
+    pub fn flood_requests(&self) -> u64 {
+        self.list.iter().map(|o| o.shop.stats.flood_requests.load(std::sync::atomic::Ordering::Relaxed)).sum()
+    }
+
+    /// Orders placed, and idempotency keys that placed more than one order across all
+    /// origins (a duplicated order).
+    pub fn orders(&self) -> (u64, u64) {
+        let mut by_key: std::collections::HashMap<String, u32> = std::collections::HashMap::new();
+        let mut placed = 0;
+        for o in &self.list {
+            let sum = o.shop.orders.summary();
+            placed += sum.placed;
+            for order in sum.orders {
+                if let Some(k) = order.idempotency_key {
+                    *by_key.entry(k).or_default() += 1;
+                }
+            }
+        }
+        (placed, by_key.values().filter(|n| **n > 1).count() as u64)
+    }
+
+    /// The gateway config with the drill's listeners and origins in place of the configured ones.
+    pub fn rewrite_config(&self, config: &toml::Table, http: SocketAddr, admin: SocketAddr) -> toml::Table {
+        let mut c = config.clone();
+        let mut listen = toml::Table::new();
+        listen.insert("http".into(), toml::Value::Array(vec![toml::Value::String(http.to_string())]));
+        listen.insert("admin".into(), toml::Value::String(admin.to_string()));
+        c.insert("listen".into(), toml::Value::Table(listen));
+        let mut log = toml::Table::new();
+        log.insert("access".into(), toml::Value::Boolean(false));
+        c.insert("log".into(), toml::Value::Table(log));
+        if let Some(sites) = c.get_mut("site").and_then(|v| v.as_array_mut()) {
+            for s in sites {
+                let name = s.get("name").and_then(|v| v.as_str()).unwrap_or_default().to_string();
+                // TLS is not used by the drill's shoppers.
+                if let Some(t) = s.as_table_mut() {
+                    t.remove("tls");
+                }
+                if let Some(pools) = s.get_mut("pool").and_then(|v| v.as_array_mut()) {
+                    for p in pools {
+                        let dc = p.get("datacenter").and_then(|v| v.as_str()).unwrap_or_default().to_string();
+                        let addrs = self.addrs(&name, &dc);
+                        if let Some(t) = p.as_table_mut() {
+                            t.insert(
+                                "origins".into(),
+                                toml::Value::Array(addrs.iter().map(|a| toml::Value::String(a.to_string())).collect()),
+                            );
+                        }
+                    }
+                }
+            }
+        }
+        c
+    }
+}
