@@ -103,6 +103,8 @@ struct Status {
     open_connections: usize,
     datacenters: Vec<DcStatus>,
     sites: Vec<SiteStatus>,
+    /// Recent origin and data-center state changes, oldest first.
+    events: Vec<crate::events::Event>,
 }
 
 #[derive(Serialize)]
@@ -123,14 +125,20 @@ struct SiteStatus {
 #[derive(Serialize)]
 struct PoolStatus {
     datacenter: String,
+    /// Origins that may get traffic now, of all.
+    available: usize,
+    total: usize,
     origins: Vec<OriginStatus>,
 }
 
 #[derive(Serialize)]
 struct OriginStatus {
     address: String,
-    /// "unchecked" until active health checks run for the origin.
-    health: &'static str,
+    weight: u32,
+    /// available, probe (ejection over, one request allowed), ejected, down (health checks).
+    state: &'static str,
+    health_checks: &'static str,
+    latency_ewma_ms: f64,
     in_flight: u64,
     requests: u64,
     errors: u64,
@@ -138,7 +146,9 @@ struct OriginStatus {
 }
 
 fn status(shared: &Shared) -> Status {
+    use crate::upstream::health::State;
     let snap = shared.snapshot.load();
+    let now = crate::clock::now_ms();
     let sites: Vec<SiteStatus> = snap
         .sites
         .iter()
@@ -151,12 +161,28 @@ fn status(shared: &Shared) -> Status {
                 .iter()
                 .map(|p| PoolStatus {
                     datacenter: p.datacenter.to_string(),
+                    available: p.origins.iter().filter(|o| o.health.state(now) != State::Down).count(),
+                    total: p.origins.len(),
                     origins: p
                         .origins
                         .iter()
                         .map(|o| OriginStatus {
                             address: o.authority.to_string(),
-                            health: "unchecked",
+                            weight: o.weight,
+                            state: match o.health.state(now) {
+                                State::Available => "available",
+                                State::Probe => "probe",
+                                State::Down if !o.health.checked_up() => "down",
+                                State::Down => "ejected",
+                            },
+                            health_checks: if !s.cfg.health.enabled {
+                                "off"
+                            } else if o.health.checked_up() {
+                                "passing"
+                            } else {
+                                "failing"
+                            },
+                            latency_ewma_ms: (o.health.ewma_us() / 10.0).round() / 100.0,
                             in_flight: o.stats.in_flight.load(Relaxed),
                             requests: o.stats.requests.load(Relaxed),
                             errors: o.stats.errors.load(Relaxed),
@@ -192,5 +218,6 @@ fn status(shared: &Shared) -> Status {
         open_connections: shared.open_connections.load(Relaxed),
         datacenters,
         sites,
+        events: shared.events.recent(),
     }
 }

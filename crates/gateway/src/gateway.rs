@@ -23,7 +23,10 @@ pub struct Shared {
     pub config_path: Option<PathBuf>,
     pub open_connections: AtomicUsize,
     pub drained: Notify,
+    pub events: crate::events::EventLog,
     reload_lock: tokio::sync::Mutex<()>,
+    /// Signalled after a reload so health checkers start for new origins.
+    new_snapshot: Notify,
     pub last_reload: Mutex<Option<ReloadEvent>>,
 }
 
@@ -67,6 +70,7 @@ impl Shared {
         match result {
             Ok(snap) => {
                 self.snapshot.store(Arc::new(snap));
+                self.new_snapshot.notify_one();
                 self.metrics.reloads.get_or_create(&crate::metrics::ReasonLabel { reason: "ok".into() }).inc();
                 tracing::info!("configuration reloaded");
                 Ok(())
@@ -104,14 +108,27 @@ impl Gateway {
             config_path,
             open_connections: AtomicUsize::new(0),
             drained: Notify::new(),
+            events: Default::default(),
             reload_lock: tokio::sync::Mutex::new(()),
+            new_snapshot: Notify::new(),
             last_reload: Mutex::new(None),
         });
+        crate::upstream::checker::ensure(&shared);
+        // After each reload: checkers for origins that are new in the config.
+        let checkers = {
+            let shared = shared.clone();
+            tokio::spawn(async move {
+                loop {
+                    shared.new_snapshot.notified().await;
+                    crate::upstream::checker::ensure(&shared);
+                }
+            })
+        };
         let (shutdown, rx) = watch::channel(false);
         let mut gw = Gateway {
             shared: shared.clone(),
             shutdown,
-            tasks: Vec::new(),
+            tasks: vec![checkers],
             http_addrs: Vec::new(),
             https_addrs: Vec::new(),
             admin_addr: None,

@@ -2,7 +2,9 @@
 //! path is [`proxy::handle`]. See docs/architecture.md for the module map.
 
 pub mod admin;
+pub mod clock;
 pub mod config;
+pub mod events;
 pub mod gateway;
 pub mod listen;
 pub mod metrics;

@@ -49,6 +49,8 @@ pub struct Metrics {
     pub connections: Counter,
     pub rejected: Family<ReasonLabel, Counter>,
     pub reloads: Family<ReasonLabel, Counter>,
+    pub events: Family<KindLabel, Counter>,
+    pub retries: Family<SiteReason, Counter>,
 }
 
 impl Default for Metrics {
@@ -82,7 +84,30 @@ impl Metrics {
             rejected.clone(),
         );
         registry.register("config_reloads", "Config reloads, by result (ok, error)", reloads.clone());
-        Metrics { registry, requests, duration, origin_errors, open_connections, connections, rejected, reloads }
+        let events = Family::<KindLabel, Counter>::default();
+        let retries = Family::<SiteReason, Counter>::default();
+        registry.register(
+            "upstream_events",
+            "Origin and data-center state changes: origin_down, origin_up, origin_ejected, origin_returned, failover, failback",
+            events.clone(),
+        );
+        registry.register(
+            "retries",
+            "Requests sent again to another origin, by site and reason (or budget_exhausted)",
+            retries.clone(),
+        );
+        Metrics {
+            registry,
+            requests,
+            duration,
+            origin_errors,
+            open_connections,
+            connections,
+            rejected,
+            reloads,
+            events,
+            retries,
+        }
     }
 
     /// Prometheus text exposition format.
@@ -148,4 +173,25 @@ impl Metrics {
             })
             .inc();
     }
+}
+
+impl Metrics {
+    pub fn event(&self, kind: &str) {
+        self.events.get_or_create(&KindLabel { kind: kind.to_string() }).inc();
+    }
+
+    pub fn retry(&self, site: &str, reason: &str) {
+        self.retries.get_or_create(&SiteReason { site: site.to_string(), reason: reason.to_string() }).inc();
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabel {
+    pub kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SiteReason {
+    pub site: String,
+    pub reason: String,
 }

@@ -19,6 +19,11 @@ pub struct SiteRt {
     /// Pools in failover order.
     pub pools: Vec<Pool>,
     pub metrics: SiteMetrics,
+    /// The site's config (health, outlier, failover, retry, balance).
+    pub cfg: config::Site,
+    pub retry_budget: crate::upstream::retry::Budget,
+    /// Random state for balancing and failover choices.
+    pub rng: std::sync::atomic::AtomicU64,
 }
 
 pub struct Snapshot {
@@ -40,7 +45,11 @@ impl Snapshot {
             for site in &prev.sites {
                 for pool in &site.pools {
                     for o in &pool.origins {
-                        let key = (site.name.to_string(), pool.datacenter.to_string(), o.authority.to_string());
+                        let key = (
+                            site.name.to_string(),
+                            pool.datacenter.to_string(),
+                            format!("{}*{}", o.authority, o.weight),
+                        );
                         known.insert(key, o.clone());
                     }
                 }
@@ -55,9 +64,11 @@ impl Snapshot {
                 let dc: Arc<str> = Arc::from(p.datacenter.get_ref().as_str());
                 let mut origins = Vec::with_capacity(p.origins.len());
                 for o in &p.origins {
-                    let auth = config::parse_origin(o.get_ref())?;
-                    let key = (name.to_string(), dc.to_string(), auth.to_string());
-                    let origin = known.get(&key).cloned().unwrap_or_else(|| Arc::new(Origin::new(auth, dc.clone())));
+                    let o = o.get_ref();
+                    let auth = config::parse_origin(&o.address)?;
+                    let key = (name.to_string(), dc.to_string(), format!("{auth}*{}", o.weight));
+                    let origin =
+                        known.get(&key).cloned().unwrap_or_else(|| Arc::new(Origin::new(auth, dc.clone(), o.weight)));
                     origins.push(origin);
                 }
                 pools.push(Pool::new(dc, origins));
@@ -73,12 +84,16 @@ impl Snapshot {
             }
             let dcs: Vec<&str> = pools.iter().map(|p| &*p.datacenter).collect();
             let site_metrics = metrics.site(&name, &dcs);
+            let seed = 0x9E37_79B9_7F4A_7C15u64 ^ (sites.len() as u64 + 1).wrapping_mul(0xD1B5_4A32_D192_ED03);
             sites.push(Arc::new(SiteRt {
                 name,
                 language: Arc::from(s.language.as_str()),
                 hosts,
                 pools,
                 metrics: site_metrics,
+                cfg: s.clone(),
+                retry_budget: Default::default(),
+                rng: std::sync::atomic::AtomicU64::new(seed),
             }));
         }
         let routes =

@@ -11,10 +11,9 @@ pub async fn run() -> anyhow::Result<()> {
     for site in &file.sites {
         for pool in &site.pools {
             for origin in &pool.origins {
-                let addr: std::net::SocketAddr = origin
-                    .get_ref()
-                    .parse()
-                    .with_context(|| format!("demo origin {} is not an IP:port", origin.get_ref()))?;
+                let address = &origin.get_ref().address;
+                let addr: std::net::SocketAddr =
+                    address.parse().with_context(|| format!("demo origin {address} is not an IP:port"))?;
                 let cfg =
                     holdfast_shop::ShopConfig::new(site.name.get_ref(), &site.language, pool.datacenter.get_ref());
                 holdfast_shop::spawn(cfg, addr).await.with_context(|| format!("cannot start a demo shop on {addr}"))?;

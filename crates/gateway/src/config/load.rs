@@ -124,6 +124,29 @@ fn validate(src: &Source, file: &File) -> Result<(), ConfigError> {
         if !site.health.path.starts_with('/') {
             return Err(src.at(&site.name, format!("site {sname:?}: health.path must start with '/'")));
         }
+        let h = &site.health;
+        if h.expect_status[0] > h.expect_status[1] || h.unhealthy_after == 0 || h.healthy_after == 0 {
+            return Err(src.at(&site.name, format!("site {sname:?}: health.expect_status must be [low, high] and unhealthy_after/healthy_after at least 1")));
+        }
+        if h.interval.get().is_zero() || h.timeout.get().is_zero() {
+            return Err(
+                src.at(&site.name, format!("site {sname:?}: health.interval and health.timeout must be more than 0"))
+            );
+        }
+        if !(0.0..=1.0).contains(&site.failover.min_healthy_share) {
+            return Err(src.at(&site.name, format!("site {sname:?}: failover.min_healthy_share must be from 0 to 1")));
+        }
+        if site.outlier.max_ejected_percent > 100 {
+            return Err(
+                src.at(&site.name, format!("site {sname:?}: outlier.max_ejected_percent must be from 0 to 100"))
+            );
+        }
+        if site.retry.attempts == 0 || site.retry.attempts > 10 || !(0.0..=1.0).contains(&site.retry.budget_ratio) {
+            return Err(src.at(
+                &site.name,
+                format!("site {sname:?}: retry.attempts must be from 1 to 10 and retry.budget_ratio from 0 to 1"),
+            ));
+        }
         if site.pools.is_empty() {
             return Err(
                 src.at(&site.name, format!("site {sname:?} has no [[site.pool]]: expected at least one origin pool"))
@@ -146,8 +169,11 @@ fn validate(src: &Source, file: &File) -> Result<(), ConfigError> {
                 return Err(src.at(&pool.datacenter, "pool has no origins: expected at least one \"host:port\""));
             }
             for origin in &pool.origins {
-                if let Err(why) = parse_origin(origin.get_ref()) {
+                if let Err(why) = parse_origin(&origin.get_ref().address) {
                     return Err(src.at(origin, why));
+                }
+                if !(1..=1000).contains(&origin.get_ref().weight) {
+                    return Err(src.at(origin, "origin weight must be from 1 to 1000"));
                 }
             }
         }

@@ -182,9 +182,112 @@ pub struct Site {
     /// Active health checks of the site's origins.
     #[serde(default)]
     pub health: Health,
+    /// Passive outlier detection from real traffic.
+    #[serde(default)]
+    pub outlier: Outlier,
+    /// How traffic moves between data centers.
+    #[serde(default)]
+    pub failover: Failover,
+    /// Retries on another origin.
+    #[serde(default)]
+    pub retry: Retry,
+    /// Balancing inside a pool: power of two choices over peak-EWMA latency, or over
+    /// outstanding requests.
+    #[serde(default)]
+    pub balance: Balance,
     /// Origin pools in failover order.
     #[serde(default, rename = "pool")]
     pub pools: Vec<Pool>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Balance {
+    #[default]
+    PeakEwma,
+    LeastRequest,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Outlier {
+    /// Consecutive connect errors, timeouts or resets that eject an origin (0: never).
+    pub consecutive_errors: u32,
+    /// Consecutive 5xx responses that eject an origin (0: 5xx never ejects).
+    pub consecutive_5xx: u32,
+    /// First ejection time; each further ejection in a row doubles it.
+    pub base_ejection: Dur,
+    pub max_ejection: Dur,
+    /// At most this share of a pool's origins (percent) is ejected at once.
+    pub max_ejected_percent: u32,
+}
+
+impl Default for Outlier {
+    fn default() -> Self {
+        Outlier {
+            consecutive_errors: 3,
+            consecutive_5xx: 5,
+            base_ejection: Dur::secs(5),
+            max_ejection: Dur::secs(300),
+            max_ejected_percent: 50,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FailoverMode {
+    /// A data center below `min_healthy_share` hands all its traffic to the next one.
+    #[default]
+    AllAtOnce,
+    /// A data center keeps traffic in proportion to its healthy share; the rest spills over.
+    Proportional,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Failover {
+    pub mode: FailoverMode,
+    /// A pool whose share of available origins is below this hands its traffic on.
+    pub min_healthy_share: f64,
+    /// When a preferred data center comes back, its share of traffic ramps up over this time.
+    pub slow_start: Dur,
+}
+
+impl Default for Failover {
+    fn default() -> Self {
+        Failover { mode: FailoverMode::AllAtOnce, min_healthy_share: 0.5, slow_start: Dur::secs(10) }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Retry {
+    /// Tries in all (1: no retries).
+    pub attempts: u32,
+    /// Retry idempotent requests answered 502, 503 or 504.
+    pub on_5xx: bool,
+    /// A retryable request's try is abandoned (and retried elsewhere) after this.
+    pub per_try_timeout: Dur,
+    /// Retries allowed as a share of requests (over 10 s) ...
+    pub budget_ratio: f64,
+    /// ... but at least this many per second.
+    pub budget_min_per_second: u32,
+    /// Request bodies up to this size are buffered so that they can be sent again.
+    pub buffer_body_bytes: ByteSize,
+}
+
+impl Default for Retry {
+    fn default() -> Self {
+        Retry {
+            attempts: 3,
+            on_5xx: true,
+            per_try_timeout: Dur::secs(3),
+            budget_ratio: 0.2,
+            budget_min_per_second: 10,
+            buffer_body_bytes: ByteSize(64 * 1024),
+        }
+    }
 }
 
 fn default_language() -> String {
@@ -203,14 +306,30 @@ pub struct SiteTls {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Health {
+    /// Checks run when true.
+    pub enabled: bool,
     pub path: String,
     pub interval: Dur,
     pub timeout: Dur,
+    /// Lowest and highest status that counts as healthy.
+    pub expect_status: [u16; 2],
+    /// Failed checks in a row that mark an origin down.
+    pub unhealthy_after: u32,
+    /// Passed checks in a row that mark it up again.
+    pub healthy_after: u32,
 }
 
 impl Default for Health {
     fn default() -> Self {
-        Health { path: "/healthz".into(), interval: Dur::secs(1), timeout: Dur::millis(500) }
+        Health {
+            enabled: true,
+            path: "/healthz".into(),
+            interval: Dur::secs(1),
+            timeout: Dur::millis(500),
+            expect_status: [200, 399],
+            unhealthy_after: 2,
+            healthy_after: 2,
+        }
     }
 }
 
@@ -219,6 +338,42 @@ impl Default for Health {
 pub struct Pool {
     /// Name of a `[[datacenter]]`.
     pub datacenter: Spanned<String>,
-    /// Origins as `host:port` (an IP address or a DNS name, and a port).
-    pub origins: Vec<Spanned<String>>,
+    /// Origins as `"host:port"` (an IP address or a DNS name, and a port), or
+    /// `{ address = "host:port", weight = 2 }`.
+    pub origins: Vec<Spanned<OriginSpec>>,
+}
+
+/// An origin address with its balancing weight (1 to 1000, default 1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OriginSpec {
+    pub address: String,
+    pub weight: u32,
+}
+
+impl<'de> Deserialize<'de> for OriginSpec {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = OriginSpec;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an origin: \"host:port\" or { address = \"host:port\", weight = N }")
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<OriginSpec, E> {
+                Ok(OriginSpec { address: s.to_string(), weight: 1 })
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<OriginSpec, A::Error> {
+                let (mut address, mut weight) = (None, 1u32);
+                while let Some(key) = map.next_key::<String>()? {
+                    match key.as_str() {
+                        "address" => address = Some(map.next_value::<String>()?),
+                        "weight" => weight = map.next_value::<u32>()?,
+                        other => return Err(serde::de::Error::unknown_field(other, &["address", "weight"])),
+                    }
+                }
+                let address = address.ok_or_else(|| serde::de::Error::missing_field("address"))?;
+                Ok(OriginSpec { address, weight })
+            }
+        }
+        d.deserialize_any(V)
+    }
 }

@@ -25,21 +25,63 @@ impl std::fmt::Display for BodyTooLarge {
 }
 impl std::error::Error for BodyTooLarge {}
 
-/// A client's request body, forwarded as it arrives, with a size limit (0 = none).
+/// A client's request body: forwarded as it arrives, with a size limit (0 = none), or
+/// buffered whole (small bodies of requests that may be retried) so it can be sent again.
 #[derive(Debug)]
 pub struct ReqBody {
     inner: Option<Incoming>,
     remaining: u64,
     limited: bool,
+    buffered: Option<Bytes>,
 }
 
 impl ReqBody {
     pub fn empty() -> ReqBody {
-        ReqBody { inner: None, remaining: 0, limited: false }
+        ReqBody { inner: None, remaining: 0, limited: false, buffered: None }
     }
 
     pub fn new(inner: Incoming, limit: u64) -> ReqBody {
-        ReqBody { inner: Some(inner), remaining: limit, limited: limit > 0 }
+        if inner.is_end_stream() {
+            return ReqBody::empty();
+        }
+        ReqBody { inner: Some(inner), remaining: limit, limited: limit > 0, buffered: None }
+    }
+
+    pub fn buffered(bytes: Bytes) -> ReqBody {
+        ReqBody { inner: None, remaining: 0, limited: false, buffered: Some(bytes) }
+    }
+
+    /// A copy to send again, when the body is empty or buffered (not streaming).
+    pub fn replay(&self) -> Option<ReqBody> {
+        match (&self.inner, &self.buffered) {
+            (None, b) => Some(ReqBody { inner: None, remaining: 0, limited: false, buffered: b.clone() }),
+            (Some(_), _) => None,
+        }
+    }
+
+    /// Reads a streaming body whole into memory (at most `max` bytes, within `timeout`).
+    pub async fn buffer(mut self, max: usize, timeout: std::time::Duration) -> Result<ReqBody, BoxError> {
+        use http_body_util::BodyExt;
+        if self.inner.is_none() {
+            return Ok(self);
+        }
+        let collect = async {
+            let mut buf = bytes::BytesMut::new();
+            while let Some(frame) = self.frame().await {
+                if let Some(d) = frame?.data_ref() {
+                    if buf.len() + d.len() > max {
+                        return Err::<Bytes, BoxError>(Box::new(BodyTooLarge));
+                    }
+                    buf.extend_from_slice(d);
+                }
+            }
+            Ok(buf.freeze())
+        };
+        match tokio::time::timeout(timeout, collect).await {
+            Ok(Ok(b)) => Ok(ReqBody::buffered(b)),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err("timed out reading the request body".into()),
+        }
     }
 }
 
@@ -49,6 +91,9 @@ impl Body for ReqBody {
 
     fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = &mut *self;
+        if let Some(b) = this.buffered.take() {
+            return Poll::Ready(Some(Ok(Frame::data(b))));
+        }
         let Some(inner) = this.inner.as_mut() else { return Poll::Ready(None) };
         match ready!(Pin::new(inner).poll_frame(cx)) {
             Some(Ok(frame)) => {
@@ -68,11 +113,15 @@ impl Body for ReqBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.as_ref().is_none_or(Body::is_end_stream)
+        self.buffered.is_none() && self.inner.as_ref().is_none_or(Body::is_end_stream)
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.as_ref().map_or_else(|| SizeHint::with_exact(0), Body::size_hint)
+        match (&self.buffered, &self.inner) {
+            (Some(b), _) => SizeHint::with_exact(b.len() as u64),
+            (None, Some(i)) => i.size_hint(),
+            (None, None) => SizeHint::with_exact(0),
+        }
     }
 }
 

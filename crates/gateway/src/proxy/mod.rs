@@ -3,6 +3,7 @@
 //! each step calls into the module that owns it.
 
 pub mod body;
+pub mod forward;
 pub mod framing;
 pub mod headers;
 
@@ -11,12 +12,11 @@ use crate::listen::ConnState;
 use crate::pages::{self, Problem};
 use crate::record::Finished;
 use crate::snapshot::SiteRt;
-use crate::upstream::{self, ErrorKind};
+use crate::upstream::ErrorKind;
 use body::{ReqBody, RespBody};
 use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
-use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -71,13 +71,7 @@ pub async fn handle(shared: Arc<Shared>, conn: Arc<ConnState>, req: Request<Inco
         return site_page(fin, &site, Problem::TooLarge, true);
     }
 
-    // 4. Origin choice.
-    let Some((pool_idx, origin)) = upstream::choose(&site.pools) else {
-        return site_page(fin, &site, Problem::Unavailable(StatusCode::SERVICE_UNAVAILABLE), false);
-    };
-    let origin = origin.clone();
-
-    // 5. The request to the origin: header hygiene, forwarding headers, origin-form target.
+    // The request to the origin: header hygiene, forwarding headers, origin-form target.
     let received = parts.version;
     headers::remove_hop_by_hop(&mut parts.headers);
     let trusted = snap.file.proxy.trusted_proxies.iter().any(|n| n.contains(&conn.client.ip));
@@ -103,39 +97,30 @@ pub async fn handle(shared: Arc<Shared>, conn: Arc<ConnState>, req: Request<Inco
     parts.version = Version::HTTP_11;
     let upstream_req = Request::from_parts(parts, ReqBody::new(body, max_body));
 
-    // 6. The origin call, bounded by the response-header timeout.
-    origin.stats.requests.fetch_add(1, Relaxed);
-    origin.stats.in_flight.fetch_add(1, Relaxed);
-    let timeouts = &snap.file.timeouts;
-    let send = origin.conns.send(&origin.authority, upstream_req, timeouts.connect.get(), timeouts.origin_idle.get());
-    let kind = match tokio::time::timeout(timeouts.origin_response.get(), send).await {
-        Ok(Ok((mut resp, conn))) => {
+    // 4. The origins: failover order, balancing, retries elsewhere (proxy::forward).
+    match forward::forward(&shared, &snap, &site, upstream_req).await {
+        forward::Forwarded::Response { mut resp, conn, pool, origin } => {
             headers::remove_hop_by_hop(resp.headers_mut());
             if let Some((v11, _)) = &snap.via {
                 headers::append_via(resp.headers_mut(), v11);
             }
             fin.status = resp.status().as_u16();
-            fin.served_by = Some((pool_idx, origin));
-            return resp.map(|b| RespBody::origin(b, conn).with_record(fin));
+            fin.served_by = Some((pool, origin));
+            resp.map(|b| RespBody::origin(b, conn).with_record(fin))
         }
-        Ok(Err(e)) => ErrorKind::classify(&e),
-        Err(_) => ErrorKind::ResponseTimeout,
-    };
-    origin.stats.in_flight.fetch_sub(1, Relaxed);
-
-    // 7. No answer from the origin.
-    if kind.is_origin_fault() {
-        origin.record_error(kind);
-        shared.metrics.origin_error(&site.name, &origin.datacenter, origin.authority.as_str(), kind.as_str());
-        tracing::warn!(site = %site.name, datacenter = %origin.datacenter, origin = %origin.authority, kind = kind.as_str(), "origin request failed");
+        // 5. No origin could answer.
+        forward::Forwarded::Failed { kind } => {
+            let problem = match kind {
+                ErrorKind::BodyTooLarge => Problem::TooLarge,
+                ErrorKind::ClientBody => Problem::BadRequest,
+                ErrorKind::ConnectTimeout | ErrorKind::ResponseTimeout => {
+                    Problem::Unavailable(StatusCode::GATEWAY_TIMEOUT)
+                }
+                _ => Problem::Unavailable(StatusCode::BAD_GATEWAY),
+            };
+            site_page(fin, &site, problem, false)
+        }
     }
-    let problem = match kind {
-        ErrorKind::BodyTooLarge => Problem::TooLarge,
-        ErrorKind::ClientBody => Problem::BadRequest,
-        ErrorKind::ConnectTimeout | ErrorKind::ResponseTimeout => Problem::Unavailable(StatusCode::GATEWAY_TIMEOUT),
-        _ => Problem::Unavailable(StatusCode::BAD_GATEWAY),
-    };
-    site_page(fin, &site, problem, false)
 }
 
 fn declared_length(headers: &http::HeaderMap) -> Option<u64> {

@@ -1,22 +1,31 @@
 //! Origins and their pools per data center, keep-alive connections to them ([`pool`]),
 //! origin choice, and the classification of origin failures.
 
+pub mod balance;
+pub mod checker;
+pub mod failover;
+pub mod health;
 pub mod pool;
+pub mod retry;
 
 use serde::Serialize;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 /// One origin server of one site in one data center. Kept across reloads when the site,
-/// data center and address stay the same, so its counters survive.
+/// data center and address stay the same, so its counters, health and connections survive.
 #[derive(Debug)]
 pub struct Origin {
     pub authority: http::uri::Authority,
     pub datacenter: Arc<str>,
+    pub weight: u32,
     pub stats: OriginStats,
+    pub health: health::OriginHealth,
     /// Idle keep-alive connections to this origin.
     pub conns: pool::ConnPool,
+    /// An active health checker runs for this origin.
+    pub checker_running: AtomicBool,
 }
 
 #[derive(Debug, Default)]
@@ -35,8 +44,16 @@ pub struct OriginErrorEvent {
 }
 
 impl Origin {
-    pub fn new(authority: http::uri::Authority, datacenter: Arc<str>) -> Origin {
-        Origin { authority, datacenter, stats: OriginStats::default(), conns: pool::ConnPool::default() }
+    pub fn new(authority: http::uri::Authority, datacenter: Arc<str>, weight: u32) -> Origin {
+        Origin {
+            authority,
+            datacenter,
+            weight,
+            stats: OriginStats::default(),
+            health: health::OriginHealth::default(),
+            conns: pool::ConnPool::default(),
+            checker_running: AtomicBool::new(false),
+        }
     }
 
     pub fn record_error(&self, kind: ErrorKind) {
@@ -52,29 +69,112 @@ impl Origin {
 pub struct Pool {
     pub datacenter: Arc<str>,
     pub origins: Vec<Arc<Origin>>,
-    next: AtomicUsize,
+    /// Whether the pool was eligible for traffic at the last choice, and since when.
+    was_up: AtomicBool,
+    up_since: AtomicU64,
 }
 
 impl Pool {
     pub fn new(datacenter: Arc<str>, origins: Vec<Arc<Origin>>) -> Pool {
-        Pool { datacenter, origins, next: AtomicUsize::new(0) }
+        Pool { datacenter, origins, was_up: AtomicBool::new(true), up_since: AtomicU64::new(0) }
     }
 
-    /// Round robin over the pool's origins.
-    pub fn pick(&self) -> Option<&Arc<Origin>> {
-        let n = self.origins.len();
-        if n == 0 {
+    /// Origins ejected now (for the ejection cap).
+    pub fn ejected(&self) -> usize {
+        self.origins.iter().filter(|o| o.health.is_ejected()).count()
+    }
+
+    /// Whether one more origin may be ejected under `max_ejected_percent`.
+    pub fn may_eject(&self, max_percent: u32) -> bool {
+        let total = self.origins.len().max(1);
+        self.ejected() * 100 < total * max_percent as usize
+    }
+
+    /// Notes whether the pool is eligible for traffic now; returns the change if it is one.
+    pub fn update_eligibility(&self, index: usize, cfg: &crate::config::Failover, now: u64) -> Option<PoolChange> {
+        let v = self.view(now);
+        let up = v.eligible(cfg);
+        if self.was_up.swap(up, Relaxed) == up {
             return None;
         }
-        let i = self.next.fetch_add(1, Relaxed) % n;
-        self.origins.get(i)
+        if up {
+            self.up_since.store(now, Relaxed);
+        }
+        Some(PoolChange { pool: index, up, share: v.share() })
+    }
+
+    fn view(&self, now: u64) -> failover::PoolView {
+        let available = self.origins.iter().filter(|o| o.health.state(now) != health::State::Down).count();
+        failover::PoolView { available, total: self.origins.len(), up_since: self.up_since.load(Relaxed) }
     }
 }
 
-/// Chooses an origin from a site's pools (in failover order): returns the pool's index and
-/// the origin. The core serves from the first pool; failover across pools builds on this.
-pub fn choose(pools: &[Pool]) -> Option<(usize, &Arc<Origin>)> {
-    pools.first().and_then(Pool::pick).map(|o| (0, o))
+/// The origin chosen for one try.
+pub struct Selection {
+    pub pool: usize,
+    pub origin: Arc<Origin>,
+    /// This try is the origin's single probe after an ejection.
+    pub probe: bool,
+    /// No pool had an available origin (panic mode).
+    pub panic: bool,
+}
+
+/// A data center changed its eligibility at the last choice.
+pub struct PoolChange {
+    pub pool: usize,
+    pub up: bool,
+    pub share: f64,
+}
+
+/// Chooses an origin for a try: a pool by failover order (with slow start and panic mode),
+/// then an origin in it by P2C; origins in `tried` are avoided while others remain.
+/// Returns pool eligibility changes for the caller to report as events.
+pub fn choose(
+    pools: &[Pool],
+    cfg: &crate::config::Site,
+    tried: &[usize],
+    now: u64,
+    rng: &AtomicU64,
+) -> (Option<Selection>, Vec<PoolChange>) {
+    let changes: Vec<PoolChange> =
+        pools.iter().enumerate().filter_map(|(i, p)| p.update_eligibility(i, &cfg.failover, now)).collect();
+    let views: Vec<failover::PoolView> = pools.iter().map(|p| p.view(now)).collect();
+    let r = (balance::next_random(rng) >> 11) as f64 / (1u64 << 53) as f64;
+    let not_tried = |o: &&Arc<Origin>| !tried.contains(&(Arc::as_ptr(o) as usize));
+    let choice = failover::choose(&views, &cfg.failover, now, r);
+    let order: Vec<usize> = match choice {
+        failover::Choice::Pool(i) => std::iter::once(i).chain((0..pools.len()).filter(|&j| j != i)).collect(),
+        failover::Choice::Panic => (0..pools.len()).collect(),
+    };
+    let panic = choice == failover::Choice::Panic;
+    for i in order {
+        let pool = &pools[i];
+        // A probe first: an ejected origin whose time is up gets exactly one request.
+        if !panic {
+            if let Some(o) = pool.origins.iter().filter(not_tried).find(|o| o.health.state(now) == health::State::Probe)
+            {
+                if o.health.try_probe() {
+                    return (Some(Selection { pool: i, origin: o.clone(), probe: true, panic }), changes);
+                }
+            }
+        }
+        let candidates: Vec<&Arc<Origin>> = pool
+            .origins
+            .iter()
+            .filter(not_tried)
+            .filter(|o| panic || o.health.state(now) == health::State::Available)
+            .collect();
+        if let Some(o) = balance::pick(&candidates, cfg.balance, balance::next_random(rng)) {
+            return (Some(Selection { pool: i, origin: o.clone(), probe: false, panic }), changes);
+        }
+    }
+    // Everything was tried or is down: panic over untried origins of any pool.
+    for (i, pool) in pools.iter().enumerate() {
+        if let Some(o) = pool.origins.iter().find(not_tried) {
+            return (Some(Selection { pool: i, origin: o.clone(), probe: false, panic: true }), changes);
+        }
+    }
+    (None, changes)
 }
 
 /// Why a request to an origin failed.
@@ -117,30 +217,30 @@ impl ErrorKind {
         !matches!(self, ErrorKind::BodyTooLarge | ErrorKind::ClientBody)
     }
 
-    /// Classifies a failed send.
-    pub fn classify(err: &pool::SendError) -> ErrorKind {
+    /// Classifies a connect failure (None: it timed out).
+    pub fn of_connect(err: Option<&std::io::Error>) -> ErrorKind {
         match err {
-            pool::SendError::ConnectTimeout => ErrorKind::ConnectTimeout,
-            pool::SendError::Connect(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
-                ErrorKind::ConnectRefused
+            None => ErrorKind::ConnectTimeout,
+            Some(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => ErrorKind::ConnectRefused,
+            Some(_) => ErrorKind::Connect,
+        }
+    }
+
+    /// Classifies a failed exchange on an open connection.
+    pub fn of_http(e: &hyper::Error) -> ErrorKind {
+        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+        while let Some(s) = source {
+            if s.is::<crate::proxy::body::BodyTooLarge>() {
+                return ErrorKind::BodyTooLarge;
             }
-            pool::SendError::Connect(_) => ErrorKind::Connect,
-            pool::SendError::Http(e) => {
-                let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
-                while let Some(s) = source {
-                    if s.is::<crate::proxy::body::BodyTooLarge>() {
-                        return ErrorKind::BodyTooLarge;
-                    }
-                    source = s.source();
-                }
-                if e.is_parse() || e.is_parse_status() || e.is_parse_too_large() {
-                    ErrorKind::Protocol
-                } else if e.is_user() || e.is_body_write_aborted() {
-                    ErrorKind::ClientBody
-                } else {
-                    ErrorKind::Reset
-                }
-            }
+            source = s.source();
+        }
+        if e.is_parse() || e.is_parse_status() || e.is_parse_too_large() {
+            ErrorKind::Protocol
+        } else if e.is_user() || e.is_body_write_aborted() {
+            ErrorKind::ClientBody
+        } else {
+            ErrorKind::Reset
         }
     }
 }

@@ -29,8 +29,9 @@ pub struct ConnPool {
 /// Why sending to the origin failed.
 #[derive(Debug)]
 pub enum SendError {
-    Connect(std::io::Error),
-    ConnectTimeout,
+    /// Nothing was sent; the request comes back whole, to be sent elsewhere.
+    NotSent { kind: super::ErrorKind, request: Box<http::Request<ReqBody>> },
+    /// The request was (at least partly) written; no response.
     Http(hyper::Error),
 }
 
@@ -84,13 +85,21 @@ impl ConnPool {
                 },
             }
         }
-        let mut sender = connect(authority, connect_timeout).await?;
-        let resp = sender.send_request(req).await.map_err(SendError::Http)?;
-        Ok((resp, sender))
+        let mut sender = match connect(authority, connect_timeout).await {
+            Ok(s) => s,
+            Err(kind) => return Err(SendError::NotSent { kind, request: Box::new(req) }),
+        };
+        match sender.try_send_request(req).await {
+            Ok(resp) => Ok((resp, sender)),
+            Err(mut e) => match e.take_message() {
+                Some(request) => Err(SendError::NotSent { kind: super::ErrorKind::Reset, request: Box::new(request) }),
+                None => Err(SendError::Http(e.into_error())),
+            },
+        }
     }
 }
 
-async fn connect(authority: &http::uri::Authority, timeout: Duration) -> Result<Sender, SendError> {
+async fn connect(authority: &http::uri::Authority, timeout: Duration) -> Result<Sender, super::ErrorKind> {
     let host = authority.host().trim_start_matches('[').trim_end_matches(']');
     let port = authority.port_u16().unwrap_or(80);
     let connecting = async {
@@ -103,10 +112,11 @@ async fn connect(authority: &http::uri::Authority, timeout: Duration) -> Result<
     };
     let tcp = match tokio::time::timeout(timeout, connecting).await {
         Ok(Ok(tcp)) => tcp,
-        Ok(Err(e)) => return Err(SendError::Connect(e)),
-        Err(_) => return Err(SendError::ConnectTimeout),
+        Ok(Err(e)) => return Err(super::ErrorKind::of_connect(Some(&e))),
+        Err(_) => return Err(super::ErrorKind::ConnectTimeout),
     };
-    let (sender, conn) = http1::Builder::new().handshake(TokioIo::new(tcp)).await.map_err(SendError::Http)?;
+    let (sender, conn) =
+        http1::Builder::new().handshake(TokioIo::new(tcp)).await.map_err(|_| super::ErrorKind::Connect)?;
     tokio::spawn(async move {
         if let Err(e) = conn.await {
             tracing::debug!(error = %e, "origin connection ended with an error");

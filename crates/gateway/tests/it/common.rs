@@ -115,7 +115,8 @@ fn futures_stream(
     S { chunk, left: count }
 }
 
-/// A config with one site per (name, hosts, origin) and no admin unless asked.
+/// A config with one site per (name, hosts, origin). Active health checks are off, so the
+/// origins see only the test's own requests.
 pub fn config(sites: &[(&str, &[&str], SocketAddr)], extra: &str) -> String {
     let mut s = format!(
         "[listen]\nhttp = [\"127.0.0.1:0\"]\nadmin = \"127.0.0.1:0\"\n{extra}\n[[datacenter]]\nname = \"dc1\"\n"
@@ -123,7 +124,7 @@ pub fn config(sites: &[(&str, &[&str], SocketAddr)], extra: &str) -> String {
     for (name, hosts, origin) in sites {
         let hosts: Vec<String> = hosts.iter().map(|h| format!("{h:?}")).collect();
         s.push_str(&format!(
-            "[[site]]\nname = \"{name}\"\nhosts = [{}]\nlanguage = \"de\"\n[[site.pool]]\ndatacenter = \"dc1\"\norigins = [\"{origin}\"]\n",
+            "[[site]]\nname = \"{name}\"\nhosts = [{}]\nlanguage = \"de\"\nhealth = {{ enabled = false }}\n[[site.pool]]\ndatacenter = \"dc1\"\norigins = [\"{origin}\"]\n",
             hosts.join(", ")
         ));
     }

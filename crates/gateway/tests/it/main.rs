@@ -4,6 +4,7 @@
 mod admin;
 mod common;
 mod examples;
+mod failover;
 mod framing;
 mod lifecycle;
 mod limits;

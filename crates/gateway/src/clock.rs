@@ -1,0 +1,15 @@
+//! A monotonic millisecond clock for state that lives in atomics (ejections, slow start).
+//! Decisions take `now` as an argument, so tests pass any time they like.
+
+use std::sync::OnceLock;
+use std::time::Instant;
+
+fn epoch() -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+/// Milliseconds since the process's clock epoch; never 0 (0 means "never" in state).
+pub fn now_ms() -> u64 {
+    epoch().elapsed().as_millis() as u64 + 1
+}

@@ -1,0 +1,226 @@
+//! Sending a request to a site's origins: choose an origin (failover order, balancing,
+//! probes), send, classify the result, feed passive health, and on failure send it again
+//! elsewhere when the retry policy and budget allow, within the overall deadline.
+
+use super::body::ReqBody;
+use crate::clock;
+use crate::events::Event;
+use crate::gateway::Shared;
+use crate::snapshot::{SiteRt, Snapshot};
+use crate::upstream::health::{Result as Passive, Transition};
+use crate::upstream::pool::{SendError, Sender};
+use crate::upstream::retry::{self, Failure};
+use crate::upstream::{self, ErrorKind, Origin};
+use http::{HeaderMap, Method, Request, Response, Uri, Version};
+use hyper::body::Incoming;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+pub enum Forwarded {
+    Response {
+        resp: Response<Incoming>,
+        conn: Sender,
+        pool: usize,
+        origin: Arc<Origin>,
+    },
+    /// No origin gave a usable answer; the last failure.
+    Failed {
+        kind: ErrorKind,
+    },
+}
+
+/// What is needed to build the request again for a retry.
+struct Template {
+    method: Method,
+    uri: Uri,
+    version: Version,
+    headers: HeaderMap,
+    /// Empty or buffered: replayable.
+    body: ReqBody,
+}
+
+impl Template {
+    fn build(&self) -> Request<ReqBody> {
+        let mut r = Request::new(self.body.replay().unwrap_or_else(ReqBody::empty));
+        *r.method_mut() = self.method.clone();
+        *r.uri_mut() = self.uri.clone();
+        *r.version_mut() = self.version;
+        *r.headers_mut() = self.headers.clone();
+        r
+    }
+}
+
+pub async fn forward(shared: &Shared, snap: &Snapshot, site: &SiteRt, mut req: Request<ReqBody>) -> Forwarded {
+    let cfg = &site.cfg;
+    let timeouts = &snap.file.timeouts;
+    let started = Instant::now();
+    let deadline = started + timeouts.origin_response.get();
+    let idempotent = retry::idempotent(req.method(), req.headers().contains_key("idempotency-key"));
+    // Small bodies of requests that may be sent twice are buffered so they can be.
+    if idempotent && cfg.retry.attempts > 1 {
+        let small = req.body().replay().is_none()
+            && req
+                .headers()
+                .get(http::header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+                .is_some_and(|n| n <= cfg.retry.buffer_body_bytes.get());
+        if small {
+            let (parts, body) = req.into_parts();
+            let max = cfg.retry.buffer_body_bytes.get() as usize;
+            match body.buffer(max, timeouts.client_header.get()).await {
+                Ok(b) => req = Request::from_parts(parts, b),
+                Err(_) => return Forwarded::Failed { kind: ErrorKind::ClientBody },
+            }
+        }
+    }
+    let template = match (idempotent, req.body().replay()) {
+        (true, Some(body)) => Some(Template {
+            method: req.method().clone(),
+            uri: req.uri().clone(),
+            version: req.version(),
+            headers: req.headers().clone(),
+            body,
+        }),
+        _ => None,
+    };
+    let retry_ok = |failure| retry::should_retry(failure, idempotent, template.is_some(), cfg.retry.on_5xx);
+    site.retry_budget.request(clock::now_ms());
+    let mut tried: Vec<usize> = Vec::with_capacity(cfg.retry.attempts as usize);
+    let mut last = ErrorKind::Connect;
+    for attempt in 1..=cfg.retry.attempts {
+        let now = clock::now_ms();
+        let (selection, changes) = upstream::choose(&site.pools, cfg, &tried, now, &site.rng);
+        for c in changes {
+            report_pool_change(shared, site, &c);
+        }
+        let Some(sel) = selection else { break };
+        let origin = sel.origin;
+        tried.push(Arc::as_ptr(&origin) as usize);
+        let last_try = attempt == cfg.retry.attempts;
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        let try_timeout =
+            if template.is_some() && !last_try { remaining.min(cfg.retry.per_try_timeout.get()) } else { remaining };
+        origin.stats.requests.fetch_add(1, Relaxed);
+        origin.stats.in_flight.fetch_add(1, Relaxed);
+        let try_started = Instant::now();
+        let send = origin.conns.send(&origin.authority, req, timeouts.connect.get(), timeouts.origin_idle.get());
+        let (failure, kind, back) = match tokio::time::timeout(try_timeout, send).await {
+            Ok(Ok((resp, conn))) => {
+                let status = resp.status().as_u16();
+                let passive = if status >= 500 { Passive::ServerError } else { Passive::Ok };
+                origin.health.observe_latency(try_started.elapsed().as_micros() as f64, clock::now_ms());
+                report(shared, site, &origin, sel.pool, passive, sel.probe);
+                let can_retry = !last_try
+                    && matches!(status, 502..=504)
+                    && retry_ok(Failure::Status(status))
+                    && Instant::now() < deadline;
+                if can_retry
+                    && site.retry_budget.try_retry(
+                        clock::now_ms(),
+                        cfg.retry.budget_ratio,
+                        cfg.retry.budget_min_per_second,
+                    )
+                {
+                    origin.stats.in_flight.fetch_sub(1, Relaxed);
+                    shared.metrics.retry(&site.name, "status_5xx");
+                    drop(resp);
+                    req = match &template {
+                        Some(t) => t.build(),
+                        None => return Forwarded::Failed { kind: ErrorKind::Protocol },
+                    };
+                    continue;
+                }
+                return Forwarded::Response { resp, conn, pool: sel.pool, origin };
+            }
+            Ok(Err(SendError::NotSent { kind, request })) => (Failure::NotSent, kind, Some(*request)),
+            Ok(Err(SendError::Http(e))) => (Failure::BeforeResponse, ErrorKind::of_http(&e), None),
+            Err(_) => (Failure::BeforeResponse, ErrorKind::ResponseTimeout, None),
+        };
+        origin.stats.in_flight.fetch_sub(1, Relaxed);
+        last = kind;
+        if !kind.is_origin_fault() {
+            return Forwarded::Failed { kind };
+        }
+        origin.record_error(kind);
+        shared.metrics.origin_error(&site.name, &origin.datacenter, origin.authority.as_str(), kind.as_str());
+        report(shared, site, &origin, sel.pool, Passive::Error, sel.probe);
+        tracing::debug!(site = %site.name, datacenter = %origin.datacenter, origin = %origin.authority, kind = kind.as_str(), attempt, "origin try failed");
+        if last_try || Instant::now() >= deadline || !retry_ok(failure) {
+            break;
+        }
+        // A request that was never sent cost the origins nothing: its retry is bounded by
+        // `attempts` only. Anything that reached an origin spends the budget.
+        if failure != Failure::NotSent
+            && !site.retry_budget.try_retry(clock::now_ms(), cfg.retry.budget_ratio, cfg.retry.budget_min_per_second)
+        {
+            shared.metrics.retry(&site.name, "budget_exhausted");
+            break;
+        }
+        shared.metrics.retry(&site.name, kind.as_str());
+        req = match (back, &template) {
+            (Some(r), _) => r,
+            (None, Some(t)) => t.build(),
+            (None, None) => break,
+        };
+    }
+    Forwarded::Failed { kind: last }
+}
+
+/// Reports a data center that stopped (failover) or started again (failback) taking traffic.
+pub fn report_pool_change(shared: &Shared, site: &SiteRt, c: &upstream::PoolChange) {
+    let cfg = &site.cfg.failover;
+    let dc = site.pools.get(c.pool).map_or_else(String::new, |p| p.datacenter.to_string());
+    let (kind, reason) = if c.up {
+        (
+            "failback",
+            format!(
+                "{:.0}% of its origins available again; its traffic returns over {:?}",
+                c.share * 100.0,
+                cfg.slow_start.get()
+            ),
+        )
+    } else {
+        (
+            "failover",
+            format!(
+                "only {:.0}% of its origins available (threshold {:.0}%); its traffic moves to the next data center",
+                c.share * 100.0,
+                cfg.min_healthy_share * 100.0
+            ),
+        )
+    };
+    shared.events.push(
+        &shared.metrics,
+        Event { at: SystemTime::now(), kind, site: site.name.to_string(), datacenter: dc, origin: None, reason },
+    );
+}
+
+/// Feeds a try's result to the origin's passive health and reports what changed.
+fn report(shared: &Shared, site: &SiteRt, origin: &Origin, pool: usize, result: Passive, probe: bool) {
+    let cfg = &site.cfg.outlier;
+    let may_eject = site.pools.get(pool).is_some_and(|p| p.may_eject(cfg.max_ejected_percent));
+    let Some(t) = origin.health.record(result, probe, may_eject, cfg, clock::now_ms()) else { return };
+    let (kind, reason) = match t {
+        Transition::Ejected { for_ms, reason, in_a_row } => {
+            ("origin_ejected", format!("{reason}; ejected for {:.1} s ({in_a_row} in a row)", for_ms as f64 / 1000.0))
+        }
+        Transition::Returned => ("origin_returned", "its probe request succeeded".to_string()),
+        _ => return,
+    };
+    let change = site.pools.get(pool).and_then(|p| p.update_eligibility(pool, &site.cfg.failover, clock::now_ms()));
+    shared.events.push(
+        &shared.metrics,
+        Event {
+            at: SystemTime::now(),
+            kind,
+            site: site.name.to_string(),
+            datacenter: origin.datacenter.to_string(),
+            origin: Some(origin.authority.to_string()),
+            reason,
+        },
+    );
+    if let Some(c) = change {
+        report_pool_change(shared, site, &c);
+    }
+}

@@ -1,0 +1,121 @@
+//! Active health checks: one task per origin, an HTTP GET of the site's health path on a
+//! fresh connection every interval (with ±10% jitter) so that a check never hides behind a
+//! pooled connection. A checker stops by itself when its origin leaves the configuration.
+
+use super::health::Transition;
+use super::Origin;
+use crate::events::Event;
+use crate::gateway::Shared;
+use bytes::Bytes;
+use http_body_util::Empty;
+use hyper_util::rt::TokioIo;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Weak};
+use std::time::{Duration, SystemTime};
+
+/// Starts a checker for every origin of the current snapshot that has none.
+pub fn ensure(shared: &Arc<Shared>) {
+    let snap = shared.snapshot.load();
+    for site in &snap.sites {
+        for pool in &site.pools {
+            for o in &pool.origins {
+                if !o.checker_running.swap(true, Relaxed) {
+                    tokio::spawn(run(shared.clone(), Arc::downgrade(o)));
+                }
+            }
+        }
+    }
+}
+
+async fn run(shared: Arc<Shared>, origin: Weak<Origin>) {
+    let mut seed = Arc::as_ptr(&shared) as u64 ^ origin.as_ptr() as u64 | 1;
+    loop {
+        let Some(o) = origin.upgrade() else { return };
+        let snap = shared.snapshot.load_full();
+        let site = snap.sites.iter().find(|s| s.pools.iter().any(|p| p.origins.iter().any(|x| Arc::ptr_eq(x, &o))));
+        let Some(site) = site.cloned() else {
+            o.checker_running.store(false, Relaxed);
+            return;
+        };
+        drop(snap);
+        let cfg = &site.cfg.health;
+        if cfg.enabled {
+            let host = site.hosts.iter().find(|h| !h.starts_with('*')).map_or(o.authority.as_str(), |h| h.as_str());
+            let ok = check(&o, host, cfg).await;
+            if let Some(t) = o.health.record_check(ok, cfg) {
+                let (kind, reason) = match t {
+                    Transition::CheckDown { fails } => {
+                        ("origin_down", format!("{fails} health checks of {} failed in a row", cfg.path))
+                    }
+                    Transition::CheckUp { oks } => {
+                        ("origin_up", format!("{oks} health checks of {} passed in a row", cfg.path))
+                    }
+                    _ => ("origin_health", String::new()),
+                };
+                shared.events.push(
+                    &shared.metrics,
+                    Event {
+                        at: SystemTime::now(),
+                        kind,
+                        site: site.name.to_string(),
+                        datacenter: o.datacenter.to_string(),
+                        origin: Some(o.authority.to_string()),
+                        reason,
+                    },
+                );
+                // The data center may have stopped or started taking traffic.
+                let now = crate::clock::now_ms();
+                for (i, p) in site.pools.iter().enumerate() {
+                    if let Some(c) = p.update_eligibility(i, &site.cfg.failover, now) {
+                        crate::proxy::forward::report_pool_change(&shared, &site, &c);
+                    }
+                }
+            }
+        }
+        let jitter = 0.9 + 0.2 * ((super::balance::next_random_local(&mut seed) >> 11) as f64 / (1u64 << 53) as f64);
+        let interval = cfg.interval.get().mul_f64(jitter);
+        drop(o);
+        drop(site);
+        tokio::time::sleep(interval).await;
+    }
+}
+
+/// One check: connect, GET, status in the expected range, all within the timeout.
+async fn check(o: &Origin, host: &str, cfg: &crate::config::Health) -> bool {
+    let attempt = async {
+        let addr_host = o.authority.host().trim_start_matches('[').trim_end_matches(']');
+        let port = o.authority.port_u16().unwrap_or(80);
+        let tcp = match addr_host.parse::<std::net::IpAddr>() {
+            Ok(ip) => tokio::net::TcpStream::connect((ip, port)).await.ok()?,
+            Err(_) => tokio::net::TcpStream::connect((addr_host, port)).await.ok()?,
+        };
+        let (mut tx, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await.ok()?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        let req = http::Request::get(cfg.path.as_str())
+            .header(http::header::HOST, host)
+            .header(http::header::USER_AGENT, "holdfast-health-check")
+            .header(http::header::CONNECTION, "close")
+            .body(Empty::<Bytes>::new())
+            .ok()?;
+        let resp = tx.send_request(req).await.ok()?;
+        Some(resp.status().as_u16())
+    };
+    match tokio::time::timeout(cfg.timeout.get(), attempt).await {
+        Ok(Some(status)) => (cfg.expect_status[0]..=cfg.expect_status[1]).contains(&status),
+        _ => false,
+    }
+}
+
+/// For tests: waits until `f` holds or `limit` passes.
+pub async fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + limit;
+    while tokio::time::Instant::now() < deadline {
+        if f() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    f()
+}
