@@ -9,6 +9,7 @@ use std::time::Duration;
 /// The built-in scenarios, by name.
 pub const BUILT_IN: &[(&str, &str)] = &[
     ("christmas-2010", include_str!("../scenarios/christmas-2010.toml")),
+    ("christmas-2010-outage", include_str!("../scenarios/christmas-2010-outage.toml")),
     ("dc-blackhole", include_str!("../scenarios/dc-blackhole.toml")),
     ("dc-refused", include_str!("../scenarios/dc-refused.toml")),
     ("dc-slow", include_str!("../scenarios/dc-slow.toml")),

@@ -49,3 +49,60 @@ impl EventLog {
         self.recent.lock().map(|r| r.iter().cloned().collect()).unwrap_or_default()
     }
 }
+
+/// Reports an origin's state change, then any change of its site's data centers' eligibility
+/// that it caused (failover, failback).
+pub fn origin_changed(
+    shared: &crate::gateway::Shared,
+    site: &crate::snapshot::SiteRt,
+    origin: &crate::upstream::Origin,
+    kind: &'static str,
+    reason: String,
+) {
+    shared.events.push(
+        &shared.metrics,
+        Event {
+            at: SystemTime::now(),
+            kind,
+            site: site.name.to_string(),
+            datacenter: origin.datacenter.to_string(),
+            origin: Some(origin.authority.to_string()),
+            reason,
+        },
+    );
+    let now = crate::clock::now_ms();
+    for (i, p) in site.pools.iter().enumerate() {
+        if let Some(c) = p.update_eligibility(i, &site.cfg.failover, now) {
+            pool_changed(shared, site, &c);
+        }
+    }
+}
+
+/// Reports a data center that stopped (failover) or started again (failback) taking traffic.
+pub fn pool_changed(shared: &crate::gateway::Shared, site: &crate::snapshot::SiteRt, c: &crate::upstream::PoolChange) {
+    let cfg = &site.cfg.failover;
+    let dc = site.pools.get(c.pool).map_or_else(String::new, |p| p.datacenter.to_string());
+    let (kind, reason) = if c.up {
+        (
+            "failback",
+            format!(
+                "{:.0}% of its origins available again; its traffic returns over {:?}",
+                c.share * 100.0,
+                cfg.slow_start.get()
+            ),
+        )
+    } else {
+        (
+            "failover",
+            format!(
+                "only {:.0}% of its origins available (threshold {:.0}%); its traffic moves to the next data center",
+                c.share * 100.0,
+                cfg.min_healthy_share * 100.0
+            ),
+        )
+    };
+    shared.events.push(
+        &shared.metrics,
+        Event { at: SystemTime::now(), kind, site: site.name.to_string(), datacenter: dc, origin: None, reason },
+    );
+}

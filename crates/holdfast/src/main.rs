@@ -71,8 +71,8 @@ enum Command {
     /// Replay a scenario (data-center failures, floods, surges) against a config and measure
     /// what shoppers experience, with holdfast and without it.
     Drill {
-        /// A built-in scenario (christmas-2010, dc-blackhole, dc-refused, dc-slow, dc-errors,
-        /// payback, flash-crowd, slowloris, total-outage) or a scenario TOML file.
+        /// A built-in scenario (christmas-2010, christmas-2010-outage, dc-blackhole, dc-refused,
+        /// dc-slow, dc-errors, payback, flash-crowd, slowloris, total-outage) or a TOML file.
         #[arg(long, default_value = "christmas-2010")]
         scenario: String,
         /// The gateway config to drill (default: the demo's five sites in three data centers).

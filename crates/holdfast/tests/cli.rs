@@ -24,6 +24,27 @@ impl Drop for Proc {
     }
 }
 
+/// `holdfast shop` for shop-de in `datacenter` on `addr`.
+fn shop_process(datacenter: &str, addr: SocketAddr, extra: &[&str]) -> Proc {
+    let child = Command::new(BIN)
+        .args([
+            "shop",
+            "--site",
+            "shop-de",
+            "--language",
+            "de",
+            "--datacenter",
+            datacenter,
+            "--listen",
+            &addr.to_string(),
+        ])
+        .args(extra)
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    Proc(child)
+}
+
 fn signal(child: &Child, sig: &str) {
     let ok = Command::new("kill").args(["-s", sig, &child.id().to_string()]).status().unwrap().success();
     assert!(ok);
@@ -80,41 +101,8 @@ fn version_and_help() {
 fn run_reloads_on_sighup_and_drains_on_sigterm() {
     let shop_a = free_port();
     let shop_b = free_port();
-    let _a = Proc(
-        Command::new(BIN)
-            .args([
-                "shop",
-                "--site",
-                "shop-de",
-                "--language",
-                "de",
-                "--datacenter",
-                "eu-west",
-                "--listen",
-                &shop_a.to_string(),
-            ])
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let _b = Proc(
-        Command::new(BIN)
-            .args([
-                "shop",
-                "--site",
-                "shop-de",
-                "--language",
-                "de",
-                "--datacenter",
-                "eu-central",
-                "--listen",
-                &shop_b.to_string(),
-            ])
-            .args(["--latency", "1500"])
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let _a = shop_process("eu-west", shop_a, &[]);
+    let _b = shop_process("eu-central", shop_b, &["--latency", "1500"]);
     let http = free_port();
     let cfg = |origin: SocketAddr| {
         format!("[listen]\nhttp = [\"{http}\"]\nadmin = \"127.0.0.1:0\"\n[[datacenter]]\nname = \"eu\"\n[[site]]\nname = \"shop-de\"\nhosts = [\"shop.de\"]\nlanguage = \"de\"\n[[site.pool]]\ndatacenter = \"eu\"\norigins = [\"{origin}\"]\n")

@@ -4,7 +4,6 @@
 
 use super::body::ReqBody;
 use crate::clock;
-use crate::events::Event;
 use crate::gateway::Shared;
 use crate::snapshot::{SiteRt, Snapshot};
 use crate::upstream::health::{Result as Passive, Transition};
@@ -15,7 +14,7 @@ use http::{HeaderMap, Method, Request, Response, Uri, Version};
 use hyper::body::Incoming;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::Instant;
 
 pub enum Forwarded {
     Response {
@@ -92,7 +91,7 @@ pub async fn forward(shared: &Shared, snap: &Snapshot, site: &SiteRt, mut req: R
         let now = clock::now_ms();
         let (selection, changes) = upstream::choose(&site.pools, cfg, &tried, now, &site.rng);
         for c in changes {
-            report_pool_change(shared, site, &c);
+            crate::events::pool_changed(shared, site, &c);
         }
         let Some(sel) = selection else { break };
         let origin = sel.origin;
@@ -167,35 +166,6 @@ pub async fn forward(shared: &Shared, snap: &Snapshot, site: &SiteRt, mut req: R
     Forwarded::Failed { kind: last }
 }
 
-/// Reports a data center that stopped (failover) or started again (failback) taking traffic.
-pub fn report_pool_change(shared: &Shared, site: &SiteRt, c: &upstream::PoolChange) {
-    let cfg = &site.cfg.failover;
-    let dc = site.pools.get(c.pool).map_or_else(String::new, |p| p.datacenter.to_string());
-    let (kind, reason) = if c.up {
-        (
-            "failback",
-            format!(
-                "{:.0}% of its origins available again; its traffic returns over {:?}",
-                c.share * 100.0,
-                cfg.slow_start.get()
-            ),
-        )
-    } else {
-        (
-            "failover",
-            format!(
-                "only {:.0}% of its origins available (threshold {:.0}%); its traffic moves to the next data center",
-                c.share * 100.0,
-                cfg.min_healthy_share * 100.0
-            ),
-        )
-    };
-    shared.events.push(
-        &shared.metrics,
-        Event { at: SystemTime::now(), kind, site: site.name.to_string(), datacenter: dc, origin: None, reason },
-    );
-}
-
 /// Feeds a try's result to the origin's passive health and reports what changed.
 fn report(shared: &Shared, site: &SiteRt, origin: &Origin, pool: usize, result: Passive, probe: bool) {
     let cfg = &site.cfg.outlier;
@@ -208,19 +178,5 @@ fn report(shared: &Shared, site: &SiteRt, origin: &Origin, pool: usize, result: 
         Transition::Returned => ("origin_returned", "its probe request succeeded".to_string()),
         _ => return,
     };
-    let change = site.pools.get(pool).and_then(|p| p.update_eligibility(pool, &site.cfg.failover, clock::now_ms()));
-    shared.events.push(
-        &shared.metrics,
-        Event {
-            at: SystemTime::now(),
-            kind,
-            site: site.name.to_string(),
-            datacenter: origin.datacenter.to_string(),
-            origin: Some(origin.authority.to_string()),
-            reason,
-        },
-    );
-    if let Some(c) = change {
-        report_pool_change(shared, site, &c);
-    }
+    crate::events::origin_changed(shared, site, origin, kind, reason);
 }

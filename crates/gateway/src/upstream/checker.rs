@@ -4,14 +4,13 @@
 
 use super::health::Transition;
 use super::Origin;
-use crate::events::Event;
 use crate::gateway::Shared;
 use bytes::Bytes;
 use http_body_util::Empty;
 use hyper_util::rt::TokioIo;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Weak};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 /// Starts a checker for every origin of the current snapshot that has none.
 pub fn ensure(shared: &Arc<Shared>) {
@@ -52,24 +51,7 @@ async fn run(shared: Arc<Shared>, origin: Weak<Origin>) {
                     }
                     _ => ("origin_health", String::new()),
                 };
-                shared.events.push(
-                    &shared.metrics,
-                    Event {
-                        at: SystemTime::now(),
-                        kind,
-                        site: site.name.to_string(),
-                        datacenter: o.datacenter.to_string(),
-                        origin: Some(o.authority.to_string()),
-                        reason,
-                    },
-                );
-                // The data center may have stopped or started taking traffic.
-                let now = crate::clock::now_ms();
-                for (i, p) in site.pools.iter().enumerate() {
-                    if let Some(c) = p.update_eligibility(i, &site.cfg.failover, now) {
-                        crate::proxy::forward::report_pool_change(&shared, &site, &c);
-                    }
-                }
+                crate::events::origin_changed(&shared, &site, &o, kind, reason);
             }
         }
         let jitter = 0.9 + 0.2 * ((super::balance::next_random_local(&mut seed) >> 11) as f64 / (1u64 << 53) as f64);
