@@ -123,6 +123,8 @@ name = "local"
 [[site]]
 name = "bench"
 hosts = ["bench.local", "127.0.0.1"]
+[site.health]
+path = "/"                     # the static origin has no /healthz
 [[site.pool]]
 datacenter = "local"
 origins = ["127.0.0.1:$ORIGIN"]

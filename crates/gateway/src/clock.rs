@@ -11,5 +11,10 @@ fn epoch() -> Instant {
 
 /// Milliseconds since the process's clock epoch; never 0 (0 means "never" in state).
 pub fn now_ms() -> u64 {
-    epoch().elapsed().as_millis() as u64 + 1
+    ms(Instant::now())
+}
+
+/// The clock's milliseconds for an instant already read (saves a clock read).
+pub fn ms(at: Instant) -> u64 {
+    at.saturating_duration_since(epoch()).as_millis() as u64 + 1
 }

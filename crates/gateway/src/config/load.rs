@@ -152,6 +152,9 @@ fn validate(src: &Source, file: &File) -> Result<(), ConfigError> {
                 src.at(&site.name, format!("site {sname:?} has no [[site.pool]]: expected at least one origin pool"))
             );
         }
+        if site.pools.len() > crate::upstream::failover::MAX_POOLS {
+            return Err(src.at(&site.name, format!("site {sname:?} has more than {} pools", crate::upstream::failover::MAX_POOLS)));
+        }
         let mut seen_dc: HashMap<&str, ()> = HashMap::new();
         for pool in &site.pools {
             let dc = pool.datacenter.get_ref().as_str();

@@ -50,10 +50,10 @@ impl Template {
     }
 }
 
-pub async fn forward(shared: &Shared, snap: &Snapshot, site: &SiteRt, mut req: Request<ReqBody>) -> Forwarded {
+/// `started`: when the request arrived (the overall deadline counts from it).
+pub async fn forward(shared: &Shared, snap: &Snapshot, site: &SiteRt, mut req: Request<ReqBody>, started: Instant) -> Forwarded {
     let cfg = &site.cfg;
     let timeouts = &snap.file.timeouts;
-    let started = Instant::now();
     let deadline = started + timeouts.origin_response.get();
     let idempotent = retry::idempotent(req.method(), req.headers().contains_key("idempotency-key"));
     // Small bodies of requests that may be sent twice are buffered so they can be.
@@ -84,42 +84,41 @@ pub async fn forward(shared: &Shared, snap: &Snapshot, site: &SiteRt, mut req: R
         _ => None,
     };
     let retry_ok = |failure| retry::should_retry(failure, idempotent, template.is_some(), cfg.retry.on_5xx);
-    site.retry_budget.request(clock::now_ms());
-    let mut tried: Vec<usize> = Vec::with_capacity(cfg.retry.attempts as usize);
+    // One clock read per try: `now` is carried from the previous try's end.
+    let mut now = started;
+    site.retry_budget.request(clock::ms(now));
+    let mut tried = [0usize; 10];
     let mut last = ErrorKind::Connect;
-    for attempt in 1..=cfg.retry.attempts {
-        let now = clock::now_ms();
-        let (selection, changes) = upstream::choose(&site.pools, cfg, &tried, now, &site.rng);
+    for attempt in 1..=cfg.retry.attempts.min(10) {
+        let idx = attempt as usize - 1;
+        let (selection, changes) = upstream::choose(&site.pools, cfg, &tried[..idx], clock::ms(now), &site.rng);
         for c in changes {
             crate::events::pool_changed(shared, site, &c);
         }
         let Some(sel) = selection else { break };
         let origin = sel.origin;
-        tried.push(Arc::as_ptr(&origin) as usize);
+        tried[idx] = Arc::as_ptr(&origin) as usize;
         let last_try = attempt == cfg.retry.attempts;
-        let remaining = deadline.saturating_duration_since(Instant::now());
+        let remaining = deadline.saturating_duration_since(now);
         let try_timeout =
             if template.is_some() && !last_try { remaining.min(cfg.retry.per_try_timeout.get()) } else { remaining };
         origin.stats.requests.fetch_add(1, Relaxed);
         origin.stats.in_flight.fetch_add(1, Relaxed);
-        let try_started = Instant::now();
+        let try_started = now;
         let send = origin.conns.send(&origin.authority, req, timeouts.connect.get(), timeouts.origin_idle.get());
-        let (failure, kind, back) = match tokio::time::timeout(try_timeout, send).await {
+        let result = tokio::time::timeout(try_timeout, send).await;
+        now = Instant::now();
+        let now_ms = clock::ms(now);
+        let (failure, kind, back) = match result {
             Ok(Ok((resp, conn))) => {
                 let status = resp.status().as_u16();
                 let passive = if status >= 500 { Passive::ServerError } else { Passive::Ok };
-                origin.health.observe_latency(try_started.elapsed().as_micros() as f64, clock::now_ms());
-                report(shared, site, &origin, sel.pool, passive, sel.probe);
-                let can_retry = !last_try
-                    && matches!(status, 502..=504)
-                    && retry_ok(Failure::Status(status))
-                    && Instant::now() < deadline;
+                origin.health.observe_latency(now.duration_since(try_started).as_micros() as f64, now_ms);
+                report(shared, site, &origin, sel.pool, passive, sel.probe, now_ms);
+                let can_retry =
+                    !last_try && matches!(status, 502..=504) && retry_ok(Failure::Status(status)) && now < deadline;
                 if can_retry
-                    && site.retry_budget.try_retry(
-                        clock::now_ms(),
-                        cfg.retry.budget_ratio,
-                        cfg.retry.budget_min_per_second,
-                    )
+                    && site.retry_budget.try_retry(now_ms, cfg.retry.budget_ratio, cfg.retry.budget_min_per_second)
                 {
                     origin.stats.in_flight.fetch_sub(1, Relaxed);
                     shared.metrics.retry(&site.name, "status_5xx");
@@ -143,15 +142,15 @@ pub async fn forward(shared: &Shared, snap: &Snapshot, site: &SiteRt, mut req: R
         }
         origin.record_error(kind);
         shared.metrics.origin_error(&site.name, &origin.datacenter, origin.authority.as_str(), kind.as_str());
-        report(shared, site, &origin, sel.pool, Passive::Error, sel.probe);
+        report(shared, site, &origin, sel.pool, Passive::Error, sel.probe, now_ms);
         tracing::debug!(site = %site.name, datacenter = %origin.datacenter, origin = %origin.authority, kind = kind.as_str(), attempt, "origin try failed");
-        if last_try || Instant::now() >= deadline || !retry_ok(failure) {
+        if last_try || now >= deadline || !retry_ok(failure) {
             break;
         }
         // A request that was never sent cost the origins nothing: its retry is bounded by
         // `attempts` only. Anything that reached an origin spends the budget.
         if failure != Failure::NotSent
-            && !site.retry_budget.try_retry(clock::now_ms(), cfg.retry.budget_ratio, cfg.retry.budget_min_per_second)
+            && !site.retry_budget.try_retry(now_ms, cfg.retry.budget_ratio, cfg.retry.budget_min_per_second)
         {
             shared.metrics.retry(&site.name, "budget_exhausted");
             break;
@@ -167,10 +166,11 @@ pub async fn forward(shared: &Shared, snap: &Snapshot, site: &SiteRt, mut req: R
 }
 
 /// Feeds a try's result to the origin's passive health and reports what changed.
-fn report(shared: &Shared, site: &SiteRt, origin: &Origin, pool: usize, result: Passive, probe: bool) {
+fn report(shared: &Shared, site: &SiteRt, origin: &Origin, pool: usize, result: Passive, probe: bool, now: u64) {
     let cfg = &site.cfg.outlier;
-    let may_eject = site.pools.get(pool).is_some_and(|p| p.may_eject(cfg.max_ejected_percent));
-    let Some(t) = origin.health.record(result, probe, may_eject, cfg, clock::now_ms()) else { return };
+    // Only a failure can eject: the pool's ejection count is needed only then.
+    let may_eject = result != Passive::Ok && site.pools.get(pool).is_some_and(|p| p.may_eject(cfg.max_ejected_percent));
+    let Some(t) = origin.health.record(result, probe, may_eject, cfg, now) else { return };
     let (kind, reason) = match t {
         Transition::Ejected { for_ms, reason, in_a_row } => {
             ("origin_ejected", format!("{reason}; ejected for {:.1} s ({in_a_row} in a row)", for_ms as f64 / 1000.0))

@@ -98,7 +98,7 @@ pub async fn handle(shared: Arc<Shared>, conn: Arc<ConnState>, req: Request<Inco
     let upstream_req = Request::from_parts(parts, ReqBody::new(body, max_body));
 
     // 4. The origins: failover order, balancing, retries elsewhere (proxy::forward).
-    match forward::forward(&shared, &snap, &site, upstream_req).await {
+    match forward::forward(&shared, &snap, &site, upstream_req, fin.started).await {
         forward::Forwarded::Response { mut resp, conn, pool, origin } => {
             headers::remove_hop_by_hop(resp.headers_mut());
             if let Some((v11, _)) = &snap.via {

@@ -17,18 +17,29 @@ fn score(o: &Origin, mode: Balance) -> f64 {
     }
 }
 
-/// Picks one of `candidates` (non-empty); `rand` supplies two random numbers.
+/// Picks one of `candidates`; `rand` supplies two random numbers.
 pub fn pick<'a>(candidates: &[&'a Arc<Origin>], mode: Balance, rand: u64) -> Option<&'a Arc<Origin>> {
-    match candidates.len() {
+    pick_where(candidates.iter().copied(), mode, rand)
+}
+
+/// P2C over the origins an iterator yields, without collecting them (it is walked twice:
+/// once to count, once to find the two chosen).
+pub fn pick_where<'a, I>(candidates: I, mode: Balance, rand: u64) -> Option<&'a Arc<Origin>>
+where
+    I: Iterator<Item = &'a Arc<Origin>> + Clone,
+{
+    let n = candidates.clone().count();
+    match n {
         0 => None,
-        1 => Some(candidates[0]),
+        1 => candidates.clone().next(),
         n => {
             let a = (rand as usize) % n;
             let mut b = ((rand >> 32) as usize) % (n - 1);
             if b >= a {
                 b += 1;
             }
-            let (oa, ob) = (candidates[a], candidates[b]);
+            let oa = candidates.clone().nth(a)?;
+            let ob = candidates.clone().nth(b)?;
             Some(if score(oa, mode) <= score(ob, mode) { oa } else { ob })
         }
     }

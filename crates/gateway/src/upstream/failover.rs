@@ -5,8 +5,11 @@
 
 use crate::config::{Failover, FailoverMode};
 
+/// Pools per site at most (validated on load), so choices need no heap.
+pub const MAX_POOLS: usize = 16;
+
 /// What the chooser needs to know about a pool.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 pub struct PoolView {
     pub available: usize,
     pub total: usize,

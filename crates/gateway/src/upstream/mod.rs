@@ -128,7 +128,8 @@ pub struct PoolChange {
 
 /// Chooses an origin for a try: a pool by failover order (with slow start and panic mode),
 /// then an origin in it by P2C; origins in `tried` are avoided while others remain.
-/// Returns pool eligibility changes for the caller to report as events.
+/// Returns pool eligibility changes for the caller to report as events. No heap allocation
+/// unless a pool changed.
 pub fn choose(
     pools: &[Pool],
     cfg: &crate::config::Site,
@@ -136,35 +137,37 @@ pub fn choose(
     now: u64,
     rng: &AtomicU64,
 ) -> (Option<Selection>, Vec<PoolChange>) {
-    let changes: Vec<PoolChange> =
-        pools.iter().enumerate().filter_map(|(i, p)| p.update_eligibility(i, &cfg.failover, now)).collect();
-    let views: Vec<failover::PoolView> = pools.iter().map(|p| p.view(now)).collect();
+    let n = pools.len().min(failover::MAX_POOLS);
+    let pools = &pools[..n];
+    let mut views = [failover::PoolView::default(); failover::MAX_POOLS];
+    let mut changes = Vec::new();
+    for (i, p) in pools.iter().enumerate() {
+        if let Some(c) = p.update_eligibility(i, &cfg.failover, now) {
+            changes.push(c);
+        }
+        views[i] = p.view(now);
+    }
     let r = (balance::next_random(rng) >> 11) as f64 / (1u64 << 53) as f64;
     let not_tried = |o: &&Arc<Origin>| !tried.contains(&(Arc::as_ptr(o) as usize));
-    let choice = failover::choose(&views, &cfg.failover, now, r);
-    let order: Vec<usize> = match choice {
-        failover::Choice::Pool(i) => std::iter::once(i).chain((0..pools.len()).filter(|&j| j != i)).collect(),
-        failover::Choice::Panic => (0..pools.len()).collect(),
+    let choice = failover::choose(&views[..n], &cfg.failover, now, r);
+    let (first, panic) = match choice {
+        failover::Choice::Pool(i) => (i, false),
+        failover::Choice::Panic => (0, true),
     };
-    let panic = choice == failover::Choice::Panic;
-    for i in order {
+    // The chosen pool first, then the others in failover order.
+    for i in std::iter::once(first).chain((0..n).filter(|&j| j != first)) {
         let pool = &pools[i];
         // A probe first: an ejected origin whose time is up gets exactly one request.
         if !panic {
-            if let Some(o) = pool.origins.iter().filter(not_tried).find(|o| o.health.state(now) == health::State::Probe)
-            {
+            if let Some(o) = pool.origins.iter().filter(not_tried).find(|o| o.health.state(now) == health::State::Probe) {
                 if o.health.try_probe() {
                     return (Some(Selection { pool: i, origin: o.clone(), probe: true, panic }), changes);
                 }
             }
         }
-        let candidates: Vec<&Arc<Origin>> = pool
-            .origins
-            .iter()
-            .filter(not_tried)
-            .filter(|o| panic || o.health.state(now) == health::State::Available)
-            .collect();
-        if let Some(o) = balance::pick(&candidates, cfg.balance, balance::next_random(rng)) {
+        let candidates =
+            pool.origins.iter().filter(not_tried).filter(|o| panic || o.health.state(now) == health::State::Available);
+        if let Some(o) = balance::pick_where(candidates, cfg.balance, balance::next_random(rng)) {
             return (Some(Selection { pool: i, origin: o.clone(), probe: false, panic }), changes);
         }
     }
