@@ -193,9 +193,13 @@ async fn run_once(opts: &Options, mode: Mode) -> anyhow::Result<RunResult> {
     for f in &flood_stops {
         let _ = f.send(true);
     }
-    for t in tasks {
-        let _ = tokio::time::timeout(Duration::from_secs(2), t).await;
-    }
+    // Shoppers finish their current request; one bound for all of them.
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        for t in tasks {
+            let _ = t.await;
+        }
+    })
+    .await;
     let _ = sampler.await;
     if let Some(bar) = &bar {
         bar.finish_and_clear();

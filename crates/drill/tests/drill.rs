@@ -90,3 +90,73 @@ async fn report_files_render_without_network_resources() {
     assert_eq!(json["scenario"], "x");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+mod attackers {
+    use holdfast_drill::attackers::{run, Flood};
+    use holdfast_drill::measure::Recorder;
+    use holdfast_drill::scenario::FloodKind;
+    use holdfast_shop::{spawn, ShopConfig};
+    use std::sync::atomic::Ordering::Relaxed;
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+    use tokio::sync::watch;
+
+    /// Runs a flood of `kind` at a shop for `secs`; returns (flood requests the shop saw,
+    /// connections the attackers held open at the end, attack requests sent).
+    async fn flood(kind: FloodKind, secs: u64) -> (u64, u64, u64) {
+        let (addr, shop) =
+            spawn(ShopConfig::new("shop-de", "de", "eu-west"), "127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let _ = shop.stats.flood_sources.set(holdfast_drill::topology::ATTACK_NET);
+        let rec = Arc::new(Recorder::new(Instant::now()));
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let f = Flood { kind, sources: 20, rate: 100, host: "shop.de".into(), path: "/".into(), target: addr };
+        let task = tokio::spawn(run(f, rec.clone(), stop_rx));
+        tokio::time::sleep(Duration::from_secs(secs)).await;
+        let open = rec.attack_open.load(Relaxed);
+        let _ = stop_tx.send(true);
+        let _ = task.await;
+        (shop.stats.flood_requests.load(Relaxed), open, rec.flood_sent.load(Relaxed))
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn hoic_and_smart_floods_reach_an_unprotected_origin() {
+        let (seen, _, _) = flood(FloodKind::Hoic, 1).await;
+        assert!(seen >= 50, "HOIC requests seen by the origin: {seen}");
+        let (seen, _, _) = flood(FloodKind::Smart, 1).await;
+        assert!(seen >= 50, "smart requests seen by the origin: {seen}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn slowloris_and_slow_post_hold_connections_open() {
+        // The shop is a plain hyper server without a header timeout: slowloris holds it.
+        let (_, open, _) = flood(FloodKind::Slowloris, 2).await;
+        assert!(open >= 100, "slowloris connections held open: {open}");
+        let (_, open, _) = flood(FloodKind::SlowPost, 2).await;
+        assert!(open >= 100, "slow POST connections held open: {open}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_built_in_scenario_runs() {
+    for (name, _) in holdfast_drill::scenario::BUILT_IN {
+        let dir = std::env::temp_dir().join(format!("holdfast-drill-{name}-{}", std::process::id()));
+        let mut opts = options(&dir);
+        opts.scenario = Scenario::load(name).unwrap();
+        // Short runs, few shoppers, floods scaled down: this checks that each runs.
+        opts.scenario.shoppers.count = 4;
+        for e in &mut opts.scenario.events {
+            e.rate = e.rate.map(|r| r.min(100));
+            e.sources = e.sources.map(|s| s.min(100));
+        }
+        opts.config = holdfast_drill_demo_config().parse().unwrap();
+        opts.duration = Duration::from_secs(2);
+        let run = holdfast_drill::run_mode(&opts, Mode::Direct).await.unwrap_or_else(|e| panic!("{name}: {e:#}"));
+        assert!(run.summary["all"].requests > 0, "{name}");
+        assert!(!run.events.is_empty(), "{name}: its events happened");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
+
+fn holdfast_drill_demo_config() -> String {
+    std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/demo.toml")).unwrap()
+}

@@ -153,7 +153,10 @@ fn validate(src: &Source, file: &File) -> Result<(), ConfigError> {
             );
         }
         if site.pools.len() > crate::upstream::failover::MAX_POOLS {
-            return Err(src.at(&site.name, format!("site {sname:?} has more than {} pools", crate::upstream::failover::MAX_POOLS)));
+            return Err(src.at(
+                &site.name,
+                format!("site {sname:?} has more than {} pools", crate::upstream::failover::MAX_POOLS),
+            ));
         }
         let mut seen_dc: HashMap<&str, ()> = HashMap::new();
         for pool in &site.pools {

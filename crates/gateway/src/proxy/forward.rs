@@ -51,7 +51,13 @@ impl Template {
 }
 
 /// `started`: when the request arrived (the overall deadline counts from it).
-pub async fn forward(shared: &Shared, snap: &Snapshot, site: &SiteRt, mut req: Request<ReqBody>, started: Instant) -> Forwarded {
+pub async fn forward(
+    shared: &Shared,
+    snap: &Snapshot,
+    site: &SiteRt,
+    mut req: Request<ReqBody>,
+    started: Instant,
+) -> Forwarded {
     let cfg = &site.cfg;
     let timeouts = &snap.file.timeouts;
     let deadline = started + timeouts.origin_response.get();

@@ -159,7 +159,8 @@ pub fn choose(
         let pool = &pools[i];
         // A probe first: an ejected origin whose time is up gets exactly one request.
         if !panic {
-            if let Some(o) = pool.origins.iter().filter(not_tried).find(|o| o.health.state(now) == health::State::Probe) {
+            if let Some(o) = pool.origins.iter().filter(not_tried).find(|o| o.health.state(now) == health::State::Probe)
+            {
                 if o.health.try_probe() {
                     return (Some(Selection { pool: i, origin: o.clone(), probe: true, panic }), changes);
                 }
