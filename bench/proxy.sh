@@ -125,6 +125,8 @@ name = "bench"
 hosts = ["bench.local", "127.0.0.1"]
 [site.health]
 path = "/"                     # the static origin has no /healthz
+[site.cache]
+enabled = false                # proxying is measured here; bench/cache.sh measures hits
 [[site.pool]]
 datacenter = "local"
 origins = ["127.0.0.1:$ORIGIN"]

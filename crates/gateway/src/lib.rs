@@ -2,6 +2,7 @@
 //! path is [`proxy::handle`]. See docs/architecture.md for the module map.
 
 pub mod admin;
+pub mod cache;
 pub mod clock;
 pub mod config;
 pub mod events;

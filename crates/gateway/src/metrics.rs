@@ -51,6 +51,7 @@ pub struct Metrics {
     pub reloads: Family<ReasonLabel, Counter>,
     pub events: Family<KindLabel, Counter>,
     pub retries: Family<SiteReason, Counter>,
+    pub cache_results: Family<SiteReason, Counter>,
 }
 
 impl Default for Metrics {
@@ -96,6 +97,12 @@ impl Metrics {
             "Requests sent again to another origin, by site and reason (or budget_exhausted)",
             retries.clone(),
         );
+        let cache_results = Family::<SiteReason, Counter>::default();
+        registry.register(
+            "cache",
+            "Cacheable requests by site and result (reason): hit, miss, revalidated, stale",
+            cache_results.clone(),
+        );
         Metrics {
             registry,
             requests,
@@ -107,6 +114,7 @@ impl Metrics {
             reloads,
             events,
             retries,
+            cache_results,
         }
     }
 
@@ -178,6 +186,10 @@ impl Metrics {
 impl Metrics {
     pub fn event(&self, kind: &str) {
         self.events.get_or_create(&KindLabel { kind: kind.to_string() }).inc();
+    }
+
+    pub fn cache(&self, site: &str, result: &str) {
+        self.cache_results.get_or_create(&SiteReason { site: site.to_string(), reason: result.to_string() }).inc();
     }
 
     pub fn retry(&self, site: &str, reason: &str) {

@@ -22,6 +22,8 @@ pub struct SiteRt {
     /// The site's config (health, outlier, failover, retry, balance).
     pub cfg: config::Site,
     pub retry_budget: crate::upstream::retry::Budget,
+    /// The site's cache (None when off); kept across reloads.
+    pub cache: Option<Arc<crate::cache::SiteCache>>,
     /// Random state for balancing and failover choices.
     pub rng: std::sync::atomic::AtomicU64,
 }
@@ -34,6 +36,25 @@ pub struct Snapshot {
     pub loaded_at: SystemTime,
     /// `Via` value pieces, precomputed: "1.1 holdfast", "2 holdfast".
     pub via: Option<(http::HeaderValue, http::HeaderValue)>,
+}
+
+/// The site's cache: the previous snapshot's when the site and its sizes are unchanged.
+fn site_cache(s: &config::Site, previous: Option<&Snapshot>) -> Option<Arc<crate::cache::SiteCache>> {
+    let c = &s.cache;
+    if !c.enabled {
+        return None;
+    }
+    let reuse = previous
+        .and_then(|p| p.sites.iter().find(|x| *x.name == **s.name.get_ref()))
+        .filter(|x| x.cfg.cache.max_bytes == c.max_bytes && x.cfg.cache.max_object_bytes == c.max_object_bytes)
+        .and_then(|x| x.cache.clone());
+    reuse.or_else(|| {
+        Some(Arc::new(crate::cache::SiteCache::new(
+            c.max_bytes.get(),
+            c.max_object_bytes.get(),
+            c.serve_stale_on_error.get(),
+        )))
+    })
 }
 
 impl Snapshot {
@@ -93,6 +114,7 @@ impl Snapshot {
                 metrics: site_metrics,
                 cfg: s.clone(),
                 retry_budget: Default::default(),
+                cache: site_cache(s, previous),
                 rng: std::sync::atomic::AtomicU64::new(seed),
             }));
         }

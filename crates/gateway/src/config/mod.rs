@@ -195,9 +195,37 @@ pub struct Site {
     /// outstanding requests.
     #[serde(default)]
     pub balance: Balance,
+    /// The shared HTTP cache of the site.
+    #[serde(default)]
+    pub cache: Cache,
     /// Origin pools in failover order.
     #[serde(default, rename = "pool")]
     pub pools: Vec<Pool>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Cache {
+    /// Store what the origin's headers allow (RFC 9111, shared cache).
+    pub enabled: bool,
+    /// Bytes stored for the site at most (least recently used go first).
+    pub max_bytes: ByteSize,
+    /// Larger responses pass through without being stored.
+    pub max_object_bytes: ByteSize,
+    /// When every origin fails, serve a stored response this stale even if the origin
+    /// sent no stale-if-error (never for must-revalidate, proxy-revalidate, no-cache).
+    pub serve_stale_on_error: Dur,
+}
+
+impl Default for Cache {
+    fn default() -> Self {
+        Cache {
+            enabled: true,
+            max_bytes: ByteSize(64 * 1024 * 1024),
+            max_object_bytes: ByteSize(1024 * 1024),
+            serve_stale_on_error: Dur::secs(6 * 3600),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]

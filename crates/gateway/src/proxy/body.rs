@@ -136,16 +136,29 @@ pub struct RespBody {
     finished: Option<Box<Finished>>,
     /// The origin connection, handed back to its pool once the body has been read to its end.
     conn: Option<Sender>,
+    /// Collects the body for the cache; stored when the body ends whole.
+    tee: Option<Box<crate::cache::Tee>>,
 }
 
 impl RespBody {
     pub fn origin(body: Incoming, conn: Sender) -> RespBody {
-        RespBody { source: Source::Origin(body), finished: None, conn: Some(conn) }
+        RespBody { source: Source::Origin(body), finished: None, conn: Some(conn), tee: None }
     }
 
     pub fn full(bytes: impl Into<Bytes>) -> RespBody {
         let b: Bytes = bytes.into();
-        RespBody { source: Source::Full(if b.is_empty() { None } else { Some(b) }), finished: None, conn: None }
+        RespBody {
+            source: Source::Full(if b.is_empty() { None } else { Some(b) }),
+            finished: None,
+            conn: None,
+            tee: None,
+        }
+    }
+
+    /// Stores the body in the cache as it passes, if it ends whole and is not too large.
+    pub fn with_tee(mut self, tee: Option<Box<crate::cache::Tee>>) -> RespBody {
+        self.tee = tee;
+        self
     }
 
     /// Attaches the request's record; it is completed when this body is dropped.
@@ -164,6 +177,9 @@ impl RespBody {
 impl Drop for RespBody {
     fn drop(&mut self) {
         let complete = self.is_end_stream();
+        if let (true, Some(tee)) = (complete, self.tee.take()) {
+            tee.finish();
+        }
         if let Some(f) = self.finished.take() {
             if let (true, Some(conn), Some((_, origin))) = (complete, self.conn.take(), &f.served_by) {
                 origin.conns.checkin(conn);
@@ -187,6 +203,11 @@ impl Body for RespBody {
             if let Some(d) = frame.data_ref() {
                 let n = d.len();
                 this.count(n);
+                if let Some(tee) = this.tee.as_mut() {
+                    if !tee.push(d) {
+                        this.tee = None;
+                    }
+                }
             }
         }
         if let Poll::Ready(Some(Err(_))) = &polled {

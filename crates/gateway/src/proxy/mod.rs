@@ -3,6 +3,7 @@
 //! each step calls into the module that owns it.
 
 pub mod body;
+pub mod cached;
 pub mod forward;
 pub mod framing;
 pub mod headers;
@@ -71,6 +72,21 @@ pub async fn handle(shared: Arc<Shared>, conn: Arc<ConnState>, req: Request<Inco
         return site_page(fin, &site, Problem::TooLarge, true);
     }
 
+    // 4. The cache: a fresh copy answers here; a stale one may answer if the origins fail.
+    let target = parts.uri.path_and_query().map_or_else(|| "/".to_string(), |pq| pq.as_str().to_string());
+    let plan = match cached::before(&site.cache, &host, &mut parts) {
+        cached::Before::Hit(hit, refresh) => {
+            if let (Some(plan), Some(hv)) = (refresh, &host_value) {
+                refresh_in_background(shared.clone(), snap.clone(), site.clone(), *plan, hv.clone());
+            }
+            shared.metrics.cache(&site.name, "hit");
+            return cached::answer(fin, hit);
+        }
+        cached::Before::Forward(plan) => Some(plan),
+        cached::Before::Bypass => None,
+    };
+    let method = parts.method.clone();
+
     // The request to the origin: header hygiene, forwarding headers, origin-form target.
     let received = parts.version;
     headers::remove_hop_by_hop(&mut parts.headers);
@@ -97,30 +113,89 @@ pub async fn handle(shared: Arc<Shared>, conn: Arc<ConnState>, req: Request<Inco
     parts.version = Version::HTTP_11;
     let upstream_req = Request::from_parts(parts, ReqBody::new(body, max_body));
 
-    // 4. The origins: failover order, balancing, retries elsewhere (proxy::forward).
+    // 5. The origins: failover order, balancing, retries elsewhere (proxy::forward).
     match forward::forward(&shared, &snap, &site, upstream_req, fin.started).await {
-        forward::Forwarded::Response { mut resp, conn, pool, origin } => {
-            headers::remove_hop_by_hop(resp.headers_mut());
+        forward::Forwarded::Response { resp, conn, pool, origin } => {
+            let (mut head, body) = resp.into_parts();
+            headers::remove_hop_by_hop(&mut head.headers);
             if let Some((v11, _)) = &snap.via {
-                headers::append_via(resp.headers_mut(), v11);
+                headers::append_via(&mut head.headers, v11);
             }
-            fin.status = resp.status().as_u16();
+            cached::invalidate(&site.cache, &host, &method, &target, &head);
+            let mut tee = None;
+            if let Some(plan) = &plan {
+                match cached::after_response(plan, &head) {
+                    cached::After::Hit(hit) => {
+                        shared.metrics.cache(
+                            &site.name,
+                            if hit.status.contains("stale-if-error") { "stale" } else { "revalidated" },
+                        );
+                        // The origin's answer is not used; its connection is not reused.
+                        drop(body);
+                        return cached::answer(fin, hit);
+                    }
+                    cached::After::Pass { tee: t, status } => {
+                        shared.metrics.cache(&site.name, "miss");
+                        head.headers.insert(cached::CACHE_STATUS.clone(), crate::cache::status(&status));
+                        tee = t;
+                    }
+                }
+            }
+            fin.status = head.status.as_u16();
             fin.served_by = Some((pool, origin));
-            resp.map(|b| RespBody::origin(b, conn).with_record(fin))
+            Response::from_parts(head, RespBody::origin(body, conn).with_tee(tee).with_record(fin))
         }
-        // 5. No origin could answer.
+        // 6. No origin could answer: a stale copy, else the site's maintenance page.
         forward::Forwarded::Failed { kind } => {
+            if let Some(hit) = plan.as_deref().and_then(|p| cached::stale_on_error(p, None)) {
+                shared.metrics.cache(&site.name, "stale");
+                return cached::answer(fin, hit);
+            }
             let problem = match kind {
                 ErrorKind::BodyTooLarge => Problem::TooLarge,
                 ErrorKind::ClientBody => Problem::BadRequest,
-                ErrorKind::ConnectTimeout | ErrorKind::ResponseTimeout => {
-                    Problem::Unavailable(StatusCode::GATEWAY_TIMEOUT)
-                }
-                _ => Problem::Unavailable(StatusCode::BAD_GATEWAY),
+                _ => Problem::Unavailable(StatusCode::SERVICE_UNAVAILABLE),
             };
-            site_page(fin, &site, problem, false)
+            let mut resp = site_page(fin, &site, problem, false);
+            if plan.is_some() {
+                resp.headers_mut()
+                    .insert(cached::CACHE_STATUS.clone(), crate::cache::status("fwd=miss; detail=no-origin"));
+            }
+            resp
         }
     }
+}
+
+/// stale-while-revalidate: fetch a fresh copy for the cache after answering stale. One
+/// refresh per URL at a time.
+fn refresh_in_background(
+    shared: Arc<Shared>,
+    snap: Arc<crate::snapshot::Snapshot>,
+    site: Arc<SiteRt>,
+    plan: cached::Plan,
+    host: HeaderValue,
+) {
+    if !plan.cache.begin_refresh(&plan.key) {
+        return;
+    }
+    tokio::spawn(async move {
+        let mut req = Request::new(ReqBody::empty());
+        *req.uri_mut() = plan.request.uri.clone();
+        *req.headers_mut() = plan.request.headers.clone();
+        headers::remove_hop_by_hop(req.headers_mut());
+        req.headers_mut().insert(header::HOST, host);
+        if let forward::Forwarded::Response { resp, conn, .. } =
+            forward::forward(&shared, &snap, &site, req, std::time::Instant::now()).await
+        {
+            let (head, body) = resp.into_parts();
+            if let cached::After::Pass { tee: Some(tee), .. } = cached::after_response(&plan, &head) {
+                // Read the body through the tee, which stores it at its end.
+                let mut body = RespBody::origin(body, conn).with_tee(Some(tee));
+                while let Some(Ok(_)) = http_body_util::BodyExt::frame(&mut body).await {}
+            }
+        }
+        plan.cache.end_refresh(&plan.key);
+    });
 }
 
 fn declared_length(headers: &http::HeaderMap) -> Option<u64> {

@@ -12,7 +12,7 @@ async fn metrics_status_and_healthz() {
     for _ in 0..3 {
         assert_eq!(get(http_addr(&gw), "shop.de", "/").await.0, 200);
     }
-    assert_eq!(get(http_addr(&gw), "shop.fr", "/").await.0, 502);
+    assert_eq!(get(http_addr(&gw), "shop.fr", "/").await.0, 503);
     assert_eq!(get(http_addr(&gw), "nowhere.example", "/").await.0, 404);
     let admin = gw.admin_addr.unwrap();
 

@@ -2,6 +2,7 @@
 //! origins, real clients. One test binary so the suite links once.
 
 mod admin;
+mod cache;
 mod common;
 mod examples;
 mod failover;

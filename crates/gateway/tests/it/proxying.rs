@@ -93,12 +93,13 @@ async fn keep_alive_to_client_and_origin() {
 }
 
 #[tokio::test]
-async fn refused_origin_gets_localized_502() {
+async fn refused_origin_gets_the_localized_maintenance_page() {
     // A port that was bound and released: nothing listens there.
     let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
     let gw = gateway(&config(&[("shop-de", &["shop.de"], dead)], "")).await;
     let (status, headers, body) = get(http_addr(&gw), "shop.de", "/").await;
-    assert_eq!(status, 502);
+    assert_eq!(status, 503);
+    assert_eq!(headers["retry-after"], "5");
     assert_eq!(headers["cache-control"], "no-store");
     assert!(body.contains("lang=\"de\"") && body.contains("Wir sind gleich wieder da"), "{body}");
     assert!(!body.contains(&dead.to_string()), "no internal detail leaks: {body}");

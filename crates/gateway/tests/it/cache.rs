@@ -1,0 +1,251 @@
+//! The shared cache with a scripted origin: RFC 9111 storing rules, Vary, HEAD, revalidation
+//! with 304, stale-if-error and the operator's serve_stale_on_error, must-revalidate,
+//! stale-while-revalidate, invalidation by unsafe methods, the maintenance page.
+
+use crate::common::*;
+use bytes::Bytes;
+use holdfast_gateway::Gateway;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering::SeqCst};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// 0: up; 1: answers 503; 2: resets connections.
+struct Origin {
+    addr: SocketAddr,
+    hits: Arc<AtomicUsize>,
+    mode: Arc<AtomicU8>,
+}
+
+async fn origin() -> Origin {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let hits = Arc::new(AtomicUsize::new(0));
+    let mode = Arc::new(AtomicU8::new(0));
+    let (h, m) = (hits.clone(), mode.clone());
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else { continue };
+            let (h, m) = (h.clone(), m.clone());
+            tokio::spawn(async move {
+                let m2 = m.clone();
+                let svc = service_fn(move |req| respond(req, h.clone(), m2.clone()));
+                let conn = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(tcp), svc);
+                tokio::pin!(conn);
+                loop {
+                    tokio::select! {
+                        _ = conn.as_mut() => return,
+                        _ = tokio::time::sleep(Duration::from_millis(20)) => {
+                            if m.load(SeqCst) == 2 { return; } // reset: drop the connection
+                        }
+                    }
+                }
+            });
+        }
+    });
+    Origin { addr, hits, mode }
+}
+
+async fn respond(
+    req: Request<Incoming>,
+    hits: Arc<AtomicUsize>,
+    mode: Arc<AtomicU8>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    if mode.load(SeqCst) == 2 {
+        std::future::pending::<()>().await;
+    }
+    let n = hits.fetch_add(1, SeqCst) + 1;
+    let path = req.uri().path().to_string();
+    let mut r = Response::builder();
+    if mode.load(SeqCst) == 1 {
+        return Ok(r
+            .status(503)
+            .header("cache-control", "no-store")
+            .body(Full::new(Bytes::from("origin down")))
+            .unwrap());
+    }
+    let cc = match path.as_str() {
+        "/fresh" | "/vary" | "/cookie" | "/big" => "public, max-age=60",
+        "/private" => "private, max-age=60",
+        "/nostore" => "no-store",
+        "/etag" => "max-age=1",
+        "/sie" => "max-age=1, stale-if-error=600",
+        "/short" => "max-age=1",
+        "/mustreval" => "max-age=1, must-revalidate",
+        "/swr" => "max-age=1, stale-while-revalidate=30",
+        _ => "no-store",
+    };
+    r = r.header("cache-control", cc);
+    if path == "/etag" {
+        r = r.header("etag", "\"v1\"");
+        if req.headers().get("if-none-match").is_some_and(|v| v == "\"v1\"") {
+            return Ok(r.status(304).body(Full::new(Bytes::new())).unwrap());
+        }
+    }
+    if path == "/cookie" {
+        r = r.header("set-cookie", "session=secret");
+    }
+    let mut body = format!("{path} #{n}");
+    if path == "/vary" {
+        r = r.header("vary", "Accept-Language");
+        body.push_str(&format!(
+            " lang={}",
+            req.headers().get("accept-language").and_then(|v| v.to_str().ok()).unwrap_or("-")
+        ));
+    }
+    if path == "/big" {
+        body = "x".repeat(2 * 1024 * 1024);
+    }
+    Ok(r.body(Full::new(Bytes::from(body))).unwrap())
+}
+
+async fn world(extra_site: &str) -> (Origin, Gateway) {
+    let o = origin().await;
+    let text = config(&[("shop-de", &["shop.de"], o.addr)], "[timeouts]\norigin_response = \"2s\"\n").replace(
+        "health = { enabled = false }\n",
+        &format!("health = {{ enabled = false }}\nretry = {{ attempts = 1 }}\n{extra_site}"),
+    );
+    (o, gateway(&text).await)
+}
+
+async fn fetch(gw: &Gateway, method: &str, path: &str, headers: &[(&str, &str)]) -> (u16, http::HeaderMap, String) {
+    let mut req = http::Request::builder().method(method).uri(path).header("host", "shop.de");
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    send(http_addr(gw), req.body(Full::new(Bytes::new())).unwrap()).await
+}
+
+fn cache_status(h: &http::HeaderMap) -> String {
+    h.get("cache-status").and_then(|v| v.to_str().ok()).unwrap_or("").to_string()
+}
+
+#[tokio::test]
+async fn fresh_responses_are_served_from_the_cache_and_head_from_a_stored_get() {
+    let (o, gw) = world("").await;
+    let (s, h, b1) = fetch(&gw, "GET", "/fresh", &[]).await;
+    assert_eq!(s, 200);
+    assert!(cache_status(&h).contains("fwd=miss; fwd-status=200; stored"), "{h:?}");
+    let (s, h, b2) = fetch(&gw, "GET", "/fresh", &[]).await;
+    assert_eq!((s, b2.as_str()), (200, b1.as_str()));
+    assert!(cache_status(&h).starts_with("holdfast; hit; ttl="), "{h:?}");
+    assert!(h.contains_key("age"));
+    let (s, h, body) = fetch(&gw, "HEAD", "/fresh", &[]).await;
+    assert_eq!((s, body.as_str()), (200, ""));
+    assert!(cache_status(&h).contains("hit"), "{h:?}");
+    assert_eq!(o.hits.load(SeqCst), 1, "one origin request for three answers");
+}
+
+#[tokio::test]
+async fn private_no_store_set_cookie_and_authorized_responses_are_never_shared() {
+    let (o, gw) = world("").await;
+    for path in ["/private", "/nostore", "/cookie"] {
+        let (_, _, a) = fetch(&gw, "GET", path, &[]).await;
+        let (_, h, b) = fetch(&gw, "GET", path, &[]).await;
+        assert_ne!(a, b, "{path} must not be shared");
+        assert!(!cache_status(&h).contains("hit"), "{path}: {h:?}");
+    }
+    let (_, _, a) = fetch(&gw, "GET", "/fresh", &[("authorization", "Bearer alice")]).await;
+    let (_, _, b) = fetch(&gw, "GET", "/fresh", &[("authorization", "Bearer bob")]).await;
+    assert_ne!(a, b, "one user's authorized response is not another's");
+    assert_eq!(o.hits.load(SeqCst), 8);
+}
+
+#[tokio::test]
+async fn vary_keeps_a_variant_per_request_header_value() {
+    let (o, gw) = world("").await;
+    let (_, _, de) = fetch(&gw, "GET", "/vary", &[("accept-language", "de")]).await;
+    let (_, _, fr) = fetch(&gw, "GET", "/vary", &[("accept-language", "fr")]).await;
+    assert!(de.contains("lang=de") && fr.contains("lang=fr"));
+    let (_, h, de2) = fetch(&gw, "GET", "/vary", &[("accept-language", "de")]).await;
+    let (_, _, fr2) = fetch(&gw, "GET", "/vary", &[("accept-language", "fr")]).await;
+    assert_eq!((de2, fr2), (de, fr));
+    assert!(cache_status(&h).contains("hit"));
+    assert_eq!(o.hits.load(SeqCst), 2);
+}
+
+#[tokio::test]
+async fn stale_responses_are_revalidated_with_their_etag() {
+    let (o, gw) = world("").await;
+    let (_, _, first) = fetch(&gw, "GET", "/etag", &[]).await;
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let (s, h, again) = fetch(&gw, "GET", "/etag", &[]).await;
+    assert_eq!(s, 200, "the client did not ask conditionally: it gets the whole body");
+    assert_eq!(again, first, "from the stored body");
+    assert!(cache_status(&h).contains("fwd=stale; fwd-status=304"), "{h:?}");
+    assert_eq!(o.hits.load(SeqCst), 2);
+}
+
+#[tokio::test]
+async fn stale_if_error_and_serve_stale_on_error_answer_when_the_origin_fails() {
+    let (o, gw) = world("").await;
+    let (_, _, sie) = fetch(&gw, "GET", "/sie", &[]).await;
+    let (_, _, short) = fetch(&gw, "GET", "/short", &[]).await;
+    let _ = fetch(&gw, "GET", "/mustreval", &[]).await;
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    o.mode.store(1, SeqCst); // 503
+    let (s, h, b) = fetch(&gw, "GET", "/sie", &[]).await;
+    assert_eq!((s, b.as_str()), (200, sie.as_str()));
+    assert!(cache_status(&h).contains("detail=stale-if-error") && cache_status(&h).contains("fwd-status=503"), "{h:?}");
+    o.mode.store(2, SeqCst); // resets: no origin answers at all
+    let (s, h, b) = fetch(&gw, "GET", "/short", &[]).await;
+    assert_eq!(
+        (s, b.as_str()),
+        (200, short.as_str()),
+        "the operator's serve_stale_on_error applies without stale-if-error"
+    );
+    assert!(cache_status(&h).contains("stale"), "{h:?}");
+    let (s, h, b) = fetch(&gw, "GET", "/mustreval", &[]).await;
+    assert_eq!(s, 503, "must-revalidate is never served stale");
+    assert!(b.contains("Wir sind gleich wieder da") && h.contains_key("retry-after"), "{b}");
+    let (s, _, b) = fetch(&gw, "GET", "/never-fetched", &[]).await;
+    assert_eq!(s, 503);
+    assert!(b.contains("lang=\"de\""));
+}
+
+#[tokio::test]
+async fn serve_stale_on_error_zero_means_no_stale_without_stale_if_error() {
+    let (o, gw) = world("cache = { serve_stale_on_error = \"0s\" }\n").await;
+    let _ = fetch(&gw, "GET", "/short", &[]).await;
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    o.mode.store(2, SeqCst);
+    assert_eq!(fetch(&gw, "GET", "/short", &[]).await.0, 503);
+}
+
+#[tokio::test]
+async fn stale_while_revalidate_answers_at_once_and_refreshes_in_the_background() {
+    let (o, gw) = world("").await;
+    let (_, _, first) = fetch(&gw, "GET", "/swr", &[]).await;
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let (s, h, stale) = fetch(&gw, "GET", "/swr", &[]).await;
+    assert_eq!((s, stale.as_str()), (200, first.as_str()));
+    assert!(cache_status(&h).contains("stale-while-revalidate"), "{h:?}");
+    assert!(holdfast_gateway::upstream::checker::wait_until(Duration::from_secs(3), || o.hits.load(SeqCst) == 2).await);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let (_, h, fresh) = fetch(&gw, "GET", "/swr", &[]).await;
+    assert_ne!(fresh, first, "the background refresh stored a new copy");
+    assert!(cache_status(&h).starts_with("holdfast; hit; ttl="), "{h:?}");
+}
+
+#[tokio::test]
+async fn unsafe_methods_invalidate_and_large_bodies_pass_unstored() {
+    let (o, gw) = world("").await;
+    let _ = fetch(&gw, "GET", "/fresh", &[]).await;
+    let _ = fetch(&gw, "GET", "/fresh", &[]).await;
+    assert_eq!(o.hits.load(SeqCst), 1);
+    let _ = fetch(&gw, "POST", "/fresh", &[]).await;
+    let (_, h, _) = fetch(&gw, "GET", "/fresh", &[]).await;
+    assert!(!cache_status(&h).contains("hit"), "invalidated by the POST: {h:?}");
+    assert_eq!(o.hits.load(SeqCst), 3);
+    let (_, h, b) = fetch(&gw, "GET", "/big", &[]).await;
+    assert_eq!(b.len(), 2 * 1024 * 1024);
+    assert!(cache_status(&h).contains("too-large"), "{h:?}");
+    let _ = fetch(&gw, "GET", "/big", &[]).await;
+    assert_eq!(o.hits.load(SeqCst), 5);
+}
