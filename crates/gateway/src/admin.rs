@@ -55,11 +55,27 @@ fn json(status: StatusCode, v: &impl Serialize) -> Response<Full<Bytes>> {
 
 async fn route(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes>> {
     match (req.method(), req.uri().path()) {
-        (&Method::GET, "/metrics") => respond(
-            StatusCode::OK,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            shared.metrics.encode(),
-        ),
+        (&Method::GET, "/metrics") => {
+            for site in &shared.snapshot.load().sites {
+                if let Some(c) = &site.cache {
+                    shared.metrics.cache_sizes(&site.name, c);
+                }
+            }
+            respond(
+                StatusCode::OK,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                shared.metrics.encode(),
+            )
+        }
+        (&Method::POST, "/admin/purge") => {
+            if !authorized(shared, &req) {
+                return json(
+                    StatusCode::UNAUTHORIZED,
+                    &serde_json::json!({"ok": false, "error": "missing or wrong bearer token"}),
+                );
+            }
+            purge(shared, req.uri().query().unwrap_or(""))
+        }
         (&Method::GET, "/healthz") => respond(StatusCode::OK, "text/plain", "ok\n"),
         (&Method::GET, "/status.json") => json(StatusCode::OK, &status(shared)),
         (&Method::POST, "/admin/reload") => {
@@ -74,11 +90,79 @@ async fn route(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes>>
                 Err(e) => json(StatusCode::UNPROCESSABLE_ENTITY, &serde_json::json!({"ok": false, "error": e})),
             }
         }
-        (_, "/metrics" | "/healthz" | "/status.json" | "/admin/reload") => {
+        (_, "/metrics" | "/healthz" | "/status.json" | "/admin/reload" | "/admin/purge") => {
             respond(StatusCode::METHOD_NOT_ALLOWED, "text/plain", "method not allowed\n")
         }
         _ => respond(StatusCode::NOT_FOUND, "text/plain", "not found\n"),
     }
+}
+
+/// `site=NAME` empties a site's cache; `url=http://host/path?query` removes one URL.
+fn purge(shared: &Shared, query: &str) -> Response<Full<Bytes>> {
+    let snap = shared.snapshot.load();
+    let param = |name: &str| {
+        query.split('&').find_map(|kv| kv.split_once('=').filter(|(k, _)| *k == name).map(|(_, v)| percent_decode(v)))
+    };
+    if let Some(name) = param("site") {
+        return match snap.sites.iter().find(|s| *s.name == *name) {
+            Some(s) => {
+                if let Some(c) = &s.cache {
+                    c.clear();
+                }
+                json(StatusCode::OK, &serde_json::json!({"ok": true, "purged": {"site": name}}))
+            }
+            None => {
+                json(StatusCode::NOT_FOUND, &serde_json::json!({"ok": false, "error": format!("no site {name:?}")}))
+            }
+        };
+    }
+    if let Some(url) = param("url") {
+        let Ok(uri) = url.parse::<http::Uri>() else {
+            return json(
+                StatusCode::BAD_REQUEST,
+                &serde_json::json!({"ok": false, "error": "url: expected http://host/path"}),
+            );
+        };
+        let host = uri.host().unwrap_or("").to_ascii_lowercase();
+        let target = uri.path_and_query().map_or("/", |pq| pq.as_str());
+        return match snap.site_for_host(&host) {
+            Some(s) => {
+                if let Some(c) = &s.cache {
+                    c.invalidate(&crate::cache::SiteCache::key(&host, target));
+                }
+                json(StatusCode::OK, &serde_json::json!({"ok": true, "purged": {"url": url}}))
+            }
+            None => json(
+                StatusCode::NOT_FOUND,
+                &serde_json::json!({"ok": false, "error": format!("no site serves {host:?}")}),
+            ),
+        };
+    }
+    json(
+        StatusCode::BAD_REQUEST,
+        &serde_json::json!({"ok": false, "error": "expected ?site=NAME or ?url=http://host/path"}),
+    )
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex =
+            b.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok()).and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (b[i], hex) {
+            (b'%', Some(v)) => {
+                out.push(v);
+                i += 3;
+            }
+            (c, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn authorized(shared: &Shared, req: &Request<Incoming>) -> bool {

@@ -52,6 +52,9 @@ pub struct Metrics {
     pub events: Family<KindLabel, Counter>,
     pub retries: Family<SiteReason, Counter>,
     pub cache_results: Family<SiteReason, Counter>,
+    pub cache_bytes: Family<SiteLabel, Gauge>,
+    pub cache_entries: Family<SiteLabel, Gauge>,
+    pub cache_evictions: Family<SiteLabel, Counter>,
 }
 
 impl Default for Metrics {
@@ -103,7 +106,16 @@ impl Metrics {
             "Cacheable requests by site and result (reason): hit, miss, revalidated, stale",
             cache_results.clone(),
         );
+        let cache_bytes = Family::<SiteLabel, Gauge>::default();
+        let cache_entries = Family::<SiteLabel, Gauge>::default();
+        let cache_evictions = Family::<SiteLabel, Counter>::default();
+        registry.register("cache_bytes", "Bytes stored in the site's cache", cache_bytes.clone());
+        registry.register("cache_entries", "URLs stored in the site's cache", cache_entries.clone());
+        registry.register("cache_evictions", "Cache entries evicted for space", cache_evictions.clone());
         Metrics {
+            cache_bytes,
+            cache_entries,
+            cache_evictions,
             registry,
             requests,
             duration,
@@ -186,6 +198,16 @@ impl Metrics {
 impl Metrics {
     pub fn event(&self, kind: &str) {
         self.events.get_or_create(&KindLabel { kind: kind.to_string() }).inc();
+    }
+
+    /// Updates the cache gauges of one site (at scrape time).
+    pub fn cache_sizes(&self, site: &str, cache: &crate::cache::SiteCache) {
+        let label = SiteLabel { site: site.to_string() };
+        self.cache_bytes.get_or_create(&label).set(cache.weighted_size() as i64);
+        self.cache_entries.get_or_create(&label).set(cache.entries() as i64);
+        let now = cache.evictions();
+        let before = cache.evictions_reported.swap(now, std::sync::atomic::Ordering::Relaxed);
+        self.cache_evictions.get_or_create(&label).inc_by(now.saturating_sub(before));
     }
 
     pub fn cache(&self, site: &str, result: &str) {

@@ -39,8 +39,14 @@ pub struct SiteCache {
     store: moka::sync::Cache<String, Entry>,
     /// URLs being refreshed in the background (stale-while-revalidate).
     refreshing: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// Misses being fetched now: later requests for the same URL wait for them.
+    inflight: std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Notify>>>,
     pub max_object: usize,
     pub serve_stale_on_error: Duration,
+    /// Entries evicted for space (moka's listener counts them).
+    evictions: Arc<std::sync::atomic::AtomicU64>,
+    /// Evictions already reported to the metrics counter.
+    pub evictions_reported: std::sync::atomic::AtomicU64,
 }
 
 /// What the cache holds for a request.
@@ -61,14 +67,29 @@ impl std::fmt::Debug for SiteCache {
 
 impl SiteCache {
     pub fn new(max_bytes: u64, max_object: u64, serve_stale_on_error: Duration) -> SiteCache {
+        let evictions = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let counter = evictions.clone();
         let store = moka::sync::Cache::builder()
             .max_capacity(max_bytes)
+            .eviction_listener(move |_k, _v, cause| {
+                if cause == moka::notification::RemovalCause::Size {
+                    counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+            })
             .weigher(|k: &String, v: &Entry| {
                 let bytes: usize = v.iter().map(|x| x.body.len() + 512).sum::<usize>() + k.len();
                 u32::try_from(bytes).unwrap_or(u32::MAX)
             })
             .build();
-        SiteCache { store, refreshing: Default::default(), max_object: max_object as usize, serve_stale_on_error }
+        SiteCache {
+            store,
+            refreshing: Default::default(),
+            inflight: Default::default(),
+            max_object: max_object as usize,
+            serve_stale_on_error,
+            evictions,
+            evictions_reported: Default::default(),
+        }
     }
 
     /// The key: host and target (method is GET for GET and HEAD; Vary picks the variant).
@@ -143,6 +164,19 @@ impl SiteCache {
         self.store.insert(key, Arc::new(list));
     }
 
+    /// Request collapsing: the first miss for `key` leads (Ok, with a guard that wakes the
+    /// others when dropped); later ones get the leader's signal to wait on (Err).
+    pub fn lead_or_follow(self: &Arc<Self>, key: &str) -> Result<Leader, Arc<tokio::sync::Notify>> {
+        let Ok(mut inflight) = self.inflight.lock() else {
+            return Ok(Leader { cache: None, key: String::new() });
+        };
+        if let Some(n) = inflight.get(key) {
+            return Err(n.clone());
+        }
+        inflight.insert(key.to_string(), Arc::new(tokio::sync::Notify::new()));
+        Ok(Leader { cache: Some(self.clone()), key: key.to_string() })
+    }
+
     /// Claims the background refresh of `key`; false if one is running.
     pub fn begin_refresh(&self, key: &str) -> bool {
         self.refreshing.lock().is_ok_and(|mut r| r.insert(key.to_string()))
@@ -166,6 +200,10 @@ impl SiteCache {
     pub fn weighted_size(&self) -> u64 {
         self.store.run_pending_tasks();
         self.store.weighted_size()
+    }
+
+    pub fn evictions(&self) -> u64 {
+        self.evictions.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub fn entries(&self) -> u64 {
@@ -218,6 +256,23 @@ impl Variant {
     }
 }
 
+/// The request fetching a miss for others; when dropped (its response stored, or found
+/// not storable, or failed) the waiting requests look again.
+pub struct Leader {
+    cache: Option<Arc<SiteCache>>,
+    key: String,
+}
+
+impl Drop for Leader {
+    fn drop(&mut self) {
+        if let Some(c) = &self.cache {
+            if let Some(n) = c.inflight.lock().ok().and_then(|mut m| m.remove(&self.key)) {
+                n.notify_waiters();
+            }
+        }
+    }
+}
+
 /// Collects a response body on its way to the client; stores it when it ends whole.
 pub struct Tee {
     pub cache: Arc<SiteCache>,
@@ -228,6 +283,8 @@ pub struct Tee {
     pub headers: http::HeaderMap,
     pub directives: Directives,
     pub buf: BytesMut,
+    /// Waiting requests are woken when the body is stored (or the tee is dropped).
+    pub leader: Option<Leader>,
 }
 
 impl Tee {
@@ -240,8 +297,9 @@ impl Tee {
         true
     }
 
-    /// The body ended whole: store it.
-    pub fn finish(self) {
+    /// The body ended whole: store it (then the leader guard wakes the waiters).
+    pub fn finish(mut self) {
+        let leader = self.leader.take();
         let now = SystemTime::now();
         let fresh_until = now + self.policy.time_to_live(now);
         let v = Variant {
@@ -253,6 +311,7 @@ impl Tee {
             directives: self.directives,
         };
         self.cache.insert(self.key, v, &self.request);
+        drop(leader);
     }
 }
 

@@ -24,6 +24,10 @@ pub struct Plan {
     /// We added validators the client did not send: a 304 is ours, not the client's.
     pub added_validators: bool,
     pub head: bool,
+    /// This request fetches a miss that others wait for.
+    pub leader: Option<cache::Leader>,
+    /// This request waited for another's fetch (Cache-Status `collapsed`).
+    pub collapsed: bool,
 }
 
 /// An answer from the cache.
@@ -42,10 +46,13 @@ pub enum Before {
     Forward(Box<Plan>),
     /// Not a cacheable request.
     Bypass,
+    /// Another request is fetching this miss: wait for it, then look again.
+    Wait(Arc<tokio::sync::Notify>),
 }
 
-/// Before forwarding: look the request up.
-pub fn before(cache: &Option<Arc<SiteCache>>, host: &str, parts: &mut http::request::Parts) -> Before {
+/// Before forwarding: look the request up. `may_wait`: join another request's fetch of the
+/// same miss (false on the second look, after waiting once).
+pub fn before(cache: &Option<Arc<SiteCache>>, host: &str, parts: &mut http::request::Parts, may_wait: bool) -> Before {
     let Some(cache) = cache else { return Before::Bypass };
     if parts.method != Method::GET && parts.method != Method::HEAD {
         return Before::Bypass;
@@ -55,10 +62,20 @@ pub fn before(cache: &Option<Arc<SiteCache>>, host: &str, parts: &mut http::requ
     let request = cache::cache_request(parts);
     let now = SystemTime::now();
     let head = parts.method == Method::HEAD;
-    let mut plan = Plan { cache: cache.clone(), key, request, stale: None, added_validators: false, head };
+    let mut plan = Plan {
+        cache: cache.clone(),
+        key,
+        request,
+        stale: None,
+        added_validators: false,
+        head,
+        leader: None,
+        collapsed: !may_wait,
+    };
     match plan.cache.lookup(&plan.key, &plan.request, now) {
         Lookup::Fresh(variant, parts) => {
-            let status = format!("hit; ttl={}", -variant.staleness(now));
+            let collapsed = if may_wait { "" } else { "; collapsed" };
+            let status = format!("hit; ttl={}{collapsed}", -variant.staleness(now));
             return Before::Hit(Hit { variant, parts, head, status }, None);
         }
         Lookup::Stale(variant, revalidation) => {
@@ -76,6 +93,11 @@ pub fn before(cache: &Option<Arc<SiteCache>>, host: &str, parts: &mut http::requ
             }
             plan.stale = Some(variant);
         }
+        Lookup::Miss if !head => match plan.cache.lead_or_follow(&plan.key) {
+            Ok(leader) => plan.leader = Some(leader),
+            Err(notify) if may_wait => return Before::Wait(notify),
+            Err(_) => {}
+        },
         Lookup::Miss => {}
     }
     Before::Forward(Box::new(plan))
@@ -98,7 +120,7 @@ pub enum After {
 }
 
 /// After forwarding, with the origin's response head.
-pub fn after_response(plan: &Plan, resp: &http::response::Parts) -> After {
+pub fn after_response(plan: &mut Plan, resp: &http::response::Parts) -> After {
     let now = SystemTime::now();
     let status = resp.status;
     if let Some(v) = &plan.stale {
@@ -148,6 +170,7 @@ pub fn after_response(plan: &Plan, resp: &http::response::Parts) -> After {
         headers: resp.headers.clone(),
         directives: cache::Directives::of(&resp.headers),
         buf: bytes::BytesMut::new(),
+        leader: plan.leader.take(),
     };
     After::Pass { tee: Some(Box::new(tee)), status: format!("fwd={fwd}; fwd-status={code}; stored") }
 }

@@ -74,16 +74,24 @@ pub async fn handle(shared: Arc<Shared>, conn: Arc<ConnState>, req: Request<Inco
 
     // 4. The cache: a fresh copy answers here; a stale one may answer if the origins fail.
     let target = parts.uri.path_and_query().map_or_else(|| "/".to_string(), |pq| pq.as_str().to_string());
-    let plan = match cached::before(&site.cache, &host, &mut parts) {
-        cached::Before::Hit(hit, refresh) => {
-            if let (Some(plan), Some(hv)) = (refresh, &host_value) {
-                refresh_in_background(shared.clone(), snap.clone(), site.clone(), *plan, hv.clone());
+    let mut may_wait = true;
+    let mut plan = loop {
+        match cached::before(&site.cache, &host, &mut parts, may_wait) {
+            cached::Before::Hit(hit, refresh) => {
+                if let (Some(plan), Some(hv)) = (refresh, &host_value) {
+                    refresh_in_background(shared.clone(), snap.clone(), site.clone(), *plan, hv.clone());
+                }
+                shared.metrics.cache(&site.name, "hit");
+                return cached::answer(fin, hit);
             }
-            shared.metrics.cache(&site.name, "hit");
-            return cached::answer(fin, hit);
+            cached::Before::Forward(plan) => break Some(plan),
+            cached::Before::Bypass => break None,
+            cached::Before::Wait(notify) => {
+                // Another request is fetching this page: wait for it (bounded), look again.
+                let _ = tokio::time::timeout(snap.file.timeouts.origin_response.get(), notify.notified()).await;
+                may_wait = false;
+            }
         }
-        cached::Before::Forward(plan) => Some(plan),
-        cached::Before::Bypass => None,
     };
     let method = parts.method.clone();
 
@@ -123,7 +131,7 @@ pub async fn handle(shared: Arc<Shared>, conn: Arc<ConnState>, req: Request<Inco
             }
             cached::invalidate(&site.cache, &host, &method, &target, &head);
             let mut tee = None;
-            if let Some(plan) = &plan {
+            if let Some(plan) = plan.as_deref_mut() {
                 match cached::after_response(plan, &head) {
                     cached::After::Hit(hit) => {
                         shared.metrics.cache(
@@ -172,7 +180,7 @@ fn refresh_in_background(
     shared: Arc<Shared>,
     snap: Arc<crate::snapshot::Snapshot>,
     site: Arc<SiteRt>,
-    plan: cached::Plan,
+    mut plan: cached::Plan,
     host: HeaderValue,
 ) {
     if !plan.cache.begin_refresh(&plan.key) {
@@ -188,7 +196,7 @@ fn refresh_in_background(
             forward::forward(&shared, &snap, &site, req, std::time::Instant::now()).await
         {
             let (head, body) = resp.into_parts();
-            if let cached::After::Pass { tee: Some(tee), .. } = cached::after_response(&plan, &head) {
+            if let cached::After::Pass { tee: Some(tee), .. } = cached::after_response(&mut plan, &head) {
                 // Read the body through the tee, which stores it at its end.
                 let mut body = RespBody::origin(body, conn).with_tee(Some(tee));
                 while let Some(Ok(_)) = http_body_util::BodyExt::frame(&mut body).await {}

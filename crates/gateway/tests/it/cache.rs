@@ -62,6 +62,9 @@ async fn respond(
     }
     let n = hits.fetch_add(1, SeqCst) + 1;
     let path = req.uri().path().to_string();
+    if path == "/slow" {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
     let mut r = Response::builder();
     if mode.load(SeqCst) == 1 {
         return Ok(r
@@ -71,7 +74,7 @@ async fn respond(
             .unwrap());
     }
     let cc = match path.as_str() {
-        "/fresh" | "/vary" | "/cookie" | "/big" => "public, max-age=60",
+        "/fresh" | "/vary" | "/cookie" | "/big" | "/slow" => "public, max-age=60",
         "/private" => "private, max-age=60",
         "/nostore" => "no-store",
         "/etag" => "max-age=1",
@@ -248,4 +251,52 @@ async fn unsafe_methods_invalidate_and_large_bodies_pass_unstored() {
     assert!(cache_status(&h).contains("too-large"), "{h:?}");
     let _ = fetch(&gw, "GET", "/big", &[]).await;
     assert_eq!(o.hits.load(SeqCst), 5);
+}
+
+#[tokio::test]
+async fn concurrent_misses_collapse_into_one_origin_request() {
+    let (o, gw) = world("").await;
+    let gw = Arc::new(gw);
+    let tasks: Vec<_> = (0..10)
+        .map(|_| {
+            let gw = gw.clone();
+            tokio::spawn(async move { fetch(&gw, "GET", "/slow", &[]).await })
+        })
+        .collect();
+    let mut collapsed = 0;
+    for t in tasks {
+        let (s, h, b) = t.await.unwrap();
+        assert_eq!((s, b.as_str()), (200, "/slow #1"));
+        collapsed += usize::from(cache_status(&h).contains("collapsed"));
+    }
+    assert_eq!(o.hits.load(SeqCst), 1, "ten concurrent misses, one origin request");
+    assert!(collapsed >= 8, "the waiting requests say they were collapsed: {collapsed}");
+}
+
+#[tokio::test]
+async fn purge_by_url_and_by_site_and_cache_metrics() {
+    let (o, gw) = world("").await;
+    let _ = fetch(&gw, "GET", "/fresh", &[]).await;
+    let _ = fetch(&gw, "GET", "/fresh", &[]).await;
+    let admin = gw.admin_addr.unwrap();
+    let (_, _, metrics) = get(admin, "a", "/metrics").await;
+    assert!(metrics.contains("holdfast_cache_total{site=\"shop-de\",reason=\"hit\"} 1"), "{metrics}");
+    assert!(metrics.contains("holdfast_cache_total{site=\"shop-de\",reason=\"miss\"} 1"), "{metrics}");
+    let bytes: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("holdfast_cache_bytes{site=\"shop-de\"} "))
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    assert!(bytes > 0);
+    let post =
+        |path: &str| send(admin, http::Request::post(path).header("host", "a").body(Full::new(Bytes::new())).unwrap());
+    assert_eq!(post("/admin/purge?url=http%3A%2F%2Fshop.de%2Ffresh").await.0, 200);
+    let (_, h, _) = fetch(&gw, "GET", "/fresh", &[]).await;
+    assert!(!cache_status(&h).contains("hit"), "purged: {h:?}");
+    assert_eq!(o.hits.load(SeqCst), 2);
+    assert_eq!(post("/admin/purge?site=shop-de").await.0, 200);
+    let _ = fetch(&gw, "GET", "/fresh", &[]).await;
+    assert_eq!(o.hits.load(SeqCst), 3);
+    assert_eq!(post("/admin/purge?site=nope").await.0, 404);
+    assert_eq!(post("/admin/purge").await.0, 400);
 }
