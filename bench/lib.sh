@@ -1,0 +1,202 @@
+# Shared by the benchmarks: tools, the static origin, measuring one proxy, the summary.
+# Every process started is recorded in PIDS and stopped by its PID on exit.
+set -euo pipefail
+ROUNDS=${ROUNDS:-3}
+DURATION=${DURATION:-10}
+CONNS=${CONNS:-64}
+BASE_PORT=${BASE_PORT:-18080}
+export PATH="$PATH:/usr/sbin"
+
+need_tools() {
+  local missing=()
+  for tool in wrk nginx haproxy; do
+    command -v "$tool" >/dev/null || missing+=("$tool")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    echo "installing ${missing[*]}" >&2
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  fi
+}
+
+setup() {
+  need_tools
+  cargo build --release -q
+  HOLDFAST=$PWD/target/release/holdfast
+  WORK=$(mktemp -d /tmp/holdfast-bench.XXXXXX)
+  chmod 755 "$WORK"
+  PIDS=()
+  trap cleanup EXIT
+}
+
+cleanup() {
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$WORK"
+}
+
+# start_origin PORT EXTRA_NGINX_DIRECTIVES: nginx, one worker, a ~2 KB page.
+start_origin() {
+  local port=$1 extra=${2:-}
+  mkdir -p "$WORK/www" "$WORK/origin"
+  head -c 2048 /dev/zero | tr '\0' 'x' | sed 's/^/<html><body>/; s/$/<\/body><\/html>/' > "$WORK/www/index.html"
+  cat > "$WORK/origin/nginx.conf" <<CONF
+worker_processes 1;
+daemon off;
+pid $WORK/origin/nginx.pid;
+error_log $WORK/origin/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+  server { listen 127.0.0.1:$port; root $WORK/www; $extra }
+}
+CONF
+  nginx -c "$WORK/origin/nginx.conf" -p "$WORK/origin" & PIDS+=($!)
+}
+
+# wait_serving PORT...
+wait_serving() {
+  for port in "$@"; do
+    for _ in $(seq 1 100); do
+      curl -fs -o /dev/null -H 'Host: bench.local' "http://127.0.0.1:$port/" && break
+      sleep 0.1
+    done
+    curl -fs -o /dev/null -H 'Host: bench.local' "http://127.0.0.1:$port/" || { echo "port $port not serving" >&2; exit 1; }
+  done
+}
+
+TICK=$(getconf CLK_TCK)
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+user_ticks() { awk '{print $14}' "/proc/$1/stat"; }
+to_ms() { # wrk latency ("812.00us", "1.23ms", "1.01s") to ms
+  awk -v v="$1" 'BEGIN { n = v + 0; if (v ~ /us$/) n /= 1000; else if (v ~ /ms$/) n *= 1; else if (v ~ /s$/) n *= 1000; printf "%.3f", n }'
+}
+
+declare -A RPS P50 P99 CPU USR
+# measure NAME PORT PID ROUND
+measure() {
+  local name=$1 port=$2 pid=$3 round=$4
+  curl -fs -o /dev/null -H 'Host: bench.local' "http://127.0.0.1:$port/"
+  local before after ubefore uafter out reqs errors
+  before=$(cpu_ticks "$pid"); ubefore=$(user_ticks "$pid")
+  out=$(wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency -H 'Host: bench.local' "http://127.0.0.1:$port/")
+  after=$(cpu_ticks "$pid"); uafter=$(user_ticks "$pid")
+  reqs=$(echo "$out" | awk '/requests in/ {print $1}')
+  errors=$(echo "$out" | awk '/Non-2xx|Socket errors/ {print}')
+  [ -z "$errors" ] || echo "  $name: $errors" >&2
+  RPS[$name,$round]=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
+  P50[$name,$round]=$(to_ms "$(echo "$out" | awk '$1 == "50%" {print $2}')")
+  P99[$name,$round]=$(to_ms "$(echo "$out" | awk '$1 == "99%" {print $2}')")
+  CPU[$name,$round]=$(awk -v d="$((after - before))" -v t="$TICK" -v r="$reqs" 'BEGIN { printf "%.1f", d / t * 1e6 / r }')
+  USR[$name,$round]=$(awk -v d="$((uafter - ubefore))" -v t="$TICK" -v r="$reqs" 'BEGIN { printf "%.1f", d / t * 1e6 / r }')
+  printf "  round %d %-9s %10s req/s  p50 %7s ms  p99 %7s ms  cpu %6s us/req (user %s)\n" "$round" "$name" \
+    "${RPS[$name,$round]}" "${P50[$name,$round]}" "${P99[$name,$round]}" "${CPU[$name,$round]}" "${USR[$name,$round]}"
+}
+
+median() { printf '%s\n' "$@" | sort -g | awk '{a[NR] = $1} END { print a[int((NR + 1) / 2)] }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
+
+declare -A M_RPS M_P99 M_CPU
+# summary NAME... (holdfast last): medians over rounds and ratios holdfast/each
+summary() {
+  echo
+  printf "%-9s %12s %10s %10s %12s\n" proxy "req/s" "p50 ms" "p99 ms" "cpu us/req"
+  for name in "$@"; do
+    local r=() a=() b=() c=()
+    for round in $(seq 1 "$ROUNDS"); do
+      r+=("${RPS[$name,$round]}"); a+=("${P50[$name,$round]}"); b+=("${P99[$name,$round]}"); c+=("${CPU[$name,$round]}")
+    done
+    M_RPS[$name]=$(median "${r[@]}"); M_P99[$name]=$(median "${b[@]}"); M_CPU[$name]=$(median "${c[@]}")
+    printf "%-9s %12s %10s %10s %12s\n" "$name" "${M_RPS[$name]}" "$(median "${a[@]}")" "${M_P99[$name]}" "${M_CPU[$name]}"
+  done
+  echo
+  local best=0
+  for name in "$@"; do
+    [ "$name" = holdfast ] && continue
+    echo "holdfast/$name: req/s $(ratio "${M_RPS[holdfast]}" "${M_RPS[$name]}")x  p99 $(ratio "${M_P99[holdfast]}" "${M_P99[$name]}")x  cpu/req $(ratio "${M_CPU[holdfast]}" "${M_CPU[$name]}")x"
+    best=$(printf '%s\n' "$best" "${M_RPS[$name]}" | sort -g | tail -n1)
+  done
+  echo "holdfast/best: req/s $(ratio "${M_RPS[holdfast]}" "$best")x"
+}
+
+# holdfast_config PORT ADMIN_PORT ORIGIN_PORT CACHE(true|false)
+holdfast_config() {
+  cat <<CONF
+[listen]
+http = ["127.0.0.1:$1"]
+admin = "127.0.0.1:$2"
+[log]
+access = false
+[[datacenter]]
+name = "local"
+[[site]]
+name = "bench"
+hosts = ["bench.local", "127.0.0.1"]
+[site.health]
+path = "/"                     # the static origin has no /healthz
+[site.cache]
+enabled = $4
+[[site.pool]]
+datacenter = "local"
+origins = ["127.0.0.1:$3"]
+CONF
+}
+
+# start_nginx_proxy PORT ORIGIN_PORT HTTP_EXTRA LOCATION_EXTRA: nginx as reverse proxy,
+# one worker, keep-alive upstream; sets NGINX_MASTER.
+start_nginx_proxy() {
+  local port=$1 origin=$2 http_extra=${3:-} location_extra=${4:-}
+  mkdir -p "$WORK/proxy"
+  cat > "$WORK/proxy/nginx.conf" <<CONF
+worker_processes 1;
+daemon off;
+pid $WORK/proxy/nginx.pid;
+error_log $WORK/proxy/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+  $http_extra
+  upstream origin { server 127.0.0.1:$origin; keepalive 128; }
+  server {
+    listen 127.0.0.1:$port;
+    location / {
+      proxy_pass http://origin;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Host \$host;
+      $location_extra
+    }
+  }
+}
+CONF
+  nginx -c "$WORK/proxy/nginx.conf" -p "$WORK/proxy" & PIDS+=($!)
+  NGINX_MASTER=$!
+}
+
+# start_haproxy PORT ORIGIN_PORT SECTIONS_EXTRA BACKEND_EXTRA: HAProxy, one thread;
+# sets HAPROXY_PID.
+start_haproxy() {
+  local port=$1 origin=$2 sections=${3:-} backend=${4:-}
+  cat > "$WORK/haproxy.cfg" <<CONF
+global
+  nbthread 1
+  maxconn 4000
+defaults
+  mode http
+  timeout connect 2s
+  timeout client 30s
+  timeout server 30s
+  timeout http-keep-alive 60s
+  http-reuse always
+$sections
+frontend fe
+  bind 127.0.0.1:$port
+  default_backend be
+backend be
+$backend
+  server origin 127.0.0.1:$origin
+CONF
+  haproxy -f "$WORK/haproxy.cfg" -db & PIDS+=($!)
+  HAPROXY_PID=$!
+}
