@@ -16,6 +16,8 @@ pub struct Outcome<'a> {
     pub checkout: bool,
     /// The response came from a cache serving stale (Cache-Status says so).
     pub stale: bool,
+    /// catalogue (pages, images, CSS, search: cacheable), cart, checkout.
+    pub kind: &'static str,
 }
 
 impl Outcome<'_> {
@@ -36,6 +38,8 @@ pub struct SiteSecond {
     pub checkout_ok: u32,
     pub stale: u32,
     pub by_datacenter: BTreeMap<String, u32>,
+    /// (requests, ok) per page kind.
+    pub by_kind: BTreeMap<&'static str, (u32, u32)>,
     #[serde(skip)]
     pub latencies_us: Vec<u32>,
     pub p50_ms: f64,
@@ -102,6 +106,9 @@ impl Recorder {
                 site.checkout_ok += u32::from(ok);
             }
             site.stale += u32::from(o.stale);
+            let k = site.by_kind.entry(o.kind).or_default();
+            k.0 += 1;
+            k.1 += u32::from(ok);
             if let Some(dc) = &o.datacenter {
                 *site.by_datacenter.entry(dc.clone()).or_default() += 1;
             }
@@ -163,6 +170,10 @@ pub struct SiteSummary {
     /// Failed requests from one second after the first failure event to the end.
     pub failed_after_first_second: u64,
     pub by_datacenter: BTreeMap<String, u64>,
+    /// Success rate per page kind (catalogue, cart, checkout).
+    pub success_by_kind: BTreeMap<String, f64>,
+    #[serde(skip)]
+    kinds: BTreeMap<&'static str, (u64, u64)>,
 }
 
 pub fn summarize(seconds: &[Second], fault_at: Option<Duration>) -> BTreeMap<String, SiteSummary> {
@@ -185,12 +196,19 @@ pub fn summarize(seconds: &[Second], fault_at: Option<Duration>) -> BTreeMap<Str
                 for (dc, n) in &site.by_datacenter {
                     *sum.by_datacenter.entry(dc.clone()).or_default() += u64::from(*n);
                 }
+                for (kind, (n, ok)) in &site.by_kind {
+                    let k = sum.kinds.entry(kind).or_default();
+                    k.0 += u64::from(*n);
+                    k.1 += u64::from(*ok);
+                }
                 lat.entry(key.to_string()).or_default().extend_from_slice(&site.latencies_us);
             }
         }
     }
     for (name, sum) in out.iter_mut() {
         sum.success_rate = if sum.requests == 0 { 0.0 } else { sum.ok as f64 / sum.requests as f64 };
+        sum.success_by_kind =
+            sum.kinds.iter().map(|(k, (n, ok))| (k.to_string(), *ok as f64 / (*n).max(1) as f64)).collect();
         if let Some(l) = lat.get_mut(name) {
             l.sort_unstable();
             sum.p50_ms = percentile(l, 0.5);
@@ -216,6 +234,7 @@ mod tests {
                 datacenter: Some("eu-west".into()),
                 checkout: i % 10 == 0,
                 stale: false,
+                kind: "catalogue",
             };
             r.record(start + Duration::from_millis(i * 30), &o);
         }

@@ -96,6 +96,18 @@ pub fn table(report: &Report) -> String {
                 pct(share)
             );
         }
+        if let Some(all) = r.summary.get("all") {
+            let kinds: Vec<String> = all.success_by_kind.iter().map(|(k, v)| format!("{k} {}", pct(*v))).collect();
+            let _ = write!(out, "; success by page: {}", kinds.join(", "));
+            if all.stale > 0 {
+                let _ = write!(
+                    out,
+                    "; served stale from cache {} ({})",
+                    all.stale,
+                    pct(all.stale as f64 / all.requests.max(1) as f64)
+                );
+            }
+        }
         if let Some(b) = r.back_on_preferred_after_s {
             let _ = write!(out, "; back on preferred data center {b:.0} s after recovery");
         }

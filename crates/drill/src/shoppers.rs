@@ -134,8 +134,22 @@ impl Session<'_> {
         };
         // A checkout counts only with an order id in the answer.
         let status = if checkout && !order { status.filter(|s| !(200..400).contains(s)).or(Some(599)) } else { status };
-        let o =
-            Outcome { site: &self.target.site, status, latency: started.elapsed(), datacenter: dc, checkout, stale };
+        let kind = if checkout {
+            "checkout"
+        } else if path.starts_with("/cart") {
+            "cart"
+        } else {
+            "catalogue"
+        };
+        let o = Outcome {
+            site: &self.target.site,
+            status,
+            latency: started.elapsed(),
+            datacenter: dc,
+            checkout,
+            stale,
+            kind,
+        };
         self.rec.record(started, &o);
     }
 
