@@ -125,8 +125,15 @@ pub fn after_response(plan: &mut Plan, resp: &http::response::Parts) -> After {
     let status = resp.status;
     if let Some(v) = &plan.stale {
         if status == StatusCode::NOT_MODIFIED && plan.added_validators {
-            if let http_cache_semantics::AfterResponse::NotModified(policy, parts) =
+            // A 304 to validators the client did not send is never passed on. When its
+            // validators do not match the stored response (RFC 9111 §4.3.4) it cannot update
+            // it, but the origin did say the stored copy is current: answer with it as is.
+            let http_cache_semantics::AfterResponse::NotModified(policy, parts) =
                 v.policy.after_response(&plan.request, resp, now)
+            else {
+                let status = "hit; fwd=stale; fwd-status=304; detail=not-updated".to_string();
+                return After::Hit(Hit { variant: v.clone(), parts: v.parts(now), head: plan.head, status });
+            };
             {
                 let updated = Variant {
                     fresh_until: now + policy.time_to_live(now),

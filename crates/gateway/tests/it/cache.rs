@@ -73,7 +73,32 @@ async fn respond(
             .body(Full::new(Bytes::from("origin down")))
             .unwrap());
     }
+    let now = std::time::SystemTime::now();
+    let extra: &[(&str, String)] = &match path.as_str() {
+        "/expires" => vec![("expires", httpdate::fmt_http_date(now + Duration::from_secs(60)))],
+        "/age" => vec![("age", "100".into())],
+        // A fixed Last-Modified, long before Date: heuristic freshness (10% of the age).
+        "/heuristic" | "/lastmod" => vec![
+            ("last-modified", httpdate::fmt_http_date(std::time::UNIX_EPOCH + Duration::from_secs(1_700_000_000))),
+            ("date", httpdate::fmt_http_date(now)),
+        ],
+        "/lastmod-moved" => vec![("last-modified", httpdate::fmt_http_date(now))],
+        "/varystar" => vec![("vary", "*".into())],
+        _ => vec![],
+    };
+    for (k, v) in extra {
+        r = r.header(*k, v.as_str());
+    }
+    if path.starts_with("/lastmod") && req.headers().contains_key("if-modified-since") {
+        return Ok(r.header("cache-control", "max-age=1").status(304).body(Full::new(Bytes::new())).unwrap());
+    }
     let cc = match path.as_str() {
+        "/smaxage" => "s-maxage=60, max-age=0",
+        "/nocache" => "no-cache, max-age=60",
+        "/immutable" => "public, max-age=60, immutable",
+        "/age" | "/varystar" | "/reqnocache" | "/reqnostore" => "public, max-age=60",
+        "/expires" | "/heuristic" => "",
+        "/lastmod" | "/lastmod-moved" => "max-age=1",
         "/fresh" | "/vary" | "/cookie" | "/big" | "/slow" => "public, max-age=60",
         "/private" => "private, max-age=60",
         "/nostore" => "no-store",
@@ -84,7 +109,9 @@ async fn respond(
         "/swr" => "max-age=1, stale-while-revalidate=30",
         _ => "no-store",
     };
-    r = r.header("cache-control", cc);
+    if !cc.is_empty() {
+        r = r.header("cache-control", cc);
+    }
     if path == "/etag" {
         r = r.header("etag", "\"v1\"");
         if req.headers().get("if-none-match").is_some_and(|v| v == "\"v1\"") {
@@ -299,4 +326,59 @@ async fn purge_by_url_and_by_site_and_cache_metrics() {
     assert_eq!(o.hits.load(SeqCst), 3);
     assert_eq!(post("/admin/purge?site=nope").await.0, 404);
     assert_eq!(post("/admin/purge").await.0, 400);
+}
+
+#[tokio::test]
+async fn each_directive_decides_whether_a_second_request_is_a_hit() {
+    let (o, gw) = world("").await;
+    // (path, request headers, the second request is answered from the cache)
+    let cases: &[(&str, &[(&str, &str)], bool)] = &[
+        ("/smaxage", &[], true), // s-maxage is for shared caches like this one
+        ("/immutable", &[], true),
+        ("/expires", &[], true),   // Expires in the future
+        ("/heuristic", &[], true), // no freshness given; Last-Modified 10 days ago
+        ("/nocache", &[], false),  // response no-cache: revalidate every time
+        ("/age", &[], false),      // Age 100 > max-age 60: already stale
+        ("/varystar", &[], false), // Vary: * matches nothing
+        ("/reqnocache", &[("cache-control", "no-cache")], false),
+        ("/reqnostore", &[("cache-control", "no-store")], false),
+    ];
+    for (path, headers, hit) in cases {
+        let before = o.hits.load(SeqCst);
+        let _ = fetch(&gw, "GET", path, headers).await;
+        let (s, h, _) = fetch(&gw, "GET", path, headers).await;
+        assert_eq!(s, 200, "{path}");
+        let origin_requests = o.hits.load(SeqCst) - before;
+        assert_eq!(
+            origin_requests == 1,
+            *hit,
+            "{path}: {origin_requests} origin requests, cache-status {:?}",
+            cache_status(&h)
+        );
+        assert_eq!(cache_status(&h).starts_with("holdfast; hit"), *hit, "{path}: {h:?}");
+    }
+}
+
+#[tokio::test]
+async fn last_modified_revalidation_refreshes_the_stored_copy() {
+    let (o, gw) = world("").await;
+    let (_, _, first) = fetch(&gw, "GET", "/lastmod", &[]).await;
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let (s, h, again) = fetch(&gw, "GET", "/lastmod", &[]).await;
+    assert_eq!((s, again.as_str()), (200, first.as_str()));
+    assert!(cache_status(&h).contains("fwd-status=304"), "If-Modified-Since sent, 304 answered: {h:?}");
+    let (_, h, _) = fetch(&gw, "GET", "/lastmod", &[]).await;
+    assert!(cache_status(&h).starts_with("holdfast; hit"), "fresh again after the 304: {h:?}");
+    assert_eq!(o.hits.load(SeqCst), 2);
+}
+
+#[tokio::test]
+async fn a_304_that_cannot_update_the_stored_copy_is_never_passed_to_an_unconditional_client() {
+    // The origin's Last-Modified changes on every answer, so its 304 matches nothing stored.
+    let (_o, gw) = world("").await;
+    let (_, _, first) = fetch(&gw, "GET", "/lastmod-moved", &[]).await;
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let (s, h, again) = fetch(&gw, "GET", "/lastmod-moved", &[]).await;
+    assert_eq!((s, again.as_str()), (200, first.as_str()), "{h:?}");
+    assert!(cache_status(&h).contains("detail=not-updated"), "{h:?}");
 }
