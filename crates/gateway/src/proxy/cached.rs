@@ -196,15 +196,10 @@ pub fn stale_on_error(plan: &Plan, fwd_status: Option<StatusCode>) -> Option<Hit
 
 /// Invalidation: an unsafe request that succeeded makes the stored target (and its
 /// Location / Content-Location on the same host) stale for everyone (RFC 9111 §4.4).
-pub fn invalidate(
-    cache: &Option<Arc<SiteCache>>,
-    host: &str,
-    method: &Method,
-    target: &str,
-    resp: &http::response::Parts,
-) {
+/// Called for unsafe methods only.
+pub fn invalidate(cache: &Option<Arc<SiteCache>>, host: &str, target: &str, resp: &http::response::Parts) {
     let Some(cache) = cache else { return };
-    if method.is_safe() || !(resp.status.is_success() || resp.status.is_redirection()) {
+    if !(resp.status.is_success() || resp.status.is_redirection()) {
         return;
     }
     cache.invalidate(&SiteCache::key(host, target));

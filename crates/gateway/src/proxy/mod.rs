@@ -73,7 +73,9 @@ pub async fn handle(shared: Arc<Shared>, conn: Arc<ConnState>, req: Request<Inco
     }
 
     // 4. The cache: a fresh copy answers here; a stale one may answer if the origins fail.
-    let target = parts.uri.path_and_query().map_or_else(|| "/".to_string(), |pq| pq.as_str().to_string());
+    // An unsafe method invalidates its target in the cache (kept only for those).
+    let unsafe_target = (!parts.method.is_safe() && site.cache.is_some())
+        .then(|| parts.uri.path_and_query().map_or_else(|| "/".to_string(), |pq| pq.as_str().to_string()));
     let mut may_wait = true;
     let mut plan = loop {
         match cached::before(&site.cache, &host, &mut parts, may_wait) {
@@ -93,7 +95,6 @@ pub async fn handle(shared: Arc<Shared>, conn: Arc<ConnState>, req: Request<Inco
             }
         }
     };
-    let method = parts.method.clone();
 
     // The request to the origin: header hygiene, forwarding headers, origin-form target.
     let received = parts.version;
@@ -129,7 +130,9 @@ pub async fn handle(shared: Arc<Shared>, conn: Arc<ConnState>, req: Request<Inco
             if let Some((v11, _)) = &snap.via {
                 headers::append_via(&mut head.headers, v11);
             }
-            cached::invalidate(&site.cache, &host, &method, &target, &head);
+            if let Some(target) = &unsafe_target {
+                cached::invalidate(&site.cache, &host, target, &head);
+            }
             let mut tee = None;
             if let Some(plan) = plan.as_deref_mut() {
                 match cached::after_response(plan, &head) {

@@ -332,7 +332,8 @@ async fn purge_by_url_and_by_site_and_cache_metrics() {
 async fn each_directive_decides_whether_a_second_request_is_a_hit() {
     let (o, gw) = world("").await;
     // (path, request headers, the second request is answered from the cache)
-    let cases: &[(&str, &[(&str, &str)], bool)] = &[
+    type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], bool);
+    let cases: &[Case] = &[
         ("/smaxage", &[], true), // s-maxage is for shared caches like this one
         ("/immutable", &[], true),
         ("/expires", &[], true),   // Expires in the future
