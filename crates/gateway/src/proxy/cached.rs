@@ -144,7 +144,10 @@ pub fn after_response(plan: &mut Plan, resp: &http::response::Parts) -> After {
                     directives: cache::Directives::of(&parts.headers),
                 };
                 let updated = Arc::new(updated);
-                plan.cache.insert_shared(plan.key.clone(), updated.clone(), &plan.request);
+                // A cookie in the 304 was meant for this client only: never stored for all.
+                if !resp.headers.contains_key(header::SET_COOKIE) {
+                    plan.cache.insert_shared(plan.key.clone(), updated.clone(), &plan.request);
+                }
                 let hit =
                     Hit { variant: updated, parts, head: plan.head, status: "hit; fwd=stale; fwd-status=304".into() };
                 return After::Hit(hit);

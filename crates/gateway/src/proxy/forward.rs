@@ -79,7 +79,8 @@ pub async fn forward(
             }
         }
     }
-    let template = match (idempotent, req.body().replay()) {
+    // Kept only when a retry after sending is possible at all.
+    let template = match (idempotent && cfg.retry.attempts > 1, req.body().replay()) {
         (true, Some(body)) => Some(Template {
             method: req.method().clone(),
             uri: req.uri().clone(),

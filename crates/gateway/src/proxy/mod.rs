@@ -143,6 +143,7 @@ pub async fn handle(shared: Arc<Shared>, conn: Arc<ConnState>, req: Request<Inco
                         );
                         // The origin's answer is not used; its connection is not reused.
                         drop(body);
+                        origin.stats.in_flight.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
                         return cached::answer(fin, hit);
                     }
                     cached::After::Pass { tee: t, status } => {
