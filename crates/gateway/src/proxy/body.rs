@@ -155,6 +155,16 @@ impl RespBody {
         }
     }
 
+    /// The origin connection once the body has been read to its end (for callers without a
+    /// request record, which otherwise hands it back).
+    pub fn take_finished_conn(&mut self) -> Option<Sender> {
+        if self.is_end_stream() {
+            self.conn.take()
+        } else {
+            None
+        }
+    }
+
     /// Stores the body in the cache as it passes, if it ends whole and is not too large.
     pub fn with_tee(mut self, tee: Option<Box<crate::cache::Tee>>) -> RespBody {
         self.tee = tee;

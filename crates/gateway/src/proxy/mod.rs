@@ -196,15 +196,21 @@ fn refresh_in_background(
         *req.headers_mut() = plan.request.headers.clone();
         headers::remove_hop_by_hop(req.headers_mut());
         req.headers_mut().insert(header::HOST, host);
-        if let forward::Forwarded::Response { resp, conn, .. } =
+        if let forward::Forwarded::Response { resp, conn, origin, .. } =
             forward::forward(&shared, &snap, &site, req, std::time::Instant::now()).await
         {
             let (head, body) = resp.into_parts();
-            if let cached::After::Pass { tee: Some(tee), .. } = cached::after_response(&mut plan, &head) {
-                // Read the body through the tee, which stores it at its end.
-                let mut body = RespBody::origin(body, conn).with_tee(Some(tee));
-                while let Some(Ok(_)) = http_body_util::BodyExt::frame(&mut body).await {}
+            let tee = match cached::after_response(&mut plan, &head) {
+                cached::After::Pass { tee, .. } => tee,
+                cached::After::Hit(_) => None,
+            };
+            // Read the body through the tee, which stores it at its end.
+            let mut body = RespBody::origin(body, conn).with_tee(tee);
+            while let Some(Ok(_)) = http_body_util::BodyExt::frame(&mut body).await {}
+            if let Some(conn) = body.take_finished_conn() {
+                origin.conns.checkin(conn);
             }
+            origin.stats.in_flight.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
         }
         plan.cache.end_refresh(&plan.key);
     });
