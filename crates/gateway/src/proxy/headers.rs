@@ -14,7 +14,13 @@ static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection"
 
 /// The request's Host as received: from the absolute-form target or `:authority` when
 /// present (RFC 9112 §3.2.2), else the Host header.
+/// None also when there are several Host fields (RFC 9112 §3.2: 400), so that no origin
+/// can read a different one than holdfast routed by.
 pub fn host_value(uri: &http::Uri, headers: &HeaderMap) -> Option<HeaderValue> {
+    let mut hosts = headers.get_all(header::HOST).iter();
+    if hosts.next().is_some() && hosts.next().is_some() {
+        return None;
+    }
     match uri.authority() {
         Some(a) => HeaderValue::from_str(a.as_str()).ok(),
         None => headers.get(header::HOST).cloned(),
@@ -177,6 +183,8 @@ mod tests {
         assert_eq!(host_of("/", Some("a b")), None);
         assert_eq!(host_of("/", Some("shop.de:80x")), None);
         assert_eq!(host_of("/", Some("user@shop.de")), None);
+        let req = http::Request::get("/").header("host", "shop.de").header("host", "evil.example").body(()).unwrap();
+        assert_eq!(host_value(req.uri(), req.headers()), None, "two Host fields");
     }
 
     #[test]

@@ -58,6 +58,7 @@ async fn malformed_requests_get_400() {
         "GET / HTTP/9.9\r\nHost: shop.de\r\n\r\n",
         "GET / HTTP/1.1\r\nHost: shop.de\r\nBad Header: x\r\n\r\n",
         "GET / HTTP/1.1\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: shop.de\r\nHost: evil.example\r\n\r\n",
     ] {
         let (text, closed) = raw(http_addr(&gw), bad.as_bytes(), Duration::from_secs(2)).await;
         assert!(text.starts_with("HTTP/1.1 400") || text.starts_with("HTTP/1.1 505"), "{bad:?}: {text}");
