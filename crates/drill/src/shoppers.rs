@@ -123,6 +123,7 @@ impl Session<'_> {
 
     async fn send(&mut self, method: Method, path: &str, body: String, key: Option<String>) {
         let checkout = path == "/checkout";
+        let is_post = method == Method::POST;
         let started = Instant::now();
         let result = tokio::time::timeout(self.timeout, self.exchange(method, path, body, key)).await;
         let (status, dc, stale, order) = match result {
@@ -134,12 +135,11 @@ impl Session<'_> {
         };
         // A checkout counts only with an order id in the answer.
         let status = if checkout && !order { status.filter(|s| !(200..400).contains(s)).or(Some(599)) } else { status };
-        let kind = if checkout {
-            "checkout"
-        } else if path.starts_with("/cart") {
-            "cart"
-        } else {
-            "catalogue"
+        let kind = match (checkout, path.starts_with("/cart"), is_post) {
+            (true, _, _) => "checkout",
+            (false, true, true) => "cart-add (POST, no Idempotency-Key)",
+            (false, true, false) => "cart",
+            _ => "catalogue",
         };
         let o = Outcome {
             site: &self.target.site,
