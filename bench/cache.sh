@@ -11,12 +11,6 @@ cd "$(dirname "$0")/.."
 source bench/lib.sh
 setup
 
-ORIGIN=$BASE_PORT
-P_NGINX=$((BASE_PORT + 1))
-P_HAPROXY=$((BASE_PORT + 2))
-P_HOLDFAST=$((BASE_PORT + 3))
-P_ADMIN=$((BASE_PORT + 4))
-
 start_origin "$ORIGIN" 'add_header Cache-Control "public, max-age=3600";'
 
 mkdir -p "$WORK/proxy/cache"
@@ -25,21 +19,12 @@ start_nginx_proxy "$P_NGINX" "$ORIGIN" "proxy_cache_path $WORK/proxy/cache level
 
 start_haproxy "$P_HAPROXY" "$ORIGIN" "$(printf 'cache hot\n  total-max-size 64\n  max-object-size 100000\n  max-age 3600')" "$(printf '  http-request cache-use hot\n  http-response cache-store hot')"
 
-holdfast_config "$P_HOLDFAST" "$P_ADMIN" "$ORIGIN" true > "$WORK/holdfast.toml"
-RUST_LOG=warn "$HOLDFAST" run --workers 1 --config "$WORK/holdfast.toml" & PIDS+=($!)
-HOLDFAST_PID=$!
+start_holdfast true
 
 wait_serving "$ORIGIN" "$P_NGINX" "$P_HAPROXY" "$P_HOLDFAST"
-NGINX_WORKER=$(pgrep -P "$NGINX_MASTER" | head -n1)
 # Warm every cache, and show that each really answers from it.
 for port in "$P_NGINX" "$P_HAPROXY" "$P_HOLDFAST"; do curl -fs -o /dev/null -H 'Host: bench.local' "http://127.0.0.1:$port/"; done
 echo "nginx:    $(curl -fsI -H 'Host: bench.local' "http://127.0.0.1:$P_NGINX/" | grep -i '^x-cache-status' | tr -d '\r')"
 echo "holdfast: $(curl -fsI -H 'Host: bench.local' "http://127.0.0.1:$P_HOLDFAST/" | grep -i '^cache-status' | tr -d '\r')"
 
-echo "holdfast cache-hit benchmark: wrk -t1 -c$CONNS -d${DURATION}s --latency, $ROUNDS rounds, $(nproc) cores"
-for round in $(seq 1 "$ROUNDS"); do
-  measure nginx "$P_NGINX" "$NGINX_WORKER" "$round"
-  measure haproxy "$P_HAPROXY" "$HAPROXY_PID" "$round"
-  measure holdfast "$P_HOLDFAST" "$HOLDFAST_PID" "$round"
-done
-summary nginx haproxy holdfast
+run_rounds "holdfast cache-hit benchmark"

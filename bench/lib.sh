@@ -19,6 +19,11 @@ need_tools() {
 }
 
 setup() {
+  ORIGIN=$BASE_PORT
+  P_NGINX=$((BASE_PORT + 1))
+  P_HAPROXY=$((BASE_PORT + 2))
+  P_HOLDFAST=$((BASE_PORT + 3))
+  P_ADMIN=$((BASE_PORT + 4))
   need_tools
   cargo build --release -q
   HOLDFAST=$PWD/target/release/holdfast
@@ -199,4 +204,25 @@ $backend
 CONF
   haproxy -f "$WORK/haproxy.cfg" -db & PIDS+=($!)
   HAPROXY_PID=$!
+}
+
+# run_rounds TITLE: interleaved rounds over nginx, HAProxy and holdfast, then the summary.
+run_rounds() {
+  wait_serving "$ORIGIN" "$P_NGINX" "$P_HAPROXY" "$P_HOLDFAST"
+  local nginx_worker
+  nginx_worker=$(pgrep -P "$NGINX_MASTER" | head -n1)
+  echo "$1: wrk -t1 -c$CONNS -d${DURATION}s --latency, $ROUNDS rounds, $(nproc) cores"
+  for round in $(seq 1 "$ROUNDS"); do
+    measure nginx "$P_NGINX" "$nginx_worker" "$round"
+    measure haproxy "$P_HAPROXY" "$HAPROXY_PID" "$round"
+    measure holdfast "$P_HOLDFAST" "$HOLDFAST_PID" "$round"
+  done
+  summary nginx haproxy holdfast
+}
+
+# start_holdfast CACHE(true|false): holdfast, one worker; sets HOLDFAST_PID.
+start_holdfast() {
+  holdfast_config "$P_HOLDFAST" "$P_ADMIN" "$ORIGIN" "$1" > "$WORK/holdfast.toml"
+  RUST_LOG=warn "$HOLDFAST" run --workers 1 --config "$WORK/holdfast.toml" & PIDS+=($!)
+  HOLDFAST_PID=$!
 }

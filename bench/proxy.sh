@@ -14,12 +14,6 @@ cd "$(dirname "$0")/.."
 source bench/lib.sh
 setup
 
-ORIGIN=$BASE_PORT
-P_NGINX=$((BASE_PORT + 1))
-P_HAPROXY=$((BASE_PORT + 2))
-P_HOLDFAST=$((BASE_PORT + 3))
-P_ADMIN=$((BASE_PORT + 4))
-
 start_origin "$ORIGIN"
 
 # ---- nginx as reverse proxy, one worker, keep-alive upstream
@@ -29,17 +23,6 @@ start_nginx_proxy "$P_NGINX" "$ORIGIN" "" 'proxy_set_header X-Forwarded-For $pro
 start_haproxy "$P_HAPROXY" "$ORIGIN" "" "  option forwardfor"
 
 # ---- holdfast, one worker, cache off (proxying is measured; bench/cache.sh measures hits)
-holdfast_config "$P_HOLDFAST" "$P_ADMIN" "$ORIGIN" false > "$WORK/holdfast.toml"
-RUST_LOG=warn "$HOLDFAST" run --workers 1 --config "$WORK/holdfast.toml" & PIDS+=($!)
-HOLDFAST_PID=$!
+start_holdfast false
 
-wait_serving "$ORIGIN" "$P_NGINX" "$P_HAPROXY" "$P_HOLDFAST"
-NGINX_WORKER=$(pgrep -P "$NGINX_MASTER" | head -n1)
-
-echo "holdfast proxy benchmark: wrk -t1 -c$CONNS -d${DURATION}s --latency, $ROUNDS rounds, $(nproc) cores"
-for round in $(seq 1 "$ROUNDS"); do
-  measure nginx "$P_NGINX" "$NGINX_WORKER" "$round"
-  measure haproxy "$P_HAPROXY" "$HAPROXY_PID" "$round"
-  measure holdfast "$P_HOLDFAST" "$HOLDFAST_PID" "$round"
-done
-summary nginx haproxy holdfast
+run_rounds "holdfast proxy benchmark"

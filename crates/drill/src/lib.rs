@@ -110,6 +110,9 @@ pub async fn run_mode(opts: &Options, mode: Mode) -> anyhow::Result<RunResult> {
 async fn run_once(opts: &Options, mode: Mode) -> anyhow::Result<RunResult> {
     let sc = &opts.scenario;
     let sites = topology::sites(&opts.config)?;
+    if let Some(s) = sites.iter().find(|s| s.pools.iter().any(|(_, o)| o.is_empty())) {
+        anyhow::bail!("site {} has a pool without origins", s.name);
+    }
     let origins = Arc::new(topology::Origins::start(&sites, sc.origins.capacity).await?);
     let mut gw = None;
     let targets: Vec<shoppers::Target> = match mode {
