@@ -77,7 +77,7 @@ impl SiteCache {
                 }
             })
             .weigher(|k: &String, v: &Entry| {
-                let bytes: usize = v.iter().map(|x| x.body.len() + 512).sum::<usize>() + k.len();
+                let bytes: usize = v.iter().map(|x| x.weight()).sum::<usize>() + k.len();
                 u32::try_from(bytes).unwrap_or(u32::MAX)
             })
             .build();
@@ -223,6 +223,12 @@ pub fn cache_request(parts: &http::request::Parts) -> http::request::Parts {
 }
 
 impl Variant {
+    /// Bytes it takes: body, headers, and a fixed share for the policy and bookkeeping.
+    fn weight(&self) -> usize {
+        let headers: usize = self.headers.iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum();
+        self.body.len() + headers + 256
+    }
+
     /// The stored response's head as of `now` (Age updated).
     pub fn parts(&self, now: SystemTime) -> http::response::Parts {
         let mut r = http::Response::new(());
