@@ -100,6 +100,7 @@ async fn respond(
         "/expires" | "/heuristic" => "",
         "/lastmod" | "/lastmod-moved" => "max-age=1",
         "/fresh" | "/vary" | "/cookie" | "/big" | "/slow" => "public, max-age=60",
+        p if p.starts_with("/page/") => "public, max-age=60",
         "/private" => "private, max-age=60",
         "/nostore" => "no-store",
         "/etag" => "max-age=1",
@@ -131,6 +132,9 @@ async fn respond(
     }
     if path == "/big" {
         body = "x".repeat(2 * 1024 * 1024);
+    }
+    if path.starts_with("/page/") {
+        body = format!("{path} {}", "p".repeat(4000));
     }
     Ok(r.body(Full::new(Bytes::from(body))).unwrap())
 }
@@ -382,4 +386,19 @@ async fn a_304_that_cannot_update_the_stored_copy_is_never_passed_to_an_uncondit
     let (s, h, again) = fetch(&gw, "GET", "/lastmod-moved", &[]).await;
     assert_eq!((s, again.as_str()), (200, first.as_str()), "{h:?}");
     assert!(cache_status(&h).contains("detail=not-updated"), "{h:?}");
+}
+
+#[tokio::test]
+async fn the_cache_stays_within_its_byte_bound() {
+    let (_o, gw) = world("cache = { max_bytes = \"64KiB\" }\n").await;
+    for i in 0..200 {
+        assert_eq!(fetch(&gw, "GET", &format!("/page/{i}"), &[]).await.0, 200);
+    }
+    let (_, _, metrics) = get(gw.admin_addr.unwrap(), "a", "/metrics").await;
+    let value = |name: &str| -> u64 {
+        metrics.lines().find_map(|l| l.strip_prefix(name)).and_then(|v| v.trim().parse().ok()).unwrap_or(0)
+    };
+    let bytes = value("holdfast_cache_bytes{site=\"shop-de\"}");
+    assert!(bytes > 0 && bytes <= 64 * 1024, "800 KB of pages through a 64 KiB cache: {bytes} bytes stored");
+    assert!(value("holdfast_cache_evictions_total{site=\"shop-de\"}") > 0, "{metrics}");
 }
