@@ -39,23 +39,26 @@ cleanup() {
   rm -rf "$WORK"
 }
 
+# nginx_head DIR: the start of an nginx config (one worker, no access log), up to "http {".
+nginx_head() {
+  cat <<CONF
+worker_processes 1;
+daemon off;
+pid $1/nginx.pid;
+error_log $1/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+CONF
+}
+
 # start_origin PORT EXTRA_NGINX_DIRECTIVES: nginx, one worker, a ~2 KB page.
 start_origin() {
   local port=$1 extra=${2:-}
   mkdir -p "$WORK/www" "$WORK/origin"
   head -c 2048 /dev/zero | tr '\0' 'x' | sed 's/^/<html><body>/; s/$/<\/body><\/html>/' > "$WORK/www/index.html"
-  cat > "$WORK/origin/nginx.conf" <<CONF
-worker_processes 1;
-daemon off;
-pid $WORK/origin/nginx.pid;
-error_log $WORK/origin/error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  keepalive_requests 1000000;
-  server { listen 127.0.0.1:$port; root $WORK/www; $extra }
-}
-CONF
+  { nginx_head "$WORK/origin"; echo "  server { listen 127.0.0.1:$port; root $WORK/www; $extra }"; echo "}"; } > "$WORK/origin/nginx.conf"
   nginx -c "$WORK/origin/nginx.conf" -p "$WORK/origin" & PIDS+=($!)
 }
 
@@ -152,15 +155,7 @@ CONF
 start_nginx_proxy() {
   local port=$1 origin=$2 http_extra=${3:-} location_extra=${4:-}
   mkdir -p "$WORK/proxy"
-  cat > "$WORK/proxy/nginx.conf" <<CONF
-worker_processes 1;
-daemon off;
-pid $WORK/proxy/nginx.pid;
-error_log $WORK/proxy/error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  keepalive_requests 1000000;
+  { nginx_head "$WORK/proxy"; cat <<CONF; } > "$WORK/proxy/nginx.conf"
   $http_extra
   upstream origin { server 127.0.0.1:$origin; keepalive 128; }
   server {

@@ -88,9 +88,9 @@ pub struct Report {
 pub async fn run(opts: Options) -> anyhow::Result<Report> {
     std::fs::create_dir_all(&opts.report_dir)
         .with_context(|| format!("cannot create the report directory {}", opts.report_dir.display()))?;
-    let mut runs = vec![run_once(&opts, Mode::Holdfast).await?];
+    let mut runs = vec![run_mode(&opts, Mode::Holdfast).await?];
     if opts.against_direct {
-        runs.push(run_once(&opts, Mode::Direct).await?);
+        runs.push(run_mode(&opts, Mode::Direct).await?);
     }
     let report = Report {
         scenario: opts.scenario.name.clone(),
@@ -104,10 +104,6 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
 
 /// Runs the scenario once in one mode (no report files).
 pub async fn run_mode(opts: &Options, mode: Mode) -> anyhow::Result<RunResult> {
-    run_once(opts, mode).await
-}
-
-async fn run_once(opts: &Options, mode: Mode) -> anyhow::Result<RunResult> {
     let sc = &opts.scenario;
     let sites = topology::sites(&opts.config)?;
     if let Some(s) = sites.iter().find(|s| s.pools.iter().any(|(_, o)| o.is_empty())) {

@@ -46,14 +46,8 @@ impl Shared {
         let Some(path) = &self.config_path else {
             return Err("no config file to reload (embedded configuration)".into());
         };
-        let file = config::load_file(path).map_err(|e| e.to_string());
-        self.apply(file).await
-    }
-
-    /// Swaps in an already loaded config (or records why it could not be loaded).
-    pub async fn apply(&self, file: Result<File, String>) -> Result<(), String> {
         let _one_at_a_time = self.reload_lock.lock().await;
-        let result = file.and_then(|file| {
+        let result = config::load_file(path).map_err(|e| e.to_string()).and_then(|file| {
             let current = self.snapshot.load();
             if file.listen.http != current.file.listen.http
                 || file.listen.https != current.file.listen.https

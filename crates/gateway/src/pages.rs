@@ -58,8 +58,8 @@ fn texts(language: &str) -> &'static Texts {
 /// What went wrong, from the client's point of view.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Problem {
-    /// No origin could answer (502, 503 or 504).
-    Unavailable(StatusCode),
+    /// No origin could answer: the maintenance page (503).
+    Unavailable,
     BadRequest,
     TooLarge,
 }
@@ -70,16 +70,16 @@ pub fn site_page(language: &str, site: &str, problem: Problem, unsafe_method: bo
     let lang = escape(language);
     let site = escape(site);
     let (status, title, body) = match problem {
-        Problem::Unavailable(s) => (s, t.unavailable_title, t.unavailable_body),
+        Problem::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, t.unavailable_title, t.unavailable_body),
         Problem::BadRequest => (StatusCode::BAD_REQUEST, t.bad_request, ""),
         Problem::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, t.too_large, ""),
     };
-    let order = if unsafe_method && matches!(problem, Problem::Unavailable(_)) {
+    let order = if unsafe_method && matches!(problem, Problem::Unavailable) {
         format!("<p class=\"order\"><strong>{}</strong></p>", t.order_not_placed)
     } else {
         String::new()
     };
-    let retry = if matches!(problem, Problem::Unavailable(_)) {
+    let retry = if matches!(problem, Problem::Unavailable) {
         format!("<p><a href=\"\">{}</a></p>", t.retry)
     } else {
         String::new()
@@ -127,12 +127,12 @@ mod tests {
 
     #[test]
     fn localized_and_order_notice() {
-        let (s, html) = site_page("de", "shop-de", Problem::Unavailable(StatusCode::SERVICE_UNAVAILABLE), true);
+        let (s, html) = site_page("de", "shop-de", Problem::Unavailable, true);
         assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
         assert!(html.contains("lang=\"de\""));
         assert!(html.contains("Wir sind gleich wieder da"));
         assert!(html.contains("NICHT aufgegeben"));
-        let (_, html) = site_page("pt", "<x>", Problem::Unavailable(StatusCode::BAD_GATEWAY), false);
+        let (_, html) = site_page("pt", "<x>", Problem::Unavailable, false);
         assert!(html.contains("We'll be right back"));
         assert!(html.contains("&lt;x&gt;"));
         assert!(!html.contains("NOT placed"));

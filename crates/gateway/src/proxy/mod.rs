@@ -166,7 +166,7 @@ pub async fn handle(shared: Arc<Shared>, conn: Arc<ConnState>, req: Request<Inco
             let problem = match kind {
                 ErrorKind::BodyTooLarge => Problem::TooLarge,
                 ErrorKind::ClientBody => Problem::BadRequest,
-                _ => Problem::Unavailable(StatusCode::SERVICE_UNAVAILABLE),
+                _ => Problem::Unavailable,
             };
             let mut resp = site_page(fin, &site, problem, false);
             if plan.is_some() {

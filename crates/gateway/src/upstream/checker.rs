@@ -10,7 +10,6 @@ use http_body_util::Empty;
 use hyper_util::rt::TokioIo;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Weak};
-use std::time::Duration;
 
 /// Starts a checker for every origin of the current snapshot that has none.
 pub fn ensure(shared: &Arc<Shared>) {
@@ -88,16 +87,4 @@ async fn check(o: &Origin, host: &str, cfg: &crate::config::Health) -> bool {
         Ok(Some(status)) => (cfg.expect_status[0]..=cfg.expect_status[1]).contains(&status),
         _ => false,
     }
-}
-
-/// For tests: waits until `f` holds or `limit` passes.
-pub async fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let deadline = tokio::time::Instant::now() + limit;
-    while tokio::time::Instant::now() < deadline {
-        if f() {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    f()
 }

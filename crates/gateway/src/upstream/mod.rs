@@ -92,13 +92,25 @@ impl Pool {
 
     /// Notes whether the pool is eligible for traffic now; returns the change if it is one.
     pub fn update_eligibility(&self, index: usize, cfg: &crate::config::Failover, now: u64) -> Option<PoolChange> {
-        let v = self.view(now);
+        self.note_eligibility(index, &mut self.view(now), cfg, now)
+    }
+
+    /// As `update_eligibility`, on a view already taken (a pool that just became eligible
+    /// starts its slow start in the view too).
+    fn note_eligibility(
+        &self,
+        index: usize,
+        v: &mut failover::PoolView,
+        cfg: &crate::config::Failover,
+        now: u64,
+    ) -> Option<PoolChange> {
         let up = v.eligible(cfg);
         if self.was_up.swap(up, Relaxed) == up {
             return None;
         }
         if up {
             self.up_since.store(now, Relaxed);
+            v.up_since = now;
         }
         Some(PoolChange { pool: index, up, share: v.share() })
     }
@@ -115,8 +127,6 @@ pub struct Selection {
     pub origin: Arc<Origin>,
     /// This try is the origin's single probe after an ejection.
     pub probe: bool,
-    /// No pool had an available origin (panic mode).
-    pub panic: bool,
 }
 
 /// A data center changed its eligibility at the last choice.
@@ -142,10 +152,10 @@ pub fn choose(
     let mut views = [failover::PoolView::default(); failover::MAX_POOLS];
     let mut changes = Vec::new();
     for (i, p) in pools.iter().enumerate() {
-        if let Some(c) = p.update_eligibility(i, &cfg.failover, now) {
+        views[i] = p.view(now);
+        if let Some(c) = p.note_eligibility(i, &mut views[i], &cfg.failover, now) {
             changes.push(c);
         }
-        views[i] = p.view(now);
     }
     let r = (balance::next_random(rng) >> 11) as f64 / (1u64 << 53) as f64;
     let not_tried = |o: &&Arc<Origin>| !tried.contains(&(Arc::as_ptr(o) as usize));
@@ -162,20 +172,20 @@ pub fn choose(
             if let Some(o) = pool.origins.iter().filter(not_tried).find(|o| o.health.state(now) == health::State::Probe)
             {
                 if o.health.try_probe() {
-                    return (Some(Selection { pool: i, origin: o.clone(), probe: true, panic }), changes);
+                    return (Some(Selection { pool: i, origin: o.clone(), probe: true }), changes);
                 }
             }
         }
         let candidates =
             pool.origins.iter().filter(not_tried).filter(|o| panic || o.health.state(now) == health::State::Available);
         if let Some(o) = balance::pick_where(candidates, cfg.balance, balance::next_random(rng)) {
-            return (Some(Selection { pool: i, origin: o.clone(), probe: false, panic }), changes);
+            return (Some(Selection { pool: i, origin: o.clone(), probe: false }), changes);
         }
     }
     // Everything was tried or is down: panic over untried origins of any pool.
     for (i, pool) in pools.iter().enumerate() {
         if let Some(o) = pool.origins.iter().find(not_tried) {
-            return (Some(Selection { pool: i, origin: o.clone(), probe: false, panic: true }), changes);
+            return (Some(Selection { pool: i, origin: o.clone(), probe: false }), changes);
         }
     }
     (None, changes)

@@ -59,13 +59,6 @@ impl ConnPool {
         }
     }
 
-    /// Closes every idle connection (e.g. when the origin is removed).
-    pub fn clear(&self) {
-        if let Ok(mut idle) = self.idle.lock() {
-            idle.clear();
-        }
-    }
-
     /// Sends `req` on a pooled or new connection. Returns the response and the connection,
     /// to be checked in again when the response body has been read to its end.
     pub async fn send(

@@ -260,7 +260,7 @@ async fn stale_while_revalidate_answers_at_once_and_refreshes_in_the_background(
     let (s, h, stale) = fetch(&gw, "GET", "/swr", &[]).await;
     assert_eq!((s, stale.as_str()), (200, first.as_str()));
     assert!(cache_status(&h).contains("stale-while-revalidate"), "{h:?}");
-    assert!(holdfast_gateway::upstream::checker::wait_until(Duration::from_secs(3), || o.hits.load(SeqCst) == 2).await);
+    assert!(wait_until(Duration::from_secs(3), || o.hits.load(SeqCst) == 2).await);
     tokio::time::sleep(Duration::from_millis(100)).await;
     let (_, h, fresh) = fetch(&gw, "GET", "/swr", &[]).await;
     assert_ne!(fresh, first, "the background refresh stored a new copy");

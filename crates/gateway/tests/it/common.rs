@@ -180,3 +180,15 @@ pub async fn send(addr: SocketAddr, req: Request<Full<Bytes>>) -> (u16, http::He
 pub fn executor() -> TokioExecutor {
     TokioExecutor::new()
 }
+
+/// Waits until `f` holds or `limit` passes.
+pub async fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + limit;
+    while tokio::time::Instant::now() < deadline {
+        if f() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    f()
+}
