@@ -174,7 +174,8 @@ pub fn after_response(plan: &mut Plan, resp: &http::response::Parts) -> After {
     let tee = Tee {
         cache: plan.cache.clone(),
         key: plan.key.clone(),
-        request: cache::cache_request(&plan.request),
+        // The plan is done with its request: the tee takes it rather than a copy.
+        request: std::mem::replace(&mut plan.request, http::Request::new(()).into_parts().0),
         policy,
         status,
         headers: resp.headers.clone(),
