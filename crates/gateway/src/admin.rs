@@ -76,6 +76,15 @@ async fn route(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes>>
             }
             purge(shared, req.uri().query().unwrap_or(""))
         }
+        (&Method::POST, "/admin/block" | "/admin/unblock") => {
+            if !authorized(shared, &req) {
+                return json(
+                    StatusCode::UNAUTHORIZED,
+                    &serde_json::json!({"ok": false, "error": "missing or wrong bearer token"}),
+                );
+            }
+            block(shared, req.uri().path() == "/admin/block", req.uri().query().unwrap_or(""))
+        }
         (&Method::GET, "/healthz") => respond(StatusCode::OK, "text/plain", "ok\n"),
         (&Method::GET, "/status.json") => json(StatusCode::OK, &status(shared)),
         (&Method::POST, "/admin/reload") => {
@@ -90,9 +99,11 @@ async fn route(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes>>
                 Err(e) => json(StatusCode::UNPROCESSABLE_ENTITY, &serde_json::json!({"ok": false, "error": e})),
             }
         }
-        (_, "/metrics" | "/healthz" | "/status.json" | "/admin/reload" | "/admin/purge") => {
-            respond(StatusCode::METHOD_NOT_ALLOWED, "text/plain", "method not allowed\n")
-        }
+        (
+            _,
+            "/metrics" | "/healthz" | "/status.json" | "/admin/reload" | "/admin/purge" | "/admin/block"
+            | "/admin/unblock",
+        ) => respond(StatusCode::METHOD_NOT_ALLOWED, "text/plain", "method not allowed\n"),
         _ => respond(StatusCode::NOT_FOUND, "text/plain", "not found\n"),
     }
 }
@@ -100,9 +111,7 @@ async fn route(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes>>
 /// `site=NAME` empties a site's cache; `url=http://host/path?query` removes one URL.
 fn purge(shared: &Shared, query: &str) -> Response<Full<Bytes>> {
     let snap = shared.snapshot.load();
-    let param = |name: &str| {
-        query.split('&').find_map(|kv| kv.split_once('=').filter(|(k, _)| *k == name).map(|(_, v)| percent_decode(v)))
-    };
+    let param = |name: &str| crate::util::query_param(query, name);
     if let Some(name) = param("site") {
         return match snap.sites.iter().find(|s| *s.name == *name) {
             Some(s) => {
@@ -144,25 +153,47 @@ fn purge(shared: &Shared, query: &str) -> Response<Full<Bytes>> {
     )
 }
 
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let hex =
-            b.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok()).and_then(|h| u8::from_str_radix(h, 16).ok());
-        match (b[i], hex) {
-            (b'%', Some(v)) => {
-                out.push(v);
-                i += 3;
-            }
-            (c, _) => {
-                out.push(c);
-                i += 1;
-            }
-        }
+/// `POST /admin/block?prefix=CIDR&for=10m` blocks an address or prefix (dynamic, expires);
+/// `POST /admin/unblock?prefix=CIDR` lifts a dynamic block.
+fn block(shared: &Shared, add: bool, query: &str) -> Response<Full<Bytes>> {
+    let bad = |e: String| json(StatusCode::BAD_REQUEST, &serde_json::json!({"ok": false, "error": e}));
+    let Some(text) = crate::util::query_param(query, "prefix") else {
+        return bad("expected ?prefix=ADDRESS or ?prefix=CIDR".into());
+    };
+    let net: ipnet::IpNet = match text.parse::<ipnet::IpNet>() {
+        Ok(n) => n,
+        Err(_) => match text.parse::<std::net::IpAddr>() {
+            Ok(ip) => ip.into(),
+            Err(_) => return bad(format!("{text:?} is not an address or CIDR prefix")),
+        },
+    };
+    if !add {
+        let removed = shared.shield.unblock(&net);
+        return json(
+            StatusCode::OK,
+            &serde_json::json!({"ok": true, "unblocked": net.to_string(), "was_blocked": removed}),
+        );
     }
-    String::from_utf8_lossy(&out).into_owned()
+    let duration = match crate::util::query_param(query, "for") {
+        None => std::time::Duration::from_secs(3600),
+        Some(d) => match humantime::parse_duration(&d) {
+            Ok(d) => d,
+            Err(e) => return bad(format!("for={d:?}: {e}; expected a duration such as \"10m\"")),
+        },
+    };
+    shared.shield.block(net, tokio::time::Instant::now() + duration, "blocked by an operator".into());
+    shared.events.push(
+        &shared.metrics,
+        crate::events::Event {
+            at: SystemTime::now(),
+            kind: "prefix_blocked",
+            site: "-".into(),
+            datacenter: "-".into(),
+            origin: Some(net.to_string()),
+            reason: format!("by an operator, for {}", humantime::format_duration(duration)),
+        },
+    );
+    json(StatusCode::OK, &serde_json::json!({"ok": true, "blocked": net.to_string(), "seconds": duration.as_secs()}))
 }
 
 fn authorized(shared: &Shared, req: &Request<Incoming>) -> bool {
@@ -187,8 +218,9 @@ struct Status {
     open_connections: usize,
     datacenters: Vec<DcStatus>,
     sites: Vec<SiteStatus>,
-    /// Recent origin and data-center state changes, oldest first.
+    /// Recent state changes (origins, data centers, floods, blocks, shedding), oldest first.
     events: Vec<crate::events::Event>,
+    shield: crate::shield::ShieldView,
 }
 
 #[derive(Serialize)]
@@ -303,5 +335,8 @@ fn status(shared: &Shared) -> Status {
         datacenters,
         sites,
         events: shared.events.recent(),
+        shield: shared
+            .shield
+            .view(&snap.file.shield, snap.sites.iter().map(|s| (s.name.to_string(), s.load.view())).collect()),
     }
 }

@@ -24,6 +24,8 @@ pub struct Shared {
     pub open_connections: AtomicUsize,
     pub drained: Notify,
     pub events: crate::events::EventLog,
+    /// Flood defence state that lives across reloads.
+    pub shield: crate::shield::Shield,
     reload_lock: tokio::sync::Mutex<()>,
     /// Signalled after a reload so health checkers start for new origins.
     new_snapshot: Notify,
@@ -63,6 +65,7 @@ impl Shared {
         }
         match result {
             Ok(snap) => {
+                self.shield.reconfigure(&snap.file.shield);
                 self.snapshot.store(Arc::new(snap));
                 self.new_snapshot.notify_one();
                 self.metrics.reloads.get_or_create(&crate::metrics::ReasonLabel { reason: "ok".into() }).inc();
@@ -95,7 +98,9 @@ impl Gateway {
         let metrics = Metrics::new();
         let snapshot = Snapshot::build(file, &metrics, None).map_err(anyhow::Error::msg)?;
         let listen = snapshot.file.listen.clone();
+        let shield = crate::shield::Shield::new(&snapshot.file.shield);
         let shared = Arc::new(Shared {
+            shield,
             snapshot: ArcSwap::from_pointee(snapshot),
             metrics,
             started: SystemTime::now(),
@@ -119,10 +124,11 @@ impl Gateway {
             })
         };
         let (shutdown, rx) = watch::channel(false);
+        let upkeep = tokio::spawn(crate::shield::run_upkeep(shared.clone(), rx.clone()));
         let mut gw = Gateway {
             shared: shared.clone(),
             shutdown,
-            tasks: vec![checkers],
+            tasks: vec![checkers, upkeep],
             http_addrs: Vec::new(),
             https_addrs: Vec::new(),
             admin_addr: None,

@@ -13,6 +13,7 @@ pub mod pages;
 pub mod proxy;
 pub mod record;
 pub mod route;
+pub mod shield;
 pub mod snapshot;
 pub mod upstream;
 mod util;

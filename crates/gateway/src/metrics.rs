@@ -55,6 +55,7 @@ pub struct Metrics {
     pub cache_bytes: Family<SiteLabel, Gauge>,
     pub cache_entries: Family<SiteLabel, Gauge>,
     pub cache_evictions: Family<SiteLabel, Counter>,
+    pub shield: crate::shield::metrics::ShieldMetrics,
 }
 
 impl Default for Metrics {
@@ -112,7 +113,9 @@ impl Metrics {
         registry.register("cache_bytes", "Bytes stored in the site's cache", cache_bytes.clone());
         registry.register("cache_entries", "URLs stored in the site's cache", cache_entries.clone());
         registry.register("cache_evictions", "Cache entries evicted for space", cache_evictions.clone());
+        let shield = crate::shield::metrics::ShieldMetrics::register(&mut registry);
         Metrics {
+            shield,
             cache_bytes,
             cache_entries,
             cache_evictions,

@@ -26,6 +26,8 @@ pub struct SiteRt {
     pub cache: Option<Arc<crate::cache::SiteCache>>,
     /// Random state for balancing and failover choices.
     pub rng: std::sync::atomic::AtomicU64,
+    /// Origin load and shed level for adaptive admission; kept across reloads.
+    pub load: Arc<crate::shield::SiteLoad>,
 }
 
 pub struct Snapshot {
@@ -36,6 +38,7 @@ pub struct Snapshot {
     pub loaded_at: SystemTime,
     /// `Via` value pieces, precomputed: "1.1 holdfast", "2 holdfast".
     pub via: Option<(http::HeaderValue, http::HeaderValue)>,
+    pub shield: crate::shield::ShieldRt,
 }
 
 /// The site's cache: the previous snapshot's when the site and its sizes are unchanged.
@@ -116,6 +119,9 @@ impl Snapshot {
                 retry_budget: Default::default(),
                 cache: site_cache(s, previous),
                 rng: std::sync::atomic::AtomicU64::new(seed),
+                load: previous
+                    .and_then(|p| p.sites.iter().find(|x| *x.name == **s.name.get_ref()))
+                    .map_or_else(Default::default, |x| x.load.clone()),
             }));
         }
         let routes =
@@ -131,6 +137,7 @@ impl Snapshot {
             }
         };
         Ok(Snapshot {
+            shield: crate::shield::ShieldRt::new(&file.shield, &file.proxy.trusted_proxies),
             tls: crate::listen::tls::server_config(tls_sites),
             file,
             sites,

@@ -9,3 +9,43 @@ pub mod rfc3339 {
         s.collect_str(&humantime::format_rfc3339_millis(*t))
     }
 }
+
+/// Serializes an optional `SystemTime` as an RFC 3339 timestamp or null.
+pub mod rfc3339_opt {
+    use serde::Serializer;
+    use std::time::SystemTime;
+
+    pub fn serialize<S: Serializer>(t: &Option<SystemTime>, s: S) -> Result<S::Ok, S::Error> {
+        match t {
+            Some(t) => s.collect_str(&humantime::format_rfc3339_millis(*t)),
+            None => s.serialize_none(),
+        }
+    }
+}
+
+/// A query parameter's value, percent-decoded (and `+` as space); None when absent, badly
+/// escaped or not UTF-8.
+pub fn query_param(query: &str, name: &str) -> Option<String> {
+    let raw = query.split('&').find_map(|p| p.strip_prefix(name)?.strip_prefix('='))?;
+    let bytes = raw.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' => {
+                let h = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+                out.push(u8::from_str_radix(h, 16).ok()?);
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
+}

@@ -98,6 +98,7 @@ fn validate(src: &Source, file: &File) -> Result<(), ConfigError> {
     if file.limits.max_headers == 0 {
         return Err(src.error(None, "limits.max_headers must be at least 1"));
     }
+    validate_shield(src, &file.shield)?;
     let mut site_names: HashMap<&str, ()> = HashMap::new();
     let mut hosts: HashMap<String, &str> = HashMap::new();
     for site in &file.sites {
@@ -195,6 +196,27 @@ fn validate(src: &Source, file: &File) -> Result<(), ConfigError> {
     }
     if !file.listen.https.is_empty() && !file.sites.iter().any(|s| s.tls.is_some()) {
         return Err(src.at(&file.listen.https[0], "https listener configured but no site has a [site.tls] certificate"));
+    }
+    Ok(())
+}
+
+fn validate_shield(src: &Source, s: &super::shield::Shield) -> Result<(), ConfigError> {
+    let path_lists = [
+        ("shield.admission.priority_paths", &s.admission.priority_paths),
+        ("shield.challenge.exempt_paths", &s.challenge.exempt_paths),
+    ];
+    for (key, paths) in
+        path_lists.into_iter().chain(s.rate.classes.iter().map(|c| ("shield.rate.class.paths", &c.paths)))
+    {
+        if let Some(p) = paths.iter().find(|p| !p.starts_with('/')) {
+            return Err(src.error(None, format!("{key}: {p:?} must start with '/'")));
+        }
+    }
+    if s.challenge.max_difficulty < s.challenge.difficulty {
+        return Err(src.error(None, "shield.challenge.max_difficulty must be at least shield.challenge.difficulty"));
+    }
+    if s.signatures.window.get().is_zero() || s.idle.get().is_zero() {
+        return Err(src.error(None, "shield.signatures.window and shield.idle must be more than 0"));
     }
     Ok(())
 }

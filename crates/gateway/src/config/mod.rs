@@ -4,6 +4,7 @@
 //! Every key is documented in `docs/config.md`; keep the two in step.
 
 mod load;
+pub mod shield;
 mod values;
 
 pub use load::{load_file, parse_origin, parse_str, ConfigError};
@@ -28,6 +29,8 @@ pub struct File {
     pub proxy: Proxy,
     #[serde(default)]
     pub log: Log,
+    #[serde(default)]
+    pub shield: shield::Shield,
     #[serde(default, rename = "datacenter")]
     pub datacenters: Vec<Datacenter>,
     #[serde(default, rename = "site")]
@@ -138,13 +141,16 @@ pub struct Proxy {
     /// Peers whose Forwarded / X-Forwarded-* headers are kept and appended to; from anyone
     /// else those headers are replaced.
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Connections from trusted proxies begin with a PROXY protocol v2 header that names
+    /// the client (connections from other peers are served as they are).
+    pub proxy_protocol: bool,
     /// The pseudonym in the Via header; empty disables Via.
     pub via: String,
 }
 
 impl Default for Proxy {
     fn default() -> Self {
-        Proxy { trusted_proxies: Vec::new(), via: "holdfast".into() }
+        Proxy { trusted_proxies: Vec::new(), proxy_protocol: false, via: "holdfast".into() }
     }
 }
 

@@ -2,6 +2,7 @@
 //! serving HTTP/1.1 and HTTP/2 on each connection through hyper, closing idle connections,
 //! and draining on shutdown.
 
+pub mod proxy_protocol;
 pub mod tls;
 
 use crate::gateway::Shared;
@@ -9,7 +10,6 @@ use crate::proxy::{self, framing};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
@@ -77,20 +77,38 @@ impl ConnState {
     }
 }
 
-/// Counts a connection as open for as long as it lives.
-struct OpenConn(Arc<Shared>);
+/// Counts a connection as open for as long as it lives (in total, and against its
+/// client's address and prefix in the shield).
+struct OpenConn(Arc<Shared>, crate::shield::ConnTicket);
 
 impl OpenConn {
     fn new(shared: Arc<Shared>) -> OpenConn {
         shared.open_connections.fetch_add(1, Relaxed);
         shared.metrics.open_connections.inc();
         shared.metrics.connections.inc();
-        OpenConn(shared)
+        OpenConn(shared, Default::default())
+    }
+
+    /// The shield's connection defence for `client`; Err(reason) when it refuses.
+    fn admit(&mut self, client: std::net::IpAddr) -> Result<(), &'static str> {
+        let snap = self.0.snapshot.load();
+        match self.0.shield.on_accept(&snap.shield, client, Instant::now()) {
+            Ok(ticket) => {
+                self.1 = ticket;
+                Ok(())
+            }
+            Err(reason) => {
+                self.0.metrics.reject(reason);
+                self.0.metrics.shield.action("close", reason, "-");
+                Err(reason)
+            }
+        }
     }
 }
 
 impl Drop for OpenConn {
     fn drop(&mut self) {
+        self.0.shield.release(std::mem::take(&mut self.1));
         self.0.metrics.open_connections.dec();
         if self.0.open_connections.fetch_sub(1, Relaxed) == 1 {
             self.0.drained.notify_waiters();
@@ -112,16 +130,28 @@ pub async fn serve_listener(
         };
         match accepted {
             Ok((tcp, peer)) => {
-                let max = shared.snapshot.load().file.limits.max_connections;
+                let (max, proxied) = {
+                    let snap = shared.snapshot.load();
+                    let p = &snap.file.proxy;
+                    (
+                        snap.file.limits.max_connections,
+                        p.proxy_protocol && p.trusted_proxies.iter().any(|n| n.contains(&peer.ip())),
+                    )
+                };
                 if shared.open_connections.load(Relaxed) >= max {
                     shared.metrics.reject("max_connections");
                     drop(tcp);
                     continue;
                 }
-                let open = OpenConn::new(shared.clone());
+                let mut open = OpenConn::new(shared.clone());
+                // The shield's connection defence, before a byte is read; behind a PROXY
+                // protocol proxy, once the header has named the client.
+                if !proxied && open.admit(peer.ip()).is_err() {
+                    continue;
+                }
                 let shutdown = shutdown.clone();
                 tokio::spawn(async move {
-                    serve_tcp(open, tcp, peer, tls, shutdown).await;
+                    serve_tcp(open, tcp, peer, proxied, tls, shutdown).await;
                 });
             }
             Err(e) => {
@@ -133,9 +163,35 @@ pub async fn serve_listener(
     }
 }
 
-async fn serve_tcp(open: OpenConn, tcp: TcpStream, peer: SocketAddr, tls: bool, shutdown: watch::Receiver<bool>) {
+async fn serve_tcp(
+    mut open: OpenConn,
+    mut tcp: TcpStream,
+    mut peer: SocketAddr,
+    proxied: bool,
+    tls: bool,
+    shutdown: watch::Receiver<bool>,
+) {
     let _ = tcp.set_nodelay(true);
     let shared = open.0.clone();
+    if proxied {
+        let wait = shared.snapshot.load().file.timeouts.client_header.get();
+        match tokio::time::timeout(wait, proxy_protocol::read_header(&mut tcp)).await {
+            Ok(Ok(Some(client))) => peer = client,
+            Ok(Ok(None)) => {}
+            Ok(Err(e)) => {
+                tracing::debug!(%peer, error = %e, "PROXY protocol");
+                shared.metrics.reject("proxy_protocol");
+                return;
+            }
+            Err(_) => {
+                shared.metrics.reject("proxy_protocol_timeout");
+                return;
+            }
+        }
+        if open.admit(peer.ip()).is_err() {
+            return;
+        }
+    }
     if !tls {
         serve_http(&shared, tcp, peer, false, None, false, shutdown).await;
         return;
@@ -194,7 +250,14 @@ async fn serve_http<IO>(
     let svc_state = state.clone();
     let svc = service_fn(move |req| {
         let fut = proxy::handle(svc_shared.clone(), svc_state.clone(), req);
-        async move { Ok::<_, Infallible>(fut.await) }
+        async move {
+            let resp = fut.await;
+            // The shield's "close" action: no answer at all, the connection is dropped.
+            if resp.extensions().get::<proxy::shielded::CloseSilently>().is_some() {
+                return Err(proxy::shielded::CloseSilently);
+            }
+            Ok(resp)
+        }
     });
 
     let mut builder = auto::Builder::new(TokioExecutor::new());

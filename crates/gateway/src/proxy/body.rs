@@ -9,6 +9,7 @@ use crate::upstream::pool::Sender;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
+use std::future::Future;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
@@ -25,36 +26,77 @@ impl std::fmt::Display for BodyTooLarge {
 }
 impl std::error::Error for BodyTooLarge {}
 
-/// A client's request body: forwarded as it arrives, with a size limit (0 = none), or
-/// buffered whole (small bodies of requests that may be retried) so it can be sent again.
+/// The request body arrived slower than the shield's minimum upload rate (slow POST).
+#[derive(Debug)]
+pub struct UploadTooSlow;
+
+impl std::fmt::Display for UploadTooSlow {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("request body slower than shield.connections.min_upload_rate")
+    }
+}
+impl std::error::Error for UploadTooSlow {}
+
+/// A minimum average upload rate: after `grace`, at least `rate` bytes per second since the
+/// body began. The deadline moves with every byte; a body that falls behind it fails.
+#[derive(Debug)]
+struct Pace {
+    rate: u64,
+    grace: std::time::Duration,
+    started: tokio::time::Instant,
+    received: u64,
+    timer: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl Pace {
+    fn deadline(&self) -> tokio::time::Instant {
+        let earned = std::time::Duration::from_secs_f64(self.received as f64 / self.rate as f64);
+        self.started + self.grace + earned
+    }
+}
+
+/// A client's request body: forwarded as it arrives, with a size limit (0 = none) and a
+/// minimum pace, or buffered whole (small bodies of requests that may be retried) so it can
+/// be sent again.
 #[derive(Debug)]
 pub struct ReqBody {
     inner: Option<Incoming>,
     remaining: u64,
     limited: bool,
     buffered: Option<Bytes>,
+    pace: Option<Pace>,
 }
 
 impl ReqBody {
     pub fn empty() -> ReqBody {
-        ReqBody { inner: None, remaining: 0, limited: false, buffered: None }
+        ReqBody { inner: None, remaining: 0, limited: false, buffered: None, pace: None }
     }
 
     pub fn new(inner: Incoming, limit: u64) -> ReqBody {
         if inner.is_end_stream() {
             return ReqBody::empty();
         }
-        ReqBody { inner: Some(inner), remaining: limit, limited: limit > 0, buffered: None }
+        ReqBody { inner: Some(inner), remaining: limit, limited: limit > 0, buffered: None, pace: None }
+    }
+
+    /// Requires at least `rate` bytes per second on average after `grace` (rate 0: off).
+    pub fn with_min_rate(mut self, rate: u64, grace: std::time::Duration) -> ReqBody {
+        if rate > 0 && self.inner.is_some() {
+            let started = tokio::time::Instant::now();
+            let timer = Box::pin(tokio::time::sleep_until(started + grace));
+            self.pace = Some(Pace { rate, grace, started, received: 0, timer });
+        }
+        self
     }
 
     pub fn buffered(bytes: Bytes) -> ReqBody {
-        ReqBody { inner: None, remaining: 0, limited: false, buffered: Some(bytes) }
+        ReqBody { inner: None, remaining: 0, limited: false, buffered: Some(bytes), pace: None }
     }
 
     /// A copy to send again, when the body is empty or buffered (not streaming).
     pub fn replay(&self) -> Option<ReqBody> {
         match (&self.inner, &self.buffered) {
-            (None, b) => Some(ReqBody { inner: None, remaining: 0, limited: false, buffered: b.clone() }),
+            (None, b) => Some(ReqBody { inner: None, remaining: 0, limited: false, buffered: b.clone(), pace: None }),
             (Some(_), _) => None,
         }
     }
@@ -95,7 +137,22 @@ impl Body for ReqBody {
             return Poll::Ready(Some(Ok(Frame::data(b))));
         }
         let Some(inner) = this.inner.as_mut() else { return Poll::Ready(None) };
-        match ready!(Pin::new(inner).poll_frame(cx)) {
+        let polled = Pin::new(inner).poll_frame(cx);
+        if let Some(pace) = this.pace.as_mut() {
+            match &polled {
+                Poll::Ready(Some(Ok(frame))) => {
+                    pace.received += frame.data_ref().map_or(0, |d| d.len() as u64);
+                    let deadline = pace.deadline();
+                    pace.timer.as_mut().reset(deadline);
+                }
+                Poll::Pending if pace.timer.as_mut().poll(cx).is_ready() => {
+                    this.inner = None;
+                    return Poll::Ready(Some(Err(Box::new(UploadTooSlow))));
+                }
+                _ => {}
+            }
+        }
+        match ready!(polled) {
             Some(Ok(frame)) => {
                 if let (true, Some(data)) = (this.limited, frame.data_ref()) {
                     let n = data.len() as u64;

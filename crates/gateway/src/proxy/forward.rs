@@ -113,13 +113,16 @@ pub async fn forward(
         origin.stats.in_flight.fetch_add(1, Relaxed);
         let try_started = now;
         let send = origin.conns.send(&origin.authority, req, timeouts.connect.get(), timeouts.origin_idle.get());
+        site.load.in_flight.fetch_add(1, Relaxed);
         let result = tokio::time::timeout(try_timeout, send).await;
+        site.load.in_flight.fetch_sub(1, Relaxed);
         now = Instant::now();
         let now_ms = clock::ms(now);
         let (failure, kind, back) = match result {
             Ok(Ok((resp, conn))) => {
                 let status = resp.status().as_u16();
                 let passive = if status >= 500 { Passive::ServerError } else { Passive::Ok };
+                site.load.observe(now.duration_since(try_started), status < 500);
                 origin.health.observe_latency(now.duration_since(try_started).as_micros() as f64, now_ms);
                 report(shared, site, &origin, sel.pool, passive, sel.probe, now_ms);
                 let can_retry =
@@ -148,6 +151,7 @@ pub async fn forward(
             return Forwarded::Failed { kind };
         }
         origin.record_error(kind);
+        site.load.observe(now.duration_since(try_started), false);
         shared.metrics.origin_error(&site.name, &origin.datacenter, origin.authority.as_str(), kind.as_str());
         report(shared, site, &origin, sel.pool, Passive::Error, sel.probe, now_ms);
         tracing::debug!(site = %site.name, datacenter = %origin.datacenter, origin = %origin.authority, kind = kind.as_str(), attempt, "origin try failed");

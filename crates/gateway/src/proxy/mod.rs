@@ -7,6 +7,7 @@ pub mod cached;
 pub mod forward;
 pub mod framing;
 pub mod headers;
+pub mod shielded;
 
 use crate::gateway::Shared;
 use crate::listen::ConnState;
@@ -47,7 +48,7 @@ pub async fn handle(shared: Arc<Shared>, conn: Arc<ConnState>, req: Request<Inco
     }
 
     // 2. Host and route.
-    let (mut parts, body) = req.into_parts();
+    let (parts, body) = req.into_parts();
     let host_value = headers::host_value(&parts.uri, &parts.headers);
     let Some(host) = host_value.as_ref().and_then(headers::normalize_host) else {
         shared.metrics.reject("no_host");
@@ -65,20 +66,65 @@ pub async fn handle(shared: Arc<Shared>, conn: Arc<ConnState>, req: Request<Inco
     }
     fin.site = Some(site.clone());
 
-    // 3. Limits.
+    // 3. The shield: client identity, blocks, rate limits, flood signatures, the challenge.
+    if parts.uri.path() == crate::shield::challenge::VERIFY_PATH {
+        return shielded::verify(&shared, &snap, &site, &conn, fin, &parts);
+    }
+    let target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+    let verdict = shared.shield.check(
+        &snap.shield,
+        &crate::shield::Facts {
+            peer: conn.client.ip,
+            version: parts.version,
+            method: &parts.method,
+            path_and_query: target,
+            headers: &parts.headers,
+            new_connection: seq == 1,
+            site: &site.name,
+            site_load: &site.load,
+        },
+        &crate::shield::Report { metrics: &shared.metrics, events: &shared.events },
+        tokio::time::Instant::now(),
+    );
+    if verdict.action != crate::shield::Action::Pass {
+        let target = target.to_string();
+        return shielded::act(&shared, &site, fin, &verdict.action, &verdict.client, &target);
+    }
+    let mut resp = to_site(&shared, &conn, snap, site, fin, parts, body, &host, &host_value, verdict.priority).await;
+    if verdict.give_visitor_cookie {
+        shielded::give_visitor_cookie(&shared, &mut resp, conn.https);
+    }
+    resp
+}
+
+/// The rest of the path for an admitted request: limits, the cache, admission, the origins.
+#[allow(clippy::too_many_arguments)]
+async fn to_site(
+    shared: &Arc<Shared>,
+    conn: &ConnState,
+    snap: Arc<crate::snapshot::Snapshot>,
+    site: Arc<SiteRt>,
+    mut fin: Box<Finished>,
+    mut parts: http::request::Parts,
+    body: Incoming,
+    host: &str,
+    host_value: &Option<HeaderValue>,
+    priority: crate::shield::Priority,
+) -> Response<RespBody> {
+    // 4. Limits.
     let max_body = snap.file.limits.max_body_bytes.get();
     if max_body > 0 && declared_length(&parts.headers).is_some_and(|n| n > max_body) {
         shared.metrics.reject("body_too_large");
         return site_page(fin, &site, Problem::TooLarge, true);
     }
 
-    // 4. The cache: a fresh copy answers here; a stale one may answer if the origins fail.
+    // 5. The cache: a fresh copy answers here; a stale one may answer if the origins fail.
     // An unsafe method invalidates its target in the cache (kept only for those).
     let unsafe_target = (!parts.method.is_safe() && site.cache.is_some())
         .then(|| parts.uri.path_and_query().map_or_else(|| "/".to_string(), |pq| pq.as_str().to_string()));
     let mut may_wait = true;
     let mut plan = loop {
-        match cached::before(&site.cache, &host, &mut parts, may_wait) {
+        match cached::before(&site.cache, host, &mut parts, may_wait) {
             cached::Before::Hit(hit, refresh) => {
                 if let (Some(plan), Some(hv)) = (refresh, &host_value) {
                     refresh_in_background(shared.clone(), snap.clone(), site.clone(), *plan, hv.clone());
@@ -96,12 +142,30 @@ pub async fn handle(shared: Arc<Shared>, conn: Arc<ConnState>, req: Request<Inco
         }
     };
 
+    // 6. Adaptive admission: while origins are saturated, requests that need them are
+    // admitted by priority; the shed ones get a stale copy if there is one, else 503.
+    let adm = &snap.file.shield;
+    if adm.enabled && adm.admission.enabled {
+        let r = (crate::upstream::balance::next_random(&site.rng) >> 11) as f64 / (1u64 << 53) as f64;
+        if !site.load.admit(priority, r) {
+            let dry = adm.mode == crate::config::shield::ShieldMode::DryRun;
+            shared.metrics.shield.action(if dry { "dry_run_shed" } else { "shed" }, priority.as_str(), &site.name);
+            if !dry {
+                if let Some(hit) = plan.as_deref().and_then(|p| cached::stale_on_error(p, None)) {
+                    shared.metrics.cache(&site.name, "stale");
+                    return cached::answer(fin, hit);
+                }
+                return shielded::shed(fin, &site, adm.admission.retry_after.get());
+            }
+        }
+    }
+
     // The request to the origin: header hygiene, forwarding headers, origin-form target.
     let received = parts.version;
     headers::remove_hop_by_hop(&mut parts.headers);
     let trusted = snap.file.proxy.trusted_proxies.iter().any(|n| n.contains(&conn.client.ip));
     if let Some(host_value) = &host_value {
-        let hop = headers::Hop { client: &conn.client, https: conn.https, host: &host, host_value, trusted };
+        let hop = headers::Hop { client: &conn.client, https: conn.https, host, host_value, trusted };
         headers::set_forwarded(&mut parts.headers, &hop);
     }
     if let Some((v11, v2)) = &snap.via {
@@ -120,10 +184,16 @@ pub async fn handle(shared: Arc<Shared>, conn: Arc<ConnState>, req: Request<Inco
         _ => Uri::from_static("/"),
     };
     parts.version = Version::HTTP_11;
-    let upstream_req = Request::from_parts(parts, ReqBody::new(body, max_body));
+    let pace = &snap.file.shield.connections;
+    let (min_rate, grace) = if snap.file.shield.enabled {
+        (pace.min_upload_rate.get(), pace.upload_grace.get())
+    } else {
+        (0, pace.upload_grace.get())
+    };
+    let upstream_req = Request::from_parts(parts, ReqBody::new(body, max_body).with_min_rate(min_rate, grace));
 
-    // 5. The origins: failover order, balancing, retries elsewhere (proxy::forward).
-    match forward::forward(&shared, &snap, &site, upstream_req, fin.started).await {
+    // 7. The origins: failover order, balancing, retries elsewhere (proxy::forward).
+    match forward::forward(shared, &snap, &site, upstream_req, fin.started).await {
         forward::Forwarded::Response { resp, conn, pool, origin } => {
             let (mut head, body) = resp.into_parts();
             headers::remove_hop_by_hop(&mut head.headers);
@@ -131,7 +201,7 @@ pub async fn handle(shared: Arc<Shared>, conn: Arc<ConnState>, req: Request<Inco
                 headers::append_via(&mut head.headers, v11);
             }
             if let Some(target) = &unsafe_target {
-                cached::invalidate(&site.cache, &host, target, &head);
+                cached::invalidate(&site.cache, host, target, &head);
             }
             let mut tee = None;
             if let Some(plan) = plan.as_deref_mut() {
@@ -157,7 +227,7 @@ pub async fn handle(shared: Arc<Shared>, conn: Arc<ConnState>, req: Request<Inco
             fin.served_by = Some((pool, origin));
             Response::from_parts(head, RespBody::origin(body, conn).with_tee(tee).with_record(fin))
         }
-        // 6. No origin could answer: a stale copy, else the site's maintenance page.
+        // 8. No origin could answer: a stale copy, else the site's maintenance page.
         forward::Forwarded::Failed { kind } => {
             if let Some(hit) = plan.as_deref().and_then(|p| cached::stale_on_error(p, None)) {
                 shared.metrics.cache(&site.name, "stale");
@@ -165,6 +235,7 @@ pub async fn handle(shared: Arc<Shared>, conn: Arc<ConnState>, req: Request<Inco
             }
             let problem = match kind {
                 ErrorKind::BodyTooLarge => Problem::TooLarge,
+                ErrorKind::ClientTooSlow => Problem::TooSlow,
                 ErrorKind::ClientBody => Problem::BadRequest,
                 _ => Problem::Unavailable,
             };
@@ -221,11 +292,11 @@ fn declared_length(headers: &http::HeaderMap) -> Option<u64> {
 }
 
 /// A page of our own for a site.
-fn site_page(mut fin: Box<Finished>, site: &SiteRt, problem: Problem, close: bool) -> Response<RespBody> {
+pub(crate) fn site_page(mut fin: Box<Finished>, site: &SiteRt, problem: Problem, close: bool) -> Response<RespBody> {
     let unsafe_method = !fin.method.is_safe();
     let (status, html) = pages::site_page(&site.language, &site.name, problem, unsafe_method);
     fin.status = status.as_u16();
-    let close = close || matches!(problem, Problem::TooLarge | Problem::BadRequest);
+    let close = close || matches!(problem, Problem::TooLarge | Problem::BadRequest | Problem::TooSlow);
     local_response(fin, status, html, close)
 }
 
@@ -235,7 +306,7 @@ fn no_site(mut fin: Box<Finished>, status: StatusCode, close: bool) -> Response<
     local_response(fin, status, pages::no_site_page(status), close)
 }
 
-fn local_response(fin: Box<Finished>, status: StatusCode, html: String, close: bool) -> Response<RespBody> {
+pub(crate) fn local_response(fin: Box<Finished>, status: StatusCode, html: String, close: bool) -> Response<RespBody> {
     let mut resp = Response::new(RespBody::full(html).with_record(fin));
     *resp.status_mut() = status;
     let h = resp.headers_mut();

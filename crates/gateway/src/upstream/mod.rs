@@ -210,6 +210,8 @@ pub enum ErrorKind {
     BodyTooLarge,
     /// The client's request body failed (client went away mid-upload).
     ClientBody,
+    /// The client's request body came slower than `shield.connections.min_upload_rate`.
+    ClientTooSlow,
 }
 
 impl ErrorKind {
@@ -223,12 +225,13 @@ impl ErrorKind {
             ErrorKind::Protocol => "protocol",
             ErrorKind::BodyTooLarge => "body_too_large",
             ErrorKind::ClientBody => "client_body",
+            ErrorKind::ClientTooSlow => "client_too_slow",
         }
     }
 
     /// True when the failure is the origin's (counted against it), not the client's.
     pub fn is_origin_fault(self) -> bool {
-        !matches!(self, ErrorKind::BodyTooLarge | ErrorKind::ClientBody)
+        !matches!(self, ErrorKind::BodyTooLarge | ErrorKind::ClientBody | ErrorKind::ClientTooSlow)
     }
 
     /// Classifies a connect failure (None: it timed out).
@@ -246,6 +249,9 @@ impl ErrorKind {
         while let Some(s) = source {
             if s.is::<crate::proxy::body::BodyTooLarge>() {
                 return ErrorKind::BodyTooLarge;
+            }
+            if s.is::<crate::proxy::body::UploadTooSlow>() {
+                return ErrorKind::ClientTooSlow;
             }
             source = s.source();
         }

@@ -10,4 +10,5 @@ mod framing;
 mod lifecycle;
 mod limits;
 mod proxying;
+mod shield;
 mod tls_h2;

@@ -1,0 +1,150 @@
+//! The shield's answers on the request path: the challenge page and its verification, 429
+//! over a rate limit, 403 for a blocked client, 503 for a shed request, a silent close, and
+//! the visitor cookie on the way out.
+
+use super::body::RespBody;
+use super::{local_response, site_page};
+use crate::gateway::Shared;
+use crate::listen::ConnState;
+use crate::pages::{self, Problem};
+use crate::record::Finished;
+use crate::shield::{self, challenge, Action};
+use crate::snapshot::{SiteRt, Snapshot};
+use http::header::{self, HeaderValue};
+use http::{Response, StatusCode};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Marks a response that must not be sent: the connection is closed instead.
+#[derive(Debug, Clone, Copy)]
+pub struct CloseSilently;
+
+impl std::fmt::Display for CloseSilently {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("closed by the shield")
+    }
+}
+impl std::error::Error for CloseSilently {}
+
+fn unix_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// The answer for a shield action other than Pass.
+pub fn act(
+    shared: &Shared,
+    site: &SiteRt,
+    fin: Box<Finished>,
+    action: &Action,
+    client: &shield::Client,
+    target: &str,
+) -> Response<RespBody> {
+    match action {
+        Action::Pass => site_page(fin, site, Problem::BadRequest, true), // not reached
+        Action::Reject { retry_after, .. } => {
+            let mut r = site_page(fin, site, Problem::TooMany, false);
+            r.headers_mut().insert(header::RETRY_AFTER, secs(*retry_after));
+            r
+        }
+        Action::Block { .. } => site_page(fin, site, Problem::Blocked, true),
+        Action::Close { .. } => {
+            let mut r = local_response(fin, StatusCode::FORBIDDEN, String::new(), true);
+            r.extensions_mut().insert(CloseSilently);
+            r
+        }
+        Action::Challenge { difficulty, .. } => challenge_page(shared, site, fin, client, *difficulty, target),
+    }
+}
+
+fn secs(d: Duration) -> HeaderValue {
+    HeaderValue::from(d.as_secs().max(1))
+}
+
+/// The proof-of-work page (403), for the target the client asked for.
+fn challenge_page(
+    shared: &Shared,
+    site: &SiteRt,
+    mut fin: Box<Finished>,
+    client: &shield::Client,
+    difficulty: u8,
+    target: &str,
+) -> Response<RespBody> {
+    let keys = shared.shield.keys();
+    let token = keys.1.token(&client.prefix.to_string(), difficulty, unix_now(), shared.shield.random());
+    let html = pages::challenge_page(&site.language, &site.name, &token, difficulty, challenge::VERIFY_PATH, target);
+    fin.status = 403;
+    let mut r = local_response(fin, StatusCode::FORBIDDEN, html, false);
+    r.headers_mut().insert("holdfast-mitigated", HeaderValue::from_static("challenge"));
+    r
+}
+
+/// `GET /.holdfast/challenge?t=TOKEN&n=NONCE&r=BACK`: a solved challenge earns the
+/// clearance cookie and a redirect back; anything else gets a new challenge.
+pub fn verify(
+    shared: &Shared,
+    snap: &Snapshot,
+    site: &SiteRt,
+    conn: &ConnState,
+    mut fin: Box<Finished>,
+    parts: &http::request::Parts,
+) -> Response<RespBody> {
+    let client = snap.shield.client(conn.client.ip, &parts.headers);
+    let query = parts.uri.query().unwrap_or("");
+    let back = challenge::safe_return(challenge::query_param(query, "r"));
+    let token = challenge::query_param(query, "t").unwrap_or_default();
+    let nonce = challenge::query_param(query, "n").unwrap_or_default();
+    let prefix = client.prefix.to_string();
+    let now = unix_now();
+    let checked = shared.shield.keys().1.verify(&token, &nonce, &prefix, now);
+    match checked {
+        Ok(()) => {
+            shared.metrics.shield.action("pass", "challenge_solved", &site.name);
+            let ttl = snap.file.shield.challenge.clearance_ttl.get().as_secs();
+            let value = shared.shield.keys().1.clearance(&prefix, now + ttl);
+            let cookie = cookie_header(challenge::CLEARANCE, &value, ttl, conn.https);
+            fin.status = 303;
+            let mut r = local_response(fin, StatusCode::SEE_OTHER, String::new(), false);
+            let h = r.headers_mut();
+            if let Ok(v) = HeaderValue::from_str(&back) {
+                h.insert(header::LOCATION, v);
+            }
+            if let Some(c) = cookie {
+                h.append(header::SET_COOKIE, c);
+            }
+            r
+        }
+        Err(why) => {
+            tracing::debug!(client = %client.ip, why, "challenge answer refused");
+            shared.metrics.shield.action("challenge", why_reason(why), &site.name);
+            let d = snap.file.shield.challenge.difficulty;
+            challenge_page(shared, site, fin, &client, d, &back)
+        }
+    }
+}
+
+fn why_reason(why: &str) -> &'static str {
+    match why {
+        "token expired" => "challenge_expired",
+        "not enough work" => "challenge_wrong",
+        _ => "challenge_invalid",
+    }
+}
+
+fn cookie_header(name: &str, value: &str, max_age: u64, secure: bool) -> Option<HeaderValue> {
+    let secure = if secure { "; Secure" } else { "" };
+    HeaderValue::from_str(&format!("{name}={value}; Path=/; Max-Age={max_age}; HttpOnly; SameSite=Lax{secure}")).ok()
+}
+
+/// Adds the visitor cookie to a response.
+pub fn give_visitor_cookie(shared: &Shared, resp: &mut Response<RespBody>, https: bool) {
+    let value = shared.shield.keys().1.visitor(unix_now(), shared.shield.random());
+    if let Some(c) = cookie_header(challenge::VISITOR, &value, challenge::VISITOR_TTL, https) {
+        resp.headers_mut().append(header::SET_COOKIE, c);
+    }
+}
+
+/// A request shed by adaptive admission: 503 with Retry-After.
+pub fn shed(fin: Box<Finished>, site: &SiteRt, retry_after: Duration) -> Response<RespBody> {
+    let mut r = site_page(fin, site, Problem::Busy, false);
+    r.headers_mut().insert(header::RETRY_AFTER, secs(retry_after));
+    r
+}

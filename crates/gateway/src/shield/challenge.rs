@@ -1,0 +1,243 @@
+//! The challenge and the signed cookies: proof-of-work tokens, the clearance cookie that
+//! passing one earns (bound to the client's prefix, expiring), and the visitor cookie every
+//! client gets (its issue time says whether the client was here before a surge).
+//!
+//! Everything is stateless: tokens and cookies carry their times and an HMAC-SHA-256 over
+//! them (ring), so any instance with the same secret can check them, and nothing is stored
+//! per client.
+
+use ring::hmac;
+use std::fmt::Write;
+
+pub const CLEARANCE: &str = "holdfast_clearance";
+pub const VISITOR: &str = "holdfast_visitor";
+/// Where the challenge page sends its answer.
+pub const VERIFY_PATH: &str = "/.holdfast/challenge";
+/// A token must be answered within this many seconds.
+const TOKEN_TTL: u64 = 300;
+/// Visitor cookies last this long.
+pub const VISITOR_TTL: u64 = 30 * 24 * 3600;
+
+pub struct Keys {
+    key: hmac::Key,
+}
+
+impl Keys {
+    /// From the configured secret, or a random one when it is empty.
+    pub fn new(secret: &str) -> Keys {
+        let key = if secret.is_empty() {
+            let rng = ring::rand::SystemRandom::new();
+            hmac::Key::generate(hmac::HMAC_SHA256, &rng)
+                .unwrap_or_else(|_| hmac::Key::new(hmac::HMAC_SHA256, &random_fallback()))
+        } else {
+            hmac::Key::new(hmac::HMAC_SHA256, secret.as_bytes())
+        };
+        Keys { key }
+    }
+
+    fn mac(&self, parts: &[&str]) -> String {
+        let mut ctx = hmac::Context::with_key(&self.key);
+        for p in parts {
+            ctx.update(p.as_bytes());
+            ctx.update(b"|");
+        }
+        hex(&ctx.sign().as_ref()[..16])
+    }
+
+    fn check(&self, parts: &[&str], mac: &str) -> bool {
+        // Constant-time comparison of the tags.
+        let expected = self.mac(parts);
+        expected.len() == mac.len() && expected.bytes().zip(mac.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+    }
+
+    /// A challenge token for a client of `prefix`: `issued.difficulty.salt.mac`.
+    pub fn token(&self, prefix: &str, difficulty: u8, now_unix: u64, salt: u64) -> String {
+        let (issued, d, salt) = (now_unix.to_string(), difficulty.to_string(), format!("{salt:016x}"));
+        let mac = self.mac(&["t", &issued, &d, &salt, prefix]);
+        format!("{issued}.{d}.{salt}.{mac}")
+    }
+
+    /// Checks an answer to a token; Ok when the token is ours, fresh, for this prefix, and
+    /// `nonce` proves the work.
+    pub fn verify(&self, token: &str, nonce: &str, prefix: &str, now_unix: u64) -> Result<(), &'static str> {
+        let mut it = token.split('.');
+        let (Some(issued), Some(d), Some(salt), Some(mac), None) =
+            (it.next(), it.next(), it.next(), it.next(), it.next())
+        else {
+            return Err("malformed token");
+        };
+        if !self.check(&["t", issued, d, salt, prefix], mac) {
+            return Err("token not ours or not for this network");
+        }
+        let issued: u64 = issued.parse().map_err(|_| "malformed token")?;
+        if now_unix > issued + TOKEN_TTL || issued > now_unix + 60 {
+            return Err("token expired");
+        }
+        let d: u32 = d.parse().map_err(|_| "malformed token")?;
+        if nonce.is_empty() || nonce.len() > 20 || !nonce.bytes().all(|b| b.is_ascii_digit()) {
+            return Err("malformed nonce");
+        }
+        if leading_zero_bits(&sha256(format!("{token}:{nonce}").as_bytes())) < d {
+            return Err("not enough work");
+        }
+        Ok(())
+    }
+
+    /// A clearance cookie value valid until `expires_unix` for `prefix`.
+    pub fn clearance(&self, prefix: &str, expires_unix: u64) -> String {
+        let e = expires_unix.to_string();
+        let mac = self.mac(&["c", &e, prefix]);
+        format!("{e}.{mac}")
+    }
+
+    pub fn clearance_ok(&self, value: &str, prefix: &str, now_unix: u64) -> bool {
+        let Some((e, mac)) = value.split_once('.') else { return false };
+        e.parse::<u64>().is_ok_and(|exp| exp > now_unix) && self.check(&["c", e, prefix], mac)
+    }
+
+    /// A visitor cookie value issued at `now_unix`.
+    pub fn visitor(&self, now_unix: u64, salt: u64) -> String {
+        let (i, salt) = (now_unix.to_string(), format!("{salt:016x}"));
+        let mac = self.mac(&["v", &i, &salt]);
+        format!("{i}.{salt}.{mac}")
+    }
+
+    /// When a valid, unexpired visitor cookie was issued.
+    pub fn visitor_issued(&self, value: &str, now_unix: u64) -> Option<u64> {
+        let mut it = value.split('.');
+        let (Some(i), Some(salt), Some(mac), None) = (it.next(), it.next(), it.next(), it.next()) else {
+            return None;
+        };
+        let issued: u64 = i.parse().ok()?;
+        (issued <= now_unix + 60 && now_unix < issued + VISITOR_TTL && self.check(&["v", i, salt], mac))
+            .then_some(issued)
+    }
+}
+
+fn random_fallback() -> [u8; 32] {
+    // Only if the system's random source fails: time and address entropy, still secret
+    // enough for cookies that expire.
+    let mut out = [0u8; 32];
+    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
+    let h = std::hash::BuildHasher::hash_one(&std::hash::RandomState::new(), t);
+    out[..8].copy_from_slice(&h.to_le_bytes());
+    out[8..24].copy_from_slice(&t.to_le_bytes());
+    out
+}
+
+pub fn sha256(data: &[u8]) -> [u8; 32] {
+    let d = ring::digest::digest(&ring::digest::SHA256, data);
+    let mut out = [0u8; 32];
+    out.copy_from_slice(d.as_ref());
+    out
+}
+
+pub fn leading_zero_bits(h: &[u8]) -> u32 {
+    let mut n = 0;
+    for &b in h {
+        if b == 0 {
+            n += 8;
+        } else {
+            return n + b.leading_zeros();
+        }
+    }
+    n
+}
+
+/// Finds a nonce for `token` (what the page's script does; used by tests and the drill's
+/// shoppers, who play browsers).
+pub fn solve(token: &str) -> Option<u64> {
+    let d: u32 = token.split('.').nth(1)?.parse().ok()?;
+    (0..u64::MAX).find(|n| leading_zero_bits(&sha256(format!("{token}:{n}").as_bytes())) >= d)
+}
+
+fn hex(b: &[u8]) -> String {
+    let mut s = String::with_capacity(b.len() * 2);
+    for x in b {
+        let _ = write!(s, "{x:02x}");
+    }
+    s
+}
+
+/// The value of cookie `name` in a request's Cookie headers.
+pub fn cookie<'a>(headers: &'a http::HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get_all(http::header::COOKIE).iter().filter_map(|v| v.to_str().ok()).find_map(|v| {
+        v.split(';').find_map(|pair| {
+            let (k, val) = pair.trim().split_once('=')?;
+            (k == name).then_some(val.trim())
+        })
+    })
+}
+
+pub use crate::util::query_param;
+
+/// Where the browser goes back to after the challenge: a path on this site only (no scheme,
+/// no `//host`, no control characters), else `/`.
+pub fn safe_return(r: Option<String>) -> String {
+    match r {
+        Some(r)
+            if r.starts_with('/')
+                && !r.starts_with("//")
+                && !r.starts_with("/\\")
+                && r.len() <= 2048
+                && r.parse::<http::uri::PathAndQuery>().is_ok()
+                && !r.bytes().any(|b| b.is_ascii_control()) =>
+        {
+            r
+        }
+        _ => "/".to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_solved_token_earns_clearance_for_its_prefix_only() {
+        let k = Keys::new("secret");
+        let t = k.token("203.0.113.0/24", 8, 1000, 42);
+        let n = solve(&t).unwrap().to_string();
+        assert_eq!(k.verify(&t, &n, "203.0.113.0/24", 1010), Ok(()));
+        assert!(k.verify(&t, &n, "198.51.100.0/24", 1010).is_err(), "bound to the prefix");
+        assert_eq!(k.verify(&t, &n, "203.0.113.0/24", 2000), Err("token expired"));
+        let wrong = (n.parse::<u64>().unwrap() + 1..).find(|m| solve_check(&t, *m, 8).is_err()).unwrap();
+        assert_eq!(k.verify(&t, &wrong.to_string(), "203.0.113.0/24", 1010), Err("not enough work"));
+        let forged = t.replace(".8.", ".0.");
+        assert!(k.verify(&forged, "0", "203.0.113.0/24", 1010).is_err(), "difficulty is signed");
+        assert!(Keys::new("other").verify(&t, &n, "203.0.113.0/24", 1010).is_err());
+        assert_eq!(k.verify("a.b", "1", "x", 1), Err("malformed token"));
+    }
+
+    fn solve_check(t: &str, n: u64, d: u32) -> Result<(), ()> {
+        (leading_zero_bits(&sha256(format!("{t}:{n}").as_bytes())) >= d).then_some(()).ok_or(())
+    }
+
+    #[test]
+    fn cookies() {
+        let k = Keys::new("");
+        let c = k.clearance("10.0.0.0/24", 5000);
+        assert!(k.clearance_ok(&c, "10.0.0.0/24", 4999));
+        assert!(!k.clearance_ok(&c, "10.0.0.0/24", 5000), "expired");
+        assert!(!k.clearance_ok(&c, "10.0.1.0/24", 4000), "another prefix");
+        assert!(!k.clearance_ok(&c.replace("5000", "9000"), "10.0.0.0/24", 4000), "tampered");
+        let v = k.visitor(1000, 7);
+        assert_eq!(k.visitor_issued(&v, 2000), Some(1000));
+        assert_eq!(k.visitor_issued(&v.replace("1000", "0999"), 2000), None);
+        assert_eq!(k.visitor_issued(&v, 1000 + VISITOR_TTL), None);
+    }
+
+    #[test]
+    fn parsing_helpers() {
+        let mut h = http::HeaderMap::new();
+        h.append(http::header::COOKIE, "a=1; holdfast_visitor=xyz".parse().unwrap());
+        assert_eq!(cookie(&h, VISITOR), Some("xyz"));
+        assert_eq!(cookie(&h, "holdfast"), None);
+        assert_eq!(query_param("t=1.2&r=%2Fp%2F3%3Fx%3D1&n=5", "r").as_deref(), Some("/p/3?x=1"));
+        assert_eq!(query_param("r=%zz", "r"), None);
+        assert_eq!(safe_return(Some("/p/3?x=1".into())), "/p/3?x=1");
+        for bad in ["//evil.example/", "https://evil.example/", "/\\evil", "/a\nb"] {
+            assert_eq!(safe_return(Some(bad.into())), "/", "{bad:?}");
+        }
+    }
+}

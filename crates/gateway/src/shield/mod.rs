@@ -1,0 +1,679 @@
+//! The shield: flood defence on the request path. It owns client identity, the connection
+//! defence before parsing ([`Shield::on_accept`]), rate limits, flood signatures, the
+//! challenge, and the priorities adaptive admission sheds by ([`Shield::check`]).
+//!
+//! State that must outlive a config reload (per-client cells, blocks, the flood state, the
+//! HMAC key when it is random) lives in [`Shield`], owned by the gateway; what comes from the
+//! config is compiled into a [`ShieldRt`] in each snapshot.
+
+pub mod admission;
+pub mod challenge;
+pub mod cidr;
+mod flood;
+pub mod gcra;
+pub mod identity;
+pub mod metrics;
+pub mod signature;
+pub mod table;
+pub mod topk;
+mod upkeep;
+mod view;
+
+pub use admission::{Priority, SiteLoad};
+pub use flood::Flood;
+pub use upkeep::run as run_upkeep;
+pub use view::ShieldView;
+
+use crate::config::shield::{ChallengeMode, RateAction, Shield as Cfg, ShieldMode};
+use cidr::CidrSet;
+use gcra::{Gcra, Tick};
+use ipnet::IpNet;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::time::Instant;
+
+/// The shield's part of a config snapshot.
+pub struct ShieldRt {
+    pub cfg: Cfg,
+    allow: CidrSet,
+    block: CidrSet,
+    per_address: Option<Gcra>,
+    per_prefix: Option<Gcra>,
+    new_conns: Option<Gcra>,
+    classes: Vec<ClassRt>,
+    trusted: Vec<IpNet>,
+}
+
+struct ClassRt {
+    index: u8,
+    name: String,
+    paths: Vec<String>,
+    sites: Vec<String>,
+    gcra: Option<Gcra>,
+    action: RateAction,
+}
+
+impl ShieldRt {
+    pub fn new(cfg: &Cfg, trusted: &[IpNet]) -> ShieldRt {
+        let mut allow: CidrSet = cfg.allow.iter().copied().collect();
+        if cfg.allow.is_empty() {
+            // The gateway's own host: local checks, a local TLS terminator, a load test.
+            for n in ["127.0.0.1/32", "::1/128"] {
+                if let Ok(n) = n.parse() {
+                    allow.insert(n, ());
+                }
+            }
+        }
+        ShieldRt {
+            allow,
+            block: cfg.block.iter().copied().collect(),
+            per_address: Gcra::new(cfg.rate.per_address),
+            per_prefix: Gcra::new(cfg.rate.per_prefix),
+            new_conns: Gcra::new(cfg.connections.new_per_second),
+            classes: cfg
+                .rate
+                .classes
+                .iter()
+                .enumerate()
+                .map(|(i, c)| ClassRt {
+                    index: i as u8,
+                    name: c.name.clone(),
+                    paths: c.paths.clone(),
+                    sites: c.sites.clone(),
+                    gcra: Gcra::new(c.per_address),
+                    action: c.action.unwrap_or(cfg.rate.action),
+                })
+                .collect(),
+            trusted: trusted.to_vec(),
+            cfg: cfg.clone(),
+        }
+    }
+
+    fn prefix(&self, ip: IpAddr) -> IpNet {
+        identity::prefix(ip, self.cfg.ipv4_prefix, self.cfg.ipv6_prefix)
+    }
+
+    /// The client of a request from `peer` (trusted proxies' headers believed).
+    pub fn client(&self, peer: IpAddr, headers: &http::HeaderMap) -> Client {
+        let ip = identity::canonical(identity::client_ip(peer, headers, &self.trusted));
+        Client { ip, prefix: self.prefix(ip) }
+    }
+}
+
+/// `path` is `prefix` or below it (`/checkout` covers `/checkout`, `/checkout/2`,
+/// `/checkout?x`, not `/checkoutX`).
+pub fn path_in(path: &str, prefix: &str) -> bool {
+    match path.strip_prefix(prefix) {
+        Some(rest) => prefix.ends_with('/') || rest.is_empty() || rest.starts_with(['/', '?']),
+        None => false,
+    }
+}
+
+/// Per-address cell: 16 bytes.
+#[derive(Debug, Clone, Copy)]
+struct AddrCell {
+    req_tat: Tick,
+    conn_tat: Tick,
+    conns: u32,
+    last: Tick,
+}
+
+/// Per-prefix cell.
+#[derive(Debug, Clone, Copy)]
+struct PrefixCell {
+    conns: u32,
+    req_tat: Tick,
+    last: Tick,
+    /// Seconds since the shield's epoch when first seen.
+    first_seen: u32,
+    /// Created during a burst of never-seen prefixes.
+    new_in_burst: bool,
+    window: signature::Window,
+    /// The window id a dry-run match was last reported for.
+    reported: u32,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct ClassCell {
+    tat: Tick,
+    last: Tick,
+}
+
+/// A dynamic block.
+#[derive(Debug, Clone)]
+pub struct Blocked {
+    pub until: Instant,
+    pub reason: String,
+    pub since: SystemTime,
+}
+
+pub struct Shield {
+    epoch: Instant,
+    epoch_unix: u64,
+    addrs: table::Table<AddrCell>,
+    prefixes: table::Table<PrefixCell>,
+    classes: table::Table<ClassCell>,
+    stems: table::Table<signature::StemCell>,
+    dynamic: RwLock<CidrSet<Blocked>>,
+    any_dynamic: AtomicBool,
+    pub top: topk::TopK,
+    keys: arc_swap::ArcSwap<(String, challenge::Keys)>,
+    pub flood: Flood,
+    rng: AtomicU64,
+}
+
+/// A connection counted against its address and prefix; give it back with [`Shield::release`].
+#[derive(Debug, Default)]
+pub struct ConnTicket {
+    addr: Option<u64>,
+    prefix: Option<u64>,
+}
+
+/// Who sent a request, as the shield sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct Client {
+    pub ip: IpAddr,
+    pub prefix: IpNet,
+}
+
+/// What the request path must do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    Pass,
+    /// 429 with Retry-After.
+    Reject {
+        reason: &'static str,
+        retry_after: Duration,
+    },
+    /// The proof-of-work page.
+    Challenge {
+        reason: &'static str,
+        difficulty: u8,
+    },
+    /// Close the connection without an answer.
+    Close {
+        reason: &'static str,
+    },
+    /// 403 and close: a blocked client behind a trusted proxy.
+    Block {
+        reason: &'static str,
+    },
+}
+
+pub struct Verdict {
+    pub action: Action,
+    pub client: Client,
+    pub priority: Priority,
+    /// The client has no valid visitor cookie: give it one.
+    pub give_visitor_cookie: bool,
+}
+
+/// Where the shield reports what it did.
+pub struct Report<'a> {
+    pub metrics: &'a crate::metrics::Metrics,
+    pub events: &'a crate::events::EventLog,
+}
+
+impl Report<'_> {
+    pub fn count(&self, action: &str, reason: &str, site: &str) {
+        self.metrics.shield.action(action, reason, site);
+    }
+}
+
+/// The request facts the shield judges.
+pub struct Facts<'a> {
+    pub peer: IpAddr,
+    pub version: http::Version,
+    pub method: &'a http::Method,
+    pub path_and_query: &'a str,
+    pub headers: &'a http::HeaderMap,
+    pub new_connection: bool,
+    pub site: &'a str,
+    pub site_load: &'a SiteLoad,
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+impl Shield {
+    pub fn new(cfg: &Cfg) -> Shield {
+        let secret = cfg.challenge.secret.clone();
+        let keys = challenge::Keys::new(&secret);
+        Shield {
+            epoch: Instant::now(),
+            epoch_unix: unix_now(),
+            addrs: table::Table::new(cfg.max_addresses),
+            prefixes: table::Table::new(cfg.max_prefixes),
+            classes: table::Table::new(cfg.max_addresses / 4 + 1024),
+            stems: table::Table::new(16_384),
+            dynamic: RwLock::new(CidrSet::default()),
+            any_dynamic: AtomicBool::new(false),
+            top: topk::TopK::new(32),
+            keys: arc_swap::ArcSwap::from_pointee((secret, keys)),
+            flood: Flood::default(),
+            rng: AtomicU64::new(unix_now() ^ 0x9e37_79b9_7f4a_7c15),
+        }
+    }
+
+    /// A new config: a changed secret changes the key (clearances and visitor cookies signed
+    /// with the old one stop counting).
+    pub fn reconfigure(&self, cfg: &Cfg) {
+        if self.keys.load().0 != cfg.challenge.secret {
+            let secret = cfg.challenge.secret.clone();
+            let keys = challenge::Keys::new(&secret);
+            self.keys.store(Arc::new((secret, keys)));
+        }
+    }
+
+    pub fn keys(&self) -> arc_swap::Guard<Arc<(String, challenge::Keys)>> {
+        self.keys.load()
+    }
+
+    fn tick(&self, now: Instant) -> Tick {
+        gcra::ticks(now.saturating_duration_since(self.epoch)) as Tick
+    }
+
+    fn secs(&self, now: Instant) -> u32 {
+        now.saturating_duration_since(self.epoch).as_secs() as u32
+    }
+
+    pub fn random(&self) -> u64 {
+        crate::upstream::balance::next_random(&self.rng)
+    }
+
+    /// Connection defence, before anything is read: the block lists, concurrent connections
+    /// per address and per prefix, new connections per second per address.
+    pub fn on_accept(&self, rt: &ShieldRt, ip: IpAddr, now: Instant) -> Result<ConnTicket, &'static str> {
+        let ip = identity::canonical(ip);
+        if !rt.cfg.enabled || rt.allow.contains(ip) {
+            return Ok(ConnTicket::default());
+        }
+        let dry = rt.cfg.mode == ShieldMode::DryRun;
+        if let Some(reason) = self.blocked(rt, ip) {
+            if !dry {
+                return Err(reason);
+            }
+        }
+        let t = self.tick(now);
+        let c = &rt.cfg.connections;
+        let akey = self.addrs.key(&ip);
+        let fresh = AddrCell { req_tat: t, conn_tat: t, conns: 0, last: t };
+        let addr = self.addrs.with(
+            akey,
+            || fresh,
+            |cell| {
+                cell.last = t;
+                if c.per_address > 0 && cell.conns >= c.per_address {
+                    return Err("connections_per_address");
+                }
+                if let Some(g) = &rt.new_conns {
+                    g.check(&mut cell.conn_tat, t).map_err(|_| "new_connections")?;
+                }
+                cell.conns += 1;
+                Ok(())
+            },
+        );
+        let addr = match addr {
+            Some(Err(reason)) if !dry => return Err(reason),
+            Some(Err(_)) | None => None,
+            Some(Ok(())) => Some(akey),
+        };
+        let net = rt.prefix(ip);
+        let pkey = self.prefixes.key(&net);
+        let secs = self.secs(now);
+        let prefix = self.prefixes.with(
+            pkey,
+            || self.new_prefix_cell(t, secs),
+            |cell| {
+                cell.last = t;
+                if c.per_prefix > 0 && cell.conns >= c.per_prefix {
+                    return Err("connections_per_prefix");
+                }
+                cell.conns += 1;
+                Ok(())
+            },
+        );
+        let prefix = match prefix {
+            Some(Err(reason)) => {
+                if dry {
+                    None
+                } else {
+                    self.release(ConnTicket { addr, prefix: None });
+                    return Err(reason);
+                }
+            }
+            None => None,
+            Some(Ok(())) => Some(pkey),
+        };
+        Ok(ConnTicket { addr, prefix })
+    }
+
+    /// A connection counted by [`Shield::on_accept`] closed.
+    pub fn release(&self, ticket: ConnTicket) {
+        if let Some(k) = ticket.addr {
+            self.addrs.get(k, |c| c.conns = c.conns.saturating_sub(1));
+        }
+        if let Some(k) = ticket.prefix {
+            self.prefixes.get(k, |c| c.conns = c.conns.saturating_sub(1));
+        }
+    }
+
+    fn new_prefix_cell(&self, t: Tick, secs: u32) -> PrefixCell {
+        let new_in_burst = self.flood.count_new_prefix();
+        PrefixCell {
+            conns: 0,
+            req_tat: t,
+            last: t,
+            first_seen: secs,
+            new_in_burst,
+            window: signature::Window::default(),
+            reported: u32::MAX,
+        }
+    }
+
+    /// The reason `ip` is blocked, if it is (static list, then dynamic blocks).
+    fn blocked(&self, rt: &ShieldRt, ip: IpAddr) -> Option<&'static str> {
+        if !rt.block.is_empty() && rt.block.contains(ip) {
+            return Some("blocklist");
+        }
+        if self.any_dynamic.load(Relaxed) {
+            let now = Instant::now();
+            if let Ok(d) = self.dynamic.read() {
+                if d.lookup(ip).is_some_and(|(_, b)| b.until > now) {
+                    return Some("blocked");
+                }
+            }
+        }
+        None
+    }
+
+    /// Blocks `net` until `until` (dynamic; expires by itself).
+    pub fn block(&self, net: IpNet, until: Instant, reason: String) {
+        if let Ok(mut d) = self.dynamic.write() {
+            d.insert(net, Blocked { until, reason, since: SystemTime::now() });
+            self.any_dynamic.store(true, Relaxed);
+        }
+    }
+
+    pub fn unblock(&self, net: &IpNet) -> bool {
+        self.dynamic.write().ok().and_then(|mut d| d.remove(net)).is_some()
+    }
+
+    /// Judges one request (after routing, before the cache).
+    pub fn check(&self, rt: &ShieldRt, f: &Facts, rep: &Report, now: Instant) -> Verdict {
+        let client = rt.client(f.peer, f.headers);
+        let ip = client.ip;
+        let pass = |priority| Verdict { action: Action::Pass, client, priority, give_visitor_cookie: false };
+        if !rt.cfg.enabled || rt.allow.contains(ip) {
+            return pass(Priority::Known);
+        }
+        let cfg = &rt.cfg;
+        let dry = cfg.mode == ShieldMode::DryRun;
+        let unix = unix_now();
+        let keys = self.keys.load();
+        let prefix_s = client.prefix.to_string();
+        let cleared =
+            challenge::cookie(f.headers, challenge::CLEARANCE).is_some_and(|c| keys.1.clearance_ok(c, &prefix_s, unix));
+        let visitor_since =
+            challenge::cookie(f.headers, challenge::VISITOR).and_then(|c| keys.1.visitor_issued(c, unix));
+        let surge = self.surge_start(f.site_load);
+        let verdict = match self.blocked(rt, ip) {
+            Some(reason) => Some((Kind::Block, reason)),
+            None => self.judge(rt, f, client, cleared, rep, now),
+        };
+        let path = f.path_and_query;
+        let critical = cleared
+            || cfg.admission.priority_paths.iter().any(|p| path_in(path, p))
+            || visitor_since.is_some_and(|v| surge.is_none_or(|s| v < s));
+        let priority = if critical {
+            Priority::Critical
+        } else if self.seen_before(client.prefix, surge) {
+            Priority::Known
+        } else {
+            Priority::Other
+        };
+        let give_visitor_cookie = cfg.challenge.visitor_cookie && visitor_since.is_none();
+        let Some((action, reason)) = verdict else {
+            return Verdict { action: Action::Pass, client, priority, give_visitor_cookie };
+        };
+        self.top.add(client.prefix, 1);
+        let (name, action) = match action {
+            Kind::Block => ("block", Action::Block { reason }),
+            Kind::Close => ("close", Action::Close { reason }),
+            Kind::Reject(retry_after) => ("reject", Action::Reject { reason, retry_after }),
+            Kind::Challenge => ("challenge", Action::Challenge { reason, difficulty: self.difficulty(cfg) }),
+        };
+        if dry {
+            rep.count(&format!("dry_run_{name}"), reason, f.site);
+            return Verdict { action: Action::Pass, client, priority, give_visitor_cookie };
+        }
+        rep.count(name, reason, f.site);
+        Verdict { action, client, priority, give_visitor_cookie }
+    }
+
+    /// The signature, the rate limits and the challenge rule, in that order; None passes.
+    fn judge(
+        &self,
+        rt: &ShieldRt,
+        f: &Facts,
+        client: Client,
+        cleared: bool,
+        rep: &Report,
+        now: Instant,
+    ) -> Option<(Kind, &'static str)> {
+        let cfg = &rt.cfg;
+        let t = self.tick(now);
+        let secs = self.secs(now);
+        let sig = &cfg.signatures;
+        let window_id = secs / (sig.window.get().as_secs().max(1) as u32);
+        let mut feats = signature::features(f.version, f.path_and_query, f.headers, f.new_connection);
+        if sig.enabled && signature::request_score(feats) >= 0.3 {
+            let stem = signature::stem(f.path_and_query);
+            let key = self.stems.key(&(f.site, &stem));
+            let target = self.stems.key(&f.path_and_query);
+            let busting =
+                self.stems.with(key, signature::StemCell::default, |c| c.add(window_id, target)).unwrap_or(false);
+            if busting {
+                feats |= signature::BUSTING;
+            }
+        }
+        let suspicious = !cleared && signature::request_score(feats) >= 0.5;
+        let flood = if suspicious { self.flood.suspicious(sig.flood_rate, t) } else { self.flood.active() };
+
+        // Rate limits, tightest first: the path class, the address, the prefix. A request
+        // over one limit takes no token from the next.
+        let mut over: Option<(RateAction, Duration, &'static str)> = None;
+        if let Some(class) = rt.classes.iter().find(|c| {
+            c.paths.iter().any(|p| path_in(f.path_and_query, p))
+                && (c.sites.is_empty() || c.sites.iter().any(|s| s == f.site))
+        }) {
+            if let Some(g) = &class.gcra {
+                let key = self.classes.key(&(client.ip, class.index));
+                let fresh = ClassCell { tat: t, last: t };
+                let wait = self.classes.with(
+                    key,
+                    || fresh,
+                    |c| {
+                        c.last = t;
+                        g.check(&mut c.tat, t).err()
+                    },
+                );
+                if let Some(Some(wait)) = wait {
+                    tracing::debug!(class = %class.name, client = %client.ip, "rate class limit");
+                    over = Some((class.action, wait, "rate_class"));
+                }
+            }
+        }
+        if let (None, Some(g)) = (over, &rt.per_address) {
+            let akey = self.addrs.key(&client.ip);
+            let fresh = AddrCell { req_tat: t, conn_tat: t, conns: 0, last: t };
+            let wait = self.addrs.with(
+                akey,
+                || fresh,
+                |cell| {
+                    cell.last = t;
+                    g.check(&mut cell.req_tat, t).err()
+                },
+            );
+            if let Some(Some(wait)) = wait {
+                over = Some((cfg.rate.action, wait, "rate_address"));
+            }
+        }
+
+        // The prefix: its signature window, and its rate.
+        let pkey = self.prefixes.key(&client.prefix);
+        let dry = sig.dry_run || cfg.mode == ShieldMode::DryRun;
+        let (mut block, mut report) = (None, None);
+        self.prefixes.with(
+            pkey,
+            || self.new_prefix_cell(t, secs),
+            |cell| {
+                cell.last = t;
+                if sig.enabled {
+                    let extra = if cell.new_in_burst && cell.first_seen + sig.window.get().as_secs() as u32 > secs {
+                        signature::NEW_PREFIX
+                    } else {
+                        0
+                    };
+                    cell.window.add(window_id, feats | extra);
+                    let w = &cell.window;
+                    if u32::from(w.n) >= sig.min_requests && w.score() >= sig.threshold {
+                        if flood && !dry {
+                            block = Some(w.describe());
+                        } else if cell.reported != window_id {
+                            cell.reported = window_id;
+                            report = Some(w.describe());
+                        }
+                    }
+                }
+                if let (None, Some(g)) = (over, &rt.per_prefix) {
+                    if let Err(wait) = g.check(&mut cell.req_tat, t) {
+                        over = Some((cfg.rate.action, wait, "rate_prefix"));
+                    }
+                }
+            },
+        );
+        if let Some(evidence) = report {
+            tracing::info!(prefix = %client.prefix, flood, %evidence, "flood signature matched (reported only)");
+            rep.count("report", "flood_signature", "-");
+        }
+        if let Some(evidence) = block {
+            return Some(self.block_flood_source(rt, client.prefix, evidence, rep, now));
+        }
+        if let Some((action, wait, reason)) = over {
+            return Some(rate_action(action, wait, reason, f.method));
+        }
+
+        // The challenge.
+        let mode = cfg.challenge.mode;
+        let exempt = cleared || cfg.challenge.exempt_paths.iter().any(|p| path_in(f.path_and_query, p));
+        if mode == ChallengeMode::Off || exempt {
+            return None;
+        }
+        let challengeable = matches!(*f.method, http::Method::GET | http::Method::HEAD);
+        let on = mode == ChallengeMode::On;
+        if challengeable && (on || (flood && suspicious)) {
+            return Some((Kind::Challenge, if on { "under_attack_mode" } else { "suspicious_in_flood" }));
+        }
+        if suspicious && (flood || on) {
+            // A request that cannot be challenged (a POST) and looks like the flood.
+            return Some((Kind::Reject(cfg.admission.retry_after.get()), "suspicious_in_flood"));
+        }
+        None
+    }
+
+    /// A prefix's traffic matched the flood signature during a flood: block it.
+    fn block_flood_source(
+        &self,
+        rt: &ShieldRt,
+        net: IpNet,
+        evidence: String,
+        rep: &Report,
+        now: Instant,
+    ) -> (Kind, &'static str) {
+        let already = self.dynamic.read().ok().and_then(|d| d.lookup(net.addr()).map(|(_, b)| b.until > now));
+        if already != Some(true) {
+            let block_for = rt.cfg.signatures.block_for.get();
+            self.block(net, now + block_for, format!("flood signature: {evidence}"));
+            tracing::warn!(prefix = %net, %evidence, "flood source blocked");
+            rep.events.push(
+                rep.metrics,
+                crate::events::Event {
+                    at: SystemTime::now(),
+                    kind: "prefix_blocked",
+                    site: "-".into(),
+                    datacenter: "-".into(),
+                    origin: Some(net.to_string()),
+                    reason: format!("flood signature, for {}: {evidence}", humantime::format_duration(block_for)),
+                },
+            );
+        }
+        (Kind::Close, "flood_signature")
+    }
+
+    /// When the current surge began (unix seconds): a flood, or the site shedding.
+    fn surge_start(&self, load: &SiteLoad) -> Option<u64> {
+        let a = self.flood.since_unix_ms().map(|ms| ms / 1000);
+        let b = load.shedding_since().map(|ms| ms / 1000);
+        match (a, b) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// The prefix was first seen before `surge` (or there is no surge).
+    fn seen_before(&self, net: IpNet, surge: Option<u64>) -> bool {
+        let Some(surge) = surge else { return true };
+        let key = self.prefixes.key(&net);
+        self.prefixes.get(key, |c| self.epoch_unix + u64::from(c.first_seen) < surge).unwrap_or(false)
+    }
+
+    /// Challenge difficulty: the configured one, plus a bit for every doubling of the flood
+    /// beyond its threshold, up to the maximum.
+    fn difficulty(&self, cfg: &Cfg) -> u8 {
+        let c = &cfg.challenge;
+        let ratio = self.flood.rate() / f64::from(cfg.signatures.flood_rate.max(1));
+        let extra = if ratio > 1.0 { ratio.log2().floor() as u8 } else { 0 };
+        c.difficulty.saturating_add(extra).min(c.max_difficulty)
+    }
+}
+
+enum Kind {
+    Block,
+    Close,
+    Reject(Duration),
+    Challenge,
+}
+
+fn rate_action(
+    action: RateAction,
+    wait: Duration,
+    reason: &'static str,
+    method: &http::Method,
+) -> (Kind, &'static str) {
+    let wait = wait.max(Duration::from_secs(1));
+    match action {
+        RateAction::Reject => (Kind::Reject(wait), reason),
+        RateAction::Close => (Kind::Close, reason),
+        RateAction::Challenge if matches!(*method, http::Method::GET | http::Method::HEAD) => (Kind::Challenge, reason),
+        RateAction::Challenge => (Kind::Reject(wait), reason),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_match_at_segment_boundaries() {
+        assert!(path_in("/checkout", "/checkout"));
+        assert!(path_in("/checkout/pay", "/checkout"));
+        assert!(path_in("/checkout?step=2", "/checkout"));
+        assert!(!path_in("/checkoutQWERTY", "/checkout"));
+        assert!(path_in("/api/v1", "/api/"));
+        assert!(!path_in("/apix", "/api/"));
+    }
+}

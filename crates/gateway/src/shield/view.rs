@@ -1,0 +1,98 @@
+//! What the shield shows on /status.json: the flood state with its evidence, dynamic
+//! blocks, the most offending prefixes, how many clients it tracks and what that costs,
+//! and each site's admission state.
+
+use super::admission::LoadView;
+use super::topk::Offender;
+use super::Shield;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::time::SystemTime;
+use tokio::time::Instant;
+
+#[derive(Debug, Serialize)]
+pub struct ShieldView {
+    pub enabled: bool,
+    pub mode: &'static str,
+    pub challenge: &'static str,
+    pub flood: FloodView,
+    pub blocked: Vec<BlockView>,
+    pub top_offenders: Vec<Offender>,
+    pub tracked_addresses: usize,
+    pub tracked_prefixes: usize,
+    pub table_bytes: usize,
+    pub sites: BTreeMap<String, LoadView>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct FloodView {
+    pub active: bool,
+    #[serde(with = "crate::util::rfc3339_opt")]
+    pub since: Option<SystemTime>,
+    /// Suspicious requests per second, recently.
+    pub suspicious_per_second: f64,
+    pub never_seen_prefix_burst: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct BlockView {
+    pub prefix: String,
+    pub reason: String,
+    #[serde(with = "crate::util::rfc3339")]
+    pub since: SystemTime,
+    pub remaining_seconds: u64,
+}
+
+impl Shield {
+    pub fn view(&self, cfg: &crate::config::shield::Shield, sites: BTreeMap<String, LoadView>) -> ShieldView {
+        let now = Instant::now();
+        let mut blocked: Vec<BlockView> = self
+            .dynamic
+            .read()
+            .map(|d| {
+                d.iter()
+                    .filter(|(_, b)| b.until > now)
+                    .map(|(net, b)| BlockView {
+                        prefix: net.to_string(),
+                        reason: b.reason.clone(),
+                        since: b.since,
+                        remaining_seconds: b.until.saturating_duration_since(now).as_secs(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        blocked.sort_by_key(|b| std::cmp::Reverse(b.since));
+        blocked.truncate(200);
+        ShieldView {
+            enabled: cfg.enabled,
+            mode: match cfg.mode {
+                crate::config::shield::ShieldMode::Enforce => "enforce",
+                crate::config::shield::ShieldMode::DryRun => "dry-run",
+            },
+            challenge: match cfg.challenge.mode {
+                crate::config::shield::ChallengeMode::Off => "off",
+                crate::config::shield::ChallengeMode::Auto => "auto",
+                crate::config::shield::ChallengeMode::On => "on",
+            },
+            flood: FloodView {
+                active: self.flood.active(),
+                since: self
+                    .flood
+                    .since_unix_ms()
+                    .map(|ms| SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(ms)),
+                suspicious_per_second: (self.flood.rate() * 10.0).round() / 10.0,
+                never_seen_prefix_burst: self.flood.new_prefix_burst(),
+            },
+            blocked,
+            top_offenders: self.top.top(10),
+            tracked_addresses: self.addrs.len(),
+            tracked_prefixes: self.prefixes.len(),
+            table_bytes: self.table_bytes(),
+            sites,
+        }
+    }
+
+    pub fn table_bytes(&self) -> usize {
+        self.addrs.bytes() + self.prefixes.bytes() + self.classes.bytes() + self.stems.bytes()
+    }
+}
