@@ -18,6 +18,10 @@ pub struct Outcome<'a> {
     pub stale: bool,
     /// catalogue (pages, images, CSS, search: cacheable), cart, checkout.
     pub kind: &'static str,
+    /// holdfast challenged the shopper first (who passed, as a browser does).
+    pub challenged: bool,
+    /// holdfast's shield refused the request (rate limit, block, shed).
+    pub mitigated: bool,
 }
 
 impl Outcome<'_> {
@@ -32,8 +36,10 @@ pub struct SiteSecond {
     pub requests: u32,
     pub ok: u32,
     pub failed: u32,
-    /// Refused by a shield (429, or 503 with a challenge/shed page).
+    /// Refused by holdfast's shield (rate limit, block, shed).
     pub rejected: u32,
+    /// Challenged first (and passed, as a browser would).
+    pub challenged: u32,
     pub checkout_attempts: u32,
     pub checkout_ok: u32,
     pub stale: u32,
@@ -97,10 +103,9 @@ impl Recorder {
                 site.ok += 1;
             } else {
                 site.failed += 1;
-                if o.status == Some(429) {
-                    site.rejected += 1;
-                }
             }
+            site.rejected += u32::from(o.mitigated);
+            site.challenged += u32::from(o.challenged);
             if o.checkout {
                 site.checkout_attempts += 1;
                 site.checkout_ok += u32::from(ok);
@@ -164,6 +169,7 @@ pub struct SiteSummary {
     pub checkout_attempts: u64,
     pub checkout_ok: u64,
     pub rejected: u64,
+    pub challenged: u64,
     pub stale: u64,
     pub p50_ms: f64,
     pub p99_ms: f64,
@@ -189,6 +195,7 @@ pub fn summarize(seconds: &[Second], fault_at: Option<Duration>) -> BTreeMap<Str
                 sum.checkout_attempts += u64::from(site.checkout_attempts);
                 sum.checkout_ok += u64::from(site.checkout_ok);
                 sum.rejected += u64::from(site.rejected);
+                sum.challenged += u64::from(site.challenged);
                 sum.stale += u64::from(site.stale);
                 if grace.is_some_and(|g| u64::from(s.t) >= g) {
                     sum.failed_after_first_second += u64::from(site.failed);
@@ -235,6 +242,8 @@ mod tests {
                 checkout: i % 10 == 0,
                 stale: false,
                 kind: "catalogue",
+                challenged: false,
+                mitigated: false,
             };
             r.record(start + Duration::from_millis(i * 30), &o);
         }

@@ -108,6 +108,22 @@ pub fn table(report: &Report) -> String {
                 );
             }
         }
+        if let Some(all) = r.summary.get("all") {
+            if r.mode == Mode::Holdfast || all.rejected > 0 {
+                let n = all.requests.max(1) as f64;
+                let _ = write!(
+                    out,
+                    "; shoppers challenged {} ({}), refused by the shield {} ({})",
+                    all.challenged,
+                    pct(all.challenged as f64 / n),
+                    all.rejected,
+                    pct(all.rejected as f64 / n)
+                );
+            }
+        }
+        if let Some(line) = r.gateway_status.as_ref().and_then(shield_evidence) {
+            let _ = write!(out, "; {line}");
+        }
         if let Some(b) = r.back_on_preferred_after_s {
             let _ = write!(out, "; back on preferred data center {b:.0} s after recovery");
         }
@@ -117,6 +133,17 @@ pub fn table(report: &Report) -> String {
     }
     out.push('\n');
     out
+}
+
+/// What the gateway's status says its shield did: floods, blocks, shedding.
+fn shield_evidence(status: &serde_json::Value) -> Option<String> {
+    let events = status.get("events")?.as_array()?;
+    let count = |kind: &str| events.iter().filter(|e| e["kind"] == kind).count();
+    let (floods, blocked, shedding) = (count("flood_started"), count("prefix_blocked"), count("shedding_started"));
+    if floods + blocked + shedding == 0 {
+        return Some("shield: no flood, no block, no shedding".into());
+    }
+    Some(format!("shield: {floods} flood(s) detected, {blocked} prefixes blocked, shedding started {shedding} time(s)"))
 }
 
 /// Shaded bands: (from, to, colour, label) from the events.

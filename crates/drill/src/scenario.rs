@@ -16,6 +16,7 @@ pub const BUILT_IN: &[(&str, &str)] = &[
     ("dc-errors", include_str!("../scenarios/dc-errors.toml")),
     ("payback", include_str!("../scenarios/payback.toml")),
     ("flash-crowd", include_str!("../scenarios/flash-crowd.toml")),
+    ("christmas-rush", include_str!("../scenarios/christmas-rush.toml")),
     ("slowloris", include_str!("../scenarios/slowloris.toml")),
     ("total-outage", include_str!("../scenarios/total-outage.toml")),
 ];

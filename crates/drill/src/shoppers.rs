@@ -2,7 +2,9 @@
 //! with cookies, that browse (home with its CSS, a category, a product with its image, a
 //! search), and a share of which put something in the cart and check out with an
 //! Idempotency-Key. Think times between pages. How many are active follows a watch channel
-//! (a surge multiplies them).
+//! (a surge multiplies them). Like browsers, they keep every cookie they are given and pass
+//! holdfast's proof-of-work challenge when they get one (its script would run in a browser;
+//! here the same work is done in Rust).
 
 use crate::client;
 use crate::measure::{Outcome, Recorder};
@@ -11,6 +13,7 @@ use http::{header, Method, Request};
 use http_body_util::{BodyExt, Full};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -44,7 +47,8 @@ pub async fn shopper(
     let target = &plan.targets[id as usize % plan.targets.len()];
     let dst = target.addrs[(id as usize / plan.targets.len()) % target.addrs.len()];
     let src = client::source_addr(1, id);
-    let mut session = Session { target, dst, src, conn: None, cookie: None, rec: &rec, timeout: plan.timeout };
+    let mut session =
+        Session { target, dst, src, conn: None, cookies: BTreeMap::new(), rec: &rec, timeout: plan.timeout };
     let mut order = 0u32;
     // Stagger the start so sessions do not all begin in the same millisecond.
     tokio::time::sleep(plan.think.mul_f64(rng.gen::<f64>())).await;
@@ -107,7 +111,8 @@ struct Session<'a> {
     dst: SocketAddr,
     src: std::net::Ipv4Addr,
     conn: Option<hyper::client::conn::http1::SendRequest<Full<Bytes>>>,
-    cookie: Option<String>,
+    /// The cookie jar: name -> value.
+    cookies: BTreeMap<String, String>,
     rec: &'a Recorder,
     timeout: Duration,
 }
@@ -125,16 +130,18 @@ impl Session<'_> {
         let checkout = path == "/checkout";
         let is_post = method == Method::POST;
         let started = Instant::now();
-        let result = tokio::time::timeout(self.timeout, self.exchange(method, path, body, key)).await;
-        let (status, dc, stale, order) = match result {
+        let result = tokio::time::timeout(self.timeout, self.visit(method, path, body, key)).await;
+        let (answer, challenged) = match result {
             Ok(Ok(r)) => r,
             Ok(Err(_)) | Err(_) => {
                 self.conn = None; // a broken or timed-out connection is not reused
-                (None, None, false, false)
+                (Answer::default(), false)
             }
         };
+        let status = answer.status;
         // A checkout counts only with an order id in the answer.
-        let status = if checkout && !order { status.filter(|s| !(200..400).contains(s)).or(Some(599)) } else { status };
+        let status =
+            if checkout && !answer.order { status.filter(|s| !(200..400).contains(s)).or(Some(599)) } else { status };
         let kind = match (checkout, path.starts_with("/cart"), is_post) {
             (true, _, _) => "checkout",
             (false, true, true) => "cart-add (POST, no Idempotency-Key)",
@@ -145,12 +152,40 @@ impl Session<'_> {
             site: &self.target.site,
             status,
             latency: started.elapsed(),
-            datacenter: dc,
+            datacenter: answer.datacenter,
             checkout,
-            stale,
+            stale: answer.stale,
             kind,
+            challenged,
+            mitigated: answer.mitigated.is_some_and(|m| m != "challenge") || status == Some(429),
         };
         self.rec.record(started, &o);
+    }
+
+    /// One page as a browser gets it: the request, and when holdfast answers with its
+    /// challenge, the work, the verification and the request again. True when challenged.
+    async fn visit(
+        &mut self,
+        method: Method,
+        path: &str,
+        body: String,
+        key: Option<String>,
+    ) -> anyhow::Result<(Answer, bool)> {
+        let first = self.exchange(method.clone(), path, body.clone(), key.clone()).await?;
+        if first.mitigated.as_deref() != Some("challenge") {
+            return Ok((first, false));
+        }
+        let token = first.body.split("solve(\"").nth(1).and_then(|t| t.split('"').next()).unwrap_or_default();
+        let token = token.to_string();
+        let nonce = tokio::task::spawn_blocking({
+            let token = token.clone();
+            move || holdfast_gateway::shield::challenge::solve(&token)
+        })
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("no nonce for the challenge"))?;
+        let verify = format!("{}?t={token}&n={nonce}&r=%2F", holdfast_gateway::shield::challenge::VERIFY_PATH);
+        self.exchange(Method::GET, &verify, String::new(), None).await?;
+        Ok((self.exchange(method, path, body, key).await?, true))
     }
 
     async fn exchange(
@@ -159,7 +194,7 @@ impl Session<'_> {
         path: &str,
         body: String,
         key: Option<String>,
-    ) -> anyhow::Result<(Option<u16>, Option<String>, bool, bool)> {
+    ) -> anyhow::Result<Answer> {
         let mut conn = match self.conn.take() {
             Some(c) if !c.is_closed() => c,
             _ => client::http1_from(self.src, self.dst).await?,
@@ -171,9 +206,11 @@ impl Session<'_> {
             .header(header::HOST, &self.target.host)
             .header(header::USER_AGENT, "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0")
             .header(header::ACCEPT, "text/html,application/xhtml+xml,*/*;q=0.8")
-            .header(header::ACCEPT_LANGUAGE, "de-DE,de;q=0.9,en;q=0.5");
-        if let Some(c) = &self.cookie {
-            req = req.header(header::COOKIE, c);
+            .header(header::ACCEPT_LANGUAGE, "de-DE,de;q=0.9,en;q=0.5")
+            .header(header::ACCEPT_ENCODING, "gzip, deflate");
+        if !self.cookies.is_empty() {
+            let jar: Vec<String> = self.cookies.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            req = req.header(header::COOKIE, jar.join("; "));
         }
         if let Some(k) = key {
             req = req.header("idempotency-key", k);
@@ -184,22 +221,46 @@ impl Session<'_> {
         let resp = conn.send_request(req.body(Full::new(Bytes::from(body)))?).await?;
         let status = resp.status().as_u16();
         let h = resp.headers();
-        let dc = h.get("x-datacenter").and_then(|v| v.to_str().ok()).map(str::to_string);
-        let stale = h.get("cache-status").and_then(|v| v.to_str().ok()).is_some_and(|v| v.contains("stale"));
-        let order = h.contains_key("x-order-id");
-        if let Some(c) = h.get(header::SET_COOKIE).and_then(|v| v.to_str().ok()) {
+        let text = |name: &str| h.get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
+        let mut answer = Answer {
+            status: Some(status),
+            datacenter: text("x-datacenter"),
+            stale: text("cache-status").is_some_and(|v| v.contains("stale")),
+            order: h.contains_key("x-order-id"),
+            mitigated: text("holdfast-mitigated"),
+            body: String::new(),
+        };
+        for c in h.get_all(header::SET_COOKIE).iter().filter_map(|v| v.to_str().ok()) {
             let pair = c.split(';').next().unwrap_or("").trim();
-            if pair.ends_with('=') {
-                self.cookie = None
-            } else {
-                self.cookie = Some(pair.to_string())
+            if let Some((k, v)) = pair.split_once('=') {
+                if v.is_empty() || c.contains("Max-Age=0") {
+                    self.cookies.remove(k);
+                } else {
+                    self.cookies.insert(k.to_string(), v.to_string());
+                }
             }
         }
         let close = h.get(header::CONNECTION).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"close"));
-        resp.into_body().collect().await?;
+        let bytes = resp.into_body().collect().await?.to_bytes();
+        if answer.mitigated.is_some() {
+            answer.body = String::from_utf8_lossy(&bytes).into_owned();
+        }
         if !close {
             self.conn = Some(conn);
         }
-        Ok((Some(status), dc, stale, order))
+        Ok(answer)
     }
+}
+
+/// What a shopper got back.
+#[derive(Default)]
+struct Answer {
+    status: Option<u16>,
+    datacenter: Option<String>,
+    stale: bool,
+    order: bool,
+    /// holdfast's `holdfast-mitigated` header: challenge, rate-limit, block, shed.
+    mitigated: Option<String>,
+    /// Kept only for holdfast's own pages.
+    body: String,
 }

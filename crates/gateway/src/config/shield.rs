@@ -256,6 +256,9 @@ pub struct Admission {
     pub origin_error_ratio: f64,
     /// holdfast itself is saturated when its event loop lags more than this.
     pub max_loop_lag: Dur,
+    /// Over the adaptive limit on requests at the origins, critical requests wait this long
+    /// for a slot, known clients a third of it, the rest not at all.
+    pub queue_timeout: Dur,
     /// Retry-After sent with shed requests.
     pub retry_after: Dur,
 }
@@ -265,9 +268,10 @@ impl Default for Admission {
         Admission {
             enabled: true,
             priority_paths: vec!["/checkout".into(), "/payment".into()],
-            origin_latency: Dur::secs(1),
+            origin_latency: Dur::millis(500),
             origin_error_ratio: 0.2,
             max_loop_lag: Dur::millis(200),
+            queue_timeout: Dur::secs(3),
             retry_after: Dur::secs(5),
         }
     }

@@ -96,11 +96,24 @@ pub async fn forward(
     site.retry_budget.request(clock::ms(now));
     let mut tried = [0usize; 10];
     let mut last = ErrorKind::Connect;
+    let mut overloaded = false;
     for attempt in 1..=cfg.retry.attempts.min(10) {
         let idx = attempt as usize - 1;
-        let (selection, changes) = upstream::choose(&site.pools, cfg, &tried[..idx], clock::ms(now), &site.rng);
+        let (mut selection, changes) = upstream::choose(&site.pools, cfg, &tried[..idx], clock::ms(now), &site.rng);
         for c in changes {
             crate::events::pool_changed(shared, site, &c);
+        }
+        if selection.is_none() && overloaded {
+            // Every origin was tried and the last said 503 (overloaded): rather than fail, try
+            // them again after a short, jittered pause, as a browser's user would.
+            let pause = std::time::Duration::from_millis(
+                100 * u64::from(attempt) + upstream::balance::next_random(&site.rng) % 100,
+            );
+            if Instant::now() + pause < deadline {
+                tokio::time::sleep(pause).await;
+                now = Instant::now();
+                selection = upstream::choose(&site.pools, cfg, &[], clock::ms(now), &site.rng).0;
+            }
         }
         let Some(sel) = selection else { break };
         let origin = sel.origin;
@@ -130,6 +143,7 @@ pub async fn forward(
                 if can_retry
                     && site.retry_budget.try_retry(now_ms, cfg.retry.budget_ratio, cfg.retry.budget_min_per_second)
                 {
+                    overloaded = status == 503;
                     origin.stats.in_flight.fetch_sub(1, Relaxed);
                     shared.metrics.retry(&site.name, "status_5xx");
                     drop(resp);

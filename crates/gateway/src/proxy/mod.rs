@@ -143,12 +143,25 @@ async fn to_site(
     };
 
     // 6. Adaptive admission: while origins are saturated, requests that need them are
-    // admitted by priority; the shed ones get a stale copy if there is one, else 503.
+    // admitted by priority, and over the adaptive limit they queue (critical first) or are
+    // shed; a shed one gets a stale copy if there is one, else 503.
     let adm = &snap.file.shield;
+    let mut _slot = None;
     if adm.enabled && adm.admission.enabled {
+        let dry = adm.mode == crate::config::shield::ShieldMode::DryRun;
         let r = (crate::upstream::balance::next_random(&site.rng) >> 11) as f64 / (1u64 << 53) as f64;
-        if !site.load.admit(priority, r) {
-            let dry = adm.mode == crate::config::shield::ShieldMode::DryRun;
+        let mut admitted = site.load.admit(priority, r);
+        if admitted && !dry {
+            let wait = adm.admission.queue_timeout.get();
+            let patience = match priority {
+                crate::shield::Priority::Critical => wait,
+                crate::shield::Priority::Known => wait / 3,
+                crate::shield::Priority::Other => std::time::Duration::ZERO,
+            };
+            _slot = site.load.enter(priority, patience).await;
+            admitted = _slot.is_some();
+        }
+        if !admitted {
             shared.metrics.shield.action(if dry { "dry_run_shed" } else { "shed" }, priority.as_str(), &site.name);
             if !dry {
                 if let Some(hit) = plan.as_deref().and_then(|p| cached::stale_on_error(p, None)) {
@@ -193,7 +206,9 @@ async fn to_site(
     let upstream_req = Request::from_parts(parts, ReqBody::new(body, max_body).with_min_rate(min_rate, grace));
 
     // 7. The origins: failover order, balancing, retries elsewhere (proxy::forward).
-    match forward::forward(shared, &snap, &site, upstream_req, fin.started).await {
+    let forwarded = forward::forward(shared, &snap, &site, upstream_req, fin.started).await;
+    drop(_slot); // the origin has answered (or failed): its slot is free for the next request
+    match forwarded {
         forward::Forwarded::Response { resp, conn, pool, origin } => {
             let (mut head, body) = resp.into_parts();
             headers::remove_hop_by_hop(&mut head.headers);

@@ -14,6 +14,10 @@ use http::header::{self, HeaderValue};
 use http::{Response, StatusCode};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+/// Says which of the shield's answers a response is (challenge, rate-limit, block, shed),
+/// as Cloudflare's `cf-mitigated` does, so clients and tools can tell it from the origin's.
+pub const MITIGATED: &str = "holdfast-mitigated";
+
 /// Marks a response that must not be sent: the connection is closed instead.
 #[derive(Debug, Clone, Copy)]
 pub struct CloseSilently;
@@ -43,9 +47,14 @@ pub fn act(
         Action::Reject { retry_after, .. } => {
             let mut r = site_page(fin, site, Problem::TooMany, false);
             r.headers_mut().insert(header::RETRY_AFTER, secs(*retry_after));
+            r.headers_mut().insert(MITIGATED, HeaderValue::from_static("rate-limit"));
             r
         }
-        Action::Block { .. } => site_page(fin, site, Problem::Blocked, true),
+        Action::Block { .. } => {
+            let mut r = site_page(fin, site, Problem::Blocked, true);
+            r.headers_mut().insert(MITIGATED, HeaderValue::from_static("block"));
+            r
+        }
         Action::Close { .. } => {
             let mut r = local_response(fin, StatusCode::FORBIDDEN, String::new(), true);
             r.extensions_mut().insert(CloseSilently);
@@ -73,7 +82,7 @@ fn challenge_page(
     let html = pages::challenge_page(&site.language, &site.name, &token, difficulty, challenge::VERIFY_PATH, target);
     fin.status = 403;
     let mut r = local_response(fin, StatusCode::FORBIDDEN, html, false);
-    r.headers_mut().insert("holdfast-mitigated", HeaderValue::from_static("challenge"));
+    r.headers_mut().insert(MITIGATED, HeaderValue::from_static("challenge"));
     r
 }
 
@@ -146,5 +155,6 @@ pub fn give_visitor_cookie(shared: &Shared, resp: &mut Response<RespBody>, https
 pub fn shed(fin: Box<Finished>, site: &SiteRt, retry_after: Duration) -> Response<RespBody> {
     let mut r = site_page(fin, site, Problem::Busy, false);
     r.headers_mut().insert(header::RETRY_AFTER, secs(retry_after));
+    r.headers_mut().insert(MITIGATED, HeaderValue::from_static("shed"));
     r
 }

@@ -4,14 +4,22 @@
 //! cookie or clearance from before the surge) are always admitted, then prefixes seen before
 //! the surge, then the rest.
 //!
-//! The controller is additive-increase / multiplicative-style on a shed level from 0 to 2:
-//! 0 admits everything; 0..1 sheds that share of the lowest priority; 1..2 sheds all of it
-//! and that share of the middle one. It rises quickly while saturated and falls slowly after.
+//! Two controls work together, both moved every tick by whether the site is saturated:
+//! - a shed level from 0 to 2: 0 admits everything; 0..1 sheds that share of the lowest
+//!   priority; 1..2 sheds all of it and that share of the middle one. It rises quickly while
+//!   saturated and falls slowly after.
+//! - a limit on requests at the origins at once (AIMD, as Envoy's adaptive concurrency and
+//!   Netflix's concurrency-limits): cut to 80% of what was in flight when saturated, grown by
+//!   an eighth when not. Over the limit a request waits for a slot, critical ones first (as
+//!   HAProxy's queue with priority classes), up to its priority's patience; the lowest
+//!   priority does not wait. Checkouts queue briefly instead of meeting an origin's 503.
 
 use crate::config::shield::Admission as Cfg;
 use serde::Serialize;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::Notify;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Priority {
@@ -33,12 +41,23 @@ impl Priority {
 const RISE: u32 = 150; // per tick while saturated (thousandths)
 const FALL: u32 = 40; // per tick while not
 const MAX_LEVEL: u32 = 2000;
+/// The concurrency limit's range.
+const MIN_LIMIT: u32 = 4;
+const MAX_LIMIT: u32 = 100_000;
 
-/// One site's load and shed level.
-#[derive(Debug, Default)]
+/// One site's load, shed level and concurrency limit.
+#[derive(Debug)]
 pub struct SiteLoad {
-    /// Requests at origins now.
+    /// Requests at origins now (each try, waiting for response headers).
     pub in_flight: AtomicU32,
+    /// Admitted requests between admission and their origin's response headers.
+    slots: AtomicU32,
+    /// The most slots held at once in this tick.
+    peak: AtomicU32,
+    limit: AtomicU32,
+    /// Requests waiting for a slot, by priority, and their wake-ups.
+    waiting: [AtomicU32; 3],
+    wake: [Notify; 3],
     /// Moving average of the origins' time to response headers, microseconds.
     latency_us: AtomicU64,
     ok: AtomicU32,
@@ -49,6 +68,38 @@ pub struct SiteLoad {
     since_ms: AtomicU64,
     /// Requests shed since start, for status.
     shed: AtomicU64,
+}
+
+impl Default for SiteLoad {
+    fn default() -> Self {
+        SiteLoad {
+            in_flight: AtomicU32::new(0),
+            slots: AtomicU32::new(0),
+            peak: AtomicU32::new(0),
+            limit: AtomicU32::new(MAX_LIMIT),
+            waiting: Default::default(),
+            wake: Default::default(),
+            latency_us: AtomicU64::new(0),
+            ok: AtomicU32::new(0),
+            failed: AtomicU32::new(0),
+            level: AtomicU32::new(0),
+            since_ms: AtomicU64::new(0),
+            shed: AtomicU64::new(0),
+        }
+    }
+}
+
+/// A slot at the site's origins; given back on drop.
+pub struct Slot(Arc<SiteLoad>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.slots.fetch_sub(1, Relaxed);
+        // The most urgent waiter goes next.
+        if let Some(p) = (0..3).find(|&p| self.0.waiting[p].load(Relaxed) > 0) {
+            self.0.wake[p].notify_one();
+        }
+    }
 }
 
 /// A change worth an event.
@@ -65,6 +116,9 @@ pub struct LoadView {
     pub in_flight: u32,
     pub shedding_since_unix_ms: Option<u64>,
     pub shed_total: u64,
+    /// Requests admitted to the origins at once at most (adaptive).
+    pub concurrency_limit: u32,
+    pub waiting: u32,
 }
 
 impl SiteLoad {
@@ -103,6 +157,14 @@ impl SiteLoad {
         }
         let level = self.level.load(Relaxed);
         let next = if why.is_empty() { level.saturating_sub(FALL) } else { (level + RISE).min(MAX_LEVEL) };
+        let peak = self.peak.swap(self.slots.load(Relaxed), Relaxed);
+        let limit = self.limit.load(Relaxed);
+        let new_limit = if why.is_empty() {
+            limit.saturating_add((limit / 8).max(1)).min(MAX_LIMIT)
+        } else {
+            (f64::from(limit.min(peak.max(MIN_LIMIT))) * 0.8) as u32
+        };
+        self.limit.store(new_limit.max(MIN_LIMIT), Relaxed);
         self.level.store(next, Relaxed);
         match (level, next) {
             (0, n) if n > 0 => {
@@ -114,6 +176,57 @@ impl SiteLoad {
                 Some(Change::Ended)
             }
             _ => None,
+        }
+    }
+
+    /// A slot at the origins for a request of `priority`: at once when under the limit,
+    /// else after waiting (critical ones first) up to `patience`; None: shed.
+    pub async fn enter(self: &Arc<Self>, priority: Priority, patience: Duration) -> Option<Slot> {
+        if let Some(slot) = self.try_enter() {
+            return Some(slot);
+        }
+        if patience.is_zero() {
+            self.shed.fetch_add(1, Relaxed);
+            return None;
+        }
+        let p = priority as usize;
+        self.waiting[p].fetch_add(1, Relaxed);
+        let deadline = tokio::time::Instant::now() + patience;
+        let slot = loop {
+            let notified = self.wake[p].notified();
+            if let Some(slot) = self.try_enter() {
+                break Some(slot);
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                break self.try_enter();
+            }
+        };
+        self.waiting[p].fetch_sub(1, Relaxed);
+        if slot.is_none() {
+            self.shed.fetch_add(1, Relaxed);
+        } else if let Some(next) = (0..3).find(|&q| self.waiting[q].load(Relaxed) > 0) {
+            // A slot may be free for the next waiter too.
+            if self.slots.load(Relaxed) < self.limit.load(Relaxed) {
+                self.wake[next].notify_one();
+            }
+        }
+        slot
+    }
+
+    fn try_enter(self: &Arc<Self>) -> Option<Slot> {
+        let limit = self.limit.load(Relaxed);
+        let mut n = self.slots.load(Relaxed);
+        loop {
+            if n >= limit {
+                return None;
+            }
+            match self.slots.compare_exchange_weak(n, n + 1, Relaxed, Relaxed) {
+                Ok(_) => {
+                    self.peak.fetch_max(n + 1, Relaxed);
+                    return Some(Slot(self.clone()));
+                }
+                Err(now) => n = now,
+            }
         }
     }
 
@@ -144,6 +257,8 @@ impl SiteLoad {
             in_flight: self.in_flight.load(Relaxed),
             shedding_since_unix_ms: self.shedding_since(),
             shed_total: self.shed.load(Relaxed),
+            concurrency_limit: self.limit.load(Relaxed),
+            waiting: self.waiting.iter().map(|w| w.load(Relaxed)).sum(),
         }
     }
 }
@@ -196,6 +311,41 @@ mod tests {
         assert!(ended);
         assert!(s.admit(Priority::Other, 0.0));
         assert!(s.view().shed_total >= 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn over_the_limit_critical_requests_wait_first_and_the_rest_is_shed() {
+        let s = Arc::new(SiteLoad::default());
+        // Saturated with 10 in flight: the limit drops to 80% of that.
+        let held: Vec<Slot> = (0..10).map(|_| s.try_enter().unwrap()).collect();
+        for _ in 0..10 {
+            s.observe(Duration::from_secs(2), true);
+        }
+        s.tick(&cfg(), Duration::ZERO, 1);
+        assert_eq!(s.view().concurrency_limit, 8);
+        assert!(s.enter(Priority::Other, Duration::ZERO).await.is_none(), "the lowest priority does not wait");
+        // A known and a critical request wait; when a slot frees up, critical goes first.
+        let (k, c) = (s.clone(), s.clone());
+        let known = tokio::spawn(async move { k.enter(Priority::Known, Duration::from_secs(5)).await });
+        let critical = tokio::spawn(async move { c.enter(Priority::Critical, Duration::from_secs(5)).await });
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert_eq!(s.view().waiting, 2);
+        let mut held = held;
+        held.truncate(7); // three given back: 7 in use, one free under the limit of 8
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert!(critical.is_finished(), "critical got the slot");
+        assert!(!known.is_finished());
+        let c_slot = critical.await.unwrap().expect("critical admitted");
+        held.truncate(6);
+        let k_slot = known.await.unwrap().expect("known admitted next");
+        // Full again (6 + 2 of 8): patience runs out, the request is shed.
+        assert!(s.try_enter().is_none());
+        assert!(s.enter(Priority::Critical, Duration::from_millis(100)).await.is_none());
+        drop((c_slot, k_slot));
+        // Not saturated: the limit grows back.
+        drop(held);
+        s.tick(&cfg(), Duration::ZERO, 2);
+        assert_eq!(s.view().concurrency_limit, 9);
     }
 
     #[test]
