@@ -160,3 +160,54 @@ async fn every_built_in_scenario_runs() {
 fn holdfast_drill_demo_config() -> String {
     std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/demo.toml")).unwrap()
 }
+
+/// Shoppers meet holdfast in "under attack" mode (every client challenged): like browsers,
+/// they pass the proof of work once and shop on with the clearance cookie.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shoppers_pass_the_challenge_like_browsers() {
+    use holdfast_drill::measure::Recorder;
+    use holdfast_drill::shoppers::{shopper, Plan, Target};
+    use std::sync::Arc;
+    use std::time::Instant;
+    use tokio::sync::watch;
+
+    let (origin, _shop) = holdfast_shop::spawn(
+        holdfast_shop::ShopConfig::new("shop-de", "de", "eu-west"),
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await
+    .unwrap();
+    let cfg = format!(
+        "[listen]\nhttp = [\"127.0.0.1:0\"]\nadmin = \"127.0.0.1:0\"\n[shield.challenge]\nmode = \"on\"\ndifficulty = 8\n\
+         [[datacenter]]\nname = \"eu-west\"\n[[site]]\nname = \"shop-de\"\nhosts = [\"shop.de\"]\nlanguage = \"de\"\n\
+         health = {{ enabled = false }}\n[[site.pool]]\ndatacenter = \"eu-west\"\norigins = [\"{origin}\"]\n"
+    );
+    let file = holdfast_gateway::config::parse_str("t.toml", &cfg).unwrap();
+    let gw = holdfast_gateway::Gateway::start(file, None).await.unwrap();
+    let plan = Arc::new(Plan {
+        targets: vec![Target { site: "shop-de".into(), host: "shop.de".into(), addrs: vec![gw.http_addrs[0]] }],
+        think: Duration::from_millis(20),
+        checkout_share: 1.0,
+        timeout: Duration::from_secs(5),
+    });
+    let start = Instant::now();
+    let rec = Arc::new(Recorder::new(start));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let (_active_tx, active_rx) = watch::channel(3u32);
+    let tasks: Vec<_> = (0..3)
+        .map(|id| tokio::spawn(shopper(id, plan.clone(), rec.clone(), active_rx.clone(), stop_rx.clone())))
+        .collect();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let _ = stop_tx.send(true);
+    for t in tasks {
+        let _ = t.await;
+    }
+    let secs = rec.finish(Duration::from_secs(3));
+    let sum = holdfast_drill::measure::summarize(&secs, None);
+    let all = &sum["all"];
+    assert!(all.requests > 20, "{}", all.requests);
+    assert_eq!(all.ok, all.requests, "every request succeeded");
+    assert_eq!(all.challenged, 3, "each shopper was challenged once, then cleared");
+    assert!(all.checkout_ok >= 3);
+    gw.stop().await;
+}

@@ -251,7 +251,7 @@ pub struct Admission {
     pub priority_paths: Vec<String>,
     /// Origins answering slower than this (moving average, to response headers) are saturated.
     pub origin_latency: Dur,
-    /// Origins failing (5xx, errors) more than this share of requests are saturated.
+    /// Origins answering more than this share of requests with 503 or 429 are saturated.
     #[serde(deserialize_with = "share")]
     pub origin_error_ratio: f64,
     /// holdfast itself is saturated when its event loop lags more than this.

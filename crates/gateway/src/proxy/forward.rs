@@ -135,7 +135,7 @@ pub async fn forward(
             Ok(Ok((resp, conn))) => {
                 let status = resp.status().as_u16();
                 let passive = if status >= 500 { Passive::ServerError } else { Passive::Ok };
-                site.load.observe(now.duration_since(try_started), status < 500);
+                site.load.observe(now.duration_since(try_started), !matches!(status, 503 | 429));
                 origin.health.observe_latency(now.duration_since(try_started).as_micros() as f64, now_ms);
                 report(shared, site, &origin, sel.pool, passive, sel.probe, now_ms);
                 let can_retry =
@@ -165,7 +165,6 @@ pub async fn forward(
             return Forwarded::Failed { kind };
         }
         origin.record_error(kind);
-        site.load.observe(now.duration_since(try_started), false);
         shared.metrics.origin_error(&site.name, &origin.datacenter, origin.authority.as_str(), kind.as_str());
         report(shared, site, &origin, sel.pool, Passive::Error, sel.probe, now_ms);
         tracing::debug!(site = %site.name, datacenter = %origin.datacenter, origin = %origin.authority, kind = kind.as_str(), attempt, "origin try failed");

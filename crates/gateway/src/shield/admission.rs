@@ -122,7 +122,9 @@ pub struct LoadView {
 }
 
 impl SiteLoad {
-    /// An origin answered (or failed) after `latency`.
+    /// An origin answered after `latency`; `ok` false when the answer said it is overloaded
+    /// (503, 429). Connection failures and timeouts are not observed here: a dead or hanging
+    /// origin is for health checks and failover, and shedding would not bring it back.
     pub fn observe(&self, latency: Duration, ok: bool) {
         let sample = latency.as_micros().min(u128::from(u32::MAX)) as u64;
         let old = self.latency_us.load(Relaxed);
@@ -143,7 +145,7 @@ impl SiteLoad {
         let latency = Duration::from_micros(self.latency_us.load(Relaxed));
         let mut why = Vec::new();
         if ok + failed >= 5 && f64::from(failed) > cfg.origin_error_ratio * f64::from(ok + failed) {
-            why.push(format!("origins failed {failed} of {} requests", ok + failed));
+            why.push(format!("origins answered {failed} of {} requests with 503 or 429", ok + failed));
         }
         if latency > cfg.origin_latency.get() && ok + failed > 0 {
             why.push(format!("origin response time {} ms", latency.as_millis()));
@@ -355,7 +357,7 @@ mod tests {
             s.observe(Duration::from_millis(1), i % 2 == 0);
         }
         assert!(
-            matches!(s.tick(&cfg(), Duration::ZERO, 1), Some(Change::Started(why)) if why.contains("failed 5 of 10"))
+            matches!(s.tick(&cfg(), Duration::ZERO, 1), Some(Change::Started(why)) if why.contains("5 of 10 requests with 503"))
         );
         let s = SiteLoad::default();
         assert!(

@@ -38,6 +38,8 @@ use tokio::time::Instant;
 pub struct ShieldRt {
     pub cfg: Cfg,
     allow: CidrSet,
+    /// The allow list is the default (loopback), which an explicit block overrides.
+    default_allow: bool,
     block: CidrSet,
     per_address: Option<Gcra>,
     per_prefix: Option<Gcra>,
@@ -68,6 +70,7 @@ impl ShieldRt {
         }
         ShieldRt {
             allow,
+            default_allow: cfg.allow.is_empty(),
             block: cfg.block.iter().copied().collect(),
             per_address: Gcra::new(cfg.rate.per_address),
             per_prefix: Gcra::new(cfg.rate.per_prefix),
@@ -89,6 +92,11 @@ impl ShieldRt {
             trusted: trusted.to_vec(),
             cfg: cfg.clone(),
         }
+    }
+
+    /// Never blocked, limited, challenged or shed.
+    fn exempt(&self, ip: IpAddr) -> bool {
+        self.allow.contains(ip) && !(self.default_allow && self.block.contains(ip))
     }
 
     fn prefix(&self, ip: IpAddr) -> IpNet {
@@ -288,7 +296,7 @@ impl Shield {
     /// per address and per prefix, new connections per second per address.
     pub fn on_accept(&self, rt: &ShieldRt, ip: IpAddr, now: Instant) -> Result<ConnTicket, &'static str> {
         let ip = identity::canonical(ip);
-        if !rt.cfg.enabled || rt.allow.contains(ip) {
+        if !rt.cfg.enabled || rt.exempt(ip) {
             return Ok(ConnTicket::default());
         }
         let dry = rt.cfg.mode == ShieldMode::DryRun;
@@ -407,7 +415,7 @@ impl Shield {
         let client = rt.client(f.peer, f.headers);
         let ip = client.ip;
         let pass = |priority| Verdict { action: Action::Pass, client, priority, give_visitor_cookie: false };
-        if !rt.cfg.enabled || rt.allow.contains(ip) {
+        if !rt.cfg.enabled || rt.exempt(ip) {
             return pass(Priority::Known);
         }
         let cfg = &rt.cfg;

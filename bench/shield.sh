@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# The shield's costs, on this machine:
+# - CPU per request: proxied with the shield judging every request, proxied with the shield
+#   off, answered 429 by a rate limit, answered with the challenge page, and CPU per
+#   connection closed on accept (blocked prefix), each with wrk -t1 -c64, holdfast --workers 1;
+# - memory: one million distinct source addresses (examples/shield_memory.rs).
+# Usage: bench/shield.sh   (ROUNDS, DURATION, CONNS as in bench/lib.sh)
+cd "$(dirname "$0")/.."
+source bench/lib.sh
+setup
+start_origin "$ORIGIN"
+
+BROWSER=(-H 'Host: bench.local' -H 'User-Agent: Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0'
+  -H 'Accept: text/html' -H 'Accept-Language: en' -H 'Accept-Encoding: identity')
+
+# Loopback is exempt by default (the allow list's default); these configs allow another
+# network so that wrk on 127.0.0.1 is judged like any client.
+declare -A SHIELD=(
+  [proxied]='[shield]
+allow = ["192.0.2.1/32"]
+[shield.rate]
+per_address = { rate = 1000000, burst = 1000000 }
+per_prefix = { rate = 1000000, burst = 1000000 }
+[shield.connections]
+new_per_second = { rate = 1000000, burst = 1000000 }'
+  [shield-off]='[shield]
+enabled = false'
+  [rate-limited]='[shield]
+allow = ["192.0.2.1/32"]
+[shield.rate]
+per_address = { rate = 1, burst = 1 }
+[shield.connections]
+new_per_second = { rate = 1000000, burst = 1000000 }'
+  [challenged]='[shield]
+allow = ["192.0.2.1/32"]
+[shield.rate]
+per_address = { rate = 1000000, burst = 1000000 }
+per_prefix = { rate = 1000000, burst = 1000000 }
+[shield.connections]
+new_per_second = { rate = 1000000, burst = 1000000 }
+[shield.challenge]
+mode = "on"'
+  [blocked]='[shield]
+block = ["127.0.0.1/32"]'
+)
+ORDER=(proxied shield-off rate-limited challenged blocked)
+
+declare -A PORT PID
+i=0
+for name in "${ORDER[@]}"; do
+  port=$((P_HOLDFAST + 10 + i)); admin=$((P_HOLDFAST + 30 + i)); i=$((i + 1))
+  { holdfast_config "$port" "$admin" "$ORIGIN" false; echo "${SHIELD[$name]}"; } > "$WORK/$name.toml"
+  RUST_LOG=error "$HOLDFAST" run --workers 1 --config "$WORK/$name.toml" & PIDS+=($!)
+  PORT[$name]=$port; PID[$name]=$!
+done
+wait_serving "$ORIGIN" "${PORT[proxied]}" "${PORT[shield-off]}"
+sleep 0.5
+
+declare -A COST RATE
+echo "shield cost: wrk -t1 -c$CONNS -d${DURATION}s, $ROUNDS rounds, $(nproc) cores"
+for round in $(seq 1 "$ROUNDS"); do
+  for name in "${ORDER[@]}"; do
+    pid=${PID[$name]}
+    before=$(cpu_ticks "$pid")
+    out=$(wrk -t1 -c"$CONNS" -d"${DURATION}s" "${BROWSER[@]}" "http://127.0.0.1:${PORT[$name]}/" 2>&1)
+    after=$(cpu_ticks "$pid")
+    reqs=$(echo "$out" | awk '/requests in/ {print $1}')
+    # Connections closed without an answer: wrk's socket errors (connect, read, write).
+    closed=$(echo "$out" | awk -F'[ ,]+' '/Socket errors/ {print $5 + $7 + $9}')
+    n=$reqs; unit=req
+    if [ "$name" = blocked ]; then n=${closed:-0}; unit=conn; fi
+    COST[$name,$round]=$(awk -v d="$((after - before))" -v t="$TICK" -v r="$n" 'BEGIN { if (r > 0) printf "%.1f", d / t * 1e6 / r; else print "n/a" }')
+    RATE[$name,$round]=$(awk -v r="$n" -v s="$DURATION" 'BEGIN { printf "%.0f", r / s }')
+    printf "  round %d %-13s %9s %s/s  cpu %6s us/%s\n" "$round" "$name" "${RATE[$name,$round]}" "$unit" "${COST[$name,$round]}" "$unit"
+  done
+done
+
+echo
+printf "%-13s %12s %14s %12s\n" case "per second" "cpu us each" "vs proxied"
+declare -A M
+for name in "${ORDER[@]}"; do
+  c=(); r=()
+  for round in $(seq 1 "$ROUNDS"); do c+=("${COST[$name,$round]}"); r+=("${RATE[$name,$round]}"); done
+  M[$name]=$(median "${c[@]}")
+  printf "%-13s %12s %14s %12s\n" "$name" "$(median "${r[@]}")" "${M[$name]}" "$(ratio "${M[$name]}" "${M[proxied]}")x"
+done
+echo "(blocked is per connection closed on accept; the others per request on keep-alive connections)"
+
+echo
+echo "memory for one million source addresses:"
+cargo run --release -q -p holdfast-gateway --example shield_memory
