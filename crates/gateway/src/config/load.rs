@@ -332,6 +332,24 @@ language = "de"
     }
 
     #[test]
+    fn shield_values_are_checked_where_they_are_written() {
+        let e = err(&format!("[shield]\nipv4_prefix = 40\n{GOOD}"));
+        assert_eq!(e.line, 2, "{e}");
+        assert!(e.message.contains("expected an IPv4 prefix length from 0 to 32"), "{e}");
+        let e = err(&format!("[shield.rate]\nper_address = {{ rate = 10, burst = 0 }}\n{GOOD}"));
+        assert_eq!(e.line, 2, "{e}");
+        assert!(e.message.contains("burst 0"), "{e}");
+        let e = err(&format!("[shield.signatures]\nthreshold = 1.5\n{GOOD}"));
+        assert!(e.line == 2 && e.message.contains("from 0.0 to 1.0"), "{e}");
+        let e = err(&format!("[shield.challenge]\nmode = \"sometimes\"\n{GOOD}"));
+        assert!(e.line == 2 && e.message.contains("off"), "{e}");
+        let e = err(&format!("[shield]\nblock = [\"10.0.0.0/33\"]\n{GOOD}"));
+        assert_eq!(e.line, 2, "{e}");
+        let e = err(&format!("[shield.admission]\npriority_paths = [\"checkout\"]\n{GOOD}"));
+        assert!(e.message.contains("must start with '/'"), "{e}");
+    }
+
+    #[test]
     fn syntax_error_has_position() {
         let e = err("[listen\nhttp = []");
         assert_eq!(e.line, 1, "{e}");

@@ -271,7 +271,7 @@ impl Default for Admission {
             origin_latency: Dur::millis(500),
             origin_error_ratio: 0.2,
             max_loop_lag: Dur::millis(200),
-            queue_timeout: Dur::secs(3),
+            queue_timeout: Dur::secs(10),
             retry_after: Dur::secs(5),
         }
     }

@@ -157,11 +157,18 @@ impl SiteLoad {
             // Nothing went to the origins: the latency average is old news.
             self.latency_us.store(0, Relaxed);
         }
+        // The origins' signals move the limit; requests queueing for a slot at holdfast also
+        // keep the shed level up (the origins look fine because the queue protects them).
+        let origins_saturated = !why.is_empty();
+        let queued: u32 = self.waiting.iter().map(|w| w.load(Relaxed)).sum();
+        if queued > 0 {
+            why.push(format!("{queued} requests waiting for a slot at the origins"));
+        }
         let level = self.level.load(Relaxed);
         let next = if why.is_empty() { level.saturating_sub(FALL) } else { (level + RISE).min(MAX_LEVEL) };
         let peak = self.peak.swap(self.slots.load(Relaxed), Relaxed);
         let limit = self.limit.load(Relaxed);
-        let new_limit = if why.is_empty() {
+        let new_limit = if !origins_saturated {
             limit.saturating_add((limit / 8).max(1)).min(MAX_LIMIT)
         } else {
             (f64::from(limit.min(peak.max(MIN_LIMIT))) * 0.8) as u32
@@ -184,23 +191,30 @@ impl SiteLoad {
     /// A slot at the origins for a request of `priority`: at once when under the limit,
     /// else after waiting (critical ones first) up to `patience`; None: shed.
     pub async fn enter(self: &Arc<Self>, priority: Priority, patience: Duration) -> Option<Slot> {
-        if let Some(slot) = self.try_enter() {
-            return Some(slot);
+        let p = priority as usize;
+        // No barging: while more urgent requests wait, a free slot is theirs.
+        let urgent_waiting = (0..p).any(|q| self.waiting[q].load(Relaxed) > 0);
+        if !urgent_waiting {
+            if let Some(slot) = self.try_enter() {
+                return Some(slot);
+            }
         }
         if patience.is_zero() {
             self.shed.fetch_add(1, Relaxed);
             return None;
         }
-        let p = priority as usize;
         self.waiting[p].fetch_add(1, Relaxed);
         let deadline = tokio::time::Instant::now() + patience;
         let slot = loop {
             let notified = self.wake[p].notified();
-            if let Some(slot) = self.try_enter() {
-                break Some(slot);
+            let urgent_waiting = (0..p).any(|q| self.waiting[q].load(Relaxed) > 0);
+            if !urgent_waiting {
+                if let Some(slot) = self.try_enter() {
+                    break Some(slot);
+                }
             }
             if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                break self.try_enter();
+                break None;
             }
         };
         self.waiting[p].fetch_sub(1, Relaxed);

@@ -676,6 +676,32 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_million_addresses_fit_in_64_mib() {
+        // 250,000 here (a debug build is slow); the tables grow linearly, so the bound per
+        // address is what matters: 64 MiB / 1,000,000 = 67 bytes. bench/shield.sh measures
+        // the full million and the process's memory.
+        let cfg = Cfg::default();
+        let rt = ShieldRt::new(&cfg, &[]);
+        let shield = Shield::new(&cfg);
+        let now = Instant::now();
+        let n = 250_000u32;
+        for i in 0..n {
+            let ip = IpAddr::V4(std::net::Ipv4Addr::from(i.wrapping_mul(2_654_435_761) | 0x0100_0000));
+            let ticket = shield.on_accept(&rt, ip, now).unwrap();
+            shield.release(ticket);
+        }
+        let v = shield.view(&cfg, Default::default());
+        assert_eq!(v.tracked_addresses, n as usize);
+        assert_eq!(v.tracked_prefixes, cfg.max_prefixes, "prefixes are capped");
+        let per_address = shield.addrs.bytes() as f64 / f64::from(n);
+        assert!(per_address <= 67.0, "{per_address:.1} bytes per address");
+        assert!(v.table_bytes < 64 << 20, "{}", v.table_bytes);
+        // Idle state goes away.
+        shield.sweep(&cfg, now + Duration::from_secs(120));
+        assert_eq!(shield.addrs.len(), 0);
+    }
+
+    #[test]
     fn paths_match_at_segment_boundaries() {
         assert!(path_in("/checkout", "/checkout"));
         assert!(path_in("/checkout/pay", "/checkout"));
