@@ -43,18 +43,26 @@ mode = "on"'
   [blocked]='[shield]
 block = ["127.0.0.1/32"]'
 )
-ORDER=(proxied shield-off rate-limited challenged blocked)
+INSTANCES=(proxied shield-off rate-limited challenged blocked)
+# "proxied-new-conn": the proxied instance, a new connection per request (as a blocked
+# client's connections are), for comparing the blocked case like for like.
+ORDER=(proxied proxied-new-conn shield-off rate-limited challenged blocked)
 
 declare -A PORT PID
 i=0
-for name in "${ORDER[@]}"; do
+for name in "${INSTANCES[@]}"; do
   port=$((P_HOLDFAST + 10 + i)); admin=$((P_HOLDFAST + 30 + i)); i=$((i + 1))
   { holdfast_config "$port" "$admin" "$ORIGIN" false; echo "${SHIELD[$name]}"; } > "$WORK/$name.toml"
   RUST_LOG=error "$HOLDFAST" run --workers 1 --config "$WORK/$name.toml" & PIDS+=($!)
   PORT[$name]=$port; PID[$name]=$!
 done
+PORT[proxied-new-conn]=${PORT[proxied]}; PID[proxied-new-conn]=${PID[proxied]}
 wait_serving "$ORIGIN" "${PORT[proxied]}" "${PORT[shield-off]}"
 sleep 0.5
+# A returning browser: it sends back the visitor cookie holdfast gave it on its first visit.
+VISITOR=$(curl -fsi "${BROWSER[@]}" "http://127.0.0.1:${PORT[proxied]}/" | tr -d '\r' | awk -F'[ ;]' 'tolower($1) == "set-cookie:" {print $2}')
+[ -n "$VISITOR" ] || { echo "no visitor cookie from holdfast" >&2; exit 1; }
+BROWSER+=(-H "Cookie: $VISITOR")
 
 declare -A COST RATE
 echo "shield cost: wrk -t1 -c$CONNS -d${DURATION}s, $ROUNDS rounds, $(nproc) cores"
@@ -62,7 +70,8 @@ for round in $(seq 1 "$ROUNDS"); do
   for name in "${ORDER[@]}"; do
     pid=${PID[$name]}
     before=$(cpu_ticks "$pid")
-    out=$(wrk -t1 -c"$CONNS" -d"${DURATION}s" "${BROWSER[@]}" "http://127.0.0.1:${PORT[$name]}/" 2>&1)
+    extra=(); [ "$name" = proxied-new-conn ] && extra=(-H 'Connection: close')
+    out=$(wrk -t1 -c"$CONNS" -d"${DURATION}s" "${BROWSER[@]}" "${extra[@]}" "http://127.0.0.1:${PORT[$name]}/" 2>&1)
     after=$(cpu_ticks "$pid")
     reqs=$(echo "$out" | awk '/requests in/ {print $1}')
     # Connections closed without an answer: wrk's socket errors (connect, read, write).
@@ -84,7 +93,8 @@ for name in "${ORDER[@]}"; do
   M[$name]=$(median "${c[@]}")
   printf "%-13s %12s %14s %12s\n" "$name" "$(median "${r[@]}")" "${M[$name]}" "$(ratio "${M[$name]}" "${M[proxied]}")x"
 done
-echo "(blocked is per connection closed on accept; the others per request on keep-alive connections)"
+echo "(blocked is per connection closed on accept; proxied-new-conn per request on its own connection;"
+echo " the others per request on keep-alive connections)"
 
 echo
 echo "memory for one million source addresses:"
