@@ -181,7 +181,11 @@ fn block(shared: &Shared, add: bool, query: &str) -> Response<Full<Bytes>> {
             Err(e) => return bad(format!("for={d:?}: {e}; expected a duration such as \"10m\"")),
         },
     };
-    shared.shield.block(net, tokio::time::Instant::now() + duration, "blocked by an operator".into());
+    shared.shield.block(
+        net,
+        crate::clock::later(tokio::time::Instant::now(), duration),
+        "blocked by an operator".into(),
+    );
     shared.events.push(
         &shared.metrics,
         crate::events::Event {

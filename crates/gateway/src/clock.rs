@@ -9,6 +9,11 @@ fn epoch() -> Instant {
     *EPOCH.get_or_init(Instant::now)
 }
 
+/// `at + d`, or a year after `at` when a configured duration is too large to add.
+pub fn later(at: tokio::time::Instant, d: std::time::Duration) -> tokio::time::Instant {
+    at.checked_add(d).unwrap_or_else(|| at + std::time::Duration::from_secs(365 * 24 * 3600))
+}
+
 /// Milliseconds since the process's clock epoch; never 0 (0 means "never" in state).
 pub fn now_ms() -> u64 {
     ms(Instant::now())

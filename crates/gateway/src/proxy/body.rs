@@ -51,7 +51,7 @@ struct Pace {
 impl Pace {
     fn deadline(&self) -> tokio::time::Instant {
         let earned = std::time::Duration::from_secs_f64(self.received as f64 / self.rate as f64);
-        self.started + self.grace + earned
+        crate::clock::later(crate::clock::later(self.started, self.grace), earned)
     }
 }
 
@@ -83,7 +83,7 @@ impl ReqBody {
     pub fn with_min_rate(mut self, rate: u64, grace: std::time::Duration) -> ReqBody {
         if rate > 0 && self.inner.is_some() {
             let started = tokio::time::Instant::now();
-            let timer = Box::pin(tokio::time::sleep_until(started + grace));
+            let timer = Box::pin(tokio::time::sleep_until(crate::clock::later(started, grace)));
             self.pace = Some(Pace { rate, grace, started, received: 0, timer });
         }
         self

@@ -108,7 +108,7 @@ pub fn verify(
         Ok(()) => {
             shared.metrics.shield.action("pass", "challenge_solved", &site.name);
             let ttl = snap.file.shield.challenge.clearance_ttl.get().as_secs();
-            let value = shared.shield.keys().1.clearance(&prefix, now + ttl);
+            let value = shared.shield.keys().1.clearance(&prefix, now.saturating_add(ttl));
             let cookie = cookie_header(challenge::CLEARANCE, &value, ttl, conn.https);
             fin.status = 303;
             let mut r = local_response(fin, StatusCode::SEE_OTHER, String::new(), false);

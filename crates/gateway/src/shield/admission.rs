@@ -204,7 +204,7 @@ impl SiteLoad {
             return None;
         }
         self.waiting[p].fetch_add(1, Relaxed);
-        let deadline = tokio::time::Instant::now() + patience;
+        let deadline = crate::clock::later(tokio::time::Instant::now(), patience);
         let slot = loop {
             let notified = self.wake[p].notified();
             let urgent_waiting = (0..p).any(|q| self.waiting[q].load(Relaxed) > 0);

@@ -70,7 +70,7 @@ impl Keys {
             return Err("token not ours or not for this network");
         }
         let issued: u64 = issued.parse().map_err(|_| "malformed token")?;
-        if now_unix > issued + TOKEN_TTL || issued > now_unix + 60 {
+        if now_unix > issued.saturating_add(TOKEN_TTL) || issued > now_unix + 60 {
             return Err("token expired");
         }
         let d: u32 = d.parse().map_err(|_| "malformed token")?;
@@ -109,7 +109,7 @@ impl Keys {
             return None;
         };
         let issued: u64 = i.parse().ok()?;
-        (issued <= now_unix + 60 && now_unix < issued + VISITOR_TTL && self.check(&["v", i, salt], mac))
+        (issued <= now_unix + 60 && now_unix < issued.saturating_add(VISITOR_TTL) && self.check(&["v", i, salt], mac))
             .then_some(issued)
     }
 }

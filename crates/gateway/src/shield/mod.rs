@@ -541,7 +541,10 @@ impl Shield {
             |cell| {
                 cell.last = t;
                 if sig.enabled {
-                    let extra = if cell.new_in_burst && cell.first_seen + sig.window.get().as_secs() as u32 > secs {
+                    let extra = if cell.new_in_burst
+                        && cell.first_seen.saturating_add(sig.window.get().as_secs().min(u64::from(u32::MAX)) as u32)
+                            > secs
+                    {
                         signature::NEW_PREFIX
                     } else {
                         0
@@ -605,7 +608,7 @@ impl Shield {
         let already = self.dynamic.read().ok().and_then(|d| d.lookup(net.addr()).map(|(_, b)| b.until > now));
         if already != Some(true) {
             let block_for = rt.cfg.signatures.block_for.get();
-            self.block(net, now + block_for, format!("flood signature: {evidence}"));
+            self.block(net, crate::clock::later(now, block_for), format!("flood signature: {evidence}"));
             tracing::warn!(prefix = %net, %evidence, "flood source blocked");
             rep.events.push(
                 rep.metrics,

@@ -131,6 +131,12 @@ async fn static_and_dynamic_block_lists() {
     assert_eq!(st["shield"]["blocked"][0]["prefix"], "127.3.5.0/24");
     assert!(st["shield"]["blocked"][0]["remaining_seconds"].as_u64().unwrap() > 500);
     assert_eq!(send(admin, post("/admin/block?prefix=nonsense")).await.0, 400);
+    assert_eq!(send(admin, post("/admin/block?prefix=127.3.6.0/24&for=soon")).await.0, 400);
+    assert_eq!(
+        send(admin, post("/admin/block?prefix=127.3.6.0/24&for=9999999999y")).await.0,
+        200,
+        "capped, not a panic"
+    );
     assert_eq!(send(admin, post("/admin/unblock?prefix=127.3.5.0/24")).await.0, 200);
     assert_eq!(get_from(other, addr, "/", BROWSER).await.unwrap().0, 200);
     gw.stop().await;
