@@ -441,3 +441,33 @@ async fn proxy_protocol_and_forwarded_names_the_client_for_the_shield() {
     assert_eq!(get_from(Ipv4Addr::new(127, 3, 81, 1), addr, "/", BROWSER).await.unwrap().0, 200);
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn blocks_and_limits_outlive_a_reload_and_new_limits_apply() {
+    let origin = echo_origin("o").await;
+    let path = std::env::temp_dir().join(format!("holdfast-shield-reload-{}.toml", std::process::id()));
+    let v1 = shop(origin.addr, "[shield.rate]\nper_address = { rate = 0.1, burst = 3 }\n");
+    std::fs::write(&path, &v1).unwrap();
+    let gw = holdfast_gateway::Gateway::start(holdfast_gateway::config::load_file(&path).unwrap(), Some(path.clone()))
+        .await
+        .unwrap();
+    let addr = http_addr(&gw);
+    let admin = gw.admin_addr.unwrap();
+    let post = |p: &str| Request::post(p).header("host", "admin").body(Full::new(Bytes::new())).unwrap();
+    assert_eq!(send(admin, post("/admin/block?prefix=127.3.90.0/24")).await.0, 200);
+    let limited = Ipv4Addr::new(127, 3, 91, 1);
+    for _ in 0..3 {
+        assert_eq!(get_from(limited, addr, "/", BROWSER).await.unwrap().0, 200);
+    }
+    assert_eq!(get_from(limited, addr, "/", BROWSER).await.unwrap().0, 429);
+    // A new config with a tighter limit for everyone else.
+    std::fs::write(&path, shop(origin.addr, "[shield.rate]\nper_address = { rate = 0.1, burst = 1 }\n")).unwrap();
+    assert_eq!(send(admin, post("/admin/reload")).await.0, 200);
+    assert!(refused(Ipv4Addr::new(127, 3, 90, 5), addr).await, "the dynamic block survived the reload");
+    assert_eq!(get_from(limited, addr, "/", BROWSER).await.unwrap().0, 429, "so did the address's cell");
+    let fresh = Ipv4Addr::new(127, 3, 92, 1);
+    assert_eq!(get_from(fresh, addr, "/", BROWSER).await.unwrap().0, 200);
+    assert_eq!(get_from(fresh, addr, "/", BROWSER).await.unwrap().0, 429, "the new burst of one applies");
+    gw.stop().await;
+    let _ = std::fs::remove_file(path);
+}
