@@ -30,6 +30,10 @@ pub async fn run() -> anyhow::Result<()> {
          curl -i http://fr.shop.localhost:{port}/search?q=train\n  \
          curl -i -X POST http://it.shop.localhost:{port}/checkout -H 'Idempotency-Key: demo-1'\n  \
          curl -i http://{http}/ -H 'Host: unknown.example'\n\n\
+         The shield (127.0.0.1 itself is exempt; come from another loopback address):\n  \
+         curl -i --interface 127.0.0.2 http://{http}/ -H 'Host: shop.de'\n  \
+         curl -X POST 'http://{admin}/admin/block?prefix=127.0.0.2/32&for=1m'\n  \
+         curl -i --interface 127.0.0.2 http://{http}/ -H 'Host: shop.de'    (closed on accept)\n\n\
          Status:   http://{admin}/status.json\n  Metrics:  http://{admin}/metrics\n\n\
          Ctrl-C stops everything.\n",
         port = gw.http_addrs.first().map_or(8080, |a| a.port()),
