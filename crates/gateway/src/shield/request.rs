@@ -1,0 +1,270 @@
+//! The shield's judgement of one request (after routing, before the cache): client
+//! identity, blocks, rate limits by class, address and prefix, the prefix's flood
+//! signature, the challenge rule, and the request's admission priority.
+
+use super::*;
+
+impl Shield {
+    /// Judges one request (after routing, before the cache).
+    pub fn check(&self, rt: &ShieldRt, f: &Facts, rep: &Report, now: Instant) -> Verdict {
+        let client = rt.client(f.peer, f.headers);
+        let ip = client.ip;
+        let pass = |priority| Verdict { action: Action::Pass, client, priority, give_visitor_cookie: false };
+        if !rt.cfg.enabled || rt.exempt(ip) {
+            return pass(Priority::Known);
+        }
+        let cfg = &rt.cfg;
+        let dry = cfg.mode == ShieldMode::DryRun;
+        let unix = unix_now();
+        let keys = self.keys.load();
+        let prefix_s = client.prefix.to_string();
+        let cleared =
+            challenge::cookie(f.headers, challenge::CLEARANCE).is_some_and(|c| keys.1.clearance_ok(c, &prefix_s, unix));
+        let visitor_since =
+            challenge::cookie(f.headers, challenge::VISITOR).and_then(|c| keys.1.visitor_issued(c, unix));
+        let surge = self.surge_start(f.site_load);
+        let verdict = match self.blocked(rt, ip) {
+            Some(reason) => Some((Kind::Block, reason)),
+            None => self.judge(rt, f, client, cleared, rep, now),
+        };
+        let path = f.path_and_query;
+        let critical = cleared
+            || cfg.admission.priority_paths.iter().any(|p| path_in(path, p))
+            || visitor_since.is_some_and(|v| surge.is_none_or(|s| v < s));
+        let priority = if critical {
+            Priority::Critical
+        } else if self.seen_before(client.prefix, surge) {
+            Priority::Known
+        } else {
+            Priority::Other
+        };
+        let give_visitor_cookie = cfg.challenge.visitor_cookie && visitor_since.is_none();
+        let Some((action, reason)) = verdict else {
+            return Verdict { action: Action::Pass, client, priority, give_visitor_cookie };
+        };
+        self.top.add(client.prefix, 1);
+        let (name, action) = match action {
+            Kind::Block => ("block", Action::Block { reason }),
+            Kind::Close => ("close", Action::Close { reason }),
+            Kind::Reject(retry_after) => ("reject", Action::Reject { reason, retry_after }),
+            Kind::Challenge => ("challenge", Action::Challenge { reason, difficulty: self.difficulty(cfg) }),
+        };
+        if dry {
+            rep.count(&format!("dry_run_{name}"), reason, f.site);
+            return Verdict { action: Action::Pass, client, priority, give_visitor_cookie };
+        }
+        rep.count(name, reason, f.site);
+        Verdict { action, client, priority, give_visitor_cookie }
+    }
+
+    /// The signature, the rate limits and the challenge rule, in that order; None passes.
+    fn judge(
+        &self,
+        rt: &ShieldRt,
+        f: &Facts,
+        client: Client,
+        cleared: bool,
+        rep: &Report,
+        now: Instant,
+    ) -> Option<(Kind, &'static str)> {
+        let cfg = &rt.cfg;
+        let t = self.tick(now);
+        let secs = self.secs(now);
+        let sig = &cfg.signatures;
+        let window_id = secs / (sig.window.get().as_secs().max(1) as u32);
+        let mut feats = signature::features(f.version, f.path_and_query, f.headers, f.new_connection);
+        if sig.enabled && signature::request_score(feats) >= 0.3 {
+            let stem = signature::stem(f.path_and_query);
+            let key = self.stems.key(&(f.site, &stem));
+            let target = self.stems.key(&f.path_and_query);
+            let busting =
+                self.stems.with(key, signature::StemCell::default, |c| c.add(window_id, target)).unwrap_or(false);
+            if busting {
+                feats |= signature::BUSTING;
+            }
+        }
+        let suspicious = !cleared && signature::request_score(feats) >= 0.5;
+        let flood = if suspicious { self.flood.suspicious(sig.flood_rate, t) } else { self.flood.active() };
+
+        // Rate limits, tightest first: the path class, the address, the prefix. A request
+        // over one limit takes no token from the next.
+        let mut over: Option<(RateAction, Duration, &'static str)> = None;
+        if let Some(class) = rt.classes.iter().find(|c| {
+            c.paths.iter().any(|p| path_in(f.path_and_query, p))
+                && (c.sites.is_empty() || c.sites.iter().any(|s| s == f.site))
+        }) {
+            if let Some(g) = &class.gcra {
+                let key = self.classes.key(&(client.ip, class.index));
+                let fresh = ClassCell { tat: t, last: t };
+                let wait = self.classes.with(
+                    key,
+                    || fresh,
+                    |c| {
+                        c.last = t;
+                        g.check(&mut c.tat, t).err()
+                    },
+                );
+                if let Some(Some(wait)) = wait {
+                    tracing::debug!(class = %class.name, client = %client.ip, "rate class limit");
+                    over = Some((class.action, wait, "rate_class"));
+                }
+            }
+        }
+        if let (None, Some(g)) = (over, &rt.per_address) {
+            let akey = self.addrs.key(&client.ip);
+            let fresh = AddrCell { req_tat: t, conn_tat: t, conns: 0, last: t };
+            let wait = self.addrs.with(
+                akey,
+                || fresh,
+                |cell| {
+                    cell.last = t;
+                    g.check(&mut cell.req_tat, t).err()
+                },
+            );
+            if let Some(Some(wait)) = wait {
+                over = Some((cfg.rate.action, wait, "rate_address"));
+            }
+        }
+
+        // The prefix: its signature window, and its rate.
+        let pkey = self.prefixes.key(&client.prefix);
+        let dry = sig.dry_run || cfg.mode == ShieldMode::DryRun;
+        let (mut block, mut report) = (None, None);
+        self.prefixes.with(
+            pkey,
+            || self.new_prefix_cell(t, secs),
+            |cell| {
+                cell.last = t;
+                if sig.enabled {
+                    let extra = if cell.new_in_burst
+                        && cell.first_seen.saturating_add(sig.window.get().as_secs().min(u64::from(u32::MAX)) as u32)
+                            > secs
+                    {
+                        signature::NEW_PREFIX
+                    } else {
+                        0
+                    };
+                    cell.window.add(window_id, feats | extra);
+                    let w = &cell.window;
+                    if u32::from(w.n) >= sig.min_requests && w.score() >= sig.threshold {
+                        if flood && !dry {
+                            block = Some(w.describe());
+                        } else if cell.reported != window_id {
+                            cell.reported = window_id;
+                            report = Some(w.describe());
+                        }
+                    }
+                }
+                if let (None, Some(g)) = (over, &rt.per_prefix) {
+                    if let Err(wait) = g.check(&mut cell.req_tat, t) {
+                        over = Some((cfg.rate.action, wait, "rate_prefix"));
+                    }
+                }
+            },
+        );
+        if let Some(evidence) = report {
+            tracing::info!(prefix = %client.prefix, flood, %evidence, "flood signature matched (reported only)");
+            rep.count("report", "flood_signature", "-");
+        }
+        if let Some(evidence) = block {
+            return Some(self.block_flood_source(rt, client.prefix, evidence, rep, now));
+        }
+        if let Some((action, wait, reason)) = over {
+            return Some(rate_action(action, wait, reason, f.method));
+        }
+
+        // The challenge.
+        let mode = cfg.challenge.mode;
+        let exempt = cleared || cfg.challenge.exempt_paths.iter().any(|p| path_in(f.path_and_query, p));
+        if mode == ChallengeMode::Off || exempt {
+            return None;
+        }
+        let challengeable = matches!(*f.method, http::Method::GET | http::Method::HEAD);
+        let on = mode == ChallengeMode::On;
+        if challengeable && (on || (flood && suspicious)) {
+            return Some((Kind::Challenge, if on { "under_attack_mode" } else { "suspicious_in_flood" }));
+        }
+        if suspicious && (flood || on) {
+            // A request that cannot be challenged (a POST) and looks like the flood.
+            return Some((Kind::Reject(cfg.admission.retry_after.get()), "suspicious_in_flood"));
+        }
+        None
+    }
+
+    /// A prefix's traffic matched the flood signature during a flood: block it.
+    fn block_flood_source(
+        &self,
+        rt: &ShieldRt,
+        net: IpNet,
+        evidence: String,
+        rep: &Report,
+        now: Instant,
+    ) -> (Kind, &'static str) {
+        let already = self.dynamic.read().ok().and_then(|d| d.lookup(net.addr()).map(|(_, b)| b.until > now));
+        if already != Some(true) {
+            let block_for = rt.cfg.signatures.block_for.get();
+            self.block(net, crate::clock::later(now, block_for), format!("flood signature: {evidence}"));
+            tracing::warn!(prefix = %net, %evidence, "flood source blocked");
+            rep.events.push(
+                rep.metrics,
+                crate::events::Event {
+                    at: SystemTime::now(),
+                    kind: "prefix_blocked",
+                    site: "-".into(),
+                    datacenter: "-".into(),
+                    origin: Some(net.to_string()),
+                    reason: format!("flood signature, for {}: {evidence}", humantime::format_duration(block_for)),
+                },
+            );
+        }
+        (Kind::Close, "flood_signature")
+    }
+
+    /// When the current surge began (unix seconds): a flood, or the site shedding.
+    fn surge_start(&self, load: &SiteLoad) -> Option<u64> {
+        let a = self.flood.since_unix_ms().map(|ms| ms / 1000);
+        let b = load.shedding_since().map(|ms| ms / 1000);
+        match (a, b) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// The prefix was first seen before `surge` (or there is no surge).
+    fn seen_before(&self, net: IpNet, surge: Option<u64>) -> bool {
+        let Some(surge) = surge else { return true };
+        let key = self.prefixes.key(&net);
+        self.prefixes.get(key, |c| self.epoch_unix + u64::from(c.first_seen) < surge).unwrap_or(false)
+    }
+
+    /// Challenge difficulty: the configured one, plus a bit for every doubling of the flood
+    /// beyond its threshold, up to the maximum.
+    fn difficulty(&self, cfg: &Cfg) -> u8 {
+        let c = &cfg.challenge;
+        let ratio = self.flood.rate() / f64::from(cfg.signatures.flood_rate.max(1));
+        let extra = if ratio > 1.0 { ratio.log2().floor() as u8 } else { 0 };
+        c.difficulty.saturating_add(extra).min(c.max_difficulty)
+    }
+}
+
+enum Kind {
+    Block,
+    Close,
+    Reject(Duration),
+    Challenge,
+}
+
+fn rate_action(
+    action: RateAction,
+    wait: Duration,
+    reason: &'static str,
+    method: &http::Method,
+) -> (Kind, &'static str) {
+    let wait = wait.max(Duration::from_secs(1));
+    match action {
+        RateAction::Reject => (Kind::Reject(wait), reason),
+        RateAction::Close => (Kind::Close, reason),
+        RateAction::Challenge if matches!(*method, http::Method::GET | http::Method::HEAD) => (Kind::Challenge, reason),
+        RateAction::Challenge => (Kind::Reject(wait), reason),
+    }
+}
