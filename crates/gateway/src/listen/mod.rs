@@ -94,6 +94,9 @@ impl OpenConn {
         let snap = self.0.snapshot.load();
         match self.0.shield.on_accept(&snap.shield, client, Instant::now()) {
             Ok(ticket) => {
+                if let Some(reason) = ticket.would_refuse {
+                    self.0.metrics.shield.action("dry_run_close", reason, "-");
+                }
                 self.1 = ticket;
                 Ok(())
             }

@@ -178,6 +178,8 @@ pub struct Shield {
 pub struct ConnTicket {
     addr: Option<u64>,
     prefix: Option<u64>,
+    /// In dry-run mode: why the connection would have been refused.
+    pub would_refuse: Option<&'static str>,
 }
 
 /// Who sent a request, as the shield sees it.
@@ -301,10 +303,12 @@ impl Shield {
             return Ok(ConnTicket::default());
         }
         let dry = rt.cfg.mode == ShieldMode::DryRun;
+        let mut would_refuse = None;
         if let Some(reason) = self.blocked(rt, ip) {
             if !dry {
                 return Err(reason);
             }
+            would_refuse = Some(reason);
         }
         let t = self.tick(now);
         let c = &rt.cfg.connections;
@@ -327,7 +331,11 @@ impl Shield {
         );
         let addr = match addr {
             Some(Err(reason)) if !dry => return Err(reason),
-            Some(Err(_)) | None => None,
+            Some(Err(reason)) => {
+                would_refuse = would_refuse.or(Some(reason));
+                None
+            }
+            None => None,
             Some(Ok(())) => Some(akey),
         };
         let net = rt.prefix(ip);
@@ -347,17 +355,17 @@ impl Shield {
         );
         let prefix = match prefix {
             Some(Err(reason)) => {
-                if dry {
-                    None
-                } else {
-                    self.release(ConnTicket { addr, prefix: None });
+                if !dry {
+                    self.release(ConnTicket { addr, prefix: None, would_refuse: None });
                     return Err(reason);
                 }
+                would_refuse = would_refuse.or(Some(reason));
+                None
             }
             None => None,
             Some(Ok(())) => Some(pkey),
         };
-        Ok(ConnTicket { addr, prefix })
+        Ok(ConnTicket { addr, prefix, would_refuse })
     }
 
     /// A connection counted by [`Shield::on_accept`] closed.

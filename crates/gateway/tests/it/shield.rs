@@ -247,7 +247,7 @@ async fn a_thin_flood_is_recognised_and_its_prefixes_blocked_while_shoppers_are_
 #[tokio::test]
 async fn dry_run_reports_and_blocks_nothing() {
     let origin = echo_origin("o").await;
-    let shield = "[shield]\nmode = \"dry-run\"\n[shield.signatures]\nflood_rate = 20\n[shield.rate]\nper_address = { rate = 0.1, burst = 2 }\n";
+    let shield = "[shield]\nmode = \"dry-run\"\nblock = [\"127.3.31.0/24\"]\n[shield.signatures]\nflood_rate = 20\n[shield.rate]\nper_address = { rate = 0.1, burst = 2 }\n";
     let gw = gateway(&shop(origin.addr, shield)).await;
     let addr = http_addr(&gw);
     flood(120, addr, |i| Ipv4Addr::new(127, 3, 30, 1 + (i % 30) as u8)).await;
@@ -257,6 +257,13 @@ async fn dry_run_reports_and_blocks_nothing() {
     let m = metrics(&gw).await;
     assert!(m.contains("action=\"report\",reason=\"flood_signature\""), "{m}");
     assert!(m.contains("action=\"dry_run_reject\",reason=\"rate_address\""));
+    assert_eq!(
+        get_from(Ipv4Addr::new(127, 3, 31, 1), addr, "/", BROWSER).await.unwrap().0,
+        200,
+        "a blocked prefix is served"
+    );
+    let m = metrics(&gw).await;
+    assert!(m.contains("action=\"dry_run_close\",reason=\"blocklist\",site=\"-\"} 1"), "{m}");
     gw.stop().await;
 }
 
