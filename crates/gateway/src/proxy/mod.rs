@@ -67,9 +67,6 @@ pub async fn handle(shared: Arc<Shared>, conn: Arc<ConnState>, req: Request<Inco
     fin.site = Some(site.clone());
 
     // 3. The shield: client identity, blocks, rate limits, flood signatures, the challenge.
-    if parts.uri.path() == crate::shield::challenge::VERIFY_PATH {
-        return shielded::verify(&shared, &snap, &site, &conn, fin, &parts);
-    }
     let target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
     let verdict = shared.shield.check(
         &snap.shield,
@@ -89,6 +86,10 @@ pub async fn handle(shared: Arc<Shared>, conn: Arc<ConnState>, req: Request<Inco
     if verdict.action != crate::shield::Action::Pass {
         let target = target.to_string();
         return shielded::act(&shared, &site, fin, &verdict.action, &verdict.client, &target);
+    }
+    // A challenge's answer (within the rate limits and blocks like any request).
+    if parts.uri.path() == crate::shield::challenge::VERIFY_PATH {
+        return shielded::verify(&shared, &snap, &site, &conn, fin, &parts);
     }
     let mut resp = to_site(&shared, &conn, snap, site, fin, parts, body, &host, &host_value, verdict.priority).await;
     if verdict.give_visitor_cookie {

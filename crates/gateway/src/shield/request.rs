@@ -175,7 +175,9 @@ impl Shield {
 
         // The challenge.
         let mode = cfg.challenge.mode;
-        let exempt = cleared || cfg.challenge.exempt_paths.iter().any(|p| path_in(f.path_and_query, p));
+        let exempt = cleared
+            || path_in(f.path_and_query, challenge::VERIFY_PATH)
+            || cfg.challenge.exempt_paths.iter().any(|p| path_in(f.path_and_query, p));
         if mode == ChallengeMode::Off || exempt {
             return None;
         }
