@@ -17,9 +17,8 @@ impl Shield {
         let dry = cfg.mode == ShieldMode::DryRun;
         let unix = unix_now();
         let keys = self.keys.load();
-        let prefix_s = client.prefix.to_string();
-        let cleared =
-            challenge::cookie(f.headers, challenge::CLEARANCE).is_some_and(|c| keys.1.clearance_ok(c, &prefix_s, unix));
+        let cleared = challenge::cookie(f.headers, challenge::CLEARANCE)
+            .is_some_and(|c| keys.1.clearance_ok(c, &client.prefix.to_string(), unix));
         let visitor_since =
             challenge::cookie(f.headers, challenge::VISITOR).and_then(|c| keys.1.visitor_issued(c, unix));
         let surge = self.surge_start(f.site_load);
