@@ -478,3 +478,24 @@ async fn blocks_and_limits_outlive_a_reload_and_new_limits_apply() {
     gw.stop().await;
     let _ = std::fs::remove_file(path);
 }
+
+#[tokio::test]
+async fn over_http2_a_closed_stream_leaves_the_connection_serving() {
+    let origin = echo_origin("o").await;
+    let shield = "[[shield.rate.class]]\nname = \"search\"\npaths = [\"/search\"]\nper_address = { rate = 0.1, burst = 1 }\naction = \"close\"\n";
+    let gw = gateway(&shop(origin.addr, shield)).await;
+    let tcp = connect_from(Ipv4Addr::new(127, 3, 95, 1), http_addr(&gw)).await.unwrap();
+    let (mut tx, conn) = hyper::client::conn::http2::handshake(executor(), TokioIo::new(tcp)).await.unwrap();
+    tokio::spawn(conn);
+    let mut get = |path: &str| {
+        let mut req = Request::get(format!("http://shop.test{path}"));
+        for (k, v) in BROWSER {
+            req = req.header(*k, *v);
+        }
+        tx.send_request(req.body(Full::new(Bytes::new())).unwrap())
+    };
+    assert_eq!(get("/search?q=1").await.unwrap().status(), 200);
+    assert!(get("/search?q=2").await.is_err(), "the stream over the limit is reset");
+    assert_eq!(get("/p/1").await.unwrap().status(), 200, "the connection still serves");
+    gw.stop().await;
+}
