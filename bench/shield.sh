@@ -13,33 +13,23 @@ start_origin "$ORIGIN"
 BROWSER=(-H 'Host: bench.local' -H 'User-Agent: Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0'
   -H 'Accept: text/html' -H 'Accept-Language: en' -H 'Accept-Encoding: identity')
 
-# Loopback is exempt by default (the allow list's default); these configs allow another
-# network so that wrk on 127.0.0.1 is judged like any client.
+# Loopback is exempt by default (the allow list's default): these configs allow another
+# network so that wrk on 127.0.0.1 is judged like any client. judged [RATE_LINES]: such a
+# config whose limits wrk never reaches, unless RATE_LINES ([shield.rate] keys) say so.
+NO_LIMIT='{ rate = 1000000, burst = 1000000 }'
+judged() {
+  local rate=${1:-"per_address = $NO_LIMIT"}
+  printf '[shield]\nallow = ["192.0.2.1/32"]\n[shield.connections]\nnew_per_second = %s\n' "$NO_LIMIT"
+  printf '[shield.rate]\n%s\nper_prefix = %s\n' "$rate" "$NO_LIMIT"
+}
 declare -A SHIELD=(
-  [proxied]='[shield]
-allow = ["192.0.2.1/32"]
-[shield.rate]
-per_address = { rate = 1000000, burst = 1000000 }
-per_prefix = { rate = 1000000, burst = 1000000 }
-[shield.connections]
-new_per_second = { rate = 1000000, burst = 1000000 }'
+  [proxied]=$(judged)
   [shield-off]='[shield]
 enabled = false'
-  [rate-limited]='[shield]
-allow = ["192.0.2.1/32"]
-[shield.rate]
-per_address = { rate = 1, burst = 1 }
-[shield.connections]
-new_per_second = { rate = 1000000, burst = 1000000 }'
-  [challenged]='[shield]
-allow = ["192.0.2.1/32"]
-[shield.rate]
-per_address = { rate = 1000000, burst = 1000000 }
-per_prefix = { rate = 1000000, burst = 1000000 }
-[shield.connections]
-new_per_second = { rate = 1000000, burst = 1000000 }
+  [rate-limited]=$(judged 'per_address = { rate = 1, burst = 1 }')
+  [challenged]="$(judged)
 [shield.challenge]
-mode = "on"'
+mode = \"on\""
   [blocked]='[shield]
 block = ["127.0.0.1/32"]'
 )

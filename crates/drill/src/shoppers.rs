@@ -130,7 +130,8 @@ impl Session<'_> {
         let checkout = path == "/checkout";
         let is_post = method == Method::POST;
         let started = Instant::now();
-        let result = tokio::time::timeout(self.timeout, self.visit(method, path, body, key)).await;
+        let result =
+            tokio::time::timeout(self.timeout, self.visit(method, path, Bytes::from(body), key.as_deref())).await;
         let (answer, challenged) = match result {
             Ok(Ok(r)) => r,
             Ok(Err(_)) | Err(_) => {
@@ -168,10 +169,10 @@ impl Session<'_> {
         &mut self,
         method: Method,
         path: &str,
-        body: String,
-        key: Option<String>,
+        body: Bytes,
+        key: Option<&str>,
     ) -> anyhow::Result<(Answer, bool)> {
-        let first = self.exchange(method.clone(), path, body.clone(), key.clone()).await?;
+        let first = self.exchange(method.clone(), path, body.clone(), key).await?;
         if first.mitigated.as_deref() != Some("challenge") {
             return Ok((first, false));
         }
@@ -184,17 +185,11 @@ impl Session<'_> {
         .await?
         .ok_or_else(|| anyhow::anyhow!("no nonce for the challenge"))?;
         let verify = format!("{}?t={token}&n={nonce}&r=%2F", holdfast_gateway::shield::challenge::VERIFY_PATH);
-        self.exchange(Method::GET, &verify, String::new(), None).await?;
+        self.exchange(Method::GET, &verify, Bytes::new(), None).await?;
         Ok((self.exchange(method, path, body, key).await?, true))
     }
 
-    async fn exchange(
-        &mut self,
-        method: Method,
-        path: &str,
-        body: String,
-        key: Option<String>,
-    ) -> anyhow::Result<Answer> {
+    async fn exchange(&mut self, method: Method, path: &str, body: Bytes, key: Option<&str>) -> anyhow::Result<Answer> {
         let mut conn = match self.conn.take() {
             Some(c) if !c.is_closed() => c,
             _ => client::http1_from(self.src, self.dst).await?,
@@ -218,7 +213,7 @@ impl Session<'_> {
         if method == Method::POST {
             req = req.header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
         }
-        let resp = conn.send_request(req.body(Full::new(Bytes::from(body)))?).await?;
+        let resp = conn.send_request(req.body(Full::new(body))?).await?;
         let status = resp.status().as_u16();
         let h = resp.headers();
         let text = |name: &str| h.get(name).and_then(|v| v.to_str().ok()).map(str::to_string);

@@ -181,22 +181,8 @@ fn block(shared: &Shared, add: bool, query: &str) -> Response<Full<Bytes>> {
             Err(e) => return bad(format!("for={d:?}: {e}; expected a duration such as \"10m\"")),
         },
     };
-    shared.shield.block(
-        net,
-        crate::clock::later(tokio::time::Instant::now(), duration),
-        "blocked by an operator".into(),
-    );
-    shared.events.push(
-        &shared.metrics,
-        crate::events::Event {
-            at: SystemTime::now(),
-            kind: "prefix_blocked",
-            site: "-".into(),
-            datacenter: "-".into(),
-            origin: Some(net.to_string()),
-            reason: format!("by an operator, for {}", humantime::format_duration(duration)),
-        },
-    );
+    let rep = crate::shield::Report { metrics: &shared.metrics, events: &shared.events };
+    shared.shield.block(net, tokio::time::Instant::now(), duration, "blocked by an operator", &rep);
     json(StatusCode::OK, &serde_json::json!({"ok": true, "blocked": net.to_string(), "seconds": duration.as_secs()}))
 }
 
@@ -206,9 +192,7 @@ fn authorized(shared: &Shared, req: &Request<Incoming>) -> bool {
     let given =
         req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
     // Constant-time comparison: the token must not leak through timing.
-    given.is_some_and(|g| {
-        g.len() == token.len() && g.bytes().zip(token.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
-    })
+    given.is_some_and(|g| crate::util::ct_eq(g.as_bytes(), token.as_bytes()))
 }
 
 #[derive(Serialize)]

@@ -1,5 +1,6 @@
-//! A monotonic millisecond clock for state that lives in atomics (ejections, slow start).
-//! Decisions take `now` as an argument, so tests pass any time they like.
+//! A monotonic millisecond clock for state that lives in atomics (ejections, slow start),
+//! and the wall clock's Unix time. Decisions take `now` as an argument, so tests pass any
+//! time they like.
 
 use std::sync::OnceLock;
 use std::time::Instant;
@@ -12,6 +13,16 @@ fn epoch() -> Instant {
 /// `at + d`, or a year after `at` when a configured duration is too large to add.
 pub fn later(at: tokio::time::Instant, d: std::time::Duration) -> tokio::time::Instant {
     at.checked_add(d).unwrap_or_else(|| at + std::time::Duration::from_secs(365 * 24 * 3600))
+}
+
+/// Wall-clock seconds since the Unix epoch (for signed cookies and tokens).
+pub fn unix_secs() -> u64 {
+    unix_ms() / 1000
+}
+
+/// Wall-clock milliseconds since the Unix epoch (for events and status).
+pub fn unix_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Milliseconds since the process's clock epoch; never 0 (0 means "never" in state).

@@ -1,5 +1,6 @@
-//! Events: every change of state on the upstream side (an origin down or up, ejected or
-//! returned, a data center failed over or failed back) with its time and reason. Logged,
+//! Events: every change of state with its time and reason: on the upstream side (an origin
+//! down or up, ejected or returned, a data center failed over or failed back) and in the
+//! shield (a flood started or ended, a prefix blocked, shedding started or ended). Logged,
 //! counted in metrics, and kept (the last 500) for /status.json.
 
 use serde::Serialize;
@@ -13,12 +14,31 @@ const KEEP: usize = 500;
 pub struct Event {
     #[serde(with = "crate::util::rfc3339")]
     pub at: SystemTime,
-    /// origin_down, origin_up, origin_ejected, origin_returned, failover, failback.
+    /// origin_down, origin_up, origin_ejected, origin_returned, failover, failback;
+    /// flood_started, flood_ended, prefix_blocked, shedding_started, shedding_ended.
     pub kind: &'static str,
     pub site: String,
     pub datacenter: String,
     pub origin: Option<String>,
+    /// The client prefix a shield event is about.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<String>,
     pub reason: String,
+}
+
+impl Event {
+    /// A shield event (`site` "-" when it is not about one site).
+    pub fn shield(kind: &'static str, site: &str, prefix: Option<String>, reason: String) -> Event {
+        Event {
+            at: SystemTime::now(),
+            kind,
+            site: site.to_string(),
+            datacenter: "-".into(),
+            origin: None,
+            prefix,
+            reason,
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -33,8 +53,9 @@ impl EventLog {
             site = %e.site,
             datacenter = %e.datacenter,
             origin = e.origin.as_deref().unwrap_or("-"),
+            prefix = e.prefix.as_deref().unwrap_or("-"),
             reason = %e.reason,
-            "upstream event"
+            "event"
         );
         metrics.event(e.kind);
         if let Ok(mut r) = self.recent.lock() {
@@ -67,6 +88,7 @@ pub fn origin_changed(
             site: site.name.to_string(),
             datacenter: origin.datacenter.to_string(),
             origin: Some(origin.authority.to_string()),
+            prefix: None,
             reason,
         },
     );
@@ -103,6 +125,14 @@ pub fn pool_changed(shared: &crate::gateway::Shared, site: &crate::snapshot::Sit
     };
     shared.events.push(
         &shared.metrics,
-        Event { at: SystemTime::now(), kind, site: site.name.to_string(), datacenter: dc, origin: None, reason },
+        Event {
+            at: SystemTime::now(),
+            kind,
+            site: site.name.to_string(),
+            datacenter: dc,
+            origin: None,
+            prefix: None,
+            reason,
+        },
     );
 }

@@ -41,14 +41,18 @@ pub struct Snapshot {
     pub shield: crate::shield::ShieldRt,
 }
 
+/// The previous snapshot's site of the same name.
+fn previous_site<'a>(s: &config::Site, previous: Option<&'a Snapshot>) -> Option<&'a Arc<SiteRt>> {
+    previous.and_then(|p| p.sites.iter().find(|x| *x.name == **s.name.get_ref()))
+}
+
 /// The site's cache: the previous snapshot's when the site and its sizes are unchanged.
 fn site_cache(s: &config::Site, previous: Option<&Snapshot>) -> Option<Arc<crate::cache::SiteCache>> {
     let c = &s.cache;
     if !c.enabled {
         return None;
     }
-    let reuse = previous
-        .and_then(|p| p.sites.iter().find(|x| *x.name == **s.name.get_ref()))
+    let reuse = previous_site(s, previous)
         .filter(|x| x.cfg.cache.max_bytes == c.max_bytes && x.cfg.cache.max_object_bytes == c.max_object_bytes)
         .and_then(|x| x.cache.clone());
     reuse.or_else(|| {
@@ -119,9 +123,7 @@ impl Snapshot {
                 retry_budget: Default::default(),
                 cache: site_cache(s, previous),
                 rng: std::sync::atomic::AtomicU64::new(seed),
-                load: previous
-                    .and_then(|p| p.sites.iter().find(|x| *x.name == **s.name.get_ref()))
-                    .map_or_else(Default::default, |x| x.load.clone()),
+                load: previous_site(s, previous).map_or_else(Default::default, |x| x.load.clone()),
             }));
         }
         let routes =

@@ -23,6 +23,11 @@ pub mod rfc3339_opt {
     }
 }
 
+/// Compares secrets in time that does not depend on where they differ.
+pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
 /// A query parameter's value, percent-decoded (and `+` as space); None when absent, badly
 /// escaped or not UTF-8.
 pub fn query_param(query: &str, name: &str) -> Option<String> {

@@ -19,8 +19,8 @@ pub struct Shield {
     pub ipv4_prefix: u8,
     #[serde(deserialize_with = "ipv6_prefix")]
     pub ipv6_prefix: u8,
-    /// Addresses and prefixes never blocked, limited, challenged or shed (monitoring,
-    /// search engine crawlers, partners).
+    /// Addresses and prefixes never blocked, limited or challenged, and admitted first when
+    /// origins are saturated (monitoring, search engine crawlers, partners).
     pub allow: Vec<IpNet>,
     /// Addresses and prefixes whose connections are closed on accept.
     pub block: Vec<IpNet>,

@@ -89,10 +89,10 @@ impl OpenConn {
         OpenConn(shared, Default::default())
     }
 
-    /// The shield's connection defence for `client`; Err(reason) when it refuses.
-    fn admit(&mut self, client: std::net::IpAddr) -> Result<(), &'static str> {
-        let snap = self.0.snapshot.load();
-        match self.0.shield.on_accept(&snap.shield, client, Instant::now()) {
+    /// The shield's connection defence for `client`; Err(reason) when it refuses (counted
+    /// in the shield's metrics).
+    fn admit(&mut self, rt: &crate::shield::ShieldRt, client: std::net::IpAddr) -> Result<(), &'static str> {
+        match self.0.shield.on_accept(rt, client, Instant::now()) {
             Ok(ticket) => {
                 if let Some(reason) = ticket.would_refuse {
                     self.0.metrics.shield.action("dry_run_close", reason, "-");
@@ -101,7 +101,6 @@ impl OpenConn {
                 Ok(())
             }
             Err(reason) => {
-                self.0.metrics.reject(reason);
                 self.0.metrics.shield.action("close", reason, "-");
                 Err(reason)
             }
@@ -133,15 +132,10 @@ pub async fn serve_listener(
         };
         match accepted {
             Ok((tcp, peer)) => {
-                let (max, proxied) = {
-                    let snap = shared.snapshot.load();
-                    let p = &snap.file.proxy;
-                    (
-                        snap.file.limits.max_connections,
-                        p.proxy_protocol && p.trusted_proxies.iter().any(|n| n.contains(&peer.ip())),
-                    )
-                };
-                if shared.open_connections.load(Relaxed) >= max {
+                let snap = shared.snapshot.load();
+                let p = &snap.file.proxy;
+                let proxied = p.proxy_protocol && p.trusted_proxies.iter().any(|n| n.contains(&peer.ip()));
+                if shared.open_connections.load(Relaxed) >= snap.file.limits.max_connections {
                     shared.metrics.reject("max_connections");
                     drop(tcp);
                     continue;
@@ -149,9 +143,10 @@ pub async fn serve_listener(
                 let mut open = OpenConn::new(shared.clone());
                 // The shield's connection defence, before a byte is read; behind a PROXY
                 // protocol proxy, once the header has named the client.
-                if !proxied && open.admit(peer.ip()).is_err() {
+                if !proxied && open.admit(&snap.shield, peer.ip()).is_err() {
                     continue;
                 }
+                drop(snap);
                 let shutdown = shutdown.clone();
                 tokio::spawn(async move {
                     serve_tcp(open, tcp, peer, proxied, tls, shutdown).await;
@@ -191,7 +186,7 @@ async fn serve_tcp(
                 return;
             }
         }
-        if open.admit(peer.ip()).is_err() {
+        if open.admit(&shared.snapshot.load().shield, peer.ip()).is_err() {
             return;
         }
     }

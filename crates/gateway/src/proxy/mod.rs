@@ -81,15 +81,15 @@ pub async fn handle(shared: Arc<Shared>, conn: Arc<ConnState>, req: Request<Inco
             site_load: &site.load,
         },
         &crate::shield::Report { metrics: &shared.metrics, events: &shared.events },
-        tokio::time::Instant::now(),
+        tokio::time::Instant::from_std(fin.started),
     );
-    if verdict.action != crate::shield::Action::Pass {
+    if let Some(action) = &verdict.action {
         let target = target.to_string();
-        return shielded::act(&shared, &site, fin, &verdict.action, &verdict.client, &target);
+        return shielded::act(&shared, &site, fin, action, &verdict.client, &target);
     }
     // A challenge's answer (within the rate limits and blocks like any request).
     if parts.uri.path() == crate::shield::challenge::VERIFY_PATH {
-        return shielded::verify(&shared, &snap, &site, &conn, fin, &parts);
+        return shielded::verify(&shared, &snap, &site, conn.https, fin, &parts.uri, &verdict.client);
     }
     let mut resp = to_site(&shared, &conn, snap, site, fin, parts, body, &host, &host_value, verdict.priority).await;
     if verdict.give_visitor_cookie {
@@ -150,16 +150,9 @@ async fn to_site(
     let mut _slot = None;
     if adm.enabled && adm.admission.enabled {
         let dry = adm.mode == crate::config::shield::ShieldMode::DryRun;
-        let r = (crate::upstream::balance::next_random(&site.rng) >> 11) as f64 / (1u64 << 53) as f64;
-        let mut admitted = site.load.admit(priority, r);
+        let mut admitted = site.load.admit(priority, crate::upstream::balance::uniform(&site.rng));
         if admitted && !dry {
-            let wait = adm.admission.queue_timeout.get();
-            let patience = match priority {
-                crate::shield::Priority::Critical => wait,
-                crate::shield::Priority::Known => wait / 3,
-                crate::shield::Priority::Other => std::time::Duration::ZERO,
-            };
-            _slot = site.load.enter(priority, patience).await;
+            _slot = site.load.enter(priority, adm.admission.queue_timeout.get()).await;
             admitted = _slot.is_some();
         }
         if !admitted {
@@ -199,12 +192,9 @@ async fn to_site(
     };
     parts.version = Version::HTTP_11;
     let pace = &snap.file.shield.connections;
-    let (min_rate, grace) = if snap.file.shield.enabled {
-        (pace.min_upload_rate.get(), pace.upload_grace.get())
-    } else {
-        (0, pace.upload_grace.get())
-    };
-    let upstream_req = Request::from_parts(parts, ReqBody::new(body, max_body).with_min_rate(min_rate, grace));
+    let min_rate = if snap.file.shield.enabled { pace.min_upload_rate.get() } else { 0 };
+    let upstream_req =
+        Request::from_parts(parts, ReqBody::new(body, max_body).with_min_rate(min_rate, pace.upload_grace.get()));
 
     // 7. The origins: failover order, balancing, retries elsewhere (proxy::forward).
     let forwarded = forward::forward(shared, &snap, &site, upstream_req, fin.started).await;

@@ -5,14 +5,14 @@
 use super::body::RespBody;
 use super::{local_response, site_page};
 use crate::gateway::Shared;
-use crate::listen::ConnState;
 use crate::pages::{self, Problem};
 use crate::record::Finished;
 use crate::shield::{self, challenge, Action};
 use crate::snapshot::{SiteRt, Snapshot};
+use crate::util::query_param;
 use http::header::{self, HeaderValue};
 use http::{Response, StatusCode};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 /// Says which of the shield's answers a response is (challenge, rate-limit, block, shed),
 /// as Cloudflare's `cf-mitigated` does, so clients and tools can tell it from the origin's.
@@ -29,11 +29,7 @@ impl std::fmt::Display for CloseSilently {
 }
 impl std::error::Error for CloseSilently {}
 
-fn unix_now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
-}
-
-/// The answer for a shield action other than Pass.
+/// The answer for a shield action.
 pub fn act(
     shared: &Shared,
     site: &SiteRt,
@@ -43,7 +39,6 @@ pub fn act(
     target: &str,
 ) -> Response<RespBody> {
     match action {
-        Action::Pass => site_page(fin, site, Problem::BadRequest, true), // not reached
         Action::Reject { retry_after, .. } => {
             let mut r = site_page(fin, site, Problem::TooMany, false);
             r.headers_mut().insert(header::RETRY_AFTER, secs(*retry_after));
@@ -78,7 +73,7 @@ fn challenge_page(
     target: &str,
 ) -> Response<RespBody> {
     let keys = shared.shield.keys();
-    let token = keys.1.token(&client.prefix.to_string(), difficulty, unix_now(), shared.shield.random());
+    let token = keys.1.token(&client.prefix.to_string(), difficulty, crate::clock::unix_secs(), shared.shield.random());
     let html = pages::challenge_page(&site.language, &site.name, &token, difficulty, challenge::VERIFY_PATH, target);
     fin.status = 403;
     let mut r = local_response(fin, StatusCode::FORBIDDEN, html, false);
@@ -92,24 +87,24 @@ pub fn verify(
     shared: &Shared,
     snap: &Snapshot,
     site: &SiteRt,
-    conn: &ConnState,
+    https: bool,
     mut fin: Box<Finished>,
-    parts: &http::request::Parts,
+    uri: &http::Uri,
+    client: &shield::Client,
 ) -> Response<RespBody> {
-    let client = snap.shield.client(conn.client.ip, &parts.headers);
-    let query = parts.uri.query().unwrap_or("");
-    let back = challenge::safe_return(challenge::query_param(query, "r"));
-    let token = challenge::query_param(query, "t").unwrap_or_default();
-    let nonce = challenge::query_param(query, "n").unwrap_or_default();
+    let query = uri.query().unwrap_or("");
+    let back = challenge::safe_return(query_param(query, "r"));
+    let token = query_param(query, "t").unwrap_or_default();
+    let nonce = query_param(query, "n").unwrap_or_default();
     let prefix = client.prefix.to_string();
-    let now = unix_now();
+    let now = crate::clock::unix_secs();
     let checked = shared.shield.keys().1.verify(&token, &nonce, &prefix, now);
     match checked {
         Ok(()) => {
             shared.metrics.shield.action("pass", "challenge_solved", &site.name);
             let ttl = snap.file.shield.challenge.clearance_ttl.get().as_secs();
             let value = shared.shield.keys().1.clearance(&prefix, now.saturating_add(ttl));
-            let cookie = cookie_header(challenge::CLEARANCE, &value, ttl, conn.https);
+            let cookie = cookie_header(challenge::CLEARANCE, &value, ttl, https);
             fin.status = 303;
             let mut r = local_response(fin, StatusCode::SEE_OTHER, String::new(), false);
             let h = r.headers_mut();
@@ -122,19 +117,11 @@ pub fn verify(
             r
         }
         Err(why) => {
-            tracing::debug!(client = %client.ip, why, "challenge answer refused");
-            shared.metrics.shield.action("challenge", why_reason(why), &site.name);
+            tracing::debug!(client = %client.ip, ?why, "challenge answer refused");
+            shared.metrics.shield.action("challenge", why.as_str(), &site.name);
             let d = snap.file.shield.challenge.difficulty;
-            challenge_page(shared, site, fin, &client, d, &back)
+            challenge_page(shared, site, fin, client, d, &back)
         }
-    }
-}
-
-fn why_reason(why: &str) -> &'static str {
-    match why {
-        "token expired" => "challenge_expired",
-        "not enough work" => "challenge_wrong",
-        _ => "challenge_invalid",
     }
 }
 
@@ -145,7 +132,7 @@ fn cookie_header(name: &str, value: &str, max_age: u64, secure: bool) -> Option<
 
 /// Adds the visitor cookie to a response.
 pub fn give_visitor_cookie(shared: &Shared, resp: &mut Response<RespBody>, https: bool) {
-    let value = shared.shield.keys().1.visitor(unix_now(), shared.shield.random());
+    let value = shared.shield.keys().1.visitor(crate::clock::unix_secs(), shared.shield.random());
     if let Some(c) = cookie_header(challenge::VISITOR, &value, challenge::VISITOR_TTL, https) {
         resp.headers_mut().append(header::SET_COOKIE, c);
     }

@@ -95,10 +95,7 @@ pub struct Slot(Arc<SiteLoad>);
 impl Drop for Slot {
     fn drop(&mut self) {
         self.0.slots.fetch_sub(1, Relaxed);
-        // The most urgent waiter goes next.
-        if let Some(p) = (0..3).find(|&p| self.0.waiting[p].load(Relaxed) > 0) {
-            self.0.wake[p].notify_one();
-        }
+        self.0.wake_most_urgent();
     }
 }
 
@@ -160,7 +157,7 @@ impl SiteLoad {
         // The origins' signals move the limit; requests queueing for a slot at holdfast also
         // keep the shed level up (the origins look fine because the queue protects them).
         let origins_saturated = !why.is_empty();
-        let queued: u32 = self.waiting.iter().map(|w| w.load(Relaxed)).sum();
+        let queued = self.queued();
         if queued > 0 {
             why.push(format!("{queued} requests waiting for a slot at the origins"));
         }
@@ -188,17 +185,43 @@ impl SiteLoad {
         }
     }
 
-    /// A slot at the origins for a request of `priority`: at once when under the limit,
-    /// else after waiting (critical ones first) up to `patience`; None: shed.
-    pub async fn enter(self: &Arc<Self>, priority: Priority, patience: Duration) -> Option<Slot> {
-        let p = priority as usize;
-        // No barging: while more urgent requests wait, a free slot is theirs.
-        let urgent_waiting = (0..p).any(|q| self.waiting[q].load(Relaxed) > 0);
-        if !urgent_waiting {
-            if let Some(slot) = self.try_enter() {
-                return Some(slot);
-            }
+    /// The most urgent priority with requests waiting for a slot.
+    fn most_urgent_waiting(&self) -> Option<usize> {
+        (0..3).find(|&p| self.waiting[p].load(Relaxed) > 0)
+    }
+
+    fn wake_most_urgent(&self) {
+        if let Some(p) = self.most_urgent_waiting() {
+            self.wake[p].notify_one();
         }
+    }
+
+    fn queued(&self) -> u32 {
+        self.waiting.iter().map(|w| w.load(Relaxed)).sum()
+    }
+
+    /// A slot at once, unless more urgent requests are waiting (no barging: a free slot is
+    /// theirs) or the limit is reached.
+    fn try_enter_as(self: &Arc<Self>, p: usize) -> Option<Slot> {
+        if self.most_urgent_waiting().is_some_and(|q| q < p) {
+            return None;
+        }
+        self.try_enter()
+    }
+
+    /// A slot at the origins for a request of `priority`: at once when under the limit,
+    /// else after waiting, critical ones first, up to `queue_timeout` (critical), a third
+    /// of it (known) or not at all (the rest); None: shed.
+    pub async fn enter(self: &Arc<Self>, priority: Priority, queue_timeout: Duration) -> Option<Slot> {
+        let p = priority as usize;
+        if let Some(slot) = self.try_enter_as(p) {
+            return Some(slot);
+        }
+        let patience = match priority {
+            Priority::Critical => queue_timeout,
+            Priority::Known => queue_timeout / 3,
+            Priority::Other => Duration::ZERO,
+        };
         if patience.is_zero() {
             self.shed.fetch_add(1, Relaxed);
             return None;
@@ -207,11 +230,8 @@ impl SiteLoad {
         let deadline = crate::clock::later(tokio::time::Instant::now(), patience);
         let slot = loop {
             let notified = self.wake[p].notified();
-            let urgent_waiting = (0..p).any(|q| self.waiting[q].load(Relaxed) > 0);
-            if !urgent_waiting {
-                if let Some(slot) = self.try_enter() {
-                    break Some(slot);
-                }
+            if let Some(slot) = self.try_enter_as(p) {
+                break Some(slot);
             }
             if tokio::time::timeout_at(deadline, notified).await.is_err() {
                 break None;
@@ -220,11 +240,9 @@ impl SiteLoad {
         self.waiting[p].fetch_sub(1, Relaxed);
         if slot.is_none() {
             self.shed.fetch_add(1, Relaxed);
-        } else if let Some(next) = (0..3).find(|&q| self.waiting[q].load(Relaxed) > 0) {
+        } else if self.slots.load(Relaxed) < self.limit.load(Relaxed) {
             // A slot may be free for the next waiter too.
-            if self.slots.load(Relaxed) < self.limit.load(Relaxed) {
-                self.wake[next].notify_one();
-            }
+            self.wake_most_urgent();
         }
         slot
     }
@@ -274,7 +292,7 @@ impl SiteLoad {
             shedding_since_unix_ms: self.shedding_since(),
             shed_total: self.shed.load(Relaxed),
             concurrency_limit: self.limit.load(Relaxed),
-            waiting: self.waiting.iter().map(|w| w.load(Relaxed)).sum(),
+            waiting: self.queued(),
         }
     }
 }
@@ -339,7 +357,7 @@ mod tests {
         }
         s.tick(&cfg(), Duration::ZERO, 1);
         assert_eq!(s.view().concurrency_limit, 8);
-        assert!(s.enter(Priority::Other, Duration::ZERO).await.is_none(), "the lowest priority does not wait");
+        assert!(s.enter(Priority::Other, Duration::from_secs(5)).await.is_none(), "the lowest priority does not wait");
         // A known and a critical request wait; when a slot frees up, critical goes first.
         let (k, c) = (s.clone(), s.clone());
         let known = tokio::spawn(async move { k.enter(Priority::Known, Duration::from_secs(5)).await });

@@ -8,7 +8,7 @@ use super::gcra::{self, Gcra, Tick};
 use crate::config::shield::Limit;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::sync::Mutex;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 #[derive(Debug, Default)]
 pub struct Flood {
@@ -50,8 +50,7 @@ impl Flood {
         if over {
             self.last_hot.store(t, Relaxed);
             if self.since_ms.load(Relaxed) == 0 {
-                let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(1, |d| d.as_millis() as u64);
-                self.since_ms.store(now.max(1), Relaxed);
+                self.since_ms.store(crate::clock::unix_ms().max(1), Relaxed);
             }
         }
         self.active()

@@ -32,7 +32,7 @@ use ipnet::IpNet;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 use tokio::time::Instant;
 
 /// The shield's part of a config snapshot.
@@ -189,32 +189,22 @@ pub struct Client {
     pub prefix: IpNet,
 }
 
-/// What the request path must do.
+/// What the request path must do instead of serving the request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
-    Pass,
     /// 429 with Retry-After.
-    Reject {
-        reason: &'static str,
-        retry_after: Duration,
-    },
+    Reject { reason: &'static str, retry_after: Duration },
     /// The proof-of-work page.
-    Challenge {
-        reason: &'static str,
-        difficulty: u8,
-    },
+    Challenge { reason: &'static str, difficulty: u8 },
     /// Close the connection without an answer.
-    Close {
-        reason: &'static str,
-    },
+    Close { reason: &'static str },
     /// 403 and close: a blocked client behind a trusted proxy.
-    Block {
-        reason: &'static str,
-    },
+    Block { reason: &'static str },
 }
 
 pub struct Verdict {
-    pub action: Action,
+    /// None: serve the request.
+    pub action: Option<Action>,
     pub client: Client,
     pub priority: Priority,
     /// The client has no valid visitor cookie: give it one.
@@ -245,17 +235,13 @@ pub struct Facts<'a> {
     pub site_load: &'a SiteLoad,
 }
 
-fn unix_now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
-}
-
 impl Shield {
     pub fn new(cfg: &Cfg) -> Shield {
         let secret = cfg.challenge.secret.clone();
         let keys = challenge::Keys::new(&secret);
         Shield {
             epoch: Instant::now(),
-            epoch_unix: unix_now(),
+            epoch_unix: crate::clock::unix_secs(),
             addrs: table::Table::new(cfg.max_addresses),
             prefixes: table::Table::new(cfg.max_prefixes),
             classes: table::Table::new(cfg.max_addresses / 4 + 1024),
@@ -265,7 +251,7 @@ impl Shield {
             top: topk::TopK::new(32),
             keys: arc_swap::ArcSwap::from_pointee((secret, keys)),
             flood: Flood::default(),
-            rng: AtomicU64::new(unix_now() ^ 0x9e37_79b9_7f4a_7c15),
+            rng: AtomicU64::new(crate::clock::unix_secs() ^ 0x9e37_79b9_7f4a_7c15),
         }
     }
 
@@ -304,7 +290,7 @@ impl Shield {
         }
         let dry = rt.cfg.mode == ShieldMode::DryRun;
         let mut would_refuse = None;
-        if let Some(reason) = self.blocked(rt, ip) {
+        if let Some(reason) = self.blocked(rt, ip, now) {
             if !dry {
                 return Err(reason);
             }
@@ -392,12 +378,11 @@ impl Shield {
     }
 
     /// The reason `ip` is blocked, if it is (static list, then dynamic blocks).
-    fn blocked(&self, rt: &ShieldRt, ip: IpAddr) -> Option<&'static str> {
+    fn blocked(&self, rt: &ShieldRt, ip: IpAddr, now: Instant) -> Option<&'static str> {
         if !rt.block.is_empty() && rt.block.contains(ip) {
             return Some("blocklist");
         }
         if self.any_dynamic.load(Relaxed) {
-            let now = Instant::now();
             if let Ok(d) = self.dynamic.read() {
                 if d.lookup(ip).is_some_and(|(_, b)| b.until > now) {
                     return Some("blocked");
@@ -407,12 +392,17 @@ impl Shield {
         None
     }
 
-    /// Blocks `net` until `until` (dynamic; expires by itself).
-    pub fn block(&self, net: IpNet, until: Instant, reason: String) {
+    /// Blocks `net` for `duration` from `now` (dynamic; expires by itself) and reports it
+    /// as a `prefix_blocked` event. `why` is the reason, e.g. "by an operator".
+    pub fn block(&self, net: IpNet, now: Instant, duration: Duration, why: &str, rep: &Report) {
+        let until = crate::clock::later(now, duration);
         if let Ok(mut d) = self.dynamic.write() {
-            d.insert(net, Blocked { until, reason, since: SystemTime::now() });
+            d.insert(net, Blocked { until, reason: why.to_string(), since: SystemTime::now() });
             self.any_dynamic.store(true, Relaxed);
         }
+        let reason = format!("{why}, for {}", humantime::format_duration(duration));
+        rep.events
+            .push(rep.metrics, crate::events::Event::shield("prefix_blocked", "-", Some(net.to_string()), reason));
     }
 
     pub fn unblock(&self, net: &IpNet) -> bool {

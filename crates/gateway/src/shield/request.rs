@@ -9,22 +9,25 @@ impl Shield {
     pub fn check(&self, rt: &ShieldRt, f: &Facts, rep: &Report, now: Instant) -> Verdict {
         let client = rt.client(f.peer, f.headers);
         let ip = client.ip;
-        let pass = |priority| Verdict { action: Action::Pass, client, priority, give_visitor_cookie: false };
         if !rt.cfg.enabled || rt.exempt(ip) {
-            return pass(Priority::Known);
+            // Allowed networks are never shed either: first in line for the origins.
+            return Verdict { action: None, client, priority: Priority::Critical, give_visitor_cookie: false };
         }
         let cfg = &rt.cfg;
         let dry = cfg.mode == ShieldMode::DryRun;
-        let unix = unix_now();
+        let unix = crate::clock::unix_secs();
         let keys = self.keys.load();
         let cleared = challenge::cookie(f.headers, challenge::CLEARANCE)
             .is_some_and(|c| keys.1.clearance_ok(c, &client.prefix.to_string(), unix));
         let visitor_since =
             challenge::cookie(f.headers, challenge::VISITOR).and_then(|c| keys.1.visitor_issued(c, unix));
         let surge = self.surge_start(f.site_load);
-        let verdict = match self.blocked(rt, ip) {
+        // When the client's prefix was first seen (seconds since the shield's epoch); read
+        // while judging, under the prefix cell's lock the judgement takes anyway.
+        let mut first_seen = None;
+        let verdict = match self.blocked(rt, ip, now) {
             Some(reason) => Some((Kind::Block, reason)),
-            None => self.judge(rt, f, client, cleared, rep, now),
+            None => self.judge(rt, f, client, cleared, rep, now, &mut first_seen),
         };
         let path = f.path_and_query;
         let critical = cleared
@@ -32,14 +35,14 @@ impl Shield {
             || visitor_since.is_some_and(|v| surge.is_none_or(|s| v < s));
         let priority = if critical {
             Priority::Critical
-        } else if self.seen_before(client.prefix, surge) {
+        } else if surge.is_none_or(|s| first_seen.is_some_and(|f| self.epoch_unix + u64::from(f) < s)) {
             Priority::Known
         } else {
             Priority::Other
         };
         let give_visitor_cookie = cfg.challenge.visitor_cookie && visitor_since.is_none();
         let Some((action, reason)) = verdict else {
-            return Verdict { action: Action::Pass, client, priority, give_visitor_cookie };
+            return Verdict { action: None, client, priority, give_visitor_cookie };
         };
         self.top.add(client.prefix, 1);
         let (name, action) = match action {
@@ -50,13 +53,15 @@ impl Shield {
         };
         if dry {
             rep.count(&format!("dry_run_{name}"), reason, f.site);
-            return Verdict { action: Action::Pass, client, priority, give_visitor_cookie };
+            return Verdict { action: None, client, priority, give_visitor_cookie };
         }
         rep.count(name, reason, f.site);
-        Verdict { action, client, priority, give_visitor_cookie }
+        Verdict { action: Some(action), client, priority, give_visitor_cookie }
     }
 
     /// The signature, the rate limits and the challenge rule, in that order; None passes.
+    /// Sets `first_seen` to when the client's prefix was first seen, if it is tracked.
+    #[allow(clippy::too_many_arguments)]
     fn judge(
         &self,
         rt: &ShieldRt,
@@ -65,6 +70,7 @@ impl Shield {
         cleared: bool,
         rep: &Report,
         now: Instant,
+        first_seen: &mut Option<u32>,
     ) -> Option<(Kind, &'static str)> {
         let cfg = &rt.cfg;
         let t = self.tick(now);
@@ -134,6 +140,7 @@ impl Shield {
             || self.new_prefix_cell(t, secs),
             |cell| {
                 cell.last = t;
+                *first_seen = Some(cell.first_seen);
                 if sig.enabled {
                     let extra = if cell.new_in_burst
                         && cell.first_seen.saturating_add(sig.window.get().as_secs().min(u64::from(u32::MAX)) as u32)
@@ -203,20 +210,8 @@ impl Shield {
     ) -> (Kind, &'static str) {
         let already = self.dynamic.read().ok().and_then(|d| d.lookup(net.addr()).map(|(_, b)| b.until > now));
         if already != Some(true) {
-            let block_for = rt.cfg.signatures.block_for.get();
-            self.block(net, crate::clock::later(now, block_for), format!("flood signature: {evidence}"));
-            tracing::warn!(prefix = %net, %evidence, "flood source blocked");
-            rep.events.push(
-                rep.metrics,
-                crate::events::Event {
-                    at: SystemTime::now(),
-                    kind: "prefix_blocked",
-                    site: "-".into(),
-                    datacenter: "-".into(),
-                    origin: Some(net.to_string()),
-                    reason: format!("flood signature, for {}: {evidence}", humantime::format_duration(block_for)),
-                },
-            );
+            let why = format!("flood signature: {evidence}");
+            self.block(net, now, rt.cfg.signatures.block_for.get(), &why, rep);
         }
         (Kind::Close, "flood_signature")
     }
@@ -229,13 +224,6 @@ impl Shield {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
-    }
-
-    /// The prefix was first seen before `surge` (or there is no surge).
-    fn seen_before(&self, net: IpNet, surge: Option<u64>) -> bool {
-        let Some(surge) = surge else { return true };
-        let key = self.prefixes.key(&net);
-        self.prefixes.get(key, |c| self.epoch_unix + u64::from(c.first_seen) < surge).unwrap_or(false)
     }
 
     /// Challenge difficulty: the configured one, plus a bit for every doubling of the flood

@@ -10,17 +10,14 @@ use crate::events::Event;
 use crate::gateway::Shared;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
 const EVERY: Duration = Duration::from_millis(250);
 
 fn event(shared: &Shared, kind: &'static str, site: &str, reason: String) {
-    shared.events.push(
-        &shared.metrics,
-        Event { at: SystemTime::now(), kind, site: site.to_string(), datacenter: "-".into(), origin: None, reason },
-    );
+    shared.events.push(&shared.metrics, Event::shield(kind, site, None, reason));
 }
 
 pub async fn run(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
@@ -38,7 +35,7 @@ pub async fn run(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
         n += 1;
         let snap = shared.snapshot.load();
         let cfg = &snap.file.shield;
-        let unix_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+        let unix_ms = crate::clock::unix_ms();
         if cfg.enabled && cfg.admission.enabled {
             for site in &snap.sites {
                 match site.load.tick(&cfg.admission, lag, unix_ms) {

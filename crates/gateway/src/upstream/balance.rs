@@ -54,6 +54,16 @@ pub fn next_random(state: &std::sync::atomic::AtomicU64) -> u64 {
     r
 }
 
+/// A uniform draw in [0, 1) from [`next_random`].
+pub fn uniform(state: &std::sync::atomic::AtomicU64) -> f64 {
+    unit(next_random(state))
+}
+
+/// The top 53 bits of `x` as a float in [0, 1).
+pub fn unit(x: u64) -> f64 {
+    (x >> 11) as f64 / (1u64 << 53) as f64
+}
+
 pub fn next_random_local(x: &mut u64) -> u64 {
     if *x == 0 {
         *x = 0x9E37_79B9_7F4A_7C15;

@@ -53,7 +53,7 @@ async fn run(shared: Arc<Shared>, origin: Weak<Origin>) {
                 crate::events::origin_changed(&shared, &site, &o, kind, reason);
             }
         }
-        let jitter = 0.9 + 0.2 * ((super::balance::next_random_local(&mut seed) >> 11) as f64 / (1u64 << 53) as f64);
+        let jitter = 0.9 + 0.2 * super::balance::unit(super::balance::next_random_local(&mut seed));
         let interval = cfg.interval.get().mul_f64(jitter);
         drop(o);
         drop(site);

@@ -157,7 +157,7 @@ pub fn choose(
             changes.push(c);
         }
     }
-    let r = (balance::next_random(rng) >> 11) as f64 / (1u64 << 53) as f64;
+    let r = balance::uniform(rng);
     let not_tried = |o: &&Arc<Origin>| !tried.contains(&(Arc::as_ptr(o) as usize));
     let choice = failover::choose(&views[..n], &cfg.failover, now, r);
     let (first, panic) = match choice {
