@@ -25,9 +25,9 @@ pub struct Finished {
 }
 
 impl Finished {
-    /// Called exactly once, from the response body's drop.
-    pub fn complete(self, body_complete: bool) {
-        let elapsed = self.started.elapsed();
+    /// Called exactly once, from the response body's drop, at `now`.
+    pub fn complete(self, body_complete: bool, now: Instant) {
+        let elapsed = now.saturating_duration_since(self.started);
         if let Some((_, origin)) = &self.served_by {
             origin.stats.in_flight.fetch_sub(1, Relaxed);
         }
@@ -54,6 +54,6 @@ impl Finished {
                 complete = body_complete && !self.origin_body_error,
             );
         }
-        self.conn.request_done();
+        self.conn.request_done(tokio::time::Instant::from_std(now));
     }
 }

@@ -57,9 +57,9 @@ impl ConnState {
         self.seq.fetch_add(1, Relaxed) + 1
     }
 
-    /// Marks a request as finished (its response body is done or dropped).
-    pub fn request_done(&self) {
-        self.last_done_ms.store(self.born.elapsed().as_millis() as u64, Relaxed);
+    /// Marks a request as finished (its response body is done or dropped) at `now`.
+    pub fn request_done(&self, now: Instant) {
+        self.last_done_ms.store(now.saturating_duration_since(self.born).as_millis() as u64, Relaxed);
         self.in_flight.fetch_sub(1, Relaxed);
     }
 
@@ -246,17 +246,7 @@ async fn serve_http<IO>(
 
     let svc_shared = shared.clone();
     let svc_state = state.clone();
-    let svc = service_fn(move |req| {
-        let fut = proxy::handle(svc_shared.clone(), svc_state.clone(), req);
-        async move {
-            let resp = fut.await;
-            // The shield's "close" action: no answer at all, the connection is dropped.
-            if resp.extensions().get::<proxy::shielded::CloseSilently>().is_some() {
-                return Err(proxy::shielded::CloseSilently);
-            }
-            Ok(resp)
-        }
-    });
+    let svc = service_fn(move |req| proxy::handle(svc_shared.clone(), svc_state.clone(), req));
 
     let mut builder = auto::Builder::new(TokioExecutor::new());
     if h2_only {

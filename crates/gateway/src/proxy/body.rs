@@ -12,6 +12,7 @@ use hyper::body::Incoming;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
+use std::time::Instant;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -248,10 +249,11 @@ impl Drop for RespBody {
             tee.finish();
         }
         if let Some(f) = self.finished.take() {
+            let now = Instant::now(); // the one clock read at a request's end
             if let (true, Some(conn), Some((_, origin))) = (complete, self.conn.take(), &f.served_by) {
-                origin.conns.checkin(conn);
+                origin.conns.checkin(conn, tokio::time::Instant::from_std(now));
             }
-            (*f).complete(complete);
+            (*f).complete(complete, now);
         }
     }
 }

@@ -73,7 +73,7 @@ pub async fn forward(
         if small {
             let (parts, body) = req.into_parts();
             let max = cfg.retry.buffer_body_bytes.get() as usize;
-            match body.buffer(max, timeouts.client_header.get()).await {
+            match Box::pin(body.buffer(max, timeouts.client_header.get())).await {
                 Ok(b) => req = Request::from_parts(parts, b),
                 Err(_) => return Forwarded::Failed { kind: ErrorKind::ClientBody },
             }
@@ -125,7 +125,13 @@ pub async fn forward(
         origin.stats.requests.fetch_add(1, Relaxed);
         origin.stats.in_flight.fetch_add(1, Relaxed);
         let try_started = now;
-        let send = origin.conns.send(&origin.authority, req, timeouts.connect.get(), timeouts.origin_idle.get());
+        let send = origin.conns.send(
+            &origin.authority,
+            req,
+            timeouts.connect.get(),
+            timeouts.origin_idle.get(),
+            tokio::time::Instant::from_std(now),
+        );
         site.load.in_flight.fetch_add(1, Relaxed);
         let result = tokio::time::timeout(try_timeout, send).await;
         site.load.in_flight.fetch_sub(1, Relaxed);

@@ -4,6 +4,7 @@
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use std::borrow::Cow;
 use std::net::IpAddr;
+use std::sync::Mutex;
 
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
@@ -18,20 +19,25 @@ static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection"
 /// can read a different one than holdfast routed by.
 pub fn host_value(uri: &http::Uri, headers: &HeaderMap) -> Option<HeaderValue> {
     let mut hosts = headers.get_all(header::HOST).iter();
-    if hosts.next().is_some() && hosts.next().is_some() {
+    let first = hosts.next();
+    if first.is_some() && hosts.next().is_some() {
         return None;
     }
     match uri.authority() {
         Some(a) => HeaderValue::from_str(a.as_str()).ok(),
-        None => headers.get(header::HOST).cloned(),
+        None => first.cloned(),
     }
 }
 
 /// A Host value as a routing key: lowercase, without port. None when not a valid host.
 pub fn normalize_host(value: &HeaderValue) -> Option<Cow<'_, str>> {
-    let raw = value.to_str().ok()?;
+    // Only these bytes are valid, so checking them first also makes the value ASCII.
+    if !value.as_bytes().iter().all(|&b| HOST_BYTE[b as usize]) {
+        return None;
+    }
+    let raw = std::str::from_utf8(value.as_bytes()).ok()?;
     let host = strip_port(raw)?;
-    if host.is_empty() || !host.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._[]:".contains(&b)) {
+    if host.is_empty() {
         return None;
     }
     if host.bytes().any(|b| b.is_ascii_uppercase()) {
@@ -40,6 +46,18 @@ pub fn normalize_host(value: &HeaderValue) -> Option<Cow<'_, str>> {
         Some(Cow::Borrowed(host))
     }
 }
+
+/// Bytes a Host value may hold here: letters, digits, `-._[]:` (IP literals, the port).
+static HOST_BYTE: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_' | b'[' | b']' | b':');
+        b += 1;
+    }
+    t
+};
 
 fn strip_port(raw: &str) -> Option<&str> {
     if raw.contains('@') {
@@ -60,23 +78,48 @@ fn strip_port(raw: &str) -> Option<&str> {
     }
 }
 
+/// Hop-by-hop fields that are removed whether or not Connection names them, besides
+/// Connection itself.
+fn fixed_hop_by_hop() -> [&'static HeaderName; 5] {
+    [&KEEP_ALIVE, &PROXY_CONNECTION, &header::TE, &header::TRANSFER_ENCODING, &header::UPGRADE]
+}
+
 /// Removes hop-by-hop fields: those named by Connection, and the fixed list.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
-    // Collect names listed in Connection first (they are removed even if unusual).
-    if let Some(conn) = headers.get(header::CONNECTION) {
-        let listed: Vec<HeaderName> = conn
-            .to_str()
-            .unwrap_or("")
-            .split(',')
-            .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
-            .collect();
-        for name in listed {
-            headers.remove(name);
+    // One pass over the names finds which are present (most messages carry none, or only
+    // Connection); only those are looked up and removed.
+    let mut connection = false;
+    let mut present = 0u8;
+    for name in headers.keys() {
+        if name == header::CONNECTION {
+            connection = true;
+        } else if let Some(i) = fixed_hop_by_hop().iter().position(|h| *h == name) {
+            present |= 1 << i;
         }
-        headers.remove(header::CONNECTION);
     }
-    for name in [&KEEP_ALIVE, &PROXY_CONNECTION, &header::TE, &header::TRANSFER_ENCODING, &header::UPGRADE] {
-        if headers.contains_key(name) {
+    if connection {
+        if let header::Entry::Occupied(e) = headers.entry(header::CONNECTION) {
+            // Every Connection field; the names they list are removed even if unusual
+            // (looked up by &str: no allocation; what is not a field name is absent).
+            let mut values = e.remove_entry_mult().1;
+            let first = values.next();
+            let rest: Vec<HeaderValue> = values.collect(); // empty, without allocating, for one field
+            for value in first.iter().chain(&rest) {
+                for token in value.as_bytes().split(|&b| b == b',') {
+                    let token = token.trim_ascii();
+                    // The usual tokens: no field named close; Keep-Alive was found above.
+                    if token.eq_ignore_ascii_case(b"close") || token.eq_ignore_ascii_case(b"keep-alive") {
+                        continue;
+                    }
+                    if let Ok(name) = std::str::from_utf8(token) {
+                        headers.remove(name);
+                    }
+                }
+            }
+        }
+    }
+    for (i, name) in fixed_hop_by_hop().into_iter().enumerate() {
+        if present & (1 << i) != 0 {
             headers.remove(name);
         }
     }
@@ -84,13 +127,16 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
 
 /// The client end of a connection, formatted once per connection for the forwarding
 /// headers.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct ClientAddr {
     pub ip: IpAddr,
     /// `203.0.113.9` or `2001:db8::1`, for X-Forwarded-For.
     pub text: HeaderValue,
     /// `203.0.113.9` or `"[2001:db8::1]"`, for Forwarded (RFC 7239 §6).
     pub node: String,
+    /// The last Forwarded element built for this client, with the host and scheme it names:
+    /// a connection nearly always asks for one host, so it is built once per connection.
+    forwarded: Mutex<Option<(String, bool, HeaderValue)>>,
 }
 
 impl ClientAddr {
@@ -98,7 +144,28 @@ impl ClientAddr {
         let s = ip.to_string();
         let node = if ip.is_ipv6() { format!("\"[{s}]\"") } else { s.clone() };
         let text = HeaderValue::try_from(s).unwrap_or(HeaderValue::from_static("unknown"));
-        ClientAddr { ip, text, node }
+        ClientAddr { ip, text, node, forwarded: Mutex::new(None) }
+    }
+
+    /// `for=<client>;proto=<scheme>;host=<host>`, this hop's Forwarded element.
+    fn forwarded_element(&self, https: bool, host: &str) -> Option<HeaderValue> {
+        let mut last = self.forwarded.lock().ok();
+        if let Some(Some((h, s, v))) = last.as_deref() {
+            if *s == https && h == host {
+                return Some(v.clone());
+            }
+        }
+        let proto = if https { "https" } else { "http" };
+        let host_param = if host.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.".contains(&b)) {
+            Cow::Borrowed(host)
+        } else {
+            Cow::Owned(format!("\"{}\"", host.replace(['"', '\\'], "")))
+        };
+        let v = HeaderValue::try_from(format!("for={};proto={proto};host={host_param}", self.node)).ok()?;
+        if let Some(last) = last.as_deref_mut() {
+            *last = Some((host.to_string(), https, v.clone()));
+        }
+        Some(v)
     }
 }
 
@@ -117,25 +184,22 @@ pub struct Hop<'a> {
 /// peer, whatever it sent in them is replaced.
 pub fn set_forwarded(headers: &mut HeaderMap, hop: &Hop) {
     let proto = if hop.https { "https" } else { "http" };
-    let host_param = if hop.host.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.".contains(&b)) {
-        Cow::Borrowed(hop.host)
-    } else {
-        Cow::Owned(format!("\"{}\"", hop.host.replace(['"', '\\'], "")))
-    };
-    let this = format!("for={};proto={proto};host={host_param}", hop.client.node);
+    let this = hop.client.forwarded_element(hop.https, hop.host);
     if hop.trusted {
         let xff = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
             Some(prev) if !prev.trim().is_empty() => HeaderValue::try_from(format!("{prev}, {}", hop.client.ip)).ok(),
             _ => Some(hop.client.text.clone()),
         };
-        let fwd = match headers.get(&FORWARDED).and_then(|v| v.to_str().ok()) {
-            Some(prev) if !prev.trim().is_empty() => format!("{prev}, {this}"),
+        let fwd = match (headers.get(&FORWARDED).and_then(|v| v.to_str().ok()), &this) {
+            (Some(prev), Some(this)) if !prev.trim().is_empty() => {
+                HeaderValue::try_from(format!("{prev}, {}", this.to_str().unwrap_or_default())).ok()
+            }
             _ => this,
         };
         if let Some(v) = xff {
             headers.insert(X_FORWARDED_FOR.clone(), v);
         }
-        if let Ok(v) = HeaderValue::try_from(fwd) {
+        if let Some(v) = fwd {
             headers.insert(FORWARDED.clone(), v);
         }
         if !headers.contains_key(&X_FORWARDED_PROTO) {
@@ -146,9 +210,10 @@ pub fn set_forwarded(headers: &mut HeaderMap, hop: &Hop) {
         }
     } else {
         headers.insert(X_FORWARDED_FOR.clone(), hop.client.text.clone());
-        if let Ok(v) = HeaderValue::try_from(this) {
-            headers.insert(FORWARDED.clone(), v);
-        }
+        match this {
+            Some(v) => headers.insert(FORWARDED.clone(), v),
+            None => headers.remove(&FORWARDED),
+        };
         headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(proto));
         headers.insert(X_FORWARDED_HOST.clone(), hop.host_value.clone());
     }

@@ -22,8 +22,17 @@ use hyper::body::Incoming;
 use std::sync::Arc;
 use std::time::Instant;
 
-/// Serves one client request.
-pub async fn handle(shared: Arc<Shared>, conn: Arc<ConnState>, req: Request<Incoming>) -> Response<RespBody> {
+/// Serves one client request. Err: the shield's "close" action, no answer at all (the
+/// connection is dropped).
+///
+/// This future is what hyper holds per request and moves around: its rarely taken waits
+/// (a new origin connection, buffering a body for retries, waiting for a cache fill or an
+/// admission slot) are boxed so that it stays small.
+pub async fn handle(
+    shared: Arc<Shared>,
+    conn: Arc<ConnState>,
+    req: Request<Incoming>,
+) -> Result<Response<RespBody>, shielded::CloseSilently> {
     let seq = conn.begin_request();
     let snap = shared.snapshot.load_full();
     let mut fin = Box::new(Finished {
@@ -44,7 +53,7 @@ pub async fn handle(shared: Arc<Shared>, conn: Arc<ConnState>, req: Request<Inco
     // 1. Framing (HTTP/1.x): ambiguous requests never reach an origin.
     if req.version() <= Version::HTTP_11 && conn.guard.is_rejected(seq) {
         shared.metrics.reject("framing");
-        return no_site(fin, StatusCode::BAD_REQUEST, true);
+        return Ok(no_site(fin, StatusCode::BAD_REQUEST, true));
     }
 
     // 2. Host and route.
@@ -52,16 +61,16 @@ pub async fn handle(shared: Arc<Shared>, conn: Arc<ConnState>, req: Request<Inco
     let host_value = headers::host_value(&parts.uri, &parts.headers);
     let Some(host) = host_value.as_ref().and_then(headers::normalize_host) else {
         shared.metrics.reject("no_host");
-        return no_site(fin, StatusCode::BAD_REQUEST, true);
+        return Ok(no_site(fin, StatusCode::BAD_REQUEST, true));
     };
     let Some(site) = snap.site_for_host(&host).cloned() else {
         shared.metrics.reject("unknown_host");
-        return no_site(fin, StatusCode::NOT_FOUND, false);
+        return Ok(no_site(fin, StatusCode::NOT_FOUND, false));
     };
     if let Some(sni) = &conn.sni {
         if snap.routes.lookup(sni) != snap.routes.lookup(&host) {
             shared.metrics.reject("misdirected");
-            return no_site(fin, StatusCode::MISDIRECTED_REQUEST, false);
+            return Ok(no_site(fin, StatusCode::MISDIRECTED_REQUEST, false));
         }
     }
     fin.site = Some(site.clone());
@@ -89,13 +98,13 @@ pub async fn handle(shared: Arc<Shared>, conn: Arc<ConnState>, req: Request<Inco
     }
     // A challenge's answer (within the rate limits and blocks like any request).
     if parts.uri.path() == crate::shield::challenge::VERIFY_PATH {
-        return shielded::verify(&shared, &snap, &site, conn.https, fin, &parts.uri, &verdict.client);
+        return Ok(shielded::verify(&shared, &snap, &site, conn.https, fin, &parts.uri, &verdict.client));
     }
     let mut resp = to_site(&shared, &conn, snap, site, fin, parts, body, &host, &host_value, verdict.priority).await;
     if verdict.give_visitor_cookie {
         shielded::give_visitor_cookie(&shared, &mut resp, conn.https);
     }
-    resp
+    Ok(resp)
 }
 
 /// The rest of the path for an admitted request: limits, the cache, admission, the origins.
@@ -137,7 +146,8 @@ async fn to_site(
             cached::Before::Bypass => break None,
             cached::Before::Wait(notify) => {
                 // Another request is fetching this page: wait for it (bounded), look again.
-                let _ = tokio::time::timeout(snap.file.timeouts.origin_response.get(), notify.notified()).await;
+                let wait = tokio::time::timeout(snap.file.timeouts.origin_response.get(), notify.notified());
+                let _ = Box::pin(wait).await;
                 may_wait = false;
             }
         }
@@ -152,7 +162,10 @@ async fn to_site(
         let dry = adm.mode == crate::config::shield::ShieldMode::DryRun;
         let mut admitted = site.load.admit(priority, crate::upstream::balance::uniform(&site.rng));
         if admitted && !dry {
-            _slot = site.load.enter(priority, adm.admission.queue_timeout.get()).await;
+            _slot = match site.load.try_enter(priority) {
+                Some(slot) => Some(slot),
+                None => Box::pin(site.load.queue(priority, adm.admission.queue_timeout.get())).await,
+            };
             admitted = _slot.is_some();
         }
         if !admitted {
@@ -170,6 +183,7 @@ async fn to_site(
     // The request to the origin: header hygiene, forwarding headers, origin-form target.
     let received = parts.version;
     headers::remove_hop_by_hop(&mut parts.headers);
+    parts.headers.reserve(6); // the forwarding headers, Via and Host: one growth at most
     let trusted = snap.file.proxy.trusted_proxies.iter().any(|n| n.contains(&conn.client.ip));
     if let Some(host_value) = &host_value {
         let hop = headers::Hop { client: &conn.client, https: conn.https, host, host_value, trusted };
@@ -285,7 +299,7 @@ fn refresh_in_background(
             let mut body = RespBody::origin(body, conn).with_tee(tee);
             while let Some(Ok(_)) = http_body_util::BodyExt::frame(&mut body).await {}
             if let Some(conn) = body.take_finished_conn() {
-                origin.conns.checkin(conn);
+                origin.conns.checkin(conn, tokio::time::Instant::now());
             }
             origin.stats.in_flight.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
         }

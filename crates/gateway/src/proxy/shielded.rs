@@ -29,7 +29,7 @@ impl std::fmt::Display for CloseSilently {
 }
 impl std::error::Error for CloseSilently {}
 
-/// The answer for a shield action.
+/// The answer for a shield action; Err for "close": no answer, the connection is dropped.
 pub fn act(
     shared: &Shared,
     site: &SiteRt,
@@ -37,8 +37,8 @@ pub fn act(
     action: &Action,
     client: &shield::Client,
     target: &str,
-) -> Response<RespBody> {
-    match action {
+) -> Result<Response<RespBody>, CloseSilently> {
+    Ok(match action {
         Action::Reject { retry_after, .. } => {
             let mut r = site_page(fin, site, Problem::TooMany, false);
             r.headers_mut().insert(header::RETRY_AFTER, secs(*retry_after));
@@ -51,12 +51,12 @@ pub fn act(
             r
         }
         Action::Close { .. } => {
-            let mut r = local_response(fin, StatusCode::FORBIDDEN, String::new(), true);
-            r.extensions_mut().insert(CloseSilently);
-            r
+            // Recorded (access log, metrics) as a 403 that was never sent.
+            drop(local_response(fin, StatusCode::FORBIDDEN, String::new(), true));
+            return Err(CloseSilently);
         }
         Action::Challenge { difficulty, .. } => challenge_page(shared, site, fin, client, *difficulty, target),
-    }
+    })
 }
 
 fn secs(d: Duration) -> HeaderValue {

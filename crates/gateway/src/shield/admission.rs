@@ -206,17 +206,27 @@ impl SiteLoad {
         if self.most_urgent_waiting().is_some_and(|q| q < p) {
             return None;
         }
-        self.try_enter()
+        self.take_slot()
     }
 
     /// A slot at the origins for a request of `priority`: at once when under the limit,
     /// else after waiting, critical ones first, up to `queue_timeout` (critical), a third
     /// of it (known) or not at all (the rest); None: shed.
     pub async fn enter(self: &Arc<Self>, priority: Priority, queue_timeout: Duration) -> Option<Slot> {
-        let p = priority as usize;
-        if let Some(slot) = self.try_enter_as(p) {
-            return Some(slot);
+        match self.try_enter(priority) {
+            Some(slot) => Some(slot),
+            None => self.queue(priority, queue_timeout).await,
         }
+    }
+
+    /// A slot if one is free now and nobody more urgent waits.
+    pub fn try_enter(self: &Arc<Self>, priority: Priority) -> Option<Slot> {
+        self.try_enter_as(priority as usize)
+    }
+
+    /// Waits in `priority`'s queue for a slot (after [`SiteLoad::try_enter`] found none).
+    pub async fn queue(self: &Arc<Self>, priority: Priority, queue_timeout: Duration) -> Option<Slot> {
+        let p = priority as usize;
         let patience = match priority {
             Priority::Critical => queue_timeout,
             Priority::Known => queue_timeout / 3,
@@ -247,7 +257,7 @@ impl SiteLoad {
         slot
     }
 
-    fn try_enter(self: &Arc<Self>) -> Option<Slot> {
+    fn take_slot(self: &Arc<Self>) -> Option<Slot> {
         let limit = self.limit.load(Relaxed);
         let mut n = self.slots.load(Relaxed);
         loop {
@@ -351,7 +361,7 @@ mod tests {
     async fn over_the_limit_critical_requests_wait_first_and_the_rest_is_shed() {
         let s = Arc::new(SiteLoad::default());
         // Saturated with 10 in flight: the limit drops to 80% of that.
-        let held: Vec<Slot> = (0..10).map(|_| s.try_enter().unwrap()).collect();
+        let held: Vec<Slot> = (0..10).map(|_| s.take_slot().unwrap()).collect();
         for _ in 0..10 {
             s.observe(Duration::from_secs(2), true);
         }
@@ -373,7 +383,7 @@ mod tests {
         held.truncate(6);
         let k_slot = known.await.unwrap().expect("known admitted next");
         // Full again (6 + 2 of 8): patience runs out, the request is shed.
-        assert!(s.try_enter().is_none());
+        assert!(s.take_slot().is_none());
         assert!(s.enter(Priority::Critical, Duration::from_millis(100)).await.is_none());
         drop((c_slot, k_slot));
         // Not saturated: the limit grows back.

@@ -37,24 +37,24 @@ pub enum SendError {
 
 impl ConnPool {
     /// Takes a ready idle connection, dropping closed and expired ones.
-    fn checkout(&self, max_idle_age: Duration) -> Option<Sender> {
+    fn checkout(&self, max_idle_age: Duration, now: Instant) -> Option<Sender> {
         let mut idle = self.idle.lock().ok()?;
         while let Some((sender, since)) = idle.pop() {
-            if sender.is_ready() && since.elapsed() < max_idle_age {
+            if sender.is_ready() && now.saturating_duration_since(since) < max_idle_age {
                 return Some(sender);
             }
         }
         None
     }
 
-    /// Returns a connection after its response body ended.
-    pub fn checkin(&self, sender: Sender) {
+    /// Returns a connection after its response body ended (`now`).
+    pub fn checkin(&self, sender: Sender, now: Instant) {
         if sender.is_closed() {
             return;
         }
         if let Ok(mut idle) = self.idle.lock() {
             if idle.len() < MAX_IDLE {
-                idle.push((sender, Instant::now()));
+                idle.push((sender, now));
             }
         }
     }
@@ -67,8 +67,9 @@ impl ConnPool {
         mut req: http::Request<ReqBody>,
         connect_timeout: Duration,
         max_idle_age: Duration,
+        now: Instant,
     ) -> Result<(http::Response<Incoming>, Sender), SendError> {
-        if let Some(mut sender) = self.checkout(max_idle_age) {
+        if let Some(mut sender) = self.checkout(max_idle_age, now) {
             match sender.try_send_request(req).await {
                 Ok(resp) => return Ok((resp, sender)),
                 Err(mut e) => match e.take_message() {
@@ -78,17 +79,28 @@ impl ConnPool {
                 },
             }
         }
-        let mut sender = match connect(authority, connect_timeout).await {
-            Ok(s) => s,
-            Err(kind) => return Err(SendError::NotSent { kind, request: Box::new(req) }),
-        };
-        match sender.try_send_request(req).await {
-            Ok(resp) => Ok((resp, sender)),
-            Err(mut e) => match e.take_message() {
-                Some(request) => Err(SendError::NotSent { kind: super::ErrorKind::Reset, request: Box::new(request) }),
-                None => Err(SendError::Http(e.into_error())),
-            },
-        }
+        // Boxed: connecting is the rare case, and its futures would otherwise make every
+        // request's future larger.
+        Box::pin(send_on_new(authority, req, connect_timeout)).await
+    }
+}
+
+/// Sends `req` on a new connection.
+async fn send_on_new(
+    authority: &http::uri::Authority,
+    req: http::Request<ReqBody>,
+    connect_timeout: Duration,
+) -> Result<(http::Response<Incoming>, Sender), SendError> {
+    let mut sender = match connect(authority, connect_timeout).await {
+        Ok(s) => s,
+        Err(kind) => return Err(SendError::NotSent { kind, request: Box::new(req) }),
+    };
+    match sender.try_send_request(req).await {
+        Ok(resp) => Ok((resp, sender)),
+        Err(mut e) => match e.take_message() {
+            Some(request) => Err(SendError::NotSent { kind: super::ErrorKind::Reset, request: Box::new(request) }),
+            None => Err(SendError::Http(e.into_error())),
+        },
     }
 }
 
