@@ -5,7 +5,7 @@
 //!   finished request to [`crate::record`].
 
 use crate::record::Finished;
-use crate::upstream::pool::Sender;
+use crate::upstream::http1::{Conn, OriginBody};
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
@@ -92,6 +92,14 @@ impl ReqBody {
 
     pub fn buffered(bytes: Bytes) -> ReqBody {
         ReqBody { inner: None, remaining: 0, limited: false, buffered: Some(bytes), pace: None }
+    }
+
+    /// The whole body, when it is buffered (not streaming).
+    pub fn buffered_bytes(&self) -> Option<&Bytes> {
+        match self.inner {
+            None => self.buffered.as_ref(),
+            Some(_) => None,
+        }
     }
 
     /// A copy to send again, when the body is empty or buffered (not streaming).
@@ -184,7 +192,9 @@ impl Body for ReqBody {
 }
 
 enum Source {
-    Origin(Incoming),
+    /// An origin's body; it holds the origin connection, handed back to its pool once the
+    /// body has been read to its end.
+    Origin(OriginBody),
     Full(Option<Bytes>),
 }
 
@@ -192,34 +202,26 @@ enum Source {
 pub struct RespBody {
     source: Source,
     finished: Option<Box<Finished>>,
-    /// The origin connection, handed back to its pool once the body has been read to its end.
-    conn: Option<Sender>,
     /// Collects the body for the cache; stored when the body ends whole.
     tee: Option<Box<crate::cache::Tee>>,
 }
 
 impl RespBody {
-    pub fn origin(body: Incoming, conn: Sender) -> RespBody {
-        RespBody { source: Source::Origin(body), finished: None, conn: Some(conn), tee: None }
+    pub fn origin(body: OriginBody) -> RespBody {
+        RespBody { source: Source::Origin(body), finished: None, tee: None }
     }
 
     pub fn full(bytes: impl Into<Bytes>) -> RespBody {
         let b: Bytes = bytes.into();
-        RespBody {
-            source: Source::Full(if b.is_empty() { None } else { Some(b) }),
-            finished: None,
-            conn: None,
-            tee: None,
-        }
+        RespBody { source: Source::Full(if b.is_empty() { None } else { Some(b) }), finished: None, tee: None }
     }
 
-    /// The origin connection once the body has been read to its end (for callers without a
-    /// request record, which otherwise hands it back).
-    pub fn take_finished_conn(&mut self) -> Option<Sender> {
-        if self.is_end_stream() {
-            self.conn.take()
-        } else {
-            None
+    /// The origin connection once the body has been read to its end and it may carry
+    /// another request (for callers without a request record, which otherwise hands it back).
+    pub fn take_finished_conn(&mut self) -> Option<Conn> {
+        match &mut self.source {
+            Source::Origin(body) => body.take_reusable(),
+            Source::Full(_) => None,
         }
     }
 
@@ -250,7 +252,7 @@ impl Drop for RespBody {
         }
         if let Some(f) = self.finished.take() {
             let now = Instant::now(); // the one clock read at a request's end
-            if let (true, Some(conn), Some((_, origin))) = (complete, self.conn.take(), &f.served_by) {
+            if let (Some(conn), Some((_, origin))) = (self.take_finished_conn(), &f.served_by) {
                 origin.conns.checkin(conn, tokio::time::Instant::from_std(now));
             }
             (*f).complete(complete, now);
@@ -260,13 +262,13 @@ impl Drop for RespBody {
 
 impl Body for RespBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BoxError;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = &mut *self;
         let polled = match &mut this.source {
             Source::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
-            Source::Origin(body) => Pin::new(body).poll_frame(cx),
+            Source::Origin(body) => Pin::new(body).poll_frame(cx).map_err(BoxError::from),
         };
         if let Poll::Ready(Some(Ok(frame))) = &polled {
             if let Some(d) = frame.data_ref() {

@@ -7,26 +7,21 @@ use crate::clock;
 use crate::gateway::Shared;
 use crate::snapshot::{SiteRt, Snapshot};
 use crate::upstream::health::{Result as Passive, Transition};
-use crate::upstream::pool::{SendError, Sender};
+use crate::upstream::http1::{OriginBody, SendError};
 use crate::upstream::retry::{self, Failure};
 use crate::upstream::{self, ErrorKind, Origin};
 use http::{HeaderMap, Method, Request, Response, Uri, Version};
-use hyper::body::Incoming;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Instant;
 
+// The response is the common case: boxing it would cost an allocation per request.
+#[allow(clippy::large_enum_variant)]
 pub enum Forwarded {
-    Response {
-        resp: Response<Incoming>,
-        conn: Sender,
-        pool: usize,
-        origin: Arc<Origin>,
-    },
+    /// The response head; its body holds the origin connection.
+    Response { resp: Response<OriginBody>, pool: usize, origin: Arc<Origin> },
     /// No origin gave a usable answer; the last failure.
-    Failed {
-        kind: ErrorKind,
-    },
+    Failed { kind: ErrorKind },
 }
 
 /// What is needed to build the request again for a retry.
@@ -50,12 +45,15 @@ impl Template {
     }
 }
 
-/// `started`: when the request arrived (the overall deadline counts from it).
+/// `forwarding`: header lines written after the request's own (see
+/// [`crate::proxy::headers::forwarding_block`]); `started`: when the request arrived (the
+/// overall deadline counts from it).
 pub async fn forward(
     shared: &Shared,
     snap: &Snapshot,
     site: &SiteRt,
     mut req: Request<ReqBody>,
+    forwarding: &bytes::Bytes,
     started: Instant,
 ) -> Forwarded {
     let cfg = &site.cfg;
@@ -128,6 +126,7 @@ pub async fn forward(
         let send = origin.conns.send(
             &origin.authority,
             req,
+            forwarding,
             timeouts.connect.get(),
             timeouts.origin_idle.get(),
             tokio::time::Instant::from_std(now),
@@ -138,7 +137,7 @@ pub async fn forward(
         now = Instant::now();
         let now_ms = clock::ms(now);
         let (failure, kind, back) = match result {
-            Ok(Ok((resp, conn))) => {
+            Ok(Ok(resp)) => {
                 let status = resp.status().as_u16();
                 let passive = if status >= 500 { Passive::ServerError } else { Passive::Ok };
                 site.load.observe(now.duration_since(try_started), !matches!(status, 503 | 429));
@@ -159,10 +158,10 @@ pub async fn forward(
                     };
                     continue;
                 }
-                return Forwarded::Response { resp, conn, pool: sel.pool, origin };
+                return Forwarded::Response { resp, pool: sel.pool, origin };
             }
             Ok(Err(SendError::NotSent { kind, request })) => (Failure::NotSent, kind, Some(*request)),
-            Ok(Err(SendError::Http(e))) => (Failure::BeforeResponse, ErrorKind::of_http(&e), None),
+            Ok(Err(SendError::Failed(kind))) => (Failure::BeforeResponse, kind, None),
             Err(_) => (Failure::BeforeResponse, ErrorKind::ResponseTimeout, None),
         };
         origin.stats.in_flight.fetch_sub(1, Relaxed);

@@ -1,6 +1,7 @@
 //! Header hygiene on the request path: the request's host, hop-by-hop removal
 //! (RFC 9110 §7.6.1), and Forwarded / X-Forwarded-* / Via (RFC 7239, RFC 9110 §7.6.3).
 
+use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use std::borrow::Cow;
 use std::net::IpAddr;
@@ -31,16 +32,22 @@ pub fn host_value(uri: &http::Uri, headers: &HeaderMap) -> Option<HeaderValue> {
 
 /// A Host value as a routing key: lowercase, without port. None when not a valid host.
 pub fn normalize_host(value: &HeaderValue) -> Option<Cow<'_, str>> {
-    // Only these bytes are valid, so checking them first also makes the value ASCII.
-    if !value.as_bytes().iter().all(|&b| HOST_BYTE[b as usize]) {
-        return None;
+    // One pass: only these bytes are valid (so the value is ASCII), and whether a colon
+    // (a port, or an IPv6 literal) or an uppercase letter needs a closer look.
+    let (mut colon, mut upper) = (false, false);
+    for &b in value.as_bytes() {
+        if !HOST_BYTE[b as usize] {
+            return None;
+        }
+        colon |= b == b':';
+        upper |= b.is_ascii_uppercase();
     }
     let raw = std::str::from_utf8(value.as_bytes()).ok()?;
-    let host = strip_port(raw)?;
+    let host = if colon || raw.starts_with('[') { strip_port(raw)? } else { raw };
     if host.is_empty() {
         return None;
     }
-    if host.bytes().any(|b| b.is_ascii_uppercase()) {
+    if upper {
         Some(Cow::Owned(host.to_ascii_lowercase()))
     } else {
         Some(Cow::Borrowed(host))
@@ -82,6 +89,11 @@ fn strip_port(raw: &str) -> Option<&str> {
 /// Connection itself.
 fn fixed_hop_by_hop() -> [&'static HeaderName; 5] {
     [&KEEP_ALIVE, &PROXY_CONNECTION, &header::TE, &header::TRANSFER_ENCODING, &header::UPGRADE]
+}
+
+/// Connection and the hop-by-hop fields removed whether or not Connection names them.
+pub fn is_hop_by_hop(name: &HeaderName) -> bool {
+    name == header::CONNECTION || fixed_hop_by_hop().contains(&name)
 }
 
 /// Removes hop-by-hop fields: those named by Connection, and the fixed list.
@@ -137,6 +149,57 @@ pub struct ClientAddr {
     /// The last Forwarded element built for this client, with the host and scheme it names:
     /// a connection nearly always asks for one host, so it is built once per connection.
     forwarded: Mutex<Option<(String, bool, HeaderValue)>>,
+    /// The last block of forwarding fields built for this client, with what it depends on.
+    block: Mutex<Option<(BlockKey, Bytes)>>,
+}
+
+/// What a block of forwarding fields depends on besides the client.
+#[derive(Debug, PartialEq)]
+struct BlockKey {
+    https: bool,
+    host_value: HeaderValue,
+    via: Option<HeaderValue>,
+}
+
+/// Fields this hop sets for an untrusted client, replacing whatever the client sent.
+pub fn is_forwarding_field(name: &HeaderName) -> bool {
+    name == X_FORWARDED_FOR || name == FORWARDED || name == X_FORWARDED_PROTO || name == X_FORWARDED_HOST
+}
+
+/// The forwarding fields for a request from an untrusted client, as header lines ready to
+/// be written after the request's own fields (which leave out [`is_forwarding_field`]
+/// ones): X-Forwarded-For, Forwarded, X-Forwarded-Proto, X-Forwarded-Host, and Via when
+/// configured. Built once per connection for as long as the host stays the same, so a
+/// request costs a copy of these bytes instead of four header-map insertions.
+pub fn forwarding_block(hop: &Hop, via: Option<&HeaderValue>) -> Bytes {
+    let key = BlockKey { https: hop.https, host_value: hop.host_value.clone(), via: via.cloned() };
+    let mut last = hop.client.block.lock().ok();
+    if let Some(Some((k, block))) = last.as_deref() {
+        if *k == key {
+            return block.clone();
+        }
+    }
+    let mut b = Vec::with_capacity(192);
+    let mut line = |name: &HeaderName, value: &[u8]| {
+        b.extend_from_slice(name.as_str().as_bytes());
+        b.extend_from_slice(b": ");
+        b.extend_from_slice(value);
+        b.extend_from_slice(b"\r\n");
+    };
+    line(&X_FORWARDED_FOR, hop.client.text.as_bytes());
+    if let Some(v) = hop.client.forwarded_element(hop.https, hop.host) {
+        line(&FORWARDED, v.as_bytes());
+    }
+    line(&X_FORWARDED_PROTO, if hop.https { b"https" } else { b"http" });
+    line(&X_FORWARDED_HOST, hop.host_value.as_bytes());
+    if let Some(via) = via {
+        line(&header::VIA, via.as_bytes());
+    }
+    let block = Bytes::from(b);
+    if let Some(last) = last.as_deref_mut() {
+        *last = Some((key, block.clone()));
+    }
+    block
 }
 
 impl ClientAddr {
@@ -144,7 +207,7 @@ impl ClientAddr {
         let s = ip.to_string();
         let node = if ip.is_ipv6() { format!("\"[{s}]\"") } else { s.clone() };
         let text = HeaderValue::try_from(s).unwrap_or(HeaderValue::from_static("unknown"));
-        ClientAddr { ip, text, node, forwarded: Mutex::new(None) }
+        ClientAddr { ip, text, node, forwarded: Mutex::new(None), block: Mutex::new(None) }
     }
 
     /// `for=<client>;proto=<scheme>;host=<host>`, this hop's Forwarded element.

@@ -183,14 +183,22 @@ async fn to_site(
     // The request to the origin: header hygiene, forwarding headers, origin-form target.
     let received = parts.version;
     headers::remove_hop_by_hop(&mut parts.headers);
-    parts.headers.reserve(6); // the forwarding headers, Via and Host: one growth at most
     let trusted = snap.file.proxy.trusted_proxies.iter().any(|n| n.contains(&conn.client.ip));
+    let via = snap.via.as_ref().map(|(v11, v2)| if received == Version::HTTP_2 { v2 } else { v11 });
+    // The forwarding fields and Via: from an untrusted client, a block of lines written after
+    // the request's own fields (the client's claims left out); from a trusted proxy, added
+    // to what it sent.
+    let mut forwarding = bytes::Bytes::new();
     if let Some(host_value) = &host_value {
         let hop = headers::Hop { client: &conn.client, https: conn.https, host, host_value, trusted };
-        headers::set_forwarded(&mut parts.headers, &hop);
+        if trusted {
+            headers::set_forwarded(&mut parts.headers, &hop);
+        } else {
+            forwarding = headers::forwarding_block(&hop, via);
+        }
     }
-    if let Some((v11, v2)) = &snap.via {
-        headers::append_via(&mut parts.headers, if received == Version::HTTP_2 { v2 } else { v11 });
+    if let (Some(via), true) = (via, forwarding.is_empty()) {
+        headers::append_via(&mut parts.headers, via);
     }
     if parts.uri.authority().is_some() {
         // HTTP/1.1 to the origin needs Host; for HTTP/2 it comes from :authority.
@@ -211,12 +219,12 @@ async fn to_site(
         Request::from_parts(parts, ReqBody::new(body, max_body).with_min_rate(min_rate, pace.upload_grace.get()));
 
     // 7. The origins: failover order, balancing, retries elsewhere (proxy::forward).
-    let forwarded = forward::forward(shared, &snap, &site, upstream_req, fin.started).await;
+    let forwarded = forward::forward(shared, &snap, &site, upstream_req, &forwarding, fin.started).await;
     drop(_slot); // the origin has answered (or failed): its slot is free for the next request
     match forwarded {
-        forward::Forwarded::Response { resp, conn, pool, origin } => {
+        forward::Forwarded::Response { resp, pool, origin } => {
+            // Hop-by-hop fields were left out when the head was read (upstream::http1).
             let (mut head, body) = resp.into_parts();
-            headers::remove_hop_by_hop(&mut head.headers);
             if let Some((v11, _)) = &snap.via {
                 headers::append_via(&mut head.headers, v11);
             }
@@ -245,7 +253,7 @@ async fn to_site(
             }
             fin.status = head.status.as_u16();
             fin.served_by = Some((pool, origin));
-            Response::from_parts(head, RespBody::origin(body, conn).with_tee(tee).with_record(fin))
+            Response::from_parts(head, RespBody::origin(body).with_tee(tee).with_record(fin))
         }
         // 8. No origin could answer: a stale copy, else the site's maintenance page.
         forward::Forwarded::Failed { kind } => {
@@ -287,8 +295,8 @@ fn refresh_in_background(
         *req.headers_mut() = plan.request.headers.clone();
         headers::remove_hop_by_hop(req.headers_mut());
         req.headers_mut().insert(header::HOST, host);
-        if let forward::Forwarded::Response { resp, conn, origin, .. } =
-            forward::forward(&shared, &snap, &site, req, std::time::Instant::now()).await
+        if let forward::Forwarded::Response { resp, origin, .. } =
+            forward::forward(&shared, &snap, &site, req, &bytes::Bytes::new(), std::time::Instant::now()).await
         {
             let (head, body) = resp.into_parts();
             let tee = match cached::after_response(&mut plan, &head) {
@@ -296,7 +304,7 @@ fn refresh_in_background(
                 cached::After::Hit(_) => None,
             };
             // Read the body through the tee, which stores it at its end.
-            let mut body = RespBody::origin(body, conn).with_tee(tee);
+            let mut body = RespBody::origin(body).with_tee(tee);
             while let Some(Ok(_)) = http_body_util::BodyExt::frame(&mut body).await {}
             if let Some(conn) = body.take_finished_conn() {
                 origin.conns.checkin(conn, tokio::time::Instant::now());

@@ -5,9 +5,7 @@
 use super::health::Transition;
 use super::Origin;
 use crate::gateway::Shared;
-use bytes::Bytes;
-use http_body_util::Empty;
-use hyper_util::rt::TokioIo;
+use crate::proxy::body::ReqBody;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Weak};
 
@@ -64,23 +62,14 @@ async fn run(shared: Arc<Shared>, origin: Weak<Origin>) {
 /// One check: connect, GET, status in the expected range, all within the timeout.
 async fn check(o: &Origin, host: &str, cfg: &crate::config::Health) -> bool {
     let attempt = async {
-        let addr_host = o.authority.host().trim_start_matches('[').trim_end_matches(']');
-        let port = o.authority.port_u16().unwrap_or(80);
-        let tcp = match addr_host.parse::<std::net::IpAddr>() {
-            Ok(ip) => tokio::net::TcpStream::connect((ip, port)).await.ok()?,
-            Err(_) => tokio::net::TcpStream::connect((addr_host, port)).await.ok()?,
-        };
-        let (mut tx, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await.ok()?;
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
+        let conn = super::pool::connect(&o.authority, cfg.timeout.get()).await.ok()?;
         let req = http::Request::get(cfg.path.as_str())
             .header(http::header::HOST, host)
             .header(http::header::USER_AGENT, "holdfast-health-check")
             .header(http::header::CONNECTION, "close")
-            .body(Empty::<Bytes>::new())
+            .body(ReqBody::empty())
             .ok()?;
-        let resp = tx.send_request(req).await.ok()?;
+        let resp = conn.send(req, &bytes::Bytes::new()).await.ok()?;
         Some(resp.status().as_u16())
     };
     match tokio::time::timeout(cfg.timeout.get(), attempt).await {

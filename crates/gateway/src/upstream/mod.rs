@@ -5,6 +5,7 @@ pub mod balance;
 pub mod checker;
 pub mod failover;
 pub mod health;
+pub mod http1;
 pub mod pool;
 pub mod retry;
 
@@ -240,27 +241,6 @@ impl ErrorKind {
             None => ErrorKind::ConnectTimeout,
             Some(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => ErrorKind::ConnectRefused,
             Some(_) => ErrorKind::Connect,
-        }
-    }
-
-    /// Classifies a failed exchange on an open connection.
-    pub fn of_http(e: &hyper::Error) -> ErrorKind {
-        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
-        while let Some(s) = source {
-            if s.is::<crate::proxy::body::BodyTooLarge>() {
-                return ErrorKind::BodyTooLarge;
-            }
-            if s.is::<crate::proxy::body::UploadTooSlow>() {
-                return ErrorKind::ClientTooSlow;
-            }
-            source = s.source();
-        }
-        if e.is_parse() || e.is_parse_status() || e.is_parse_too_large() {
-            ErrorKind::Protocol
-        } else if e.is_user() || e.is_body_write_aborted() {
-            ErrorKind::ClientBody
-        } else {
-            ErrorKind::Reset
         }
     }
 }

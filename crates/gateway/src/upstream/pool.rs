@@ -1,16 +1,11 @@
-//! Keep-alive connections to one origin, on hyper's HTTP/1.1 client connections.
-//!
-//! hyper-util's pooled client spawns a task per HTTP/1 request (to return the connection
-//! when it is ready again) and hashes a pool key per request; at the edge that was a
-//! third of our CPU per request. Here each origin owns its idle list, a connection is
-//! handed back by the response body when it ends (see `proxy::body`), and a request
-//! that could not be written on a pooled connection (closed by the origin meanwhile) is
-//! retried on a fresh one, which is always safe.
+//! Keep-alive connections to one origin ([`http1::Conn`]): each origin owns its idle list,
+//! a connection is handed back by the response body when it ends (see `proxy::body`), and
+//! a request that could not be written on a pooled connection (closed by the origin
+//! meanwhile) is sent on a fresh one, which is always safe.
 
+use super::http1::{Conn, OriginBody, SendError};
 use crate::proxy::body::ReqBody;
-use hyper::body::Incoming;
-use hyper::client::conn::http1::{self, SendRequest};
-use hyper_util::rt::TokioIo;
+use bytes::Bytes;
 use std::sync::Mutex;
 use std::time::Duration;
 use tokio::net::TcpStream;
@@ -19,69 +14,53 @@ use tokio::time::Instant;
 /// Idle connections kept per origin at most.
 const MAX_IDLE: usize = 256;
 
-pub type Sender = SendRequest<ReqBody>;
-
 #[derive(Debug, Default)]
 pub struct ConnPool {
-    idle: Mutex<Vec<(Sender, Instant)>>,
-}
-
-/// Why sending to the origin failed.
-#[derive(Debug)]
-pub enum SendError {
-    /// Nothing was sent; the request comes back whole, to be sent elsewhere.
-    NotSent { kind: super::ErrorKind, request: Box<http::Request<ReqBody>> },
-    /// The request was (at least partly) written; no response.
-    Http(hyper::Error),
+    idle: Mutex<Vec<(Conn, Instant)>>,
 }
 
 impl ConnPool {
-    /// Takes a ready idle connection, dropping closed and expired ones.
-    fn checkout(&self, max_idle_age: Duration, now: Instant) -> Option<Sender> {
+    /// Takes a usable idle connection, dropping closed and expired ones.
+    fn checkout(&self, max_idle_age: Duration, now: Instant) -> Option<Conn> {
         let mut idle = self.idle.lock().ok()?;
-        while let Some((sender, since)) = idle.pop() {
-            if sender.is_ready() && now.saturating_duration_since(since) < max_idle_age {
-                return Some(sender);
+        while let Some((mut conn, since)) = idle.pop() {
+            if now.saturating_duration_since(since) < max_idle_age && conn.is_reusable_idle() {
+                return Some(conn);
             }
         }
         None
     }
 
     /// Returns a connection after its response body ended (`now`).
-    pub fn checkin(&self, sender: Sender, now: Instant) {
-        if sender.is_closed() {
-            return;
-        }
+    pub fn checkin(&self, conn: Conn, now: Instant) {
         if let Ok(mut idle) = self.idle.lock() {
             if idle.len() < MAX_IDLE {
-                idle.push((sender, now));
+                idle.push((conn, now));
             }
         }
     }
 
-    /// Sends `req` on a pooled or new connection. Returns the response and the connection,
-    /// to be checked in again when the response body has been read to its end.
+    /// Sends `req` on a pooled or new connection. The response body holds the connection;
+    /// it comes back here when the body has been read to its end.
     pub async fn send(
         &self,
         authority: &http::uri::Authority,
         mut req: http::Request<ReqBody>,
+        forwarding: &Bytes,
         connect_timeout: Duration,
         max_idle_age: Duration,
         now: Instant,
-    ) -> Result<(http::Response<Incoming>, Sender), SendError> {
-        if let Some(mut sender) = self.checkout(max_idle_age, now) {
-            match sender.try_send_request(req).await {
-                Ok(resp) => return Ok((resp, sender)),
-                Err(mut e) => match e.take_message() {
-                    // Not written: the pooled connection was closed under us; use a new one.
-                    Some(r) => req = r,
-                    None => return Err(SendError::Http(e.into_error())),
-                },
+    ) -> Result<http::Response<OriginBody>, SendError> {
+        if let Some(conn) = self.checkout(max_idle_age, now) {
+            match conn.send(req, forwarding).await {
+                // Not written: the pooled connection was closed under us; use a new one.
+                Err(SendError::NotSent { request, .. }) => req = *request,
+                done => return done,
             }
         }
         // Boxed: connecting is the rare case, and its futures would otherwise make every
         // request's future larger.
-        Box::pin(send_on_new(authority, req, connect_timeout)).await
+        Box::pin(send_on_new(authority, req, forwarding, connect_timeout)).await
     }
 }
 
@@ -89,22 +68,17 @@ impl ConnPool {
 async fn send_on_new(
     authority: &http::uri::Authority,
     req: http::Request<ReqBody>,
+    forwarding: &Bytes,
     connect_timeout: Duration,
-) -> Result<(http::Response<Incoming>, Sender), SendError> {
-    let mut sender = match connect(authority, connect_timeout).await {
-        Ok(s) => s,
-        Err(kind) => return Err(SendError::NotSent { kind, request: Box::new(req) }),
-    };
-    match sender.try_send_request(req).await {
-        Ok(resp) => Ok((resp, sender)),
-        Err(mut e) => match e.take_message() {
-            Some(request) => Err(SendError::NotSent { kind: super::ErrorKind::Reset, request: Box::new(request) }),
-            None => Err(SendError::Http(e.into_error())),
-        },
+) -> Result<http::Response<OriginBody>, SendError> {
+    match connect(authority, connect_timeout).await {
+        Ok(conn) => conn.send(req, forwarding).await,
+        Err(kind) => Err(SendError::NotSent { kind, request: Box::new(req) }),
     }
 }
 
-async fn connect(authority: &http::uri::Authority, timeout: Duration) -> Result<Sender, super::ErrorKind> {
+/// Opens a connection to `authority` within `timeout`.
+pub async fn connect(authority: &http::uri::Authority, timeout: Duration) -> Result<Conn, super::ErrorKind> {
     let host = authority.host().trim_start_matches('[').trim_end_matches(']');
     let port = authority.port_u16().unwrap_or(80);
     let connecting = async {
@@ -115,17 +89,9 @@ async fn connect(authority: &http::uri::Authority, timeout: Duration) -> Result<
         tcp.set_nodelay(true)?;
         Ok::<_, std::io::Error>(tcp)
     };
-    let tcp = match tokio::time::timeout(timeout, connecting).await {
-        Ok(Ok(tcp)) => tcp,
-        Ok(Err(e)) => return Err(super::ErrorKind::of_connect(Some(&e))),
-        Err(_) => return Err(super::ErrorKind::ConnectTimeout),
-    };
-    let (sender, conn) =
-        http1::Builder::new().handshake(TokioIo::new(tcp)).await.map_err(|_| super::ErrorKind::Connect)?;
-    tokio::spawn(async move {
-        if let Err(e) = conn.await {
-            tracing::debug!(error = %e, "origin connection ended with an error");
-        }
-    });
-    Ok(sender)
+    match tokio::time::timeout(timeout, connecting).await {
+        Ok(Ok(tcp)) => Ok(Conn::new(tcp)),
+        Ok(Err(e)) => Err(super::ErrorKind::of_connect(Some(&e))),
+        Err(_) => Err(super::ErrorKind::ConnectTimeout),
+    }
 }

@@ -1,0 +1,832 @@
+//! HTTP/1.1 to origins, driven from the request's own task: [`Conn::send`] writes a request
+//! and reads the response head; the body is an [`OriginBody`] that reads the socket itself
+//! as the client's side asks for it.
+//!
+//! Written by hand instead of using hyper's client because of what hyper's client costs a
+//! proxy: it runs every origin connection as a task of its own and hands each request, its
+//! response and every body chunk over channels to it, so one proxied request woke three
+//! tasks and was the larger part of holdfast's CPU per request (measured with callgrind:
+//! 15k instructions per request in the connection task alone). Here the request's task
+//! writes, reads and parses (with httparse, the parser hyper uses) and the client's
+//! connection reads the body straight from the origin's socket.
+//!
+//! What it follows (RFC 9112): the request goes out with its Content-Length, or chunked
+//! when its length is unknown; interim 1xx responses are skipped; the response body is
+//! delimited as §6.3 says (none for HEAD, 1xx, 204 and 304; chunked when
+//! Transfer-Encoding ends in chunked, then Content-Length is ignored and the connection
+//! not reused; Content-Length, where differing values are an error; else until close). A
+//! connection is reused only after a complete response that did not ask to close, with
+//! nothing left over. When the origin answers before the request body is sent (an early
+//! 413, say), the upload stops and the answer is read; that connection is not reused.
+
+use super::ErrorKind;
+use crate::proxy::body::{BodyTooLarge, ReqBody, UploadTooSlow};
+use crate::proxy::headers::{is_forwarding_field, is_hop_by_hop};
+use bytes::{Buf, Bytes, BytesMut};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, Request, Response, StatusCode, Version};
+use http_body::{Body, Frame, SizeHint};
+use std::future::poll_fn;
+use std::io::{self, IoSlice};
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+
+/// Largest response head accepted (status line and header fields).
+const MAX_HEAD: usize = 64 * 1024;
+/// Most header fields in a response head.
+const MAX_HEADERS: usize = 128;
+/// Room made in the read buffer before each read.
+const READ_CHUNK: usize = 16 * 1024;
+/// Largest chunk-size line and trailer section accepted in a chunked body.
+const MAX_CHUNK_LINE: usize = 4 * 1024;
+const MAX_TRAILERS: usize = 16 * 1024;
+
+/// One keep-alive connection to an origin.
+#[derive(Debug)]
+pub struct Conn {
+    io: TcpStream,
+    /// Bytes read from the origin and not yet used.
+    buf: BytesMut,
+}
+
+/// Why a request got no response.
+#[derive(Debug)]
+pub enum SendError {
+    /// Nothing was written (the connection was found closed): the request comes back whole.
+    NotSent { kind: ErrorKind, request: Box<Request<ReqBody>> },
+    /// The request was (at least partly) written, or its body failed; no response.
+    Failed(ErrorKind),
+}
+
+impl Conn {
+    pub fn new(io: TcpStream) -> Conn {
+        Conn { io, buf: BytesMut::new() }
+    }
+
+    /// Whether an idle connection still looks usable: the origin has neither closed it nor
+    /// sent anything since its last response. Costs no system call unless the event loop
+    /// saw the socket become readable.
+    pub fn is_reusable_idle(&mut self) -> bool {
+        let waker = noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        match self.io.poll_read_ready(&mut cx) {
+            Poll::Pending => true,
+            Poll::Ready(Err(_)) => false,
+            // Readable: an EOF or stray bytes, or a stale readiness; look without waiting.
+            Poll::Ready(Ok(())) => {
+                let mut probe = [0u8; 1];
+                matches!(self.io.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+            }
+        }
+    }
+
+    /// Sends `req` (origin-form target, headers already prepared) and reads the response
+    /// head. `forwarding`: header lines that replace the request's own forwarding fields
+    /// (empty: none, the request's are sent as they are). The response's body owns the
+    /// connection; take it back with [`OriginBody::take_reusable`] once the body has ended.
+    pub async fn send(mut self, req: Request<ReqBody>, forwarding: &Bytes) -> Result<Response<OriginBody>, SendError> {
+        let head_request = req.method() == Method::HEAD;
+        let mut head = Vec::with_capacity(512);
+        let chunked = encode_head(&req, forwarding, &mut head);
+        // The head, and a buffered body (its length is known) in the same write. While
+        // nothing is written, the request can come back to go out on another connection.
+        let buffered = req.body().buffered_bytes().cloned().unwrap_or_default();
+        let total = head.len() + buffered.len();
+        let mut written = 0;
+        while written < total {
+            let r = poll_fn(|cx| {
+                let from_data = written.saturating_sub(head.len());
+                let bufs = [IoSlice::new(&head[written.min(head.len())..]), IoSlice::new(&buffered[from_data..])];
+                Pin::new(&mut self.io).poll_write_vectored(cx, &bufs)
+            })
+            .await;
+            match r {
+                Ok(n) if n > 0 => written += n,
+                _ if written == 0 => return Err(SendError::NotSent { kind: ErrorKind::Reset, request: Box::new(req) }),
+                _ => return Err(SendError::Failed(ErrorKind::Reset)),
+            }
+        }
+        let body = req.into_body();
+        let mut reusable = true;
+        if buffered.is_empty() && !body.is_end_stream() {
+            reusable = self.upload(body, chunked).await?;
+        }
+        self.read_response(head_request, reusable).await
+    }
+
+    /// Streams a request body; Ok(false) when the origin answered before it was all sent
+    /// (the connection is then not reused).
+    async fn upload(&mut self, mut body: ReqBody, chunked: bool) -> Result<bool, SendError> {
+        loop {
+            // The next piece of the body, unless the origin has started to answer.
+            let next = poll_fn(|cx| {
+                if self.answer_started(cx) {
+                    return Poll::Ready(None);
+                }
+                Pin::new(&mut body).poll_frame(cx).map(Some)
+            })
+            .await;
+            let frame = match next {
+                None => return Ok(false), // an early answer
+                Some(None) => break,
+                Some(Some(Ok(frame))) => frame,
+                Some(Some(Err(e))) => return Err(SendError::Failed(body_error_kind(&*e))),
+            };
+            let Ok(data) = frame.into_data() else { continue }; // request trailers are not forwarded
+            if data.is_empty() {
+                continue;
+            }
+            let done = if chunked {
+                let size = format!("{:x}\r\n", data.len());
+                self.write_parts(&[size.as_bytes(), &data, b"\r\n"]).await
+            } else {
+                self.write_parts(&[&data]).await
+            };
+            match done {
+                Ok(true) => {}
+                Ok(false) => return Ok(false),
+                Err(_) => return Err(SendError::Failed(ErrorKind::Reset)),
+            }
+        }
+        if chunked {
+            match self.write_parts(&[b"0\r\n\r\n"]).await {
+                Ok(true) => {}
+                Ok(false) => return Ok(false),
+                Err(_) => return Err(SendError::Failed(ErrorKind::Reset)),
+            }
+        }
+        Ok(true)
+    }
+
+    /// Writes all of `parts`; Ok(false) if the origin started to answer while the write
+    /// waited (its window full), in which case the rest is not sent.
+    async fn write_parts(&mut self, parts: &[&[u8]]) -> io::Result<bool> {
+        let total: usize = parts.iter().map(|p| p.len()).sum();
+        let mut done = 0;
+        while done < total {
+            let n = poll_fn(|cx| {
+                let mut skip = done;
+                let mut slices = Vec::with_capacity(parts.len());
+                for p in parts {
+                    if skip >= p.len() {
+                        skip -= p.len();
+                        continue;
+                    }
+                    slices.push(IoSlice::new(&p[skip..]));
+                    skip = 0;
+                }
+                match Pin::new(&mut self.io).poll_write_vectored(cx, &slices) {
+                    Poll::Pending if self.answer_started(cx) => Poll::Ready(Ok(None)),
+                    Poll::Pending => Poll::Pending,
+                    Poll::Ready(r) => Poll::Ready(r.map(Some)),
+                }
+            })
+            .await?;
+            match n {
+                None => return Ok(false),
+                Some(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Some(n) => done += n,
+            }
+        }
+        Ok(true)
+    }
+
+    /// Whether the origin has sent something (or closed) while the request is still being
+    /// written: what it sent is kept in the buffer for the response.
+    fn answer_started(&mut self, cx: &mut Context<'_>) -> bool {
+        if self.io.poll_read_ready(cx).is_pending() {
+            return false;
+        }
+        // Readiness may be left over from an earlier read: look (Pending clears it).
+        !matches!(self.poll_fill(cx), Poll::Pending)
+    }
+
+    /// Reads more from the origin into the buffer; Ok(0) at its end.
+    fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        if self.buf.capacity() - self.buf.len() < READ_CHUNK / 4 {
+            self.buf.reserve(READ_CHUNK);
+        }
+        let spare = self.buf.spare_capacity_mut();
+        let mut rb = ReadBuf::uninit(spare);
+        ready!(Pin::new(&mut self.io).poll_read(cx, &mut rb))?;
+        let n = rb.filled().len();
+        // SAFETY: `poll_read` initialised the first `n` bytes of the spare capacity.
+        unsafe { self.buf.set_len(self.buf.len() + n) };
+        Poll::Ready(Ok(n))
+    }
+
+    async fn read_response(mut self, head_request: bool, reusable: bool) -> Result<Response<OriginBody>, SendError> {
+        loop {
+            match parse_head(&mut self.buf)? {
+                Some(head) if head.status.is_informational() => {
+                    // 100 Continue, 103 Early Hints: interim, skipped. 101 is never asked for.
+                    if head.status == StatusCode::SWITCHING_PROTOCOLS {
+                        return Err(SendError::Failed(ErrorKind::Protocol));
+                    }
+                }
+                Some(head) => return Ok(self.into_response(head, head_request, reusable)),
+                None => {
+                    if self.buf.len() >= MAX_HEAD {
+                        return Err(SendError::Failed(ErrorKind::Protocol));
+                    }
+                    match poll_fn(|cx| self.poll_fill(cx)).await {
+                        Ok(0) if self.buf.is_empty() => return Err(SendError::Failed(ErrorKind::Reset)),
+                        Ok(0) => return Err(SendError::Failed(ErrorKind::Protocol)),
+                        Ok(_) => {}
+                        Err(_) => return Err(SendError::Failed(ErrorKind::Reset)),
+                    }
+                }
+            }
+        }
+    }
+
+    fn into_response(self, head: Head, head_request: bool, reusable: bool) -> Response<OriginBody> {
+        let Head { status, version, mut headers, framing, keep_alive } = head;
+        let framing = if head_request || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
+            Framing::Length(0)
+        } else {
+            framing
+        };
+        if !matches!(framing, Framing::Length(_)) && headers.contains_key(header::CONTENT_LENGTH) {
+            headers.remove(header::CONTENT_LENGTH); // RFC 9112 §6.3: Transfer-Encoding wins
+        }
+        let reusable = reusable && keep_alive && !matches!(framing, Framing::UntilClose);
+        let mut body = OriginBody { conn: Some(self), framing, reusable, done: false };
+        body.check_done();
+        let mut resp = Response::new(body);
+        *resp.status_mut() = status;
+        *resp.version_mut() = version;
+        *resp.headers_mut() = headers;
+        resp
+    }
+}
+
+/// Writes the request line and header fields into `out` (with `forwarding` instead of the
+/// request's own forwarding fields, if given); returns whether the body goes chunked (its
+/// length unknown).
+fn encode_head(req: &Request<ReqBody>, forwarding: &Bytes, out: &mut Vec<u8>) -> bool {
+    let target = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
+    out.extend_from_slice(req.method().as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(target.as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    let body = req.body();
+    let has_length = req.headers().contains_key(header::CONTENT_LENGTH);
+    let replace = !forwarding.is_empty();
+    for (name, value) in req.headers() {
+        // Framing is this hop's: hop-by-hop fields were removed, Transfer-Encoding is ours.
+        if name == header::TRANSFER_ENCODING || (replace && is_forwarding_field(name)) {
+            continue;
+        }
+        let (name, value) = (name.as_str().as_bytes(), value.as_bytes());
+        out.reserve(name.len() + value.len() + 4);
+        out.extend_from_slice(name);
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value);
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(forwarding);
+    let mut chunked = false;
+    if !has_length {
+        match body.size_hint().exact() {
+            Some(0) if body.is_end_stream() => {
+                // A method that carries content says it has none (as hyper's client does).
+                if matches!(*req.method(), Method::POST | Method::PUT | Method::PATCH) {
+                    out.extend_from_slice(b"content-length: 0\r\n");
+                }
+            }
+            Some(n) => {
+                out.extend_from_slice(b"content-length: ");
+                out.extend_from_slice(n.to_string().as_bytes());
+                out.extend_from_slice(b"\r\n");
+            }
+            None => {
+                out.extend_from_slice(b"transfer-encoding: chunked\r\n");
+                chunked = true;
+            }
+        }
+    }
+    out.extend_from_slice(b"\r\n");
+    chunked
+}
+
+struct Head {
+    status: StatusCode,
+    version: Version,
+    headers: HeaderMap,
+    framing: Framing,
+    keep_alive: bool,
+}
+
+/// Parses a response head from the front of `buf` (consuming it), None if incomplete.
+fn parse_head(buf: &mut BytesMut) -> Result<Option<Head>, SendError> {
+    let protocol = || SendError::Failed(ErrorKind::Protocol);
+    if buf.is_empty() {
+        return Ok(None);
+    }
+    // Slots left uninitialised: httparse writes those it fills (4 KiB not cleared per read).
+    let mut slots = [const { std::mem::MaybeUninit::<httparse::Header>::uninit() }; MAX_HEADERS];
+    let mut parsed = httparse::Response::new(&mut []);
+    let len = match httparse::ParserConfig::default().parse_response_with_uninit_headers(&mut parsed, buf, &mut slots) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(_) => return Err(protocol()),
+    };
+    let status = parsed.code.and_then(|c| StatusCode::from_u16(c).ok()).ok_or_else(protocol)?;
+    let version = if parsed.version == Some(0) { Version::HTTP_10 } else { Version::HTTP_11 };
+    // Names, and where the values lie, before the head is split off as shared bytes.
+    let base = buf.as_ptr() as usize;
+    let mut fields = Vec::with_capacity(parsed.headers.len());
+    for h in parsed.headers.iter() {
+        let name = HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| protocol())?;
+        let start = h.value.as_ptr() as usize - base;
+        fields.push((name, start..start + h.value.len()));
+    }
+    let head = buf.split_to(len).freeze();
+    let mut headers = HeaderMap::with_capacity(fields.len());
+    let mut length: Option<u64> = None;
+    let mut te_chunked = None;
+    let mut close = false;
+    let mut keep_alive_token = false;
+    // Fields named by Connection besides its usual tokens, removed at the end (rare).
+    let mut listed: Vec<Bytes> = Vec::new();
+    for (name, range) in fields {
+        // SAFETY: httparse accepted these bytes as a field value (HTAB, SP, VCHAR and
+        // obs-text: no other control bytes, no DEL), all of which HeaderValue allows.
+        let value = unsafe { HeaderValue::from_maybe_shared_unchecked(head.slice(range)) };
+        if name == header::CONTENT_LENGTH {
+            let n = parse_length(value.as_bytes()).ok_or_else(protocol)?;
+            if length.is_some_and(|l| l != n) {
+                return Err(protocol()); // differing Content-Length values
+            }
+            length = Some(n);
+        } else if name == header::TRANSFER_ENCODING {
+            // Only the last coding matters: chunked there delimits the body.
+            let last = value.as_bytes().rsplit(|&b| b == b',').next().unwrap_or_default();
+            te_chunked = Some(last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+        } else if name == header::CONNECTION {
+            for token in value.as_bytes().split(|&b| b == b',') {
+                let token = token.trim_ascii();
+                if token.eq_ignore_ascii_case(b"close") {
+                    close = true;
+                } else if token.eq_ignore_ascii_case(b"keep-alive") {
+                    keep_alive_token = true;
+                } else if !token.is_empty() {
+                    listed.push(Bytes::copy_from_slice(token));
+                }
+            }
+        }
+        // Hop-by-hop fields stay on this hop (RFC 9110 §7.6.1); framing is redone downstream.
+        if !is_hop_by_hop(&name) {
+            headers.append(name, value);
+        }
+    }
+    for name in &listed {
+        if let Ok(name) = std::str::from_utf8(name) {
+            headers.remove(name);
+        }
+    }
+    let (framing, te) = match (te_chunked, length) {
+        (Some(true), _) => (Framing::Chunked(Chunked::Size { value: 0, digits: 0, line: 0, ext: false }), true),
+        (Some(false), _) => (Framing::UntilClose, true),
+        (None, Some(n)) => (Framing::Length(n), false),
+        (None, None) => (Framing::UntilClose, false),
+    };
+    let keep_alive = !close && (version == Version::HTTP_11 || keep_alive_token) && !(te && length.is_some());
+    Ok(Some(Head { status, version, headers, framing, keep_alive }))
+}
+
+/// A Content-Length value: digits only (RFC 9110 §8.6), possibly a list of equal values.
+fn parse_length(v: &[u8]) -> Option<u64> {
+    let mut value = None;
+    for part in v.split(|&b| b == b',') {
+        let part = part.trim_ascii();
+        if part.is_empty() || part.len() > 19 || !part.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        let n = part.iter().fold(0u64, |n, &d| n * 10 + u64::from(d - b'0'));
+        if value.is_some_and(|v| v != n) {
+            return None;
+        }
+        value = Some(n);
+    }
+    value
+}
+
+fn body_error_kind(e: &(dyn std::error::Error + 'static)) -> ErrorKind {
+    if e.is::<BodyTooLarge>() {
+        ErrorKind::BodyTooLarge
+    } else if e.is::<UploadTooSlow>() {
+        ErrorKind::ClientTooSlow
+    } else {
+        ErrorKind::ClientBody
+    }
+}
+
+#[derive(Debug)]
+enum Framing {
+    /// Bytes left.
+    Length(u64),
+    Chunked(Chunked),
+    UntilClose,
+}
+
+#[derive(Debug)]
+enum Chunked {
+    /// Reading a chunk-size line: the value so far, its digits, the line's length, and
+    /// whether an extension (ignored) has begun.
+    Size { value: u64, digits: u8, line: usize, ext: bool },
+    /// Chunk data left.
+    Data(u64),
+    /// The CRLF after chunk data (`cr`: the CR was seen).
+    DataEnd { cr: bool },
+    /// The trailer section after the last chunk: bytes of it so far, and of its current line.
+    Trailers { total: usize, line: usize },
+}
+
+/// The response body, read from the origin's socket as it is polled.
+#[derive(Debug)]
+pub struct OriginBody {
+    conn: Option<Conn>,
+    framing: Framing,
+    /// The connection may carry another request once this body has ended.
+    reusable: bool,
+    done: bool,
+}
+
+/// The origin's body ended before its framing said it would, or broke its framing.
+#[derive(Debug)]
+pub struct OriginBodyError(&'static str);
+
+impl std::fmt::Display for OriginBodyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        write!(f, "origin response body: {}", self.0)
+    }
+}
+impl std::error::Error for OriginBodyError {}
+
+impl OriginBody {
+    /// The connection, once the body was read to its end and the connection may be reused.
+    pub fn take_reusable(&mut self) -> Option<Conn> {
+        match &self.conn {
+            Some(c) if self.done && self.reusable && c.buf.is_empty() => self.conn.take(),
+            _ => None,
+        }
+    }
+
+    fn check_done(&mut self) {
+        if matches!(self.framing, Framing::Length(0)) {
+            self.done = true;
+        }
+    }
+
+    fn fail(&mut self, why: &'static str) -> Poll<Option<Result<Frame<Bytes>, OriginBodyError>>> {
+        self.done = true;
+        self.conn = None;
+        Poll::Ready(Some(Err(OriginBodyError(why))))
+    }
+}
+
+impl Body for OriginBody {
+    type Data = Bytes;
+    type Error = OriginBodyError;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let this = &mut *self;
+        loop {
+            if this.done {
+                return Poll::Ready(None);
+            }
+            let Some(conn) = this.conn.as_mut() else { return Poll::Ready(None) };
+            if conn.buf.is_empty() {
+                match ready!(conn.poll_fill(cx)) {
+                    Ok(0) => {
+                        if matches!(this.framing, Framing::UntilClose) {
+                            this.done = true;
+                            this.conn = None;
+                            return Poll::Ready(None);
+                        }
+                        return this.fail("closed before its end");
+                    }
+                    Ok(_) => {}
+                    Err(_) => return this.fail("read failed"),
+                }
+            }
+            let Some(conn) = this.conn.as_mut() else { return Poll::Ready(None) };
+            match &mut this.framing {
+                Framing::UntilClose => {
+                    let data = conn.buf.split().freeze();
+                    return Poll::Ready(Some(Ok(Frame::data(data))));
+                }
+                Framing::Length(left) => {
+                    let n = (*left).min(conn.buf.len() as u64) as usize;
+                    *left -= n as u64;
+                    let data = conn.buf.split_to(n).freeze();
+                    this.check_done();
+                    return Poll::Ready(Some(Ok(Frame::data(data))));
+                }
+                Framing::Chunked(state) => match decode_chunked(state, &mut conn.buf) {
+                    Ok(Decoded::Data(data)) => return Poll::Ready(Some(Ok(Frame::data(data)))),
+                    Ok(Decoded::End) => {
+                        this.done = true;
+                        return Poll::Ready(None);
+                    }
+                    Ok(Decoded::NeedMore) => {}
+                    Err(why) => return this.fail(why),
+                },
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.done
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self.framing {
+            Framing::Length(n) => SizeHint::with_exact(n),
+            _ => SizeHint::default(),
+        }
+    }
+}
+
+enum Decoded {
+    Data(Bytes),
+    NeedMore,
+    End,
+}
+
+/// Advances the chunked decoder over `buf`, consuming what it uses.
+fn decode_chunked(state: &mut Chunked, buf: &mut BytesMut) -> Result<Decoded, &'static str> {
+    while !buf.is_empty() {
+        match state {
+            Chunked::Size { value, digits, line, ext } => {
+                let b = buf[0];
+                buf.advance(1);
+                *line += 1;
+                if *line > MAX_CHUNK_LINE {
+                    return Err("chunk-size line too long");
+                }
+                match b {
+                    b'\n' => {
+                        if *digits == 0 {
+                            return Err("chunk size missing");
+                        }
+                        *state =
+                            if *value == 0 { Chunked::Trailers { total: 0, line: 0 } } else { Chunked::Data(*value) };
+                    }
+                    _ if *ext => {}
+                    b'\r' => *ext = true, // the LF must follow; anything before it is ignored
+                    b';' | b' ' | b'\t' => *ext = true,
+                    _ => {
+                        let d = (b as char).to_digit(16).ok_or("bad chunk size")?;
+                        if *digits >= 16 {
+                            return Err("chunk size too large");
+                        }
+                        *value = (*value << 4) | u64::from(d);
+                        *digits += 1;
+                    }
+                }
+            }
+            Chunked::Data(left) => {
+                let n = (*left).min(buf.len() as u64) as usize;
+                *left -= n as u64;
+                let data = buf.split_to(n).freeze();
+                if *left == 0 {
+                    *state = Chunked::DataEnd { cr: false };
+                }
+                return Ok(Decoded::Data(data));
+            }
+            Chunked::DataEnd { cr } => {
+                let b = buf[0];
+                buf.advance(1);
+                match (b, *cr) {
+                    (b'\r', false) => *cr = true,
+                    (b'\n', _) => *state = Chunked::Size { value: 0, digits: 0, line: 0, ext: false },
+                    _ => return Err("no CRLF after chunk data"),
+                }
+            }
+            Chunked::Trailers { total, line } => {
+                let b = buf[0];
+                buf.advance(1);
+                *total += 1;
+                if *total > MAX_TRAILERS {
+                    return Err("trailer section too large");
+                }
+                match b {
+                    b'\n' if *line == 0 => return Ok(Decoded::End),
+                    b'\n' => *line = 0,
+                    b'\r' if *line == 0 => {}
+                    _ => *line += 1,
+                }
+            }
+        }
+    }
+    Ok(Decoded::NeedMore)
+}
+
+/// A waker that does nothing, for looking at a socket's readiness without waiting.
+fn noop_waker() -> std::task::Waker {
+    use std::task::{RawWaker, RawWakerVTable, Waker};
+    const VTABLE: RawWakerVTable = RawWakerVTable::new(|_| RAW, |_| {}, |_| {}, |_| {});
+    const RAW: RawWaker = RawWaker::new(std::ptr::null(), &VTABLE);
+    // SAFETY: every function of the vtable ignores the (null) data pointer.
+    unsafe { Waker::from_raw(RAW) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    /// A raw origin: for each canned answer, reads one request head (and `Content-Length`
+    /// bytes of body) from the same connection, sends the answer; returns what it read.
+    async fn origin(answers: Vec<&'static [u8]>) -> (std::net::SocketAddr, tokio::task::JoinHandle<Vec<u8>>) {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let task = tokio::spawn(async move {
+            let (mut s, _) = l.accept().await.unwrap();
+            let mut seen = Vec::new();
+            for answer in answers {
+                let start = seen.len();
+                let mut byte = [0u8; 1];
+                while !seen[start..].ends_with(b"\r\n\r\n") {
+                    if s.read(&mut byte).await.unwrap_or(0) == 0 {
+                        return seen;
+                    }
+                    seen.push(byte[0]);
+                }
+                s.write_all(answer).await.unwrap();
+            }
+            let mut rest = Vec::new();
+            let _ = tokio::time::timeout(std::time::Duration::from_millis(200), s.read_to_end(&mut rest)).await;
+            seen.extend(rest);
+            seen
+        });
+        (addr, task)
+    }
+
+    async fn conn(addr: std::net::SocketAddr) -> Conn {
+        Conn::new(TcpStream::connect(addr).await.unwrap())
+    }
+
+    fn get(path: &str) -> Request<ReqBody> {
+        Request::get(path).header("host", "shop.de").body(ReqBody::empty()).unwrap()
+    }
+
+    async fn body_of(resp: &mut Response<OriginBody>) -> Vec<u8> {
+        let mut out = Vec::new();
+        while let Some(frame) = resp.body_mut().frame().await {
+            if let Ok(d) = frame.unwrap().into_data() {
+                out.extend_from_slice(&d);
+            }
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn content_length_then_reuse() {
+        let (addr, seen) = origin(vec![
+            b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\nconnection: keep-alive\r\nkeep-alive: timeout=5\r\nx-a: 1\r\n\r\nhello",
+            b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n",
+        ])
+        .await;
+        let fwd = Bytes::from_static(b"x-forwarded-for: 10.0.0.1\r\n");
+        let req = Request::get("/a?b=1").header("host", "shop.de").header("x-forwarded-for", "6.6.6.6");
+        let mut resp = conn(addr).await.send(req.body(ReqBody::empty()).unwrap(), &fwd).await.unwrap();
+        assert_eq!(resp.status(), 200);
+        assert!(resp.headers().get("connection").is_none() && resp.headers().get("keep-alive").is_none());
+        assert_eq!(resp.headers()["x-a"], "1");
+        assert_eq!(body_of(&mut resp).await, b"hello");
+        let mut again = resp.body_mut().take_reusable().expect("reusable after a complete body");
+        assert!(again.is_reusable_idle());
+        let resp = again.send(get("/second"), &Bytes::new()).await.unwrap();
+        assert_eq!(resp.status(), 404);
+        assert!(resp.body().is_end_stream());
+        let seen = String::from_utf8(seen.await.unwrap()).unwrap();
+        assert!(
+            seen.starts_with("GET /a?b=1 HTTP/1.1\r\nhost: shop.de\r\nx-forwarded-for: 10.0.0.1\r\n\r\n"),
+            "{seen}"
+        );
+        assert!(!seen.contains("6.6.6.6"), "the client's claim is replaced: {seen}");
+        assert!(seen.contains("GET /second HTTP/1.1\r\n"));
+    }
+
+    #[tokio::test]
+    async fn chunked_with_extensions_and_trailers() {
+        let (addr, _seen) = origin(vec![
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ncontent-length: 99\r\n\r\n5;ext=1\r\nhello\r\n1\r\n \r\n5\r\nworld\r\n0\r\ntrailer: x\r\n\r\n",
+        ])
+        .await;
+        let mut resp = conn(addr).await.send(get("/"), &Bytes::new()).await.unwrap();
+        assert!(resp.headers().get("content-length").is_none(), "Transfer-Encoding wins");
+        assert!(resp.headers().get("transfer-encoding").is_none(), "framing is redone downstream");
+        assert_eq!(body_of(&mut resp).await, b"hello world");
+        assert!(resp.body_mut().take_reusable().is_none(), "Content-Length with chunked: not reused");
+    }
+
+    #[tokio::test]
+    async fn until_close_and_http10() {
+        let (addr, _seen) = origin(vec![b"HTTP/1.0 200 OK\r\nx: y\r\n\r\nall of it"]).await;
+        let mut resp = conn(addr).await.send(get("/"), &Bytes::new()).await.unwrap();
+        assert_eq!(body_of(&mut resp).await, b"all of it");
+        assert!(resp.body_mut().take_reusable().is_none());
+    }
+
+    #[tokio::test]
+    async fn interim_responses_are_skipped() {
+        let (addr, _seen) =
+            origin(vec![b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nlink: </a>\r\n\r\nHTTP/1.1 201 Created\r\ncontent-length: 2\r\n\r\nok"])
+                .await;
+        let mut resp = conn(addr).await.send(get("/"), &Bytes::new()).await.unwrap();
+        assert_eq!(resp.status(), 201);
+        assert_eq!(body_of(&mut resp).await, b"ok");
+    }
+
+    #[tokio::test]
+    async fn bad_responses_are_protocol_errors() {
+        for answer in [
+            &b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\ncontent-length: 6\r\n\r\nhello"[..],
+            b"HTTP/1.1 200 OK\r\ncontent-length: +5\r\n\r\nhello",
+            b"HTTP/1.1 101 Switching Protocols\r\n\r\n",
+            b"NOT HTTP AT ALL\r\n\r\n",
+        ] {
+            let (addr, _seen) = origin(vec![answer]).await;
+            match conn(addr).await.send(get("/"), &Bytes::new()).await {
+                Err(SendError::Failed(ErrorKind::Protocol)) => {}
+                other => panic!("{:?}: {:?}", String::from_utf8_lossy(answer), other.map(|r| r.status())),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn truncated_bodies_fail_and_are_not_reused() {
+        let (addr, _seen) = origin(vec![b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nshort"]).await;
+        let mut resp = conn(addr).await.send(get("/"), &Bytes::new()).await.unwrap();
+        let mut failed = false;
+        while let Some(frame) = resp.body_mut().frame().await {
+            failed |= frame.is_err();
+        }
+        assert!(failed);
+        assert!(resp.body_mut().take_reusable().is_none());
+        // Chunked framing broken: no CRLF after the data.
+        let (addr, _seen) = origin(vec![b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n2\r\nabXY"]).await;
+        let mut resp = conn(addr).await.send(get("/"), &Bytes::new()).await.unwrap();
+        let mut failed = false;
+        while let Some(frame) = resp.body_mut().frame().await {
+            failed |= frame.is_err();
+        }
+        assert!(failed);
+    }
+
+    #[tokio::test]
+    async fn head_and_no_content_have_no_body() {
+        let (addr, _seen) = origin(vec![b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\n"]).await;
+        let req = Request::head("/").header("host", "shop.de").body(ReqBody::empty()).unwrap();
+        let mut resp = conn(addr).await.send(req, &Bytes::new()).await.unwrap();
+        assert!(resp.body().is_end_stream());
+        assert_eq!(resp.headers()["content-length"], "1000");
+        assert!(resp.body_mut().take_reusable().is_some());
+    }
+
+    #[tokio::test]
+    async fn buffered_body_goes_with_its_length() {
+        let (addr, seen) = origin(vec![b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n"]).await;
+        let req = Request::post("/checkout").header("host", "shop.de");
+        let req = req.body(ReqBody::buffered(Bytes::from_static(b"a=1"))).unwrap();
+        assert_eq!(conn(addr).await.send(req, &Bytes::new()).await.unwrap().status(), 200);
+        let seen = String::from_utf8(seen.await.unwrap()).unwrap();
+        assert!(seen.contains("content-length: 3\r\n\r\na=1"), "{seen}");
+        // An empty POST says so.
+        let (addr, seen) = origin(vec![b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n"]).await;
+        let req = Request::post("/x").header("host", "shop.de").body(ReqBody::empty()).unwrap();
+        conn(addr).await.send(req, &Bytes::new()).await.unwrap();
+        assert!(String::from_utf8(seen.await.unwrap()).unwrap().contains("content-length: 0\r\n"));
+    }
+
+    #[tokio::test]
+    async fn an_idle_connection_closed_by_the_origin_is_not_reused() {
+        let (addr, seen) = origin(vec![b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n"]).await;
+        let mut resp = conn(addr).await.send(get("/"), &Bytes::new()).await.unwrap();
+        let mut idle = resp.body_mut().take_reusable().unwrap();
+        seen.await.unwrap(); // the origin closes its end
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        assert!(!idle.is_reusable_idle());
+    }
+
+    #[tokio::test]
+    async fn nothing_written_gives_the_request_back() {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut c = conn(l.local_addr().unwrap()).await;
+        let _origin = l.accept().await.unwrap();
+        c.io.shutdown().await.unwrap(); // this end can no longer write: the first write fails
+        match c.send(get("/again"), &Bytes::new()).await {
+            Err(SendError::NotSent { request, .. }) => assert_eq!(request.uri(), "/again"),
+            other => panic!("{:?}", other.map(|r| r.status())),
+        }
+    }
+}
