@@ -142,3 +142,61 @@ async fn slow_response_in_flight_is_not_cut_by_idle_timeout() {
     let (status, _, _) = get(http_addr(&gw), "shop.de", "/slow/700").await;
     assert_eq!(status, 200);
 }
+
+#[tokio::test]
+async fn an_origin_answering_before_the_upload_ends_is_heard() {
+    // The origin reads the head, answers 413 at once and never reads the body.
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let origin = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    if tokio::io::AsyncReadExt::read(&mut s, &mut byte).await.unwrap_or(0) == 0 {
+                        return;
+                    }
+                    head.push(byte[0]);
+                }
+                if head.starts_with(b"POST") {
+                    let _ = s.write_all(b"HTTP/1.1 413 Payload Too Large\r\ncontent-length: 4\r\n\r\nbig!").await;
+                } else {
+                    let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").await;
+                }
+                tokio::time::sleep(Duration::from_secs(30)).await; // holds the socket, reads nothing
+            });
+        }
+    });
+    let extra = "[limits]\nmax_body_bytes = 0\n[timeouts]\norigin_response = \"20s\"\n";
+    let gw = gateway(&config(&[("s", &["shop.de"], origin)], extra)).await;
+    let mut s = tokio::net::TcpStream::connect(http_addr(&gw)).await.unwrap();
+    let size = 256 * 1024 * 1024; // more than the socket buffers between the three of us hold
+    s.write_all(format!("POST /upload HTTP/1.1\r\nHost: shop.de\r\nContent-Length: {size}\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let (mut rd, mut wr) = s.into_split();
+    let upload = tokio::spawn(async move {
+        let chunk = vec![b'x'; 64 * 1024];
+        for _ in 0..size / chunk.len() {
+            if wr.write_all(&chunk).await.is_err() {
+                return;
+            }
+        }
+    });
+    let mut text = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), async {
+        let mut buf = [0u8; 4096];
+        while !String::from_utf8_lossy(&text).contains("big!") {
+            match tokio::io::AsyncReadExt::read(&mut rd, &mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => text.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    upload.abort();
+    let text = String::from_utf8_lossy(&text);
+    assert!(read.is_ok(), "the origin's early answer must reach the client, not wait for the upload: {text}");
+    assert!(text.starts_with("HTTP/1.1 413"), "{text}");
+}
