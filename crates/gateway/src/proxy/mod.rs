@@ -190,9 +190,9 @@ async fn to_site(
     // to what it sent.
     let mut forwarding = bytes::Bytes::new();
     if let Some(host_value) = &host_value {
-        let hop = headers::Hop { client: &conn.client, https: conn.https, host, host_value, trusted };
+        let hop = headers::Hop { client: &conn.client, https: conn.https, host, host_value };
         if trusted {
-            headers::set_forwarded(&mut parts.headers, &hop);
+            headers::append_forwarded(&mut parts.headers, &hop);
         } else {
             forwarding = headers::forwarding_block(&hop, via);
         }
