@@ -1,17 +1,19 @@
 //! Listeners: accepting client connections (with a total cap), TLS with SNI and ALPN,
-//! serving HTTP/1.1 and HTTP/2 on each connection through hyper, closing idle connections,
-//! and draining on shutdown.
+//! serving HTTP/1.x ([`h1`]) and HTTP/2 (hyper) on each connection, closing idle
+//! connections, and draining on shutdown.
 
+pub mod h1;
 pub mod proxy_protocol;
 pub mod tls;
 
 use crate::gateway::Shared;
-use crate::proxy::{self, framing};
+use crate::proxy::{self, body::ClientBody};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
+use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -28,27 +30,32 @@ pub struct ConnState {
     pub https: bool,
     /// The TLS server name the client asked for, lowercase.
     pub sni: Option<String>,
-    pub guard: Arc<framing::GuardState>,
     born: Instant,
     seq: AtomicU64,
     in_flight: AtomicU32,
     /// Milliseconds after `born` when the last request finished.
     last_done_ms: AtomicU64,
+    /// The connection is to close once its current request is answered.
+    closing: AtomicBool,
 }
 
 impl ConnState {
-    fn new(peer: SocketAddr, https: bool, sni: Option<String>, guard: Arc<framing::GuardState>) -> ConnState {
+    fn new(peer: SocketAddr, https: bool, sni: Option<String>) -> ConnState {
         ConnState {
             peer,
             client: crate::proxy::headers::ClientAddr::new(peer.ip()),
             https,
             sni,
-            guard,
             born: Instant::now(),
             seq: AtomicU64::new(0),
             in_flight: AtomicU32::new(0),
             last_done_ms: AtomicU64::new(0),
+            closing: AtomicBool::new(false),
         }
+    }
+
+    pub fn is_closing(&self) -> bool {
+        self.closing.load(Relaxed)
     }
 
     /// Marks a request as started; returns its 1-based sequence number on the connection.
@@ -191,7 +198,14 @@ async fn serve_tcp(
         }
     }
     if !tls {
-        serve_http(&shared, tcp, peer, false, None, false, shutdown).await;
+        let wait = shared.snapshot.load().file.timeouts.client_header.get();
+        let mut stop = shutdown.clone();
+        let h2 = tokio::select! {
+            h2 = opens_with_h2_preface(&tcp, wait) => h2,
+            _ = stop.changed() => None,
+        };
+        let Some(h2) = h2 else { return };
+        serve_http(&shared, tcp, peer, false, None, h2, shutdown).await;
         return;
     }
     let (cfg, handshake) = {
@@ -219,73 +233,102 @@ async fn serve_tcp(
     drop(open);
 }
 
+/// The first bytes of an HTTP/2 connection with prior knowledge (RFC 9113 §3.3).
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Whether a plain-text client opens with the HTTP/2 preface: looks at its first bytes
+/// without taking them. None: it closed, or sent nothing in time.
+async fn opens_with_h2_preface(tcp: &TcpStream, wait: Duration) -> Option<bool> {
+    let look = async {
+        let mut first = [0u8; H2_PREFACE.len()];
+        loop {
+            let n = tcp.peek(&mut first).await.ok()?;
+            if n == 0 {
+                return None;
+            }
+            if n == first.len() || !H2_PREFACE.starts_with(&first[..n]) {
+                return Some(&first[..n] == H2_PREFACE);
+            }
+            // A prefix of the preface so far: wait for more (rare, and only at the start).
+            tcp.readable().await.ok()?;
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    };
+    tokio::time::timeout(wait, look).await.ok().flatten()
+}
+
 async fn serve_http<IO>(
     shared: &Arc<Shared>,
     io: IO,
     peer: SocketAddr,
     https: bool,
     sni: Option<String>,
-    h2_only: bool,
-    mut shutdown: watch::Receiver<bool>,
+    h2: bool,
+    shutdown: watch::Receiver<bool>,
 ) where
-    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    IO: AsyncRead + AsyncWrite + Unpin + Send + Sync + 'static,
 {
     let (limits, timeouts) = {
         let snap = shared.snapshot.load();
         (snap.file.limits.clone(), snap.file.timeouts.clone())
     };
-    let guard_state = Arc::new(framing::GuardState::default());
     let max_head = limits.max_header_bytes.get().min(u32::MAX as u64) as usize;
-    let scanner = if h2_only {
-        framing::Scanner::off(guard_state.clone())
-    } else {
-        framing::Scanner::new(guard_state.clone(), max_head, limits.max_headers)
-    };
-    let io = TokioIo::new(framing::FramingGuard::new(io, scanner));
-    let state = Arc::new(ConnState::new(peer, https, sni, guard_state));
+    let state = Arc::new(ConnState::new(peer, https, sni));
+    let idle = timeouts.idle_keepalive.get();
+    let first_request = timeouts.client_header.get();
 
+    if !h2 {
+        let settings =
+            h1::Settings { max_head, max_headers: limits.max_headers, client_header: timeouts.client_header.get() };
+        let conn = h1::serve(shared.clone(), state.clone(), io, settings);
+        let closing = state.clone();
+        supervise(conn, &state, peer, first_request, idle, shutdown, move |_| closing.closing.store(true, Relaxed))
+            .await;
+        return;
+    }
     let svc_shared = shared.clone();
     let svc_state = state.clone();
-    let svc = service_fn(move |req| proxy::handle(svc_shared.clone(), svc_state.clone(), req));
-
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    if h2_only {
-        builder = builder.http2_only();
-    }
+    let svc = service_fn(move |req: http::Request<hyper::body::Incoming>| {
+        proxy::handle(svc_shared.clone(), svc_state.clone(), req.map(ClientBody::H2))
+    });
+    let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
     builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(timeouts.client_header.get())
-        .max_buf_size(max_head)
-        .max_headers(limits.max_headers);
-    builder
-        .http2()
         .timer(TokioTimer::new())
         .max_header_list_size(max_head as u32)
         .max_concurrent_streams(limits.max_h2_streams);
-    let conn = builder.serve_connection(io, svc);
-    tokio::pin!(conn);
+    let conn = builder.serve_connection(TokioIo::new(io), svc);
+    supervise(conn, &state, peer, first_request, idle, shutdown, |c| c.graceful_shutdown()).await;
+}
 
-    // hyper's header timer covers HTTP/1.1 heads and, between requests, idle HTTP/1.1
-    // connections; it only starts once hyper-util has seen the first bytes (to tell HTTP/1
-    // from HTTP/2). This watchdog covers the rest: a connection that never sends a first
-    // request, and idle connections of either protocol.
-    let idle = timeouts.idle_keepalive.get();
-    let first_request = timeouts.client_header.get();
+/// Drives a client connection and closes it: when the gateway shuts down (gracefully,
+/// through `close`), when it never sends a first request within `first_request`, and when
+/// it has been idle for `idle`. Timers per connection, not per request: the watchdog wakes
+/// at the earliest moment the connection could expire and looks at its state.
+async fn supervise<F: Future>(
+    conn: F,
+    state: &ConnState,
+    peer: SocketAddr,
+    first_request: Duration,
+    idle: Duration,
+    mut shutdown: watch::Receiver<bool>,
+    mut close: impl FnMut(Pin<&mut F>),
+) where
+    F::Output: std::fmt::Debug,
+{
+    let mut conn = std::pin::pin!(conn);
     let watchdog = tokio::time::sleep(first_request.min(idle));
     tokio::pin!(watchdog);
     let mut closing = false;
     loop {
         tokio::select! {
-            res = conn.as_mut() => {
-                if let Err(e) = res {
-                    tracing::debug!(%peer, error = %e, "client connection ended with an error");
-                }
+            biased;
+            out = conn.as_mut() => {
+                tracing::debug!(%peer, outcome = ?out, "client connection ended");
                 return;
             }
             _ = shutdown.changed(), if !closing => {
                 closing = true;
-                conn.as_mut().graceful_shutdown();
+                close(conn.as_mut());
             }
             _ = &mut watchdog, if !closing => {
                 let now = Instant::now();
@@ -295,7 +338,7 @@ async fn serve_http<IO>(
                             return; // never sent a request: nothing to finish, just close
                         }
                         closing = true;
-                        conn.as_mut().graceful_shutdown();
+                        close(conn.as_mut());
                     }
                     Some(deadline) => watchdog.as_mut().reset(deadline),
                     None => watchdog.as_mut().reset(now + idle),

@@ -1,4 +1,6 @@
 //! Bodies on the request path. Both stream: nothing is buffered whole.
+//! - [`ClientBody`]: a request body as the client's connection delivers it (HTTP/1.x from
+//!   `listen::h1`, HTTP/2 from hyper).
 //! - [`ReqBody`]: the client's body on its way to an origin, cut off at `limits.max_body_bytes`.
 //! - [`RespBody`]: what goes back to the client (an origin's body or a page of our own); it
 //!   counts the bytes and, when it is dropped (sent, or abandoned by the client), hands the
@@ -38,6 +40,52 @@ impl std::fmt::Display for UploadTooSlow {
 }
 impl std::error::Error for UploadTooSlow {}
 
+/// A request body as the client's connection delivers it.
+pub enum ClientBody {
+    Empty,
+    H1(crate::listen::h1::RequestBody),
+    H2(Incoming),
+}
+
+impl Body for ClientBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self.get_mut() {
+            ClientBody::Empty => Poll::Ready(None),
+            ClientBody::H1(b) => Pin::new(b).poll_frame(cx).map_err(BoxError::from),
+            ClientBody::H2(b) => Pin::new(b).poll_frame(cx).map_err(BoxError::from),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            ClientBody::Empty => true,
+            ClientBody::H1(b) => b.is_end_stream(),
+            ClientBody::H2(b) => b.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            ClientBody::Empty => SizeHint::with_exact(0),
+            ClientBody::H1(b) => b.size_hint(),
+            ClientBody::H2(b) => b.size_hint(),
+        }
+    }
+}
+
+impl std::fmt::Debug for ClientBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str(match self {
+            ClientBody::Empty => "ClientBody::Empty",
+            ClientBody::H1(_) => "ClientBody::H1",
+            ClientBody::H2(_) => "ClientBody::H2",
+        })
+    }
+}
+
 /// A minimum average upload rate: after `grace`, at least `rate` bytes per second since the
 /// body began. The deadline moves with every byte; a body that falls behind it fails.
 #[derive(Debug)]
@@ -61,7 +109,7 @@ impl Pace {
 /// be sent again.
 #[derive(Debug)]
 pub struct ReqBody {
-    inner: Option<Incoming>,
+    inner: Option<ClientBody>,
     remaining: u64,
     limited: bool,
     buffered: Option<Bytes>,
@@ -73,7 +121,7 @@ impl ReqBody {
         ReqBody { inner: None, remaining: 0, limited: false, buffered: None, pace: None }
     }
 
-    pub fn new(inner: Incoming, limit: u64) -> ReqBody {
+    pub fn new(inner: ClientBody, limit: u64) -> ReqBody {
         if inner.is_end_stream() {
             return ReqBody::empty();
         }
@@ -173,7 +221,7 @@ impl Body for ReqBody {
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
-            Some(Err(e)) => Poll::Ready(Some(Err(Box::new(e)))),
+            Some(Err(e)) => Poll::Ready(Some(Err(e))),
             None => Poll::Ready(None),
         }
     }

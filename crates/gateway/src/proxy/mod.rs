@@ -5,7 +5,6 @@
 pub mod body;
 pub mod cached;
 pub mod forward;
-pub mod framing;
 pub mod headers;
 pub mod shielded;
 
@@ -15,10 +14,9 @@ use crate::pages::{self, Problem};
 use crate::record::Finished;
 use crate::snapshot::SiteRt;
 use crate::upstream::ErrorKind;
-use body::{ReqBody, RespBody};
+use body::{ClientBody, ReqBody, RespBody};
 use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode, Uri, Version};
-use hyper::body::Incoming;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -31,7 +29,7 @@ use std::time::Instant;
 pub async fn handle(
     shared: Arc<Shared>,
     conn: Arc<ConnState>,
-    req: Request<Incoming>,
+    req: Request<ClientBody>,
 ) -> Result<Response<RespBody>, shielded::CloseSilently> {
     let seq = conn.begin_request();
     let snap = shared.snapshot.load_full();
@@ -50,8 +48,8 @@ pub async fn handle(
         fin.target = Some(req.uri().path_and_query().map_or("/", |pq| pq.as_str()).to_string());
     }
 
-    // 1. Framing (HTTP/1.x): ambiguous requests never reach an origin.
-    if req.version() <= Version::HTTP_11 && conn.guard.is_rejected(seq) {
+    // 1. Framing (HTTP/1.x, judged by listen::h1): ambiguous requests never reach an origin.
+    if req.extensions().get::<crate::listen::h1::BadFraming>().is_some() {
         shared.metrics.reject("framing");
         return Ok(no_site(fin, StatusCode::BAD_REQUEST, true));
     }
@@ -116,7 +114,7 @@ async fn to_site(
     site: Arc<SiteRt>,
     mut fin: Box<Finished>,
     mut parts: http::request::Parts,
-    body: Incoming,
+    body: ClientBody,
     host: &str,
     host_value: &Option<HeaderValue>,
     priority: crate::shield::Priority,

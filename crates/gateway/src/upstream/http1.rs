@@ -344,7 +344,7 @@ fn parse_head(buf: &mut BytesMut) -> Result<Option<Head>, SendError> {
     let base = buf.as_ptr() as usize;
     let mut fields = Vec::with_capacity(parsed.headers.len());
     for h in parsed.headers.iter() {
-        let name = HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| protocol())?;
+        let name = crate::proxy::headers::field_name(h.name.as_bytes()).map_err(|_| protocol())?;
         let start = h.value.as_ptr() as usize - base;
         fields.push((name, start..start + h.value.len()));
     }
