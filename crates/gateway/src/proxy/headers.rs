@@ -14,38 +14,69 @@ static FORWARDED: HeaderName = HeaderName::from_static("forwarded");
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
-/// A field name as read off the wire. The names clients and origins send most are matched
-/// here first, which costs a fraction of `HeaderName::from_bytes`' general lookup (measured
-/// with callgrind: ~150 instructions per name there).
+/// A field name as read off the wire and accepted by httparse (a token). The names clients
+/// and origins send most are matched here first: one candidate picked by length and first
+/// letter, compared a word at a time. That costs a fraction of `HeaderName::from_bytes`'
+/// general lookup (callgrind: ~150 instructions a name there), which every other name
+/// still goes through.
 pub fn field_name(name: &[u8]) -> Result<HeaderName, http::header::InvalidHeaderName> {
-    const L4: &[HeaderName] = &[header::HOST, header::DATE, header::ETAG, header::VARY];
-    const L6: &[HeaderName] = &[header::ACCEPT, header::COOKIE, header::SERVER, header::ORIGIN, header::EXPECT];
-    const L7: &[HeaderName] = &[header::REFERER, header::EXPIRES];
-    const L8: &[HeaderName] = &[header::LOCATION];
-    const L10: &[HeaderName] = &[header::USER_AGENT, header::CONNECTION, header::SET_COOKIE];
-    const L12: &[HeaderName] = &[header::CONTENT_TYPE];
-    const L13: &[HeaderName] = &[header::LAST_MODIFIED, header::CACHE_CONTROL, header::ACCEPT_RANGES];
-    const L14: &[HeaderName] = &[header::CONTENT_LENGTH];
-    const L15: &[HeaderName] = &[header::ACCEPT_ENCODING, header::ACCEPT_LANGUAGE];
-    const L16: &[HeaderName] = &[header::CONTENT_ENCODING];
-    const L17: &[HeaderName] = &[header::IF_MODIFIED_SINCE, header::TRANSFER_ENCODING];
-    let known = match name.len() {
-        4 => L4,
-        6 => L6,
-        7 => L7,
-        8 => L8,
-        10 => L10,
-        12 => L12,
-        13 => L13,
-        14 => L14,
-        15 => L15,
-        16 => L16,
-        17 => L17,
-        _ => &[],
+    use header::*;
+    let first = name.first().map_or(0, u8::to_ascii_lowercase);
+    let (text, known): (&[u8], HeaderName) = match (name.len(), first) {
+        (4, b'h') => (b"host", HOST),
+        (4, b'd') => (b"date", DATE),
+        (4, b'e') => (b"etag", ETAG),
+        (4, b'v') => (b"vary", VARY),
+        (6, b'a') => (b"accept", ACCEPT),
+        (6, b'c') => (b"cookie", COOKIE),
+        (6, b's') => (b"server", SERVER),
+        (6, b'o') => (b"origin", ORIGIN),
+        (6, b'e') => (b"expect", EXPECT),
+        (7, b'r') => (b"referer", REFERER),
+        (7, b'e') => (b"expires", EXPIRES),
+        (8, b'l') => (b"location", LOCATION),
+        (10, b'u') => (b"user-agent", USER_AGENT),
+        (10, b'c') => (b"connection", CONNECTION),
+        (10, b's') => (b"set-cookie", SET_COOKIE),
+        (12, b'c') => (b"content-type", CONTENT_TYPE),
+        (13, b'l') => (b"last-modified", LAST_MODIFIED),
+        (13, b'c') => (b"cache-control", CACHE_CONTROL),
+        (13, b'a') => (b"accept-ranges", ACCEPT_RANGES),
+        (14, b'c') => (b"content-length", CONTENT_LENGTH),
+        (15, b'a') if name[7].eq_ignore_ascii_case(&b'e') => (b"accept-encoding", ACCEPT_ENCODING),
+        (15, b'a') => (b"accept-language", ACCEPT_LANGUAGE),
+        (16, b'c') => (b"content-encoding", CONTENT_ENCODING),
+        (17, b'i') => (b"if-modified-since", IF_MODIFIED_SINCE),
+        (17, b't') => (b"transfer-encoding", TRANSFER_ENCODING),
+        _ => return HeaderName::from_bytes(name),
     };
-    match known.iter().find(|k| k.as_str().as_bytes().eq_ignore_ascii_case(name)) {
-        Some(k) => Ok(k.clone()),
-        None => HeaderName::from_bytes(name),
+    if token_eq_lowercase(name, text) {
+        Ok(known)
+    } else {
+        HeaderName::from_bytes(name)
+    }
+}
+
+/// Whether `token` (token characters only, 4 to 24 bytes) is `lower` in any case. Setting
+/// bit 5 maps exactly the uppercase letters onto the lowercase ones among token characters
+/// ('-' has it already; the one other byte it would map onto '-' is CR, not a token byte).
+fn token_eq_lowercase(token: &[u8], lower: &[u8]) -> bool {
+    fn word<const N: usize>(s: &[u8], at: usize) -> [u8; N] {
+        let mut w = [0u8; N];
+        w.copy_from_slice(&s[at..at + N]);
+        w
+    }
+    let n = token.len();
+    if n != lower.len() {
+        return false;
+    }
+    let same8 = |at| u64::from_le_bytes(word(token, at)) | 0x2020_2020_2020_2020 == u64::from_le_bytes(word(lower, at));
+    let same4 = |at| u32::from_le_bytes(word(token, at)) | 0x2020_2020 == u32::from_le_bytes(word(lower, at));
+    match n {
+        4..=7 => same4(0) && same4(n - 4),
+        8..=16 => same8(0) && same8(n - 8),
+        17..=24 => same8(0) && same8(8) && same8(n - 8),
+        _ => token.eq_ignore_ascii_case(lower),
     }
 }
 
@@ -301,8 +332,29 @@ mod tests {
 
     #[test]
     fn field_names_match_the_general_lookup() {
-        for name in ["Host", "DATE", "etag", "Vary", "content-length", "Content-Type", "X-Custom", "Accept-Rangez", "hosT"] {
-            assert_eq!(field_name(name.as_bytes()).unwrap(), HeaderName::from_bytes(name.as_bytes()).unwrap(), "{name}");
+        let names = [
+            "Host",
+            "DATE",
+            "etag",
+            "Vary",
+            "content-length",
+            "Content-Type",
+            "X-Custom",
+            "Accept-Rangez",
+            "hosT",
+            "accept-encoding",
+            "Accept-Language",
+            "accept-lenguage",
+            "Transfer-Encoding",
+            "if-modified-since",
+            "Set-Cookie",
+        ];
+        for name in names {
+            assert_eq!(
+                field_name(name.as_bytes()).unwrap(),
+                HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                "{name}"
+            );
         }
         assert!(field_name(b"bad name").is_err());
         assert!(field_name(b"").is_err());

@@ -23,7 +23,7 @@ use super::ErrorKind;
 use crate::proxy::body::{BodyTooLarge, ReqBody, UploadTooSlow};
 use crate::proxy::headers::{is_forwarding_field, is_hop_by_hop};
 use bytes::{Buf, Bytes, BytesMut};
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Version};
 use http_body::{Body, Frame, SizeHint};
 use std::future::poll_fn;

@@ -1,0 +1,246 @@
+//! Writing responses to HTTP/1.x clients: the head (with this hop's framing and
+//! connection fields), the body as Content-Length, chunked or until close, and the small
+//! pages for heads that cannot be served.
+
+use crate::gateway::Shared;
+use crate::proxy::body::RespBody;
+use http::header::{self, HeaderMap};
+use http::{Response, StatusCode, Version};
+use http_body::Body;
+use std::future::poll_fn;
+use std::io::{self, IoSlice};
+use std::pin::Pin;
+use std::task::Poll;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+
+/// Answers a head that cannot be served (a small page, then the connection closes).
+pub(super) async fn refuse<W: AsyncWrite + Unpin>(shared: &Shared, wr: &mut W, status: StatusCode) {
+    shared.metrics.reject(match status {
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => "header_too_large",
+        StatusCode::METHOD_NOT_ALLOWED => "connect",
+        _ => "bad_request",
+    });
+    let page = crate::pages::no_site_page(status);
+    let head = format!(
+        "HTTP/1.1 {} {}\r\ncontent-type: text/html; charset=utf-8\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        status.as_str(),
+        status.canonical_reason().unwrap_or(""),
+        page.len()
+    );
+    let _ = write_all(wr, &[head.as_bytes(), page.as_bytes()]).await;
+    let _ = wr.flush().await;
+}
+
+/// Writes a response; Ok(true) when the connection can carry another request.
+pub(super) async fn write_response<W: AsyncWrite + Unpin>(
+    wr: &mut W,
+    out: &mut Vec<u8>,
+    resp: Response<RespBody>,
+    head_request: bool,
+    version: Version,
+    keep_alive: bool,
+) -> io::Result<bool> {
+    let (parts, mut body) = resp.into_parts();
+    let status = parts.status;
+    let no_body = head_request
+        || status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED;
+    let length = if no_body { None } else { body.size_hint().exact() };
+    let chunked = !no_body && length.is_none() && version == Version::HTTP_11;
+    let close = !keep_alive || (!no_body && length.is_none() && !chunked) || asks_to_close(&parts.headers);
+
+    out.clear();
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(status.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
+    out.extend_from_slice(b"\r\n");
+    let mut has_date = false;
+    for (name, value) in &parts.headers {
+        // Framing and the connection's fate are this hop's to say.
+        if name == header::CONNECTION || name == header::TRANSFER_ENCODING {
+            continue;
+        }
+        if name == header::CONTENT_LENGTH && (!no_body || status == StatusCode::NO_CONTENT || status.is_informational())
+        {
+            continue; // ours below; none at all on 1xx and 204 (RFC 9110 §8.6)
+        }
+        has_date |= name == header::DATE;
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    if !has_date {
+        out.extend_from_slice(b"date: ");
+        out.extend_from_slice(&date::now());
+        out.extend_from_slice(b"\r\n");
+    }
+    if let Some(n) = length {
+        out.extend_from_slice(b"content-length: ");
+        out.extend_from_slice(itoa(n, &mut [0; 20]));
+        out.extend_from_slice(b"\r\n");
+    } else if chunked {
+        out.extend_from_slice(b"transfer-encoding: chunked\r\n");
+    }
+    if close {
+        out.extend_from_slice(b"connection: close\r\n");
+    } else if version == Version::HTTP_10 {
+        out.extend_from_slice(b"connection: keep-alive\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+
+    if no_body {
+        write_all(wr, &[out.as_slice()]).await?;
+        wr.flush().await?;
+        return Ok(!close);
+    }
+    // The head goes out with the first data (one write for a small response), or alone at
+    // once if the body has nothing yet.
+    let mut head_sent = false;
+    let mut size_line = [0u8; 20];
+    let mut sent = 0u64;
+    loop {
+        let frame = if head_sent {
+            poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await
+        } else {
+            match poll_fn(|cx| Poll::Ready(Pin::new(&mut body).poll_frame(cx))).await {
+                Poll::Ready(f) => f,
+                Poll::Pending => {
+                    write_all(wr, &[out.as_slice()]).await?;
+                    wr.flush().await?;
+                    head_sent = true;
+                    continue;
+                }
+            }
+        };
+        let head: &[u8] = if head_sent { &[] } else { out.as_slice() };
+        match frame {
+            Some(Ok(frame)) => {
+                let Ok(data) = frame.into_data() else { continue }; // trailers are not forwarded
+                if data.is_empty() {
+                    continue;
+                }
+                sent += data.len() as u64;
+                if length.is_some_and(|n| sent > n) {
+                    return Ok(false); // more than its length said: cut, the client sees it short
+                }
+                let end = body.is_end_stream();
+                if chunked {
+                    let line = chunk_size_line(data.len(), &mut size_line);
+                    let tail: &[u8] = if end { b"\r\n0\r\n\r\n" } else { b"\r\n" };
+                    write_all(wr, &[head, line, &data, tail]).await?;
+                } else {
+                    write_all(wr, &[head, &data]).await?;
+                }
+                head_sent = true;
+                if end {
+                    break;
+                }
+            }
+            Some(Err(_)) => return Ok(false), // cut short: the client must see it
+            None => {
+                if length.is_some_and(|n| sent != n) {
+                    return Ok(false); // shorter than its length said: the client sees it short
+                }
+                let tail: &[u8] = if chunked { b"0\r\n\r\n" } else { b"" };
+                write_all(wr, &[head, tail]).await?;
+                break;
+            }
+        }
+    }
+    wr.flush().await?;
+    drop(body);
+    Ok(!close)
+}
+
+/// Whether a response says `Connection: close` (our own pages do, for example).
+fn asks_to_close(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .any(|v| v.as_bytes().split(|&b| b == b',').any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close")))
+}
+
+/// Writes all of `parts`, vectored.
+async fn write_all<W: AsyncWrite + Unpin>(wr: &mut W, parts: &[&[u8]]) -> io::Result<()> {
+    let total: usize = parts.iter().map(|p| p.len()).sum();
+    let mut done = 0;
+    while done < total {
+        let n = poll_fn(|cx| {
+            let mut slices = [IoSlice::new(&[]); 4];
+            let (mut skip, mut k) = (done, 0);
+            for p in parts {
+                if skip >= p.len() {
+                    skip -= p.len();
+                    continue;
+                }
+                if k < slices.len() {
+                    slices[k] = IoSlice::new(&p[skip..]);
+                    k += 1;
+                }
+                skip = 0;
+            }
+            Pin::new(&mut *wr).poll_write_vectored(cx, &slices[..k])
+        })
+        .await?;
+        if n == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        done += n;
+    }
+    Ok(())
+}
+
+pub(super) fn itoa(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            return &buf[i..];
+        }
+    }
+}
+
+/// "{size:x}\r\n" for a chunk.
+pub(super) fn chunk_size_line(mut n: usize, buf: &mut [u8; 20]) -> &[u8] {
+    let mut i = buf.len() - 2;
+    buf[i..].copy_from_slice(b"\r\n");
+    loop {
+        i -= 1;
+        buf[i] = b"0123456789abcdef"[n & 15];
+        n >>= 4;
+        if n == 0 {
+            return &buf[i..];
+        }
+    }
+}
+
+/// The Date field (RFC 9110 §6.6.1) for responses that have none, formatted once a second.
+pub(super) mod date {
+    use std::cell::Cell;
+    use std::time::{SystemTime, UNIX_EPOCH};
+
+    thread_local! {
+        static CACHED: Cell<(u64, [u8; 29])> = const { Cell::new((0, [0; 29])) };
+    }
+
+    pub fn now() -> [u8; 29] {
+        let now = SystemTime::now();
+        let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let (at, text) = CACHED.get();
+        if at == secs {
+            return text;
+        }
+        let mut text = [0u8; 29];
+        let formatted = httpdate::fmt_http_date(now);
+        if formatted.len() == text.len() {
+            text.copy_from_slice(formatted.as_bytes());
+        }
+        CACHED.set((secs, text));
+        text
+    }
+}
