@@ -2,8 +2,10 @@
 # Reverse-proxy benchmark: holdfast against nginx and HAProxy on this machine, side by side.
 #
 # One static origin (nginx, one worker, a ~2 KB page). Three proxies in front of it with
-# comparable settings (one worker/thread each, keep-alive to the origin, no access log):
-# nginx, HAProxy and holdfast (--workers 1). Each is measured with
+# comparable settings (one worker/thread each, keep-alive to the origin, no access log,
+# and the same forwarding fields: X-Forwarded-For, Forwarded, X-Forwarded-Proto,
+# X-Forwarded-Host and Via to the origin, Via on the response, which holdfast always
+# sends): nginx, HAProxy and holdfast (--workers 1). Each is measured with
 # `wrk -t1 -c64 -d${DURATION}s --latency`, interleaved, for ${ROUNDS} rounds. Prints
 # requests/s, p50, p99 and the proxy's CPU microseconds per request (from /proc), the
 # median over rounds, and the ratios holdfast/nginx and holdfast/haproxy.
@@ -17,10 +19,21 @@ setup
 start_origin "$ORIGIN"
 
 # ---- nginx as reverse proxy, one worker, keep-alive upstream
-start_nginx_proxy "$P_NGINX" "$ORIGIN" "" 'proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;'
+start_nginx_proxy "$P_NGINX" "$ORIGIN" "" '
+      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+      proxy_set_header Forwarded "for=$remote_addr;proto=$scheme;host=$host";
+      proxy_set_header X-Forwarded-Proto $scheme;
+      proxy_set_header X-Forwarded-Host $host;
+      proxy_set_header Via "1.1 nginx";
+      add_header Via "1.1 nginx";'
 
 # ---- HAProxy, one thread
-start_haproxy "$P_HAPROXY" "$ORIGIN" "" "  option forwardfor"
+start_haproxy "$P_HAPROXY" "$ORIGIN" "" '  option forwardfor
+  http-request set-header Forwarded for=%[src];proto=http;host=%[req.hdr(host)]
+  http-request set-header X-Forwarded-Proto http
+  http-request set-header X-Forwarded-Host %[req.hdr(host)]
+  http-request add-header Via "1.1 haproxy"
+  http-response add-header Via "1.1 haproxy"'
 
 # ---- holdfast, one worker, cache off (proxying is measured; bench/cache.sh measures hits)
 start_holdfast false
