@@ -123,21 +123,23 @@ pub async fn forward(
         origin.stats.requests.fetch_add(1, Relaxed);
         origin.stats.in_flight.fetch_add(1, Relaxed);
         let try_started = now;
+        let try_now = tokio::time::Instant::from_std(now);
         let send = origin.conns.send(
             &origin.authority,
             req,
             forwarding,
             timeouts.connect.get(),
             timeouts.origin_idle.get(),
-            tokio::time::Instant::from_std(now),
+            try_now,
+            try_now + try_timeout,
         );
         site.load.in_flight.fetch_add(1, Relaxed);
-        let result = tokio::time::timeout(try_timeout, send).await;
+        let result = send.await;
         site.load.in_flight.fetch_sub(1, Relaxed);
         now = Instant::now();
         let now_ms = clock::ms(now);
         let (failure, kind, back) = match result {
-            Ok(Ok(resp)) => {
+            Ok(resp) => {
                 let status = resp.status().as_u16();
                 let passive = if status >= 500 { Passive::ServerError } else { Passive::Ok };
                 site.load.observe(now.duration_since(try_started), !matches!(status, 503 | 429));
@@ -160,9 +162,8 @@ pub async fn forward(
                 }
                 return Forwarded::Response { resp, pool: sel.pool, origin };
             }
-            Ok(Err(SendError::NotSent { kind, request })) => (Failure::NotSent, kind, Some(*request)),
-            Ok(Err(SendError::Failed(kind))) => (Failure::BeforeResponse, kind, None),
-            Err(_) => (Failure::BeforeResponse, ErrorKind::ResponseTimeout, None),
+            Err(SendError::NotSent { kind, request }) => (Failure::NotSent, kind, Some(*request)),
+            Err(SendError::Failed(kind)) => (Failure::BeforeResponse, kind, None),
         };
         origin.stats.in_flight.fetch_sub(1, Relaxed);
         last = kind;

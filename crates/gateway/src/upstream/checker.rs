@@ -69,7 +69,8 @@ async fn check(o: &Origin, host: &str, cfg: &crate::config::Health) -> bool {
             .header(http::header::CONNECTION, "close")
             .body(ReqBody::empty())
             .ok()?;
-        let resp = conn.send(req, &bytes::Bytes::new()).await.ok()?;
+        let deadline = tokio::time::Instant::now() + cfg.timeout.get();
+        let resp = conn.send(req, &bytes::Bytes::new(), deadline).await.ok()?;
         Some(resp.status().as_u16())
     };
     match tokio::time::timeout(cfg.timeout.get(), attempt).await {

@@ -40,8 +40,9 @@ impl ConnPool {
         }
     }
 
-    /// Sends `req` on a pooled or new connection. The response body holds the connection;
-    /// it comes back here when the body has been read to its end.
+    /// Sends `req` on a pooled or new connection, answered by `deadline`. The response body
+    /// holds the connection; it comes back here when the body has been read to its end.
+    #[allow(clippy::too_many_arguments)]
     pub async fn send(
         &self,
         authority: &http::uri::Authority,
@@ -50,9 +51,10 @@ impl ConnPool {
         connect_timeout: Duration,
         max_idle_age: Duration,
         now: Instant,
+        deadline: Instant,
     ) -> Result<http::Response<OriginBody>, SendError> {
         if let Some(conn) = self.checkout(max_idle_age, now) {
-            match conn.send(req, forwarding).await {
+            match conn.send(req, forwarding, deadline).await {
                 // Not written: the pooled connection was closed under us; use a new one.
                 Err(SendError::NotSent { request, .. }) => req = *request,
                 done => return done,
@@ -60,7 +62,8 @@ impl ConnPool {
         }
         // Boxed: connecting is the rare case, and its futures would otherwise make every
         // request's future larger.
-        Box::pin(send_on_new(authority, req, forwarding, connect_timeout)).await
+        let connect_timeout = connect_timeout.min(deadline.saturating_duration_since(now));
+        Box::pin(send_on_new(authority, req, forwarding, connect_timeout, deadline)).await
     }
 }
 
@@ -70,9 +73,10 @@ async fn send_on_new(
     req: http::Request<ReqBody>,
     forwarding: &Bytes,
     connect_timeout: Duration,
+    deadline: Instant,
 ) -> Result<http::Response<OriginBody>, SendError> {
     match connect(authority, connect_timeout).await {
-        Ok(conn) => conn.send(req, forwarding).await,
+        Ok(conn) => conn.send(req, forwarding, deadline).await,
         Err(kind) => Err(SendError::NotSent { kind, request: Box::new(req) }),
     }
 }
