@@ -113,7 +113,8 @@ pub struct ReqBody {
     remaining: u64,
     limited: bool,
     buffered: Option<Bytes>,
-    pace: Option<Pace>,
+    /// Boxed: rare, and every request moves its body a few times.
+    pace: Option<Box<Pace>>,
 }
 
 impl ReqBody {
@@ -133,7 +134,7 @@ impl ReqBody {
         if rate > 0 && self.inner.is_some() {
             let started = tokio::time::Instant::now();
             let timer = Box::pin(tokio::time::sleep_until(crate::clock::later(started, grace)));
-            self.pace = Some(Pace { rate, grace, started, received: 0, timer });
+            self.pace = Some(Box::new(Pace { rate, grace, started, received: 0, timer }));
         }
         self
     }

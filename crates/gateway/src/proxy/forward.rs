@@ -10,7 +10,7 @@ use crate::upstream::health::{Result as Passive, Transition};
 use crate::upstream::http1::{OriginBody, SendError};
 use crate::upstream::retry::{self, Failure};
 use crate::upstream::{self, ErrorKind, Origin};
-use http::{HeaderMap, Method, Request, Response, Uri, Version};
+use http::{Request, Response};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Instant;
@@ -24,27 +24,6 @@ pub enum Forwarded {
     Failed { kind: ErrorKind },
 }
 
-/// What is needed to build the request again for a retry.
-struct Template {
-    method: Method,
-    uri: Uri,
-    version: Version,
-    headers: HeaderMap,
-    /// Empty or buffered: replayable.
-    body: ReqBody,
-}
-
-impl Template {
-    fn build(&self) -> Request<ReqBody> {
-        let mut r = Request::new(self.body.replay().unwrap_or_else(ReqBody::empty));
-        *r.method_mut() = self.method.clone();
-        *r.uri_mut() = self.uri.clone();
-        *r.version_mut() = self.version;
-        *r.headers_mut() = self.headers.clone();
-        r
-    }
-}
-
 /// `forwarding`: header lines written after the request's own (see
 /// [`crate::proxy::headers::forwarding_block`]); `started`: when the request arrived (the
 /// overall deadline counts from it).
@@ -52,42 +31,35 @@ pub async fn forward(
     shared: &Shared,
     snap: &Snapshot,
     site: &SiteRt,
-    mut req: Request<ReqBody>,
+    req: Request<ReqBody>,
     forwarding: &bytes::Bytes,
     started: Instant,
 ) -> Forwarded {
+    // The head is lent to each try (no copy for a retry); the body goes with a try.
+    let (head, mut body) = req.into_parts();
     let cfg = &site.cfg;
     let timeouts = &snap.file.timeouts;
     let deadline = started + timeouts.origin_response.get();
-    let idempotent = retry::idempotent(req.method(), req.headers().contains_key("idempotency-key"));
+    let idempotent = retry::idempotent(&head.method, head.headers.contains_key("idempotency-key"));
     // Small bodies of requests that may be sent twice are buffered so they can be.
     if idempotent && cfg.retry.attempts > 1 {
-        let small = req.body().replay().is_none()
-            && req
-                .headers()
+        let small = body.replay().is_none()
+            && head
+                .headers
                 .get(http::header::CONTENT_LENGTH)
                 .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
                 .is_some_and(|n| n <= cfg.retry.buffer_body_bytes.get());
         if small {
-            let (parts, body) = req.into_parts();
             let max = cfg.retry.buffer_body_bytes.get() as usize;
             match Box::pin(body.buffer(max, timeouts.client_header.get())).await {
-                Ok(b) => req = Request::from_parts(parts, b),
+                Ok(b) => body = b,
                 Err(_) => return Forwarded::Failed { kind: ErrorKind::ClientBody },
             }
         }
     }
-    // Kept only when a retry after sending is possible at all.
-    let template = match (idempotent && cfg.retry.attempts > 1, req.body().replay()) {
-        (true, Some(body)) => Some(Template {
-            method: req.method().clone(),
-            uri: req.uri().clone(),
-            version: req.version(),
-            headers: req.headers().clone(),
-            body,
-        }),
-        _ => None,
-    };
+    // A copy of the body to send again, kept only when a retry after sending is possible at
+    // all (empty or buffered: a cheap copy).
+    let template = if idempotent && cfg.retry.attempts > 1 { body.replay() } else { None };
     let retry_ok = |failure| retry::should_retry(failure, idempotent, template.is_some(), cfg.retry.on_5xx);
     // One clock read per try: `now` is carried from the previous try's end.
     let mut now = started;
@@ -126,7 +98,8 @@ pub async fn forward(
         let try_now = tokio::time::Instant::from_std(now);
         let send = origin.conns.send(
             &origin.authority,
-            req,
+            &head,
+            body,
             forwarding,
             timeouts.connect.get(),
             timeouts.origin_idle.get(),
@@ -154,15 +127,15 @@ pub async fn forward(
                     origin.stats.in_flight.fetch_sub(1, Relaxed);
                     shared.metrics.retry(&site.name, "status_5xx");
                     drop(resp);
-                    req = match &template {
-                        Some(t) => t.build(),
+                    body = match &template {
+                        Some(t) => t.replay().unwrap_or_else(ReqBody::empty),
                         None => return Forwarded::Failed { kind: ErrorKind::Protocol },
                     };
                     continue;
                 }
                 return Forwarded::Response { resp, pool: sel.pool, origin };
             }
-            Err(SendError::NotSent { kind, request }) => (Failure::NotSent, kind, Some(*request)),
+            Err(SendError::NotSent { kind, body }) => (Failure::NotSent, kind, Some(body)),
             Err(SendError::Failed(kind)) => (Failure::BeforeResponse, kind, None),
         };
         origin.stats.in_flight.fetch_sub(1, Relaxed);
@@ -186,9 +159,9 @@ pub async fn forward(
             break;
         }
         shared.metrics.retry(&site.name, kind.as_str());
-        req = match (back, &template) {
-            (Some(r), _) => r,
-            (None, Some(t)) => t.build(),
+        body = match (back, &template) {
+            (Some(b), _) => b,
+            (None, Some(t)) => t.replay().unwrap_or_else(ReqBody::empty),
             (None, None) => break,
         };
     }

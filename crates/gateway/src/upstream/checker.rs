@@ -70,7 +70,8 @@ async fn check(o: &Origin, host: &str, cfg: &crate::config::Health) -> bool {
             .body(ReqBody::empty())
             .ok()?;
         let deadline = tokio::time::Instant::now() + cfg.timeout.get();
-        let resp = conn.send(req, &bytes::Bytes::new(), deadline).await.ok()?;
+        let (head, body) = req.into_parts();
+        let resp = conn.send(&head, body, &bytes::Bytes::new(), deadline).await.ok()?;
         Some(resp.status().as_u16())
     };
     match tokio::time::timeout(cfg.timeout.get(), attempt).await {

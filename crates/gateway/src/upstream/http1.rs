@@ -24,7 +24,9 @@ use crate::proxy::body::{BodyTooLarge, ReqBody, UploadTooSlow};
 use crate::proxy::headers::{is_forwarding_field, is_hop_by_hop};
 use bytes::{Buf, Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderValue};
-use http::{Method, Request, Response, StatusCode, Version};
+#[cfg(test)]
+use http::Request;
+use http::{Method, Response, StatusCode, Version};
 use http_body::{Body, Frame, SizeHint};
 use std::future::poll_fn;
 use std::io::{self, IoSlice};
@@ -60,8 +62,9 @@ pub struct Conn {
 /// Why a request got no response.
 #[derive(Debug)]
 pub enum SendError {
-    /// Nothing was written (the connection was found closed): the request comes back whole.
-    NotSent { kind: ErrorKind, request: Box<Request<ReqBody>> },
+    /// Nothing was written (the connection was found closed): the body comes back whole
+    /// (the head was only borrowed).
+    NotSent { kind: ErrorKind, body: ReqBody },
     /// The request was (at least partly) written, or its body failed; no response.
     Failed(ErrorKind),
 }
@@ -88,14 +91,16 @@ impl Conn {
         }
     }
 
-    /// Sends `req` (origin-form target, headers already prepared) and reads the response
-    /// head, all before `deadline` (else [`ErrorKind::ResponseTimeout`]). `forwarding`:
-    /// header lines that replace the request's own forwarding fields (empty: none, the
-    /// request's are sent as they are). The response's body owns the connection; take it
-    /// back with [`OriginBody::take_reusable`] once the body has ended.
+    /// Sends a request (`head`: origin-form target, headers already prepared; borrowed, so
+    /// that a retry needs no copy) and reads the response head, all before `deadline`
+    /// (else [`ErrorKind::ResponseTimeout`]). `forwarding`: header lines that replace the
+    /// request's own forwarding fields (empty: none, the request's are sent as they are).
+    /// The response's body owns the connection; take it back with
+    /// [`OriginBody::take_reusable`] once the body has ended.
     pub async fn send(
         mut self,
-        req: Request<ReqBody>,
+        head: &http::request::Parts,
+        body: ReqBody,
         forwarding: &Bytes,
         deadline: tokio::time::Instant,
     ) -> Result<Response<OriginBody>, SendError> {
@@ -103,13 +108,13 @@ impl Conn {
             Some(t) => t.as_mut().reset(deadline),
             None => self.timer = Some(Box::pin(tokio::time::sleep_until(deadline))),
         }
-        let head_request = req.method() == Method::HEAD;
-        let mut head = std::mem::take(&mut self.head);
+        let head_request = head.method == Method::HEAD;
+        let (parts, mut head) = (head, std::mem::take(&mut self.head));
         head.clear();
-        let chunked = encode_head(&req, forwarding, &mut head);
+        let chunked = encode_head(parts, &body, forwarding, &mut head);
         // The head, and a buffered body (its length is known) in the same write. While
-        // nothing is written, the request can come back to go out on another connection.
-        let buffered = req.body().buffered_bytes().cloned().unwrap_or_default();
+        // nothing is written, the body can come back to go out on another connection.
+        let buffered = body.buffered_bytes().cloned().unwrap_or_default();
         let total = head.len() + buffered.len();
         let mut written = 0;
         while written < total {
@@ -127,12 +132,11 @@ impl Conn {
                 Err(e) if e.kind() == io::ErrorKind::TimedOut => {
                     return Err(SendError::Failed(ErrorKind::ResponseTimeout))
                 }
-                _ if written == 0 => return Err(SendError::NotSent { kind: ErrorKind::Reset, request: Box::new(req) }),
+                _ if written == 0 => return Err(SendError::NotSent { kind: ErrorKind::Reset, body }),
                 _ => return Err(SendError::Failed(ErrorKind::Reset)),
             }
         }
         self.head = head;
-        let body = req.into_body();
         let mut reusable = true;
         if buffered.is_empty() && !body.is_end_stream() {
             reusable = self.upload(body, chunked).await?;
@@ -253,7 +257,7 @@ impl Conn {
 
     async fn read_response(mut self, head_request: bool, reusable: bool) -> Result<Response<OriginBody>, SendError> {
         loop {
-            match parse_head(&mut self.buf)? {
+            match parse_head(&mut self.buf).map_err(SendError::Failed)? {
                 Some(head) if head.status.is_informational() => {
                     // 100 Continue, 103 Early Hints: interim, skipped. 101 is never asked for.
                     if head.status == StatusCode::SWITCHING_PROTOCOLS {
@@ -304,16 +308,15 @@ impl Conn {
 /// Writes the request line and header fields into `out` (with `forwarding` instead of the
 /// request's own forwarding fields, if given); returns whether the body goes chunked (its
 /// length unknown).
-fn encode_head(req: &Request<ReqBody>, forwarding: &Bytes, out: &mut Vec<u8>) -> bool {
-    let target = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
-    out.extend_from_slice(req.method().as_str().as_bytes());
+fn encode_head(req: &http::request::Parts, body: &ReqBody, forwarding: &Bytes, out: &mut Vec<u8>) -> bool {
+    let target = req.uri.path_and_query().map_or("/", |pq| pq.as_str());
+    out.extend_from_slice(req.method.as_str().as_bytes());
     out.push(b' ');
     out.extend_from_slice(target.as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
-    let body = req.body();
-    let has_length = req.headers().contains_key(header::CONTENT_LENGTH);
+    let has_length = req.headers.contains_key(header::CONTENT_LENGTH);
     let replace = !forwarding.is_empty();
-    for (name, value) in req.headers() {
+    for (name, value) in &req.headers {
         // Framing is this hop's: hop-by-hop fields were removed, Transfer-Encoding is ours.
         if name == header::TRANSFER_ENCODING || (replace && is_forwarding_field(name)) {
             continue;
@@ -331,7 +334,7 @@ fn encode_head(req: &Request<ReqBody>, forwarding: &Bytes, out: &mut Vec<u8>) ->
         match body.size_hint().exact() {
             Some(0) if body.is_end_stream() => {
                 // A method that carries content says it has none (as hyper's client does).
-                if matches!(*req.method(), Method::POST | Method::PUT | Method::PATCH) {
+                if matches!(req.method, Method::POST | Method::PUT | Method::PATCH) {
                     out.extend_from_slice(b"content-length: 0\r\n");
                 }
             }
@@ -359,8 +362,9 @@ struct Head {
 }
 
 /// Parses a response head from the front of `buf` (consuming it), None if incomplete.
-fn parse_head(buf: &mut BytesMut) -> Result<Option<Head>, SendError> {
-    let protocol = || SendError::Failed(ErrorKind::Protocol);
+/// Err: the head breaks HTTP/1.1 ([`ErrorKind::Protocol`]).
+fn parse_head(buf: &mut BytesMut) -> Result<Option<Head>, ErrorKind> {
+    let protocol = || ErrorKind::Protocol;
     if buf.is_empty() {
         return Ok(None);
     }
@@ -730,8 +734,12 @@ mod tests {
         Conn::new(TcpStream::connect(addr).await.unwrap())
     }
 
-    fn far() -> tokio::time::Instant {
-        tokio::time::Instant::now() + std::time::Duration::from_secs(30)
+    impl Conn {
+        async fn send_req(self, req: Request<ReqBody>, fwd: &Bytes) -> Result<Response<OriginBody>, SendError> {
+            let (head, body) = req.into_parts();
+            let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+            self.send(&head, body, fwd, deadline).await
+        }
     }
 
     fn get(path: &str) -> Request<ReqBody> {
@@ -757,14 +765,14 @@ mod tests {
         .await;
         let fwd = Bytes::from_static(b"x-forwarded-for: 10.0.0.1\r\n");
         let req = Request::get("/a?b=1").header("host", "shop.de").header("x-forwarded-for", "6.6.6.6");
-        let mut resp = conn(addr).await.send(req.body(ReqBody::empty()).unwrap(), &fwd, far()).await.unwrap();
+        let mut resp = conn(addr).await.send_req(req.body(ReqBody::empty()).unwrap(), &fwd).await.unwrap();
         assert_eq!(resp.status(), 200);
         assert!(resp.headers().get("connection").is_none() && resp.headers().get("keep-alive").is_none());
         assert_eq!(resp.headers()["x-a"], "1");
         assert_eq!(body_of(&mut resp).await, b"hello");
         let mut again = resp.body_mut().take_reusable().expect("reusable after a complete body");
         assert!(again.is_reusable_idle());
-        let resp = again.send(get("/second"), &Bytes::new(), far()).await.unwrap();
+        let resp = again.send_req(get("/second"), &Bytes::new()).await.unwrap();
         assert_eq!(resp.status(), 404);
         assert!(resp.body().is_end_stream());
         let seen = String::from_utf8(seen.await.unwrap()).unwrap();
@@ -782,7 +790,7 @@ mod tests {
             b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ncontent-length: 99\r\n\r\n5;ext=1\r\nhello\r\n1\r\n \r\n5\r\nworld\r\n0\r\ntrailer: x\r\n\r\n",
         ])
         .await;
-        let mut resp = conn(addr).await.send(get("/"), &Bytes::new(), far()).await.unwrap();
+        let mut resp = conn(addr).await.send_req(get("/"), &Bytes::new()).await.unwrap();
         assert!(resp.headers().get("content-length").is_none(), "Transfer-Encoding wins");
         assert!(resp.headers().get("transfer-encoding").is_none(), "framing is redone downstream");
         assert_eq!(body_of(&mut resp).await, b"hello world");
@@ -792,7 +800,7 @@ mod tests {
     #[tokio::test]
     async fn until_close_and_http10() {
         let (addr, _seen) = origin(vec![b"HTTP/1.0 200 OK\r\nx: y\r\n\r\nall of it"]).await;
-        let mut resp = conn(addr).await.send(get("/"), &Bytes::new(), far()).await.unwrap();
+        let mut resp = conn(addr).await.send_req(get("/"), &Bytes::new()).await.unwrap();
         assert_eq!(body_of(&mut resp).await, b"all of it");
         assert!(resp.body_mut().take_reusable().is_none());
     }
@@ -802,7 +810,7 @@ mod tests {
         let (addr, _seen) =
             origin(vec![b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nlink: </a>\r\n\r\nHTTP/1.1 201 Created\r\ncontent-length: 2\r\n\r\nok"])
                 .await;
-        let mut resp = conn(addr).await.send(get("/"), &Bytes::new(), far()).await.unwrap();
+        let mut resp = conn(addr).await.send_req(get("/"), &Bytes::new()).await.unwrap();
         assert_eq!(resp.status(), 201);
         assert_eq!(body_of(&mut resp).await, b"ok");
     }
@@ -816,7 +824,7 @@ mod tests {
             b"NOT HTTP AT ALL\r\n\r\n",
         ] {
             let (addr, _seen) = origin(vec![answer]).await;
-            match conn(addr).await.send(get("/"), &Bytes::new(), far()).await {
+            match conn(addr).await.send_req(get("/"), &Bytes::new()).await {
                 Err(SendError::Failed(ErrorKind::Protocol)) => {}
                 other => panic!("{:?}: {:?}", String::from_utf8_lossy(answer), other.map(|r| r.status())),
             }
@@ -831,7 +839,7 @@ mod tests {
             b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n2\r\nabXY",
         ] {
             let (addr, _seen) = origin(vec![answer]).await;
-            let mut resp = conn(addr).await.send(get("/"), &Bytes::new(), far()).await.unwrap();
+            let mut resp = conn(addr).await.send_req(get("/"), &Bytes::new()).await.unwrap();
             let mut failed = false;
             while let Some(frame) = resp.body_mut().frame().await {
                 failed |= frame.is_err();
@@ -845,7 +853,7 @@ mod tests {
     async fn head_and_no_content_have_no_body() {
         let (addr, _seen) = origin(vec![b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\n"]).await;
         let req = Request::head("/").header("host", "shop.de").body(ReqBody::empty()).unwrap();
-        let mut resp = conn(addr).await.send(req, &Bytes::new(), far()).await.unwrap();
+        let mut resp = conn(addr).await.send_req(req, &Bytes::new()).await.unwrap();
         assert!(resp.body().is_end_stream());
         assert_eq!(resp.headers()["content-length"], "1000");
         assert!(resp.body_mut().take_reusable().is_some());
@@ -856,20 +864,20 @@ mod tests {
         let (addr, seen) = origin(vec![b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n"]).await;
         let req = Request::post("/checkout").header("host", "shop.de");
         let req = req.body(ReqBody::buffered(Bytes::from_static(b"a=1"))).unwrap();
-        assert_eq!(conn(addr).await.send(req, &Bytes::new(), far()).await.unwrap().status(), 200);
+        assert_eq!(conn(addr).await.send_req(req, &Bytes::new()).await.unwrap().status(), 200);
         let seen = String::from_utf8(seen.await.unwrap()).unwrap();
         assert!(seen.contains("content-length: 3\r\n\r\na=1"), "{seen}");
         // An empty POST says so.
         let (addr, seen) = origin(vec![b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n"]).await;
         let req = Request::post("/x").header("host", "shop.de").body(ReqBody::empty()).unwrap();
-        conn(addr).await.send(req, &Bytes::new(), far()).await.unwrap();
+        conn(addr).await.send_req(req, &Bytes::new()).await.unwrap();
         assert!(String::from_utf8(seen.await.unwrap()).unwrap().contains("content-length: 0\r\n"));
     }
 
     #[tokio::test]
     async fn an_idle_connection_closed_by_the_origin_is_not_reused() {
         let (addr, seen) = origin(vec![b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n"]).await;
-        let mut resp = conn(addr).await.send(get("/"), &Bytes::new(), far()).await.unwrap();
+        let mut resp = conn(addr).await.send_req(get("/"), &Bytes::new()).await.unwrap();
         let mut idle = resp.body_mut().take_reusable().unwrap();
         seen.await.unwrap(); // the origin closes its end
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
@@ -882,8 +890,8 @@ mod tests {
         let mut c = conn(l.local_addr().unwrap()).await;
         let _origin = l.accept().await.unwrap();
         c.io.shutdown().await.unwrap(); // this end can no longer write: the first write fails
-        match c.send(get("/again"), &Bytes::new(), far()).await {
-            Err(SendError::NotSent { request, .. }) => assert_eq!(request.uri(), "/again"),
+        match c.send_req(get("/again"), &Bytes::new()).await {
+            Err(SendError::NotSent { body, .. }) => assert!(body.is_end_stream(), "the (empty) body comes back"),
             other => panic!("{:?}", other.map(|r| r.status())),
         }
     }

@@ -40,13 +40,14 @@ impl ConnPool {
         }
     }
 
-    /// Sends `req` on a pooled or new connection, answered by `deadline`. The response body
-    /// holds the connection; it comes back here when the body has been read to its end.
+    /// Sends a request on a pooled or new connection, answered by `deadline`. The response
+    /// body holds the connection; it comes back here when the body has been read to its end.
     #[allow(clippy::too_many_arguments)]
     pub async fn send(
         &self,
         authority: &http::uri::Authority,
-        mut req: http::Request<ReqBody>,
+        head: &http::request::Parts,
+        mut body: ReqBody,
         forwarding: &Bytes,
         connect_timeout: Duration,
         max_idle_age: Duration,
@@ -54,30 +55,31 @@ impl ConnPool {
         deadline: Instant,
     ) -> Result<http::Response<OriginBody>, SendError> {
         if let Some(conn) = self.checkout(max_idle_age, now) {
-            match conn.send(req, forwarding, deadline).await {
+            match conn.send(head, body, forwarding, deadline).await {
                 // Not written: the pooled connection was closed under us; use a new one.
-                Err(SendError::NotSent { request, .. }) => req = *request,
+                Err(SendError::NotSent { body: back, .. }) => body = back,
                 done => return done,
             }
         }
         // Boxed: connecting is the rare case, and its futures would otherwise make every
         // request's future larger.
         let connect_timeout = connect_timeout.min(deadline.saturating_duration_since(now));
-        Box::pin(send_on_new(authority, req, forwarding, connect_timeout, deadline)).await
+        Box::pin(send_on_new(authority, head, body, forwarding, connect_timeout, deadline)).await
     }
 }
 
-/// Sends `req` on a new connection.
+/// Sends a request on a new connection.
 async fn send_on_new(
     authority: &http::uri::Authority,
-    req: http::Request<ReqBody>,
+    head: &http::request::Parts,
+    body: ReqBody,
     forwarding: &Bytes,
     connect_timeout: Duration,
     deadline: Instant,
 ) -> Result<http::Response<OriginBody>, SendError> {
     match connect(authority, connect_timeout).await {
-        Ok(conn) => conn.send(req, forwarding, deadline).await,
-        Err(kind) => Err(SendError::NotSent { kind, request: Box::new(req) }),
+        Ok(conn) => conn.send(head, body, forwarding, deadline).await,
+        Err(kind) => Err(SendError::NotSent { kind, body }),
     }
 }
 
