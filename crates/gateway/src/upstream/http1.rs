@@ -231,14 +231,48 @@ impl Conn {
         self.timer.as_mut().is_some_and(|t| std::future::Future::poll(t.as_mut(), cx).is_ready())
     }
 
-    /// Whether the origin has sent something (or closed) while the request is still being
-    /// written: what it sent is kept in the buffer for the response.
+    /// Whether the origin has begun its answer (or closed) while the request is still being
+    /// written: what it sent is kept in the buffer for the response. Interim responses
+    /// (`100 Continue` to a forwarded `Expect`, `103 Early Hints`) are not an answer: they
+    /// are dropped and the upload goes on.
     fn answer_started(&mut self, cx: &mut Context<'_>) -> bool {
-        if self.io.poll_read_ready(cx).is_pending() {
-            return false;
+        loop {
+            if self.skip_interim() {
+                return true;
+            }
+            if self.io.poll_read_ready(cx).is_pending() {
+                return false;
+            }
+            // Readiness may be left over from an earlier read: look (Pending clears it).
+            match self.poll_fill(cx) {
+                Poll::Pending => return false,
+                Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => return true,
+                Poll::Ready(Ok(_)) => {}
+            }
         }
-        // Readiness may be left over from an earlier read: look (Pending clears it).
-        !matches!(self.poll_fill(cx), Poll::Pending)
+    }
+
+    /// Drops complete interim responses at the front of the buffer; whether what is left
+    /// begins something else (a final response, or bytes that are no response at all).
+    fn skip_interim(&mut self) -> bool {
+        while !self.buf.is_empty() {
+            let mut slots = [const { std::mem::MaybeUninit::<httparse::Header>::uninit() }; MAX_HEADERS];
+            let mut parsed = httparse::Response::new(&mut []);
+            match httparse::ParserConfig::default().parse_response_with_uninit_headers(
+                &mut parsed,
+                &self.buf,
+                &mut slots,
+            ) {
+                Ok(httparse::Status::Complete(len))
+                    if parsed.code.is_some_and(|c| (100..200).contains(&c) && c != 101) =>
+                {
+                    self.buf.advance(len)
+                }
+                Ok(httparse::Status::Partial) => return false, // not yet known
+                _ => return true,
+            }
+        }
+        false
     }
 
     /// Reads more from the origin into the buffer; Ok(0) at its end.

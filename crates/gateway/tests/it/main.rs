@@ -7,6 +7,7 @@ mod common;
 mod examples;
 mod failover;
 mod framing;
+mod http1;
 mod lifecycle;
 mod limits;
 mod proxying;

@@ -100,14 +100,14 @@ fn parse_head(buf: &mut BytesMut, max_head: usize, max_headers: usize) -> Result
         return Err(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
     }
     let bad = || StatusCode::BAD_REQUEST;
-    let method = Method::from_bytes(req.method.unwrap_or_default().as_bytes()).map_err(|_| bad())?;
+    let (Some(method), Some(path)) = (req.method, req.path) else { return Err(bad()) };
+    let method = Method::from_bytes(method.as_bytes()).map_err(|_| bad())?;
     if method == Method::CONNECT {
         return Err(StatusCode::METHOD_NOT_ALLOWED); // a gateway, not a tunnel
     }
     let version = if req.version == Some(0) { Version::HTTP_10 } else { Version::HTTP_11 };
-    let base = buf.as_ptr() as usize;
-    let path = req.path.unwrap_or_default();
-    let path_range = path.as_ptr() as usize - base..path.as_ptr() as usize - base + path.len();
+    let (base, end) = (buf.as_ptr() as usize, len);
+    let path_range = range_in(base, end, path.as_bytes()).ok_or_else(bad)?;
     // Names, and where the values lie, before the head is split off as shared bytes; the
     // framing fields on the way (one pass).
     let mut fields = Vec::with_capacity(req.headers.len());
@@ -134,8 +134,7 @@ fn parse_head(buf: &mut BytesMut, max_head: usize, max_headers: usize) -> Result
         } else if name == header::EXPECT {
             expects_continue = v.trim_ascii().eq_ignore_ascii_case(b"100-continue");
         }
-        let start = v.as_ptr() as usize - base;
-        fields.push((name, start..start + v.len()));
+        fields.push((name, range_in(base, end, v).ok_or_else(bad)?));
     }
     let framing = match (te, length) {
         _ if !framing_ok => None,
@@ -157,6 +156,16 @@ fn parse_head(buf: &mut BytesMut, max_head: usize, max_headers: usize) -> Result
     }
     let keep_alive = !close && (version == Version::HTTP_11 || keep_alive_token);
     Ok(Some(Head { method, uri, version, headers, framing, keep_alive, expects_continue }))
+}
+
+/// Where `part` (a slice httparse returned) lies in the head that starts at address `base`
+/// and is `len` bytes long. An empty part anywhere is an empty range.
+fn range_in(base: usize, len: usize, part: &[u8]) -> Option<std::ops::Range<usize>> {
+    if part.is_empty() {
+        return Some(0..0);
+    }
+    let start = (part.as_ptr() as usize).checked_sub(base)?;
+    (start + part.len() <= len).then(|| start..start + part.len())
 }
 
 fn parse_length(v: &[u8]) -> Option<u64> {
@@ -213,26 +222,27 @@ where
     let mut reader = Some(Reader { io: Box::new(rd), buf: BytesMut::with_capacity(READ_CHUNK) });
     let home = Arc::new(Home::default());
     let mut out = Vec::with_capacity(1024);
-    loop {
+    // Some(reader) when the connection closes while the client may still be sending.
+    let unread = loop {
         // The reader is here, or with the last request's body (parked when it ended).
         let mut r = match reader.take() {
             Some(r) => r,
             None => match home.take() {
                 Some((mut r, left)) => {
                     if !drained(&mut r, left) {
-                        break; // the body was not read to its end: the stream is out of step
+                        break Some(r); // the body was not read to its end: the stream is out of step
                     }
                     r
                 }
-                None => break, // the body is still held somewhere
+                None => break None, // the body is still held somewhere
             },
         };
         let head = match read_head(&mut r, &state, &settings).await {
             Ok(head) => head,
-            Err(NoHead::Closed) => break,
+            Err(NoHead::Closed) => break None,
             Err(NoHead::Refuse(status)) => {
                 refuse(&shared, &mut wr, status).await;
-                break;
+                break Some(r);
             }
         };
         let Head { method, uri, version, headers, framing, keep_alive, expects_continue } = head;
@@ -258,14 +268,42 @@ where
         }
         let handled = proxy::handle(shared.clone(), state.clone(), req);
         let resp = if expects_continue { with_continue(handled, &home, &mut wr).await } else { handled.await };
-        let Ok(resp) = resp else { break }; // the shield's "close": no answer at all
+        let Ok(resp) = resp else { break None }; // the shield's "close": no answer at all
         let keep_alive = keep_alive && !bad_framing && !state.is_closing();
         match write_response(&mut wr, &mut out, resp, head_request, version, keep_alive).await {
             Ok(true) => {}
-            Ok(false) | Err(_) => break,
+            // After a refused request (bad framing), the rest of what the client sent is
+            // still coming; after a normal close, nothing is.
+            Ok(false) if bad_framing => break reader.take(),
+            Ok(false) => break None,
+            Err(_) => break None,
         }
-    }
+    };
     let _ = wr.shutdown().await;
+    if let Some(mut r) = unread {
+        linger(&mut r).await;
+    }
+}
+
+/// After answering a request it will not follow (a refused head, ambiguous framing, a body
+/// left unread), the client may still be sending. Closing at once would make the kernel
+/// reset the connection, and the client could lose the answer before reading it. So, as
+/// nginx's lingering close does, what arrives is read and dropped for a short while (the
+/// write side is already shut): until the client closes, `LINGER_BYTES` or `LINGER_TIME`.
+async fn linger(r: &mut Reader) {
+    const LINGER_BYTES: usize = 256 * 1024;
+    const LINGER_TIME: Duration = Duration::from_secs(2);
+    let discard = async {
+        let mut total = r.buf.len();
+        while total < LINGER_BYTES {
+            r.buf.clear();
+            match poll_fn(|cx| r.poll_fill(cx)).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => total += n,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(LINGER_TIME, discard).await;
 }
 
 /// Runs the request path; sends `100 Continue` once its body is first read.

@@ -21,6 +21,10 @@ fn a_plain_head_parses_in_one_pass() {
     let h = head(b"GET / HTTP/1.0\r\n\r\n").unwrap().unwrap();
     assert!(!h.keep_alive);
     assert!(head(b"GET / HTTP/1.1\r\nHost: a\r\n").unwrap().is_none(), "incomplete");
+    let h = head(b"GET / HTTP/1.1\r\nX-Empty:\r\nX-Space: \r\nHost: a\r\n\r\n").unwrap().unwrap();
+    assert_eq!(h.headers["x-empty"], "");
+    assert_eq!(h.headers["x-space"], "");
+    assert_eq!(h.headers["host"], "a");
 }
 
 #[test]
