@@ -278,8 +278,12 @@ async fn serve_http<IO>(
     let first_request = timeouts.client_header.get();
 
     if !h2 {
-        let settings =
-            h1::Settings { max_head, max_headers: limits.max_headers, client_header: timeouts.client_header.get() };
+        let settings = h1::Settings {
+            max_head,
+            max_headers: limits.max_headers,
+            client_header: timeouts.client_header.get(),
+            send_timeout: idle,
+        };
         let conn = h1::serve(shared.clone(), state.clone(), io, settings);
         let closing = state.clone();
         supervise(conn, &state, peer, first_request, idle, shutdown, move |_| closing.closing.store(true, Relaxed))

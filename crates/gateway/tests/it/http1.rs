@@ -128,3 +128,26 @@ async fn a_refused_request_is_answered_to_a_client_still_sending() {
     assert!(closed);
     assert_eq!(origin.hits.load(std::sync::atomic::Ordering::SeqCst), 0);
 }
+
+#[tokio::test]
+async fn a_client_that_stops_reading_its_response_is_cut_off() {
+    let origin = echo_origin("o").await;
+    let extra = "[timeouts]\nidle_keepalive = \"300ms\"\n";
+    let gw = gateway(&config(&[("s", &["shop.de"], origin.addr)], extra)).await;
+    let mut s = TcpStream::connect(http_addr(&gw)).await.unwrap();
+    let size = 256u64 << 20;
+    s.write_all(format!("GET /big/{size} HTTP/1.1\r\nHost: shop.de\r\n\r\n").as_bytes()).await.unwrap();
+    // Read nothing for a while: the socket buffers fill and holdfast's writes wait.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let mut got = 0u64;
+    let mut buf = vec![0u8; 64 * 1024];
+    let closed = loop {
+        match tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break true,
+            Ok(Ok(n)) => got += n as u64,
+            Err(_) => break false,
+        }
+    };
+    assert!(closed, "the stalled response must be cut off");
+    assert!(got < size, "only what the buffers held arrived ({got} bytes)");
+}

@@ -49,6 +49,8 @@ pub struct Settings {
     pub max_head: usize,
     pub max_headers: usize,
     pub client_header: Duration,
+    /// How long a client may take none of its response (`timeouts.idle_keepalive`).
+    pub send_timeout: Duration,
 }
 
 /// Marks a request whose framing is ambiguous (see the module documentation): the request
@@ -62,7 +64,7 @@ use body::{drained, Chunked, Framing, Home, Reader};
 pub use body::{ClientBodyError, RequestBody};
 #[cfg(test)]
 use write::{chunk_size_line, date, itoa};
-use write::{refuse, write_response};
+use write::{refuse, write_response, Sender};
 
 /// A parsed request head and what the connection needs to know about it.
 struct Head {
@@ -218,7 +220,8 @@ pub async fn serve<IO>(shared: Arc<Shared>, state: Arc<ConnState>, io: IO, setti
 where
     IO: AsyncRead + AsyncWrite + Send + Sync + 'static,
 {
-    let (rd, mut wr) = tokio::io::split(io);
+    let (rd, wr) = tokio::io::split(io);
+    let mut wr = Sender { io: wr, stall: settings.send_timeout };
     let mut reader = Some(Reader { io: Box::new(rd), buf: BytesMut::with_capacity(READ_CHUNK) });
     let home = Arc::new(Home::default());
     let mut out = Vec::with_capacity(1024);
@@ -267,7 +270,7 @@ where
             req.extensions_mut().insert(BadFraming);
         }
         let handled = proxy::handle(shared.clone(), state.clone(), req);
-        let resp = if expects_continue { with_continue(handled, &home, &mut wr).await } else { handled.await };
+        let resp = if expects_continue { with_continue(handled, &home, &mut wr.io).await } else { handled.await };
         let Ok(resp) = resp else { break None }; // the shield's "close": no answer at all
         let keep_alive = keep_alive && !bad_framing && !state.is_closing();
         match write_response(&mut wr, &mut out, resp, head_request, version, keep_alive).await {
@@ -279,7 +282,7 @@ where
             Err(_) => break None,
         }
     };
-    let _ = wr.shutdown().await;
+    let _ = tokio::time::timeout(settings.send_timeout, wr.io.shutdown()).await;
     if let Some(mut r) = unread {
         linger(&mut r).await;
     }

@@ -8,13 +8,16 @@ use http::header::{self, HeaderMap};
 use http::{Response, StatusCode, Version};
 use http_body::Body;
 use std::future::poll_fn;
+use std::future::Future;
 use std::io::{self, IoSlice};
 use std::pin::Pin;
-use std::task::Poll;
-use tokio::io::{AsyncWrite, AsyncWriteExt};
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::io::AsyncWrite;
+use tokio::time::Sleep;
 
 /// Answers a head that cannot be served (a small page, then the connection closes).
-pub(super) async fn refuse<W: AsyncWrite + Unpin>(shared: &Shared, wr: &mut W, status: StatusCode) {
+pub(super) async fn refuse<W: AsyncWrite + Unpin>(shared: &Shared, wr: &mut Sender<W>, status: StatusCode) {
     shared.metrics.reject(match status {
         StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => "header_too_large",
         StatusCode::METHOD_NOT_ALLOWED => "connect",
@@ -27,13 +30,13 @@ pub(super) async fn refuse<W: AsyncWrite + Unpin>(shared: &Shared, wr: &mut W, s
         status.canonical_reason().unwrap_or(""),
         page.len()
     );
-    let _ = write_all(wr, &[head.as_bytes(), page.as_bytes()]).await;
+    let _ = wr.write_all(&[head.as_bytes(), page.as_bytes()]).await;
     let _ = wr.flush().await;
 }
 
 /// Writes a response; Ok(true) when the connection can carry another request.
 pub(super) async fn write_response<W: AsyncWrite + Unpin>(
-    wr: &mut W,
+    wr: &mut Sender<W>,
     out: &mut Vec<u8>,
     resp: Response<RespBody>,
     head_request: bool,
@@ -92,7 +95,7 @@ pub(super) async fn write_response<W: AsyncWrite + Unpin>(
     out.extend_from_slice(b"\r\n");
 
     if no_body {
-        write_all(wr, &[out.as_slice()]).await?;
+        wr.write_all(&[out.as_slice()]).await?;
         wr.flush().await?;
         return Ok(!close);
     }
@@ -108,7 +111,7 @@ pub(super) async fn write_response<W: AsyncWrite + Unpin>(
             match poll_fn(|cx| Poll::Ready(Pin::new(&mut body).poll_frame(cx))).await {
                 Poll::Ready(f) => f,
                 Poll::Pending => {
-                    write_all(wr, &[out.as_slice()]).await?;
+                    wr.write_all(&[out.as_slice()]).await?;
                     wr.flush().await?;
                     head_sent = true;
                     continue;
@@ -130,9 +133,9 @@ pub(super) async fn write_response<W: AsyncWrite + Unpin>(
                 if chunked {
                     let line = chunk_size_line(data.len(), &mut size_line);
                     let tail: &[u8] = if end { b"\r\n0\r\n\r\n" } else { b"\r\n" };
-                    write_all(wr, &[head, line, &data, tail]).await?;
+                    wr.write_all(&[head, line, &data, tail]).await?;
                 } else {
-                    write_all(wr, &[head, &data]).await?;
+                    wr.write_all(&[head, &data]).await?;
                 }
                 head_sent = true;
                 if end {
@@ -145,7 +148,7 @@ pub(super) async fn write_response<W: AsyncWrite + Unpin>(
                     return Ok(false); // shorter than its length said: the client sees it short
                 }
                 let tail: &[u8] = if chunked { b"0\r\n\r\n" } else { b"" };
-                write_all(wr, &[head, tail]).await?;
+                wr.write_all(&[head, tail]).await?;
                 break;
             }
         }
@@ -163,34 +166,67 @@ fn asks_to_close(headers: &HeaderMap) -> bool {
         .any(|v| v.as_bytes().split(|&b| b == b',').any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close")))
 }
 
-/// Writes all of `parts`, vectored.
-async fn write_all<W: AsyncWrite + Unpin>(wr: &mut W, parts: &[&[u8]]) -> io::Result<()> {
-    let total: usize = parts.iter().map(|p| p.len()).sum();
-    let mut done = 0;
-    while done < total {
-        let n = poll_fn(|cx| {
-            let mut slices = [IoSlice::new(&[]); 4];
-            let (mut skip, mut k) = (done, 0);
-            for p in parts {
-                if skip >= p.len() {
-                    skip -= p.len();
-                    continue;
+/// The client's side of the connection, written with a send timeout: a client that takes
+/// none of its response for `stall` is cut off (nginx's `send_timeout`, HAProxy's `timeout
+/// client`), so a reader that never reads (a slow-read attack) cannot hold a connection
+/// and its origin response for ever. The timer exists only while a write waits.
+pub(super) struct Sender<W> {
+    pub(super) io: W,
+    pub(super) stall: Duration,
+}
+
+impl<W: AsyncWrite + Unpin> Sender<W> {
+    /// Writes all of `parts`, vectored.
+    pub(super) async fn write_all(&mut self, parts: &[&[u8]]) -> io::Result<()> {
+        let total: usize = parts.iter().map(|p| p.len()).sum();
+        let mut done = 0;
+        while done < total {
+            let mut timer = None;
+            let n = poll_fn(|cx| {
+                let mut slices = [IoSlice::new(&[]); 4];
+                let (mut skip, mut k) = (done, 0);
+                for p in parts {
+                    if skip >= p.len() {
+                        skip -= p.len();
+                        continue;
+                    }
+                    if k < slices.len() {
+                        slices[k] = IoSlice::new(&p[skip..]);
+                        k += 1;
+                    }
+                    skip = 0;
                 }
-                if k < slices.len() {
-                    slices[k] = IoSlice::new(&p[skip..]);
-                    k += 1;
+                match Pin::new(&mut self.io).poll_write_vectored(cx, &slices[..k]) {
+                    Poll::Pending => stalled(&mut timer, self.stall, cx),
+                    written => written,
                 }
-                skip = 0;
+            })
+            .await?;
+            if n == 0 {
+                return Err(io::ErrorKind::WriteZero.into());
             }
-            Pin::new(&mut *wr).poll_write_vectored(cx, &slices[..k])
-        })
-        .await?;
-        if n == 0 {
-            return Err(io::ErrorKind::WriteZero.into());
+            done += n;
         }
-        done += n;
+        Ok(())
     }
-    Ok(())
+
+    pub(super) async fn flush(&mut self) -> io::Result<()> {
+        let mut timer = None;
+        poll_fn(|cx| match Pin::new(&mut self.io).poll_flush(cx) {
+            Poll::Pending => stalled(&mut timer, self.stall, cx).map_ok(|_| ()),
+            flushed => flushed,
+        })
+        .await
+    }
+}
+
+/// A write that waits: Pending until `stall` has passed since the wait began, then an error.
+fn stalled(timer: &mut Option<Pin<Box<Sleep>>>, stall: Duration, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+    let t = timer.get_or_insert_with(|| Box::pin(tokio::time::sleep(stall)));
+    match t.as_mut().poll(cx) {
+        Poll::Ready(()) => Poll::Ready(Err(io::ErrorKind::TimedOut.into())),
+        Poll::Pending => Poll::Pending,
+    }
 }
 
 pub(super) fn itoa(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
