@@ -54,3 +54,23 @@ pub fn query_param(query: &str, name: &str) -> Option<String> {
     }
     String::from_utf8(out).ok()
 }
+
+/// Reads from `io` into the spare room of `buf` (making room for `chunk` bytes first when
+/// less than a quarter of that is left), without zeroing it; Ok(0) at the end of the
+/// stream. Shared by the client side (`listen::h1`) and the origin side (`upstream::http1`).
+pub fn poll_fill<R: tokio::io::AsyncRead + Unpin + ?Sized>(
+    io: &mut R,
+    buf: &mut bytes::BytesMut,
+    chunk: usize,
+    cx: &mut std::task::Context<'_>,
+) -> std::task::Poll<std::io::Result<usize>> {
+    if buf.capacity() - buf.len() < chunk / 4 {
+        buf.reserve(chunk);
+    }
+    let mut rb = tokio::io::ReadBuf::uninit(buf.spare_capacity_mut());
+    std::task::ready!(std::pin::Pin::new(io).poll_read(cx, &mut rb))?;
+    let n = rb.filled().len();
+    // SAFETY: `poll_read` initialised the first `n` bytes of the spare capacity.
+    unsafe { buf.set_len(buf.len() + n) };
+    std::task::Poll::Ready(Ok(n))
+}

@@ -32,7 +32,7 @@ use std::future::poll_fn;
 use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::AsyncWrite;
 use tokio::net::TcpStream;
 
 /// Largest response head accepted (status line and header fields).
@@ -277,16 +277,7 @@ impl Conn {
 
     /// Reads more from the origin into the buffer; Ok(0) at its end.
     fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
-        if self.buf.capacity() - self.buf.len() < READ_CHUNK / 4 {
-            self.buf.reserve(READ_CHUNK);
-        }
-        let spare = self.buf.spare_capacity_mut();
-        let mut rb = ReadBuf::uninit(spare);
-        ready!(Pin::new(&mut self.io).poll_read(cx, &mut rb))?;
-        let n = rb.filled().len();
-        // SAFETY: `poll_read` initialised the first `n` bytes of the spare capacity.
-        unsafe { self.buf.set_len(self.buf.len() + n) };
-        Poll::Ready(Ok(n))
+        crate::util::poll_fill(&mut self.io, &mut self.buf, READ_CHUNK, cx)
     }
 
     async fn read_response(mut self, head_request: bool, reusable: bool) -> Result<Response<OriginBody>, SendError> {

@@ -10,7 +10,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Mutex;
 use std::task::{ready, Context, Poll, Waker};
-use tokio::io::{AsyncRead, ReadBuf};
+use tokio::io::AsyncRead;
 
 /// Largest chunk-size line and trailer section accepted in a chunked request body.
 const MAX_CHUNK_LINE: usize = 4 * 1024;
@@ -26,16 +26,7 @@ pub(super) struct Reader {
 impl Reader {
     /// Reads more into the buffer; Ok(0) at the end of the stream.
     pub(super) fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
-        if self.buf.capacity() - self.buf.len() < READ_CHUNK / 4 {
-            self.buf.reserve(READ_CHUNK);
-        }
-        let spare = self.buf.spare_capacity_mut();
-        let mut rb = ReadBuf::uninit(spare);
-        ready!(Pin::new(&mut self.io).poll_read(cx, &mut rb))?;
-        let n = rb.filled().len();
-        // SAFETY: `poll_read` initialised the first `n` bytes of the spare capacity.
-        unsafe { self.buf.set_len(self.buf.len() + n) };
-        Poll::Ready(Ok(n))
+        crate::util::poll_fill(&mut *self.io, &mut self.buf, READ_CHUNK, cx)
     }
 }
 

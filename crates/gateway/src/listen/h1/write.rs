@@ -127,7 +127,7 @@ pub(super) async fn write_response<W: AsyncWrite + Unpin>(
                 }
                 sent += data.len() as u64;
                 if length.is_some_and(|n| sent > n) {
-                    return Ok(false); // more than its length said: cut, the client sees it short
+                    return Ok(false); // more than its length said: not sent, and the connection closes
                 }
                 let end = body.is_end_stream();
                 if chunked {
