@@ -2,7 +2,7 @@
 //! pipelining, `Expect: 100-continue`, and the framing rules that keep smuggled requests out.
 //!
 //! Written by hand instead of using hyper's server for two reasons, both measured:
-//! - hyper's HTTP/1 dispatcher was the larger part of what holdfast spent per proxied
+//! - hyper's HTTP/1 dispatcher was the largest single part of what holdfast spent per proxied
 //!   request (callgrind: ~9.6k of 28.6k instructions, with its per-request header timer);
 //! - hyper cannot refuse ambiguous framing: with both Content-Length and Transfer-Encoding
 //!   it follows RFC 9112 §6.3 (drops Content-Length, decodes chunked) and the request it
