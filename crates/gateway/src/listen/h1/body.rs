@@ -61,12 +61,14 @@ pub(super) enum Framing {
 
 #[derive(Debug)]
 pub(super) enum Chunked {
-    /// A chunk-size line: the value so far, its digits, the line's length, whether an
-    /// extension has begun, and whether the CR was seen.
+    /// A chunk-size line: the value so far, its digits, the line's length, whether
+    /// whitespace followed the size (then only more of it, `;` or the CR may come), whether
+    /// an extension has begun, and whether the CR was seen.
     Size {
         value: u64,
         digits: u8,
         line: usize,
+        ws: bool,
         ext: bool,
         cr: bool,
     },
@@ -203,7 +205,7 @@ pub(super) fn decode_chunked(state: &mut Chunked, buf: &mut BytesMut) -> Result<
                 }
                 return Ok(Some(data));
             }
-            Chunked::Size { value, digits, line, ext, cr } => {
+            Chunked::Size { value, digits, line, ws, ext, cr } => {
                 let b = buf[0];
                 buf.advance(1);
                 *line += 1;
@@ -228,7 +230,8 @@ pub(super) fn decode_chunked(state: &mut Chunked, buf: &mut BytesMut) -> Result<
                         }
                     }
                     b';' if *digits > 0 => *ext = true,
-                    b' ' | b'\t' if *digits > 0 => *ext = true, // BWS before ';'
+                    b' ' | b'\t' if *digits > 0 => *ws = true, // BWS before ';' or CRLF
+                    _ if *ws => return Err("bad chunk size"),
                     _ => {
                         let d = (b as char).to_digit(16).ok_or("bad chunk size")?;
                         if *digits >= 15 {
@@ -244,7 +247,9 @@ pub(super) fn decode_chunked(state: &mut Chunked, buf: &mut BytesMut) -> Result<
                 buf.advance(1);
                 match (b, *cr) {
                     (b'\r', false) => *cr = true,
-                    (b'\n', true) => *state = Chunked::Size { value: 0, digits: 0, line: 0, ext: false, cr: false },
+                    (b'\n', true) => {
+                        *state = Chunked::Size { value: 0, digits: 0, line: 0, ws: false, ext: false, cr: false }
+                    }
                     _ => return Err("no CRLF after chunk data"),
                 }
             }

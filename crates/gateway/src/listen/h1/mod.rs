@@ -143,7 +143,7 @@ fn parse_head(buf: &mut BytesMut, max_head: usize, max_headers: usize) -> Result
         (0, None) => Some(Framing::Length(0)),
         (0, Some(n)) => Some(Framing::Length(n)),
         (1, None) if te_chunked && version == Version::HTTP_11 => {
-            Some(Framing::Chunked(Chunked::Size { value: 0, digits: 0, line: 0, ext: false, cr: false }))
+            Some(Framing::Chunked(Chunked::Size { value: 0, digits: 0, line: 0, ws: false, ext: false, cr: false }))
         }
         _ => None,
     };

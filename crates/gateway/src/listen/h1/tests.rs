@@ -66,7 +66,7 @@ fn unservable_heads_get_their_status() {
 }
 
 fn chunked(input: &[u8]) -> Result<Vec<u8>, &'static str> {
-    let mut state = Chunked::Size { value: 0, digits: 0, line: 0, ext: false, cr: false };
+    let mut state = Chunked::Size { value: 0, digits: 0, line: 0, ws: false, ext: false, cr: false };
     let mut out = Vec::new();
     // Byte by byte: every split point of the input.
     for b in input {
@@ -84,6 +84,7 @@ fn chunked(input: &[u8]) -> Result<Vec<u8>, &'static str> {
 #[test]
 fn chunked_bodies_decode_strictly() {
     assert_eq!(chunked(b"5;name=v\r\nhello\r\nA \r\n0123456789\r\n0\r\nX-T: 1\r\n\r\n").unwrap(), b"hello0123456789");
+    assert_eq!(chunked(b"5 ; a=\"b c\"\r\nhello\r\n0\r\n\r\n").unwrap(), b"hello", "whitespace before ';'");
     for bad in [
         &b"5\nhello\r\n0\r\n\r\n"[..],
         b"5\r\nhelloX\r\n0\r\n\r\n",
@@ -94,6 +95,8 @@ fn chunked_bodies_decode_strictly() {
         b"1111111111111111\r\n",
         b"0\r\nX: 1\n\r\n",
         b"5;a\x01\r\nhello\r\n0\r\n\r\n",
+        b"5 6\r\nhello\r\n0\r\n\r\n",
+        b" 5\r\nhello\r\n0\r\n\r\n",
     ] {
         assert!(chunked(bad).is_err(), "{:?}", String::from_utf8_lossy(bad));
     }
