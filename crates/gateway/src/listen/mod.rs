@@ -200,12 +200,13 @@ async fn serve_tcp(
     if !tls {
         let wait = shared.snapshot.load().file.timeouts.client_header.get();
         let mut stop = shutdown.clone();
+        let mut first = bytes::BytesMut::with_capacity(16 * 1024);
         let h2 = tokio::select! {
-            h2 = opens_with_h2_preface(&tcp, wait) => h2,
+            h2 = opens_with_h2_preface(&mut tcp, &mut first, wait) => h2,
             _ = stop.changed() => None,
         };
         let Some(h2) = h2 else { return };
-        serve_http(&shared, tcp, peer, false, None, h2, shutdown).await;
+        serve_http(&shared, tcp, first, peer, false, None, h2, shutdown).await;
         return;
     }
     let (cfg, handshake) = {
@@ -229,37 +230,89 @@ async fn serve_tcp(
     let (_, session) = stream.get_ref();
     let sni = session.server_name().map(str::to_ascii_lowercase);
     let h2 = session.alpn_protocol() == Some(b"h2");
-    serve_http(&shared, stream, peer, true, sni, h2, shutdown).await;
+    serve_http(&shared, stream, bytes::BytesMut::new(), peer, true, sni, h2, shutdown).await;
     drop(open);
 }
 
 /// The first bytes of an HTTP/2 connection with prior knowledge (RFC 9113 §3.3).
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
-/// Whether a plain-text client opens with the HTTP/2 preface: looks at its first bytes
-/// without taking them. None: it closed, or sent nothing in time.
-async fn opens_with_h2_preface(tcp: &TcpStream, wait: Duration) -> Option<bool> {
+/// Whether a plain-text client opens with the HTTP/2 preface, reading its first bytes into
+/// `first` (they are served from there). None: it closed, or sent nothing in time.
+async fn opens_with_h2_preface(tcp: &mut TcpStream, first: &mut bytes::BytesMut, wait: Duration) -> Option<bool> {
+    use tokio::io::AsyncReadExt;
     let look = async {
-        let mut first = [0u8; H2_PREFACE.len()];
         loop {
-            let n = tcp.peek(&mut first).await.ok()?;
-            if n == 0 {
+            if tcp.read_buf(first).await.ok()? == 0 {
                 return None;
             }
-            if n == first.len() || !H2_PREFACE.starts_with(&first[..n]) {
-                return Some(&first[..n] == H2_PREFACE);
+            let n = first.len().min(H2_PREFACE.len());
+            if n == H2_PREFACE.len() || !H2_PREFACE.starts_with(&first[..n]) {
+                return Some(first.starts_with(H2_PREFACE));
             }
-            // A prefix of the preface so far: wait for more (rare, and only at the start).
-            tcp.readable().await.ok()?;
-            tokio::time::sleep(Duration::from_millis(1)).await;
+            // A prefix of the preface so far (rare, and only at the start): read on.
         }
     };
     tokio::time::timeout(wait, look).await.ok().flatten()
 }
 
+/// A stream whose first bytes were already read: they are read again first.
+struct Prefixed<IO> {
+    prefix: bytes::Bytes,
+    io: IO,
+}
+
+impl<IO: AsyncRead + Unpin> AsyncRead for Prefixed<IO> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        if !self.prefix.is_empty() {
+            let n = self.prefix.len().min(buf.remaining());
+            buf.put_slice(&self.prefix[..n]);
+            bytes::Buf::advance(&mut self.prefix, n);
+            return std::task::Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl<IO: AsyncWrite + Unpin> AsyncWrite for Prefixed<IO> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+    fn poll_shutdown(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
+/// `read`: what was already read from `io` (to tell HTTP/2 from HTTP/1).
+#[allow(clippy::too_many_arguments)]
 async fn serve_http<IO>(
     shared: &Arc<Shared>,
     io: IO,
+    read: bytes::BytesMut,
     peer: SocketAddr,
     https: bool,
     sni: Option<String>,
@@ -284,7 +337,7 @@ async fn serve_http<IO>(
             client_header: timeouts.client_header.get(),
             send_timeout: idle,
         };
-        let conn = h1::serve(shared.clone(), state.clone(), io, settings);
+        let conn = h1::serve(shared.clone(), state.clone(), io, read, settings);
         let closing = state.clone();
         supervise(conn, &state, peer, first_request, idle, shutdown, move |_| closing.closing.store(true, Relaxed))
             .await;
@@ -300,7 +353,7 @@ async fn serve_http<IO>(
         .timer(TokioTimer::new())
         .max_header_list_size(max_head as u32)
         .max_concurrent_streams(limits.max_h2_streams);
-    let conn = builder.serve_connection(TokioIo::new(io), svc);
+    let conn = builder.serve_connection(TokioIo::new(Prefixed { prefix: read.freeze(), io }), svc);
     supervise(conn, &state, peer, first_request, idle, shutdown, |c| c.graceful_shutdown()).await;
 }
 

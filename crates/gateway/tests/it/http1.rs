@@ -151,3 +151,24 @@ async fn a_client_that_stops_reading_its_response_is_cut_off() {
     assert!(closed, "the stalled response must be cut off");
     assert!(got < size, "only what the buffers held arrived ({got} bytes)");
 }
+
+#[tokio::test]
+async fn http2_prior_knowledge_is_told_apart_even_when_its_preface_comes_in_pieces() {
+    let origin = echo_origin("o").await;
+    let extra = "[timeouts]\nclient_header = \"300ms\"\n";
+    let gw = gateway(&config(&[("s", &["shop.de"], origin.addr)], extra)).await;
+    let mut s = TcpStream::connect(http_addr(&gw)).await.unwrap();
+    s.write_all(b"PRI * HTTP/2.0\r\n").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    // The rest of the preface, then an empty SETTINGS frame.
+    s.write_all(b"\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00").await.unwrap();
+    let mut frame = [0u8; 9];
+    tokio::time::timeout(Duration::from_secs(5), s.read_exact(&mut frame)).await.unwrap().unwrap();
+    assert_eq!(frame[3], 0x4, "the server's first frame is its SETTINGS: {frame:?}");
+    // A client that sends only the first byte of the preface and then nothing is closed
+    // after client_header like any other.
+    let mut s = TcpStream::connect(http_addr(&gw)).await.unwrap();
+    s.write_all(b"P").await.unwrap();
+    let (text, closed) = read_all(&mut s, Duration::from_secs(5)).await;
+    assert!(closed && text.is_empty(), "{text}");
+}

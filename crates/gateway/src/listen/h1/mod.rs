@@ -216,13 +216,16 @@ async fn read_head(r: &mut Reader, state: &ConnState, s: &Settings) -> Result<He
 }
 
 /// Serves HTTP/1.x on `io` until the client or the gateway closes it.
-pub async fn serve<IO>(shared: Arc<Shared>, state: Arc<ConnState>, io: IO, settings: Settings)
+/// `read`: what was already read from `io` (to tell HTTP/2 from HTTP/1).
+pub async fn serve<IO>(shared: Arc<Shared>, state: Arc<ConnState>, io: IO, read: BytesMut, settings: Settings)
 where
     IO: AsyncRead + AsyncWrite + Send + Sync + 'static,
 {
     let (rd, wr) = tokio::io::split(io);
     let mut wr = Sender { io: wr, stall: settings.send_timeout };
-    let mut reader = Some(Reader { io: Box::new(rd), buf: BytesMut::with_capacity(READ_CHUNK) });
+    let mut buf = read;
+    buf.reserve(READ_CHUNK.saturating_sub(buf.len()));
+    let mut reader = Some(Reader { io: Box::new(rd), buf });
     let home = Arc::new(Home::default());
     let mut out = Vec::with_capacity(1024);
     // Some(reader) when the connection closes while the client may still be sending.
