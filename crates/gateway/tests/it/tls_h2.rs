@@ -114,3 +114,51 @@ async fn h2_prior_knowledge_on_plain_listener() {
         assert_eq!(resp.version(), http::Version::HTTP_2);
     }
 }
+
+/// A streamed response over HTTP/1.1 with TLS: each piece reaches the client when the
+/// origin sends it (TLS records are flushed, not held until the next piece). The origin
+/// sends its second piece only after the client has the first.
+#[tokio::test]
+async fn h1_over_tls_streams_each_piece_as_it_comes() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let origin = l.local_addr().unwrap();
+    let (release, released) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let (mut s, _) = l.accept().await.unwrap();
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") && s.read(&mut byte).await.unwrap_or(0) == 1 {
+            head.push(byte[0]);
+        }
+        s.write_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nfirst\r\n").await.unwrap();
+        let _ = released.await;
+        s.write_all(b"6\r\nsecond\r\n0\r\n\r\n").await.unwrap();
+    });
+    let certs = make_certs(&["stream.de"]);
+    let d = certs.dir.display();
+    let text = config(&[("de", &["stream.de"], origin)], "")
+        .replace("[listen]\n", "[listen]\nhttps = [\"127.0.0.1:0\"]\n")
+        .replace(
+            "name = \"de\"\n",
+            &format!("name = \"de\"\ntls = {{ cert = \"{d}/stream.de.crt\", key = \"{d}/stream.de.key\" }}\n"),
+        );
+    let gw = gateway(&text).await;
+    let mut tls = tls_connect(gw.https_addrs[0], &certs.roots, "stream.de", &[b"http/1.1"]).await;
+    tls.write_all(b"GET / HTTP/1.1\r\nHost: stream.de\r\nConnection: close\r\n\r\n").await.unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&got).contains("first") {
+        let n = tokio::time::timeout(std::time::Duration::from_secs(5), tls.read(&mut buf))
+            .await
+            .expect("the first piece must arrive before the origin sends the second")
+            .unwrap();
+        assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+    }
+    release.send(()).unwrap();
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), tls.read_to_end(&mut got)).await;
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.contains("second") && text.ends_with("0\r\n\r\n"), "{text}");
+    let _ = std::fs::remove_dir_all(&certs.dir);
+}

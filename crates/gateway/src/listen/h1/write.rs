@@ -141,6 +141,9 @@ pub(super) async fn write_response<W: AsyncWrite + Unpin>(
                 if end {
                     break;
                 }
+                // Out now, not when the next piece comes: a TLS writer may still hold records
+                // the socket did not take when it was full.
+                wr.flush().await?;
             }
             Some(Err(_)) => return Ok(false), // cut short: the client must see it
             None => {
