@@ -6,6 +6,7 @@ pub mod cache;
 pub mod clock;
 pub mod config;
 pub mod events;
+pub mod framing;
 pub mod gateway;
 pub mod listen;
 pub mod metrics;

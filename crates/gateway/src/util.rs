@@ -74,3 +74,22 @@ pub fn poll_fill<R: tokio::io::AsyncRead + Unpin + ?Sized>(
     unsafe { buf.set_len(buf.len() + n) };
     std::task::Poll::Ready(Ok(n))
 }
+
+/// The parts of a vectored write still to go after the first `done` bytes, as IoSlices in
+/// `out` (at most its length of them); returns how many. Shared by both HTTP/1 sides.
+pub fn unwritten<'a>(parts: &[&'a [u8]], mut done: usize, out: &mut [std::io::IoSlice<'a>]) -> usize {
+    let mut k = 0;
+    for p in parts {
+        if done >= p.len() {
+            done -= p.len();
+            continue;
+        }
+        if k == out.len() {
+            break;
+        }
+        out[k] = std::io::IoSlice::new(&p[done..]);
+        done = 0;
+        k += 1;
+    }
+    k
+}

@@ -209,22 +209,16 @@ impl SiteLoad {
         self.take_slot()
     }
 
-    /// A slot at the origins for a request of `priority`: at once when under the limit,
-    /// else after waiting, critical ones first, up to `queue_timeout` (critical), a third
-    /// of it (known) or not at all (the rest); None: shed.
-    pub async fn enter(self: &Arc<Self>, priority: Priority, queue_timeout: Duration) -> Option<Slot> {
-        match self.try_enter(priority) {
-            Some(slot) => Some(slot),
-            None => self.queue(priority, queue_timeout).await,
-        }
-    }
-
-    /// A slot if one is free now and nobody more urgent waits.
+    /// A slot at the origins for a request of `priority` if one is free now and nobody more
+    /// urgent waits; else [`SiteLoad::queue`] (kept apart so that the request path boxes
+    /// only the rare wait).
     pub fn try_enter(self: &Arc<Self>, priority: Priority) -> Option<Slot> {
         self.try_enter_as(priority as usize)
     }
 
-    /// Waits in `priority`'s queue for a slot (after [`SiteLoad::try_enter`] found none).
+    /// Waits in `priority`'s queue for a slot (after [`SiteLoad::try_enter`] found none),
+    /// critical ones first, up to `queue_timeout` (critical), a third of it (known) or not
+    /// at all (the rest); None: shed.
     pub async fn queue(self: &Arc<Self>, priority: Priority, queue_timeout: Duration) -> Option<Slot> {
         let p = priority as usize;
         let patience = match priority {
@@ -315,6 +309,14 @@ mod tests {
         Cfg::default()
     }
 
+    /// As the request path asks: a free slot now, else the queue.
+    async fn enter(s: &Arc<SiteLoad>, priority: Priority, queue_timeout: Duration) -> Option<Slot> {
+        match s.try_enter(priority) {
+            Some(slot) => Some(slot),
+            None => s.queue(priority, queue_timeout).await,
+        }
+    }
+
     #[test]
     fn sheds_by_priority_while_saturated_and_recovers() {
         let s = SiteLoad::default();
@@ -367,11 +369,14 @@ mod tests {
         }
         s.tick(&cfg(), Duration::ZERO, 1);
         assert_eq!(s.view().concurrency_limit, 8);
-        assert!(s.enter(Priority::Other, Duration::from_secs(5)).await.is_none(), "the lowest priority does not wait");
+        assert!(
+            enter(&s, Priority::Other, Duration::from_secs(5)).await.is_none(),
+            "the lowest priority does not wait"
+        );
         // A known and a critical request wait; when a slot frees up, critical goes first.
         let (k, c) = (s.clone(), s.clone());
-        let known = tokio::spawn(async move { k.enter(Priority::Known, Duration::from_secs(5)).await });
-        let critical = tokio::spawn(async move { c.enter(Priority::Critical, Duration::from_secs(5)).await });
+        let known = tokio::spawn(async move { enter(&k, Priority::Known, Duration::from_secs(5)).await });
+        let critical = tokio::spawn(async move { enter(&c, Priority::Critical, Duration::from_secs(5)).await });
         tokio::time::sleep(Duration::from_millis(10)).await;
         assert_eq!(s.view().waiting, 2);
         let mut held = held;
@@ -384,7 +389,7 @@ mod tests {
         let k_slot = known.await.unwrap().expect("known admitted next");
         // Full again (6 + 2 of 8): patience runs out, the request is shed.
         assert!(s.take_slot().is_none());
-        assert!(s.enter(Priority::Critical, Duration::from_millis(100)).await.is_none());
+        assert!(enter(&s, Priority::Critical, Duration::from_millis(100)).await.is_none());
         drop((c_slot, k_slot));
         // Not saturated: the limit grows back.
         drop(held);

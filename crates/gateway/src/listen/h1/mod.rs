@@ -58,12 +58,11 @@ pub struct Settings {
 #[derive(Debug, Clone, Copy)]
 pub struct BadFraming;
 
-#[cfg(test)]
-use body::decode_chunked;
-use body::{drained, Chunked, Framing, Home, Reader};
+use crate::framing::{self, Chunked};
+use body::{drained, Framing, Home, Reader};
 pub use body::{ClientBodyError, RequestBody};
 #[cfg(test)]
-use write::{chunk_size_line, date, itoa};
+use write::date;
 use write::{refuse, write_response, Sender};
 
 /// A parsed request head and what the connection needs to know about it.
@@ -109,7 +108,7 @@ fn parse_head(buf: &mut BytesMut, max_head: usize, max_headers: usize) -> Result
     }
     let version = if req.version == Some(0) { Version::HTTP_10 } else { Version::HTTP_11 };
     let (base, end) = (buf.as_ptr() as usize, len);
-    let path_range = range_in(base, end, path.as_bytes()).ok_or_else(bad)?;
+    let path_range = framing::range_in(base, end, path.as_bytes()).ok_or_else(bad)?;
     // Names, and where the values lie, before the head is split off as shared bytes; the
     // framing fields on the way (one pass).
     let mut fields = Vec::with_capacity(req.headers.len());
@@ -123,7 +122,7 @@ fn parse_head(buf: &mut BytesMut, max_head: usize, max_headers: usize) -> Result
             te_chunked = v.trim_ascii().eq_ignore_ascii_case(b"chunked");
         } else if name == header::CONTENT_LENGTH {
             // Plain digits only: no sign, no list ("5, 5"), which some parsers accept.
-            match parse_length(v) {
+            match framing::parse_length(v) {
                 Some(n) if length.is_none_or(|l| l == n) => length = Some(n),
                 _ => framing_ok = false,
             }
@@ -136,15 +135,13 @@ fn parse_head(buf: &mut BytesMut, max_head: usize, max_headers: usize) -> Result
         } else if name == header::EXPECT {
             expects_continue = v.trim_ascii().eq_ignore_ascii_case(b"100-continue");
         }
-        fields.push((name, range_in(base, end, v).ok_or_else(bad)?));
+        fields.push((name, framing::range_in(base, end, v).ok_or_else(bad)?));
     }
     let framing = match (te, length) {
         _ if !framing_ok => None,
         (0, None) => Some(Framing::Length(0)),
         (0, Some(n)) => Some(Framing::Length(n)),
-        (1, None) if te_chunked && version == Version::HTTP_11 => {
-            Some(Framing::Chunked(Chunked::Size { value: 0, digits: 0, line: 0, ws: false, ext: false, cr: false }))
-        }
+        (1, None) if te_chunked && version == Version::HTTP_11 => Some(Framing::Chunked(Chunked::new())),
         _ => None,
     };
     let head = buf.split_to(len).freeze();
@@ -158,24 +155,6 @@ fn parse_head(buf: &mut BytesMut, max_head: usize, max_headers: usize) -> Result
     }
     let keep_alive = !close && (version == Version::HTTP_11 || keep_alive_token);
     Ok(Some(Head { method, uri, version, headers, framing, keep_alive, expects_continue }))
-}
-
-/// Where `part` (a slice httparse returned) lies in the head that starts at address `base`
-/// and is `len` bytes long. An empty part anywhere is an empty range.
-fn range_in(base: usize, len: usize, part: &[u8]) -> Option<std::ops::Range<usize>> {
-    if part.is_empty() {
-        return Some(0..0);
-    }
-    let start = (part.as_ptr() as usize).checked_sub(base)?;
-    (start + part.len() <= len).then(|| start..start + part.len())
-}
-
-fn parse_length(v: &[u8]) -> Option<u64> {
-    let v = v.trim_ascii();
-    if v.is_empty() || v.len() > 19 || !v.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    Some(v.iter().fold(0u64, |n, &d| n * 10 + u64::from(d - b'0')))
 }
 
 /// How waiting for a request head ended without one.

@@ -2,9 +2,10 @@
 //! connection fields), the body as Content-Length, chunked or until close, and the small
 //! pages for heads that cannot be served.
 
+use crate::framing;
 use crate::gateway::Shared;
 use crate::proxy::body::RespBody;
-use http::header::{self, HeaderMap};
+use http::header;
 use http::{Response, StatusCode, Version};
 use http_body::Body;
 use std::future::poll_fn;
@@ -51,7 +52,7 @@ pub(super) async fn write_response<W: AsyncWrite + Unpin>(
         || status == StatusCode::NOT_MODIFIED;
     let length = if no_body { None } else { body.size_hint().exact() };
     let chunked = !no_body && length.is_none() && version == Version::HTTP_11;
-    let close = !keep_alive || (!no_body && length.is_none() && !chunked) || asks_to_close(&parts.headers);
+    let mut close = !keep_alive || (!no_body && length.is_none() && !chunked);
 
     out.clear();
     out.extend_from_slice(b"HTTP/1.1 ");
@@ -61,8 +62,13 @@ pub(super) async fn write_response<W: AsyncWrite + Unpin>(
     out.extend_from_slice(b"\r\n");
     let mut has_date = false;
     for (name, value) in &parts.headers {
-        // Framing and the connection's fate are this hop's to say.
-        if name == header::CONNECTION || name == header::TRANSFER_ENCODING {
+        // Framing and the connection's fate are this hop's to say; a response that asks to
+        // close (our own pages may) is closed after.
+        if name == header::CONNECTION {
+            close |= value.as_bytes().split(|&b| b == b',').any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"));
+            continue;
+        }
+        if name == header::TRANSFER_ENCODING {
             continue;
         }
         if name == header::CONTENT_LENGTH && (!no_body || status == StatusCode::NO_CONTENT || status.is_informational())
@@ -82,7 +88,7 @@ pub(super) async fn write_response<W: AsyncWrite + Unpin>(
     }
     if let Some(n) = length {
         out.extend_from_slice(b"content-length: ");
-        out.extend_from_slice(itoa(n, &mut [0; 20]));
+        out.extend_from_slice(framing::itoa(n, &mut [0; 20]));
         out.extend_from_slice(b"\r\n");
     } else if chunked {
         out.extend_from_slice(b"transfer-encoding: chunked\r\n");
@@ -131,7 +137,7 @@ pub(super) async fn write_response<W: AsyncWrite + Unpin>(
                 }
                 let end = body.is_end_stream();
                 if chunked {
-                    let line = chunk_size_line(data.len(), &mut size_line);
+                    let line = framing::chunk_size_line(data.len(), &mut size_line);
                     let tail: &[u8] = if end { b"\r\n0\r\n\r\n" } else { b"\r\n" };
                     wr.write_all(&[head, line, &data, tail]).await?;
                 } else {
@@ -161,14 +167,6 @@ pub(super) async fn write_response<W: AsyncWrite + Unpin>(
     Ok(!close)
 }
 
-/// Whether a response says `Connection: close` (our own pages do, for example).
-fn asks_to_close(headers: &HeaderMap) -> bool {
-    headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .any(|v| v.as_bytes().split(|&b| b == b',').any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close")))
-}
-
 /// The client's side of the connection, written with a send timeout: a client that takes
 /// none of its response for `stall` is cut off (nginx's `send_timeout`, HAProxy's `timeout
 /// client`), so a reader that never reads (a slow-read attack) cannot hold a connection
@@ -187,18 +185,7 @@ impl<W: AsyncWrite + Unpin> Sender<W> {
             let mut timer = None;
             let n = poll_fn(|cx| {
                 let mut slices = [IoSlice::new(&[]); 4];
-                let (mut skip, mut k) = (done, 0);
-                for p in parts {
-                    if skip >= p.len() {
-                        skip -= p.len();
-                        continue;
-                    }
-                    if k < slices.len() {
-                        slices[k] = IoSlice::new(&p[skip..]);
-                        k += 1;
-                    }
-                    skip = 0;
-                }
+                let k = crate::util::unwritten(parts, done, &mut slices);
                 match Pin::new(&mut self.io).poll_write_vectored(cx, &slices[..k]) {
                     Poll::Pending => stalled(&mut timer, self.stall, cx),
                     written => written,
@@ -229,32 +216,6 @@ fn stalled(timer: &mut Option<Pin<Box<Sleep>>>, stall: Duration, cx: &mut Contex
     match t.as_mut().poll(cx) {
         Poll::Ready(()) => Poll::Ready(Err(io::ErrorKind::TimedOut.into())),
         Poll::Pending => Poll::Pending,
-    }
-}
-
-pub(super) fn itoa(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            return &buf[i..];
-        }
-    }
-}
-
-/// "{size:x}\r\n" for a chunk.
-pub(super) fn chunk_size_line(mut n: usize, buf: &mut [u8; 20]) -> &[u8] {
-    let mut i = buf.len() - 2;
-    buf[i..].copy_from_slice(b"\r\n");
-    loop {
-        i -= 1;
-        buf[i] = b"0123456789abcdef"[n & 15];
-        n >>= 4;
-        if n == 0 {
-            return &buf[i..];
-        }
     }
 }
 
