@@ -3,7 +3,7 @@
 # - CPU per request: proxied with the shield judging every request, proxied with the shield
 #   off, answered 429 by a rate limit, answered with the challenge page, and CPU per
 #   connection closed on accept (blocked prefix), each with wrk -t1 -c64, holdfast --workers 1;
-# - memory: one million distinct source addresses (examples/shield_memory.rs).
+# - memory: one million distinct source addresses (crates/gateway/src/shield/memory.rs).
 # Usage: bench/shield.sh   (ROUNDS, DURATION, CONNS as in bench/lib.sh)
 cd "$(dirname "$0")/.."
 source bench/lib.sh
@@ -88,4 +88,4 @@ echo " the others per request on keep-alive connections)"
 
 echo
 echo "memory for one million source addresses:"
-cargo run --release -q -p holdfast-gateway --example shield_memory
+cargo test --release -q -p holdfast-gateway --lib shield::memory -- --ignored --nocapture 2>&1 | grep addresses:

@@ -180,11 +180,11 @@ impl Session<'_> {
         let token = token.to_string();
         let nonce = tokio::task::spawn_blocking({
             let token = token.clone();
-            move || holdfast_gateway::shield::challenge::solve(&token)
+            move || holdfast_gateway::challenge::solve(&token)
         })
         .await?
         .ok_or_else(|| anyhow::anyhow!("no nonce for the challenge"))?;
-        let verify = format!("{}?t={token}&n={nonce}&r=%2F", holdfast_gateway::shield::challenge::VERIFY_PATH);
+        let verify = format!("{}?t={token}&n={nonce}&r=%2F", holdfast_gateway::challenge::VERIFY_PATH);
         self.exchange(Method::GET, &verify, Bytes::new(), None).await?;
         Ok((self.exchange(method, path, body, key).await?, true))
     }

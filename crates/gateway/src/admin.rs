@@ -1,7 +1,9 @@
 //! The admin listener: /metrics (Prometheus), /healthz, /status.json, and
 //! POST /admin/reload (with a bearer token when `listen.admin_token` is set).
 
-use crate::gateway::Shared;
+use crate::listen::Front;
+use crate::proxy::Edge;
+use crate::reload::Reloader;
 use bytes::Bytes;
 use http::{header, Method, Request, Response, StatusCode};
 use http_body_util::Full;
@@ -16,7 +18,15 @@ use std::time::SystemTime;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-pub async fn serve(shared: Arc<Shared>, listener: TcpListener, mut shutdown: watch::Receiver<bool>) {
+/// What the admin listener reads and acts on.
+pub(crate) struct Admin {
+    pub(crate) edge: Arc<Edge>,
+    pub(crate) front: Arc<Front>,
+    pub(crate) reloader: Arc<Reloader>,
+    pub(crate) started: SystemTime,
+}
+
+pub(crate) async fn serve(shared: Arc<Admin>, listener: TcpListener, mut shutdown: watch::Receiver<bool>) {
     loop {
         let (tcp, _) = tokio::select! {
             _ = shutdown.changed() => return,
@@ -53,19 +63,17 @@ fn json(status: StatusCode, v: &impl Serialize) -> Response<Full<Bytes>> {
     }
 }
 
-async fn route(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes>> {
+async fn route(shared: &Admin, req: Request<Incoming>) -> Response<Full<Bytes>> {
     match (req.method(), req.uri().path()) {
         (&Method::GET, "/metrics") => {
-            for site in &shared.snapshot.load().sites {
+            let metrics = &shared.edge.telemetry.metrics;
+            for site in &shared.edge.snapshot.load().sites {
                 if let Some(c) = &site.cache {
-                    shared.metrics.cache_sizes(&site.name, c);
+                    let (bytes, entries, evicted) = c.sizes();
+                    metrics.cache_sizes(&site.name, bytes, entries, evicted);
                 }
             }
-            respond(
-                StatusCode::OK,
-                "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                shared.metrics.encode(),
-            )
+            respond(StatusCode::OK, "application/openmetrics-text; version=1.0.0; charset=utf-8", metrics.encode())
         }
         (&Method::POST, "/admin/purge") => {
             if !authorized(shared, &req) {
@@ -94,7 +102,7 @@ async fn route(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes>>
                     &serde_json::json!({"ok": false, "error": "missing or wrong bearer token"}),
                 );
             }
-            match shared.reload().await {
+            match shared.reloader.reload().await {
                 Ok(()) => json(StatusCode::OK, &serde_json::json!({"ok": true})),
                 Err(e) => json(StatusCode::UNPROCESSABLE_ENTITY, &serde_json::json!({"ok": false, "error": e})),
             }
@@ -109,8 +117,8 @@ async fn route(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes>>
 }
 
 /// `site=NAME` empties a site's cache; `url=http://host/path?query` removes one URL.
-fn purge(shared: &Shared, query: &str) -> Response<Full<Bytes>> {
-    let snap = shared.snapshot.load();
+fn purge(shared: &Admin, query: &str) -> Response<Full<Bytes>> {
+    let snap = shared.edge.snapshot.load();
     let param = |name: &str| crate::util::query_param(query, name);
     if let Some(name) = param("site") {
         return match snap.sites.iter().find(|s| *s.name == *name) {
@@ -155,7 +163,7 @@ fn purge(shared: &Shared, query: &str) -> Response<Full<Bytes>> {
 
 /// `POST /admin/block?prefix=CIDR&for=10m` blocks an address or prefix (dynamic, expires);
 /// `POST /admin/unblock?prefix=CIDR` lifts a dynamic block.
-fn block(shared: &Shared, add: bool, query: &str) -> Response<Full<Bytes>> {
+fn block(shared: &Admin, add: bool, query: &str) -> Response<Full<Bytes>> {
     let bad = |e: String| json(StatusCode::BAD_REQUEST, &serde_json::json!({"ok": false, "error": e}));
     let Some(text) = crate::util::query_param(query, "prefix") else {
         return bad("expected ?prefix=ADDRESS or ?prefix=CIDR".into());
@@ -168,7 +176,7 @@ fn block(shared: &Shared, add: bool, query: &str) -> Response<Full<Bytes>> {
         },
     };
     if !add {
-        let removed = shared.shield.unblock(&net);
+        let removed = shared.edge.shield.unblock(&net);
         return json(
             StatusCode::OK,
             &serde_json::json!({"ok": true, "unblocked": net.to_string(), "was_blocked": removed}),
@@ -181,13 +189,18 @@ fn block(shared: &Shared, add: bool, query: &str) -> Response<Full<Bytes>> {
             Err(e) => return bad(format!("for={d:?}: {e}; expected a duration such as \"10m\"")),
         },
     };
-    let rep = crate::shield::Report { metrics: &shared.metrics, events: &shared.events };
-    shared.shield.block(net, tokio::time::Instant::now(), duration, "blocked by an operator", &rep);
+    shared.edge.shield.block(
+        net,
+        tokio::time::Instant::now(),
+        duration,
+        "blocked by an operator",
+        &shared.edge.telemetry,
+    );
     json(StatusCode::OK, &serde_json::json!({"ok": true, "blocked": net.to_string(), "seconds": duration.as_secs()}))
 }
 
-fn authorized(shared: &Shared, req: &Request<Incoming>) -> bool {
-    let snap = shared.snapshot.load();
+fn authorized(shared: &Admin, req: &Request<Incoming>) -> bool {
+    let snap = shared.edge.snapshot.load();
     let Some(token) = &snap.file.listen.admin_token else { return true };
     let given =
         req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
@@ -202,12 +215,14 @@ struct Status {
     started_at: SystemTime,
     #[serde(with = "crate::util::rfc3339")]
     config_loaded_at: SystemTime,
-    last_reload: Option<crate::gateway::ReloadEvent>,
+    last_reload: Option<crate::reload::ReloadEvent>,
     open_connections: usize,
+    /// Client requests in flight now, by phase, and those cancelled by their clients.
+    requests: crate::telemetry::RequestsView,
     datacenters: Vec<DcStatus>,
     sites: Vec<SiteStatus>,
     /// Recent state changes (origins, data centers, floods, blocks, shedding), oldest first.
-    events: Vec<crate::events::Event>,
+    events: Vec<crate::telemetry::Event>,
     shield: crate::shield::ShieldView,
 }
 
@@ -249,9 +264,9 @@ struct OriginStatus {
     last_error: Option<crate::upstream::OriginErrorEvent>,
 }
 
-fn status(shared: &Shared) -> Status {
+fn status(shared: &Admin) -> Status {
     use crate::upstream::health::State;
-    let snap = shared.snapshot.load();
+    let snap = shared.edge.snapshot.load();
     let now = crate::clock::now_ms();
     let sites: Vec<SiteStatus> = snap
         .sites
@@ -318,12 +333,14 @@ fn status(shared: &Shared) -> Status {
         version: env!("CARGO_PKG_VERSION"),
         started_at: shared.started,
         config_loaded_at: snap.loaded_at,
-        last_reload: shared.last_reload.lock().ok().and_then(|l| l.clone()),
-        open_connections: shared.open_connections.load(Relaxed),
+        last_reload: shared.reloader.last(),
+        open_connections: shared.front.open_connections(),
+        requests: shared.edge.telemetry.requests.view(),
         datacenters,
         sites,
-        events: shared.events.recent(),
+        events: shared.edge.telemetry.events.recent(),
         shield: shared
+            .edge
             .shield
             .view(&snap.file.shield, snap.sites.iter().map(|s| (s.name.to_string(), s.load.view())).collect()),
     }

@@ -11,26 +11,26 @@ fn epoch() -> Instant {
 }
 
 /// `at + d`, or a year after `at` when a configured duration is too large to add.
-pub fn later(at: tokio::time::Instant, d: std::time::Duration) -> tokio::time::Instant {
+pub(crate) fn later(at: tokio::time::Instant, d: std::time::Duration) -> tokio::time::Instant {
     at.checked_add(d).unwrap_or_else(|| at + std::time::Duration::from_secs(365 * 24 * 3600))
 }
 
 /// Wall-clock seconds since the Unix epoch (for signed cookies and tokens).
-pub fn unix_secs() -> u64 {
+pub(crate) fn unix_secs() -> u64 {
     unix_ms() / 1000
 }
 
 /// Wall-clock milliseconds since the Unix epoch (for events and status).
-pub fn unix_ms() -> u64 {
+pub(crate) fn unix_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Milliseconds since the process's clock epoch; never 0 (0 means "never" in state).
-pub fn now_ms() -> u64 {
+pub(crate) fn now_ms() -> u64 {
     ms(Instant::now())
 }
 
 /// The clock's milliseconds for an instant already read (saves a clock read).
-pub fn ms(at: Instant) -> u64 {
+pub(crate) fn ms(at: Instant) -> u64 {
     at.saturating_duration_since(epoch()).as_millis() as u64 + 1
 }

@@ -1,22 +1,36 @@
-//! holdfast-gateway: the edge gateway. Start with [`gateway::Gateway::start`]; the request
-//! path is [`proxy::handle`]. See docs/architecture.md for the module map.
+//! holdfast-gateway: the edge gateway. Start one with [`Gateway::start`] on a [`config::File`]
+//! loaded by [`config::load_file`] or [`config::parse_str`]. Everything else is the crate's
+//! own; docs/architecture.md is the map of its modules and of the direction they depend in.
 
-pub mod admin;
-pub mod cache;
-pub mod clock;
+mod admin;
+mod body;
+mod cache;
+mod clock;
+mod codec;
 pub mod config;
-pub mod events;
-pub mod framing;
-pub mod gateway;
-pub mod listen;
-pub mod metrics;
-pub mod pages;
-pub mod proxy;
-pub mod record;
-pub mod route;
-pub mod shield;
-pub mod snapshot;
-pub mod upstream;
+mod gateway;
+mod listen;
+mod pages;
+mod proxy;
+mod reload;
+mod route;
+mod shield;
+mod snapshot;
+mod telemetry;
+mod tls;
+mod upstream;
 mod util;
 
 pub use gateway::Gateway;
+
+/// Checks what [`Gateway::start`] would refuse in a loaded config beyond what the loader
+/// checks, without binding anything: every site's certificate and key load.
+pub fn check(file: &config::File) -> Result<(), config::ConfigError> {
+    tls::site_keys(file).map(|_| ())
+}
+
+/// The proof-of-work challenge as a client solves it (the drill's shoppers do, as a browser
+/// would run the page's script).
+pub mod challenge {
+    pub use crate::shield::challenge::{solve, VERIFY_PATH};
+}

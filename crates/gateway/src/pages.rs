@@ -87,7 +87,7 @@ fn texts(language: &str) -> &'static Texts {
 
 /// What went wrong, from the client's point of view.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Problem {
+pub(crate) enum Problem {
     /// No origin could answer: the maintenance page (503).
     Unavailable,
     BadRequest,
@@ -103,7 +103,7 @@ pub enum Problem {
 }
 
 /// A page for a site. `unsafe_method` adds that an order (or other change) was not made.
-pub fn site_page(language: &str, site: &str, problem: Problem, unsafe_method: bool) -> (StatusCode, String) {
+pub(crate) fn site_page(language: &str, site: &str, problem: Problem, unsafe_method: bool) -> (StatusCode, String) {
     let t = texts(language);
     let lang = escape(language);
     let site = escape(site);
@@ -138,7 +138,14 @@ pub fn site_page(language: &str, site: &str, problem: Problem, unsafe_method: bo
 /// `token:nonce` starts with `difficulty` zero bits, then asks for `verify` with it, which
 /// sets the clearance cookie and sends the browser back to `back`. SHA-256 is written out in
 /// the script because WebCrypto is only available to pages served over HTTPS.
-pub fn challenge_page(language: &str, site: &str, token: &str, difficulty: u8, verify: &str, back: &str) -> String {
+pub(crate) fn challenge_page(
+    language: &str,
+    site: &str,
+    token: &str,
+    difficulty: u8,
+    verify: &str,
+    back: &str,
+) -> String {
     let t = texts(language);
     let lang = escape(language);
     let site = escape(site);
@@ -170,7 +177,7 @@ function zeros(H){for(var n=0,i=0;i<8;i++){if(H[i]!==0)return n+Math.clz32(H[i])
 function solve(t,d,v,r){var n=0;(function step(){for(var k=0;k<5000;k++,n++){if(zeros(sha256(t+":"+n))>=d){location.replace(v+"?t="+encodeURIComponent(t)+"&n="+n+"&r="+encodeURIComponent(r));return;}}setTimeout(step,0);})();}"#;
 
 /// A page for requests that match no site (unknown host, or no host at all).
-pub fn no_site_page(status: StatusCode) -> String {
+pub(crate) fn no_site_page(status: StatusCode) -> String {
     let msg = match status {
         StatusCode::MISDIRECTED_REQUEST => "This connection does not serve that host name.",
         StatusCode::BAD_REQUEST => "The request has no valid Host.",

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 /// The routing table of one config snapshot. Values are indexes into the snapshot's sites.
 #[derive(Debug, Default)]
-pub struct Routes {
+pub(crate) struct Routes {
     exact: HashMap<String, usize>,
     /// (".shop.de", site), longest suffix first.
     wildcard: Vec<(String, usize)>,
@@ -12,7 +12,7 @@ pub struct Routes {
 
 impl Routes {
     /// `patterns` are lowercase host names or `*.suffix` wildcards, already validated.
-    pub fn new<'a>(patterns: impl IntoIterator<Item = (&'a str, usize)>) -> Routes {
+    pub(crate) fn new<'a>(patterns: impl IntoIterator<Item = (&'a str, usize)>) -> Routes {
         let mut r = Routes::default();
         for (p, site) in patterns {
             match p.strip_prefix('*') {
@@ -28,7 +28,7 @@ impl Routes {
 
     /// `host` must be lowercase, without port. A wildcard matches one or more labels before
     /// its suffix (`*.shop.de` matches `a.shop.de` and `a.b.shop.de`, not `shop.de`).
-    pub fn lookup(&self, host: &str) -> Option<usize> {
+    pub(crate) fn lookup(&self, host: &str) -> Option<usize> {
         if let Some(&s) = self.exact.get(host) {
             return Some(s);
         }

@@ -3,42 +3,62 @@
 //! (`ArcSwap`); requests in flight keep the snapshot they started with.
 
 use crate::config::{self, File};
-use crate::metrics::{Metrics, SiteMetrics};
 use crate::route::Routes;
-use crate::upstream::{Origin, Pool};
+use crate::telemetry::metrics::{Metrics, SiteMetrics};
+use crate::telemetry::{Event, Telemetry};
+use crate::upstream::{Origin, Pool, PoolChange};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::SystemTime;
 
 /// One site at runtime.
 #[derive(Debug)]
-pub struct SiteRt {
-    pub name: Arc<str>,
-    pub language: Arc<str>,
-    pub hosts: Vec<String>,
+pub(crate) struct SiteRt {
+    pub(crate) name: Arc<str>,
+    pub(crate) language: Arc<str>,
+    pub(crate) hosts: Vec<String>,
     /// Pools in failover order.
-    pub pools: Vec<Pool>,
-    pub metrics: SiteMetrics,
+    pub(crate) pools: Vec<Pool>,
+    pub(crate) metrics: SiteMetrics,
     /// The site's config (health, outlier, failover, retry, balance).
-    pub cfg: config::Site,
-    pub retry_budget: crate::upstream::retry::Budget,
+    pub(crate) cfg: config::Site,
+    pub(crate) retry_budget: crate::upstream::retry::Budget,
     /// The site's cache (None when off); kept across reloads.
-    pub cache: Option<Arc<crate::cache::SiteCache>>,
+    pub(crate) cache: Option<Arc<crate::cache::SiteCache>>,
     /// Random state for balancing and failover choices.
-    pub rng: std::sync::atomic::AtomicU64,
+    pub(crate) rng: std::sync::atomic::AtomicU64,
     /// Origin load and shed level for adaptive admission; kept across reloads.
-    pub load: Arc<crate::shield::SiteLoad>,
+    pub(crate) load: Arc<crate::shield::SiteLoad>,
 }
 
-pub struct Snapshot {
-    pub file: File,
-    pub sites: Vec<Arc<SiteRt>>,
-    pub routes: Routes,
-    pub tls: Option<Arc<rustls::ServerConfig>>,
-    pub loaded_at: SystemTime,
+impl SiteRt {
+    /// Reports an origin's state change, then any change of this site's data centers'
+    /// eligibility that it caused (failover, failback).
+    pub(crate) fn origin_changed(&self, telemetry: &Telemetry, origin: &Origin, kind: &'static str, reason: String) {
+        telemetry.event(Event::origin(kind, &self.name, &origin.datacenter, origin.authority.to_string(), reason));
+        for c in crate::upstream::eligibility_changes(&self.pools, &self.cfg.failover, crate::clock::now_ms()) {
+            self.pool_changed(telemetry, &c);
+        }
+    }
+
+    /// Reports a data center that stopped (failover) or started again (failback) taking
+    /// this site's traffic.
+    pub(crate) fn pool_changed(&self, telemetry: &Telemetry, c: &PoolChange) {
+        let f = &self.cfg.failover;
+        let dc = self.pools.get(c.pool).map_or("", |p| &*p.datacenter);
+        telemetry.event(Event::pool(&self.name, dc, c.up, c.share, f.min_healthy_share, f.slow_start.get()));
+    }
+}
+
+pub(crate) struct Snapshot {
+    pub(crate) file: File,
+    pub(crate) sites: Vec<Arc<SiteRt>>,
+    pub(crate) routes: Routes,
+    pub(crate) tls: Option<Arc<rustls::ServerConfig>>,
+    pub(crate) loaded_at: SystemTime,
     /// `Via` value pieces, precomputed: "1.1 holdfast", "2 holdfast".
-    pub via: Option<(http::HeaderValue, http::HeaderValue)>,
-    pub shield: crate::shield::ShieldRt,
+    pub(crate) via: Option<(http::HeaderValue, http::HeaderValue)>,
+    pub(crate) shield: crate::shield::ShieldRt,
 }
 
 /// The previous snapshot's site of the same name.
@@ -67,7 +87,8 @@ fn site_cache(s: &config::Site, previous: Option<&Snapshot>) -> Option<Arc<crate
 impl Snapshot {
     /// Builds a snapshot; origins (their counters and pooled connections) are carried over
     /// from `previous` where site, data center and address are unchanged.
-    pub fn build(file: File, metrics: &Metrics, previous: Option<&Snapshot>) -> Result<Snapshot, String> {
+    pub(crate) fn build(file: File, metrics: &Metrics, previous: Option<&Snapshot>) -> Result<Snapshot, String> {
+        let tls_sites = crate::tls::site_keys(&file).map_err(|e| e.to_string())?;
         let mut known: HashMap<(String, String, String), Arc<Origin>> = HashMap::new();
         if let Some(prev) = previous {
             for site in &prev.sites {
@@ -84,7 +105,6 @@ impl Snapshot {
             }
         }
         let mut sites = Vec::with_capacity(file.sites.len());
-        let mut tls_sites = Vec::new();
         for s in &file.sites {
             let name: Arc<str> = Arc::from(s.name.get_ref().as_str());
             let mut pools = Vec::with_capacity(s.pools.len());
@@ -102,14 +122,6 @@ impl Snapshot {
                 pools.push(Pool::new(dc, origins));
             }
             let hosts: Vec<String> = s.hosts.iter().map(|h| h.get_ref().to_ascii_lowercase()).collect();
-            if let Some(tls) = &s.tls {
-                let key = crate::listen::tls::load_certified_key(
-                    &file.path(tls.cert.get_ref()),
-                    &file.path(tls.key.get_ref()),
-                )
-                .map_err(|e| format!("site {:?}: {e}", &*name))?;
-                tls_sites.push((hosts.clone(), key));
-            }
             let dcs: Vec<&str> = pools.iter().map(|p| &*p.datacenter).collect();
             let site_metrics = metrics.site(&name, &dcs);
             let seed = 0x9E37_79B9_7F4A_7C15u64 ^ (sites.len() as u64 + 1).wrapping_mul(0xD1B5_4A32_D192_ED03);
@@ -140,7 +152,7 @@ impl Snapshot {
         };
         Ok(Snapshot {
             shield: crate::shield::ShieldRt::new(&file.shield, &file.proxy.trusted_proxies),
-            tls: crate::listen::tls::server_config(tls_sites),
+            tls: crate::tls::server_config(tls_sites),
             file,
             sites,
             routes,
@@ -149,7 +161,7 @@ impl Snapshot {
         })
     }
 
-    pub fn site_for_host(&self, host: &str) -> Option<&Arc<SiteRt>> {
+    pub(crate) fn site_for_host(&self, host: &str) -> Option<&Arc<SiteRt>> {
         self.routes.lookup(host).and_then(|i| self.sites.get(i))
     }
 }

@@ -112,7 +112,9 @@ fn main() -> ExitCode {
     init_logging(cli.log_format);
     let result = match cli.command {
         Command::Check { config } => {
-            return match holdfast_gateway::config::load_file(&config) {
+            let checked =
+                holdfast_gateway::config::load_file(&config).and_then(|f| holdfast_gateway::check(&f).map(|()| f));
+            return match checked {
                 Ok(f) => {
                     println!(
                         "{}: ok ({} sites, {} data centers)",

@@ -5,15 +5,15 @@
 use http::HeaderMap;
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Directives {
-    pub stale_if_error: Option<u64>,
-    pub stale_while_revalidate: Option<u64>,
+pub(crate) struct Directives {
+    pub(crate) stale_if_error: Option<u64>,
+    pub(crate) stale_while_revalidate: Option<u64>,
     /// must-revalidate, proxy-revalidate or no-cache: never served stale.
-    pub must_revalidate: bool,
+    pub(crate) must_revalidate: bool,
 }
 
 impl Directives {
-    pub fn of(headers: &HeaderMap) -> Directives {
+    pub(crate) fn of(headers: &HeaderMap) -> Directives {
         let mut d = Directives::default();
         for v in headers.get_all(http::header::CACHE_CONTROL) {
             let Ok(v) = v.to_str() else { continue };
@@ -37,7 +37,7 @@ impl Directives {
 
     /// A response with validators is worth storing even when it is stale at once
     /// (it can be revalidated with a conditional request).
-    pub fn revalidatable(headers: &HeaderMap) -> bool {
+    pub(crate) fn revalidatable(headers: &HeaderMap) -> bool {
         headers.contains_key(http::header::ETAG) || headers.contains_key(http::header::LAST_MODIFIED)
     }
 }

@@ -11,7 +11,7 @@
 
 mod directives;
 
-pub use directives::Directives;
+pub(crate) use directives::Directives;
 
 use bytes::{Bytes, BytesMut};
 use http::{HeaderValue, Method, StatusCode};
@@ -21,36 +21,37 @@ use std::time::{Duration, SystemTime};
 
 /// One stored response (one Vary variant of a URL).
 #[derive(Debug)]
-pub struct Variant {
-    pub policy: CachePolicy,
+pub(crate) struct Variant {
+    pub(crate) policy: CachePolicy,
     /// The response as stored (for answers served stale, with Age added).
-    pub status: StatusCode,
-    pub headers: http::HeaderMap,
-    pub body: Bytes,
+    pub(crate) status: StatusCode,
+    pub(crate) headers: http::HeaderMap,
+    pub(crate) body: Bytes,
     /// When it stops being fresh.
-    pub fresh_until: SystemTime,
-    pub directives: Directives,
+    pub(crate) fresh_until: SystemTime,
+    pub(crate) directives: Directives,
 }
 
 /// The variants of one URL (by Vary).
 type Entry = Arc<Vec<Arc<Variant>>>;
 
-pub struct SiteCache {
+pub(crate) struct SiteCache {
     store: moka::sync::Cache<String, Entry>,
     /// URLs being refreshed in the background (stale-while-revalidate).
     refreshing: std::sync::Mutex<std::collections::HashSet<String>>,
-    /// Misses being fetched now: later requests for the same URL wait for them.
-    inflight: std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Notify>>>,
-    pub max_object: usize,
-    pub serve_stale_on_error: Duration,
+    /// Misses being fetched now: later requests for the same URL wait for them. The sender
+    /// is dropped (and every follower sees it) when its [`Leader`] is.
+    inflight: std::sync::Mutex<std::collections::HashMap<String, tokio::sync::watch::Sender<()>>>,
+    pub(crate) max_object: usize,
+    pub(crate) serve_stale_on_error: Duration,
     /// Entries evicted for space (moka's listener counts them).
     evictions: Arc<std::sync::atomic::AtomicU64>,
     /// Evictions already reported to the metrics counter.
-    pub evictions_reported: std::sync::atomic::AtomicU64,
+    evictions_reported: std::sync::atomic::AtomicU64,
 }
 
 /// What the cache holds for a request.
-pub enum Lookup {
+pub(crate) enum Lookup {
     /// Fresh: answer with these headers (Age updated) and the stored body.
     Fresh(Arc<Variant>, http::response::Parts),
     /// Stored but stale (or the request asks to revalidate): send this request (it carries
@@ -66,7 +67,7 @@ impl std::fmt::Debug for SiteCache {
 }
 
 impl SiteCache {
-    pub fn new(max_bytes: u64, max_object: u64, serve_stale_on_error: Duration) -> SiteCache {
+    pub(crate) fn new(max_bytes: u64, max_object: u64, serve_stale_on_error: Duration) -> SiteCache {
         let evictions = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let counter = evictions.clone();
         let store = moka::sync::Cache::builder()
@@ -93,14 +94,14 @@ impl SiteCache {
     }
 
     /// The key: host and target (method is GET for GET and HEAD; Vary picks the variant).
-    pub fn key(host: &str, target: &str) -> String {
+    pub(crate) fn key(host: &str, target: &str) -> String {
         let mut k = String::with_capacity(host.len() + target.len());
         k.push_str(host);
         k.push_str(target);
         k
     }
 
-    pub fn lookup(&self, key: &str, req: &http::request::Parts, now: SystemTime) -> Lookup {
+    pub(crate) fn lookup(&self, key: &str, req: &http::request::Parts, now: SystemTime) -> Lookup {
         let Some(entry) = self.store.get(key) else { return Lookup::Miss };
         let mut stale = None;
         for v in entry.iter() {
@@ -119,7 +120,7 @@ impl SiteCache {
     }
 
     /// A policy for a response, if it may be stored (holdfast's rules on top of RFC 9111).
-    pub fn policy_for(
+    pub(crate) fn policy_for(
         req: &http::request::Parts,
         resp: &http::response::Parts,
         now: SystemTime,
@@ -138,11 +139,11 @@ impl SiteCache {
     }
 
     /// Stores a variant, replacing one with the same Vary match.
-    pub fn insert(&self, key: String, variant: Variant, req: &http::request::Parts) {
+    pub(crate) fn insert(&self, key: String, variant: Variant, req: &http::request::Parts) {
         self.insert_shared(key, Arc::new(variant), req);
     }
 
-    pub fn insert_shared(&self, key: String, variant: Arc<Variant>, req: &http::request::Parts) {
+    pub(crate) fn insert_shared(&self, key: String, variant: Arc<Variant>, req: &http::request::Parts) {
         let now = SystemTime::now();
         let mut list: Vec<Arc<Variant>> = self
             .store
@@ -164,56 +165,58 @@ impl SiteCache {
         self.store.insert(key, Arc::new(list));
     }
 
-    /// Request collapsing: the first miss for `key` leads (Ok, with a guard that wakes the
-    /// others when dropped); later ones get the leader's signal to wait on (Err).
-    pub fn lead_or_follow(self: &Arc<Self>, key: &str) -> Result<Leader, Arc<tokio::sync::Notify>> {
+    /// Request collapsing: the first miss for `key` leads (Ok, with a guard that releases
+    /// the others when dropped); later ones follow (Err): they wait for the leader's end.
+    /// A follower subscribes under the same lock the leader's end takes, so it cannot miss
+    /// that end, however late it comes.
+    pub(crate) fn lead_or_follow(self: &Arc<Self>, key: &str) -> Result<Leader, Fill> {
         let Ok(mut inflight) = self.inflight.lock() else {
             return Ok(Leader { cache: None, key: String::new() });
         };
-        if let Some(n) = inflight.get(key) {
-            return Err(n.clone());
+        if let Some(tx) = inflight.get(key) {
+            return Err(Fill(tx.subscribe()));
         }
-        inflight.insert(key.to_string(), Arc::new(tokio::sync::Notify::new()));
+        inflight.insert(key.to_string(), tokio::sync::watch::channel(()).0);
         Ok(Leader { cache: Some(self.clone()), key: key.to_string() })
     }
 
-    /// Claims the background refresh of `key`; false if one is running.
-    pub fn begin_refresh(&self, key: &str) -> bool {
-        self.refreshing.lock().is_ok_and(|mut r| r.insert(key.to_string()))
+    /// Claims the background refresh of `key`; None if one is running. The claim ends when
+    /// the guard is dropped.
+    pub(crate) fn begin_refresh(self: &Arc<Self>, key: &str) -> Option<Refreshing> {
+        let claimed = self.refreshing.lock().is_ok_and(|mut r| r.insert(key.to_string()));
+        claimed.then(|| Refreshing { cache: self.clone(), key: key.to_string() })
     }
 
-    pub fn end_refresh(&self, key: &str) {
-        if let Ok(mut r) = self.refreshing.lock() {
-            r.remove(key);
-        }
+    /// Bytes and entries stored now, and entries evicted for space since the last call
+    /// (for the metrics at scrape time).
+    pub(crate) fn sizes(&self) -> (u64, u64, u64) {
+        let evicted = self.evictions.load(std::sync::atomic::Ordering::Relaxed);
+        let before = self.evictions_reported.swap(evicted, std::sync::atomic::Ordering::Relaxed);
+        (self.weighted_size(), self.entries(), evicted.saturating_sub(before))
     }
 
-    pub fn invalidate(&self, key: &str) {
+    pub(crate) fn invalidate(&self, key: &str) {
         self.store.invalidate(key);
     }
 
-    pub fn clear(&self) {
+    pub(crate) fn clear(&self) {
         self.store.invalidate_all();
     }
 
     /// Bytes stored (approximately; moka counts lazily).
-    pub fn weighted_size(&self) -> u64 {
+    pub(crate) fn weighted_size(&self) -> u64 {
         self.store.run_pending_tasks();
         self.store.weighted_size()
     }
 
-    pub fn evictions(&self) -> u64 {
-        self.evictions.load(std::sync::atomic::Ordering::Relaxed)
-    }
-
-    pub fn entries(&self) -> u64 {
+    pub(crate) fn entries(&self) -> u64 {
         self.store.entry_count()
     }
 }
 
 /// The request as the cache sees it: GET (HEAD is answered from a stored GET), the
 /// origin-form target, the client's headers (Vary is about them).
-pub fn cache_request(parts: &http::request::Parts) -> http::request::Parts {
+pub(crate) fn cache_request(parts: &http::request::Parts) -> http::request::Parts {
     let mut r = http::Request::new(());
     *r.method_mut() = Method::GET;
     *r.uri_mut() =
@@ -230,7 +233,7 @@ impl Variant {
     }
 
     /// The stored response's head as of `now` (Age updated).
-    pub fn parts(&self, now: SystemTime) -> http::response::Parts {
+    pub(crate) fn parts(&self, now: SystemTime) -> http::response::Parts {
         let mut r = http::Response::new(());
         *r.status_mut() = self.status;
         *r.headers_mut() = self.headers.clone();
@@ -239,7 +242,7 @@ impl Variant {
     }
 
     /// Seconds past freshness (negative while fresh).
-    pub fn staleness(&self, now: SystemTime) -> i64 {
+    pub(crate) fn staleness(&self, now: SystemTime) -> i64 {
         match now.duration_since(self.fresh_until) {
             Ok(d) => d.as_secs() as i64,
             Err(e) => -(e.duration().as_secs() as i64),
@@ -247,7 +250,7 @@ impl Variant {
     }
 
     /// May it answer when every origin failed (stale-if-error)?
-    pub fn serves_on_error(&self, now: SystemTime, operator_max: Duration) -> bool {
+    pub(crate) fn serves_on_error(&self, now: SystemTime, operator_max: Duration) -> bool {
         if self.directives.must_revalidate {
             return false;
         }
@@ -256,15 +259,15 @@ impl Variant {
     }
 
     /// May it answer now while a fresh copy is fetched (stale-while-revalidate)?
-    pub fn serves_while_revalidating(&self, now: SystemTime) -> bool {
+    pub(crate) fn serves_while_revalidating(&self, now: SystemTime) -> bool {
         !self.directives.must_revalidate
             && self.directives.stale_while_revalidate.is_some_and(|s| self.staleness(now) <= s as i64)
     }
 }
 
 /// The request fetching a miss for others; when dropped (its response stored, or found
-/// not storable, or failed) the waiting requests look again.
-pub struct Leader {
+/// not storable, or failed, or the request cancelled) the waiting requests look again.
+pub(crate) struct Leader {
     cache: Option<Arc<SiteCache>>,
     key: String,
 }
@@ -272,30 +275,54 @@ pub struct Leader {
 impl Drop for Leader {
     fn drop(&mut self) {
         if let Some(c) = &self.cache {
-            if let Some(n) = c.inflight.lock().ok().and_then(|mut m| m.remove(&self.key)) {
-                n.notify_waiters();
-            }
+            // Dropping the sender ends every follower's wait.
+            drop(c.inflight.lock().ok().and_then(|mut m| m.remove(&self.key)));
+        }
+    }
+}
+
+/// A follower's wait for the leader fetching the same miss.
+pub(crate) struct Fill(tokio::sync::watch::Receiver<()>);
+
+impl Fill {
+    /// Resolves when the leader is done (stored, failed or cancelled).
+    pub(crate) async fn done(mut self) {
+        while self.0.changed().await.is_ok() {}
+    }
+}
+
+/// A background refresh of one URL (stale-while-revalidate) in progress; the claim ends
+/// when it is dropped.
+pub(crate) struct Refreshing {
+    cache: Arc<SiteCache>,
+    key: String,
+}
+
+impl Drop for Refreshing {
+    fn drop(&mut self) {
+        if let Ok(mut r) = self.cache.refreshing.lock() {
+            r.remove(&self.key);
         }
     }
 }
 
 /// Collects a response body on its way to the client; stores it when it ends whole.
-pub struct Tee {
-    pub cache: Arc<SiteCache>,
-    pub key: String,
-    pub request: http::request::Parts,
-    pub policy: CachePolicy,
-    pub status: StatusCode,
-    pub headers: http::HeaderMap,
-    pub directives: Directives,
-    pub buf: BytesMut,
+pub(crate) struct Tee {
+    pub(crate) cache: Arc<SiteCache>,
+    pub(crate) key: String,
+    pub(crate) request: http::request::Parts,
+    pub(crate) policy: CachePolicy,
+    pub(crate) status: StatusCode,
+    pub(crate) headers: http::HeaderMap,
+    pub(crate) directives: Directives,
+    pub(crate) buf: BytesMut,
     /// Waiting requests are woken when the body is stored (or the tee is dropped).
-    pub leader: Option<Leader>,
+    pub(crate) leader: Option<Leader>,
 }
 
 impl Tee {
     /// Adds a chunk; false when the body grew too large to store.
-    pub fn push(&mut self, data: &Bytes) -> bool {
+    pub(crate) fn push(&mut self, data: &Bytes) -> bool {
         if self.buf.len() + data.len() > self.cache.max_object {
             return false;
         }
@@ -304,7 +331,7 @@ impl Tee {
     }
 
     /// The body ended whole: store it (then the leader guard wakes the waiters).
-    pub fn finish(mut self) {
+    pub(crate) fn finish(mut self) {
         let leader = self.leader.take();
         let now = SystemTime::now();
         let fresh_until = now + self.policy.time_to_live(now);
@@ -322,11 +349,11 @@ impl Tee {
 }
 
 /// RFC 9211 Cache-Status values.
-pub fn status(value: &str) -> HeaderValue {
+pub(crate) fn status(value: &str) -> HeaderValue {
     HeaderValue::from_str(&format!("holdfast; {value}")).unwrap_or(HeaderValue::from_static("holdfast"))
 }
 
 /// Is this status one a shared cache may serve stale in place of (origin failing)?
-pub fn is_origin_failure(status: StatusCode) -> bool {
+pub(crate) fn is_origin_failure(status: StatusCode) -> bool {
     matches!(status.as_u16(), 500 | 502 | 503 | 504)
 }

@@ -31,9 +31,9 @@ impl fmt::Display for ConfigError {
 impl std::error::Error for ConfigError {}
 
 /// Positions of byte offsets in one source text.
-struct Source<'a> {
-    name: &'a str,
-    text: &'a str,
+pub(super) struct Source<'a> {
+    pub(super) name: &'a str,
+    pub(super) text: &'a str,
 }
 
 impl Source<'_> {
@@ -51,7 +51,7 @@ impl Source<'_> {
         ConfigError { file: self.name.to_string(), line, column, message: message.into() }
     }
 
-    fn at<T>(&self, v: &Spanned<T>, message: impl Into<String>) -> ConfigError {
+    pub(super) fn at<T>(&self, v: &Spanned<T>, message: impl Into<String>) -> ConfigError {
         self.error(Some(v.span()), message)
     }
 }
@@ -79,6 +79,7 @@ fn parse_with_base(name: &str, text: &str, base_dir: std::path::PathBuf) -> Resu
     let src = Source { name, text };
     let mut file: File = toml::from_str(text).map_err(|e| src.error(e.span(), e.message().trim_end()))?;
     file.base_dir = base_dir;
+    file.source = Some(std::sync::Arc::new((name.to_string(), text.to_string())));
     validate(&src, &file)?;
     Ok(file)
 }
@@ -153,11 +154,8 @@ fn validate(src: &Source, file: &File) -> Result<(), ConfigError> {
                 src.at(&site.name, format!("site {sname:?} has no [[site.pool]]: expected at least one origin pool"))
             );
         }
-        if site.pools.len() > crate::upstream::failover::MAX_POOLS {
-            return Err(src.at(
-                &site.name,
-                format!("site {sname:?} has more than {} pools", crate::upstream::failover::MAX_POOLS),
-            ));
+        if site.pools.len() > super::MAX_POOLS {
+            return Err(src.at(&site.name, format!("site {sname:?} has more than {} pools", super::MAX_POOLS)));
         }
         let mut seen_dc: HashMap<&str, ()> = HashMap::new();
         for pool in &site.pools {
@@ -182,15 +180,6 @@ fn validate(src: &Source, file: &File) -> Result<(), ConfigError> {
                 if !(1..=1000).contains(&origin.get_ref().weight) {
                     return Err(src.at(origin, "origin weight must be from 1 to 1000"));
                 }
-            }
-        }
-    }
-    for site in &file.sites {
-        if let Some(tls) = &site.tls {
-            if let Err(why) =
-                crate::listen::tls::load_certified_key(&file.path(tls.cert.get_ref()), &file.path(tls.key.get_ref()))
-            {
-                return Err(src.at(&tls.cert, format!("site {:?}: {why}", site.name.get_ref())));
             }
         }
     }

@@ -15,6 +15,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use toml::Spanned;
 
+/// Most pools (data centers) one site may have.
+pub const MAX_POOLS: usize = 16;
+
 /// The whole configuration file, as written.
 #[derive(Debug, Clone, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -38,12 +41,24 @@ pub struct File {
     /// Directory relative paths (certificates) are resolved against: the config file's.
     #[serde(skip)]
     pub base_dir: PathBuf,
+    /// The file's name and text, for errors found after loading (a certificate that does
+    /// not load) to name their position.
+    #[serde(skip)]
+    source: Option<std::sync::Arc<(String, String)>>,
 }
 
 impl File {
     /// Resolves a path from the config against the config file's directory.
     pub fn path(&self, p: &std::path::Path) -> PathBuf {
         self.base_dir.join(p)
+    }
+
+    /// An error about the value `at`, with its position in the file it was loaded from.
+    pub fn error_at<T>(&self, at: &Spanned<T>, message: impl Into<String>) -> ConfigError {
+        match &self.source {
+            Some(src) => load::Source { name: &src.0, text: &src.1 }.at(at, message),
+            None => ConfigError { file: String::new(), line: 0, column: 0, message: message.into() },
+        }
     }
 }
 

@@ -2,113 +2,81 @@
 //! serving HTTP/1.x ([`h1`]) and HTTP/2 (hyper) on each connection, closing idle
 //! connections, and draining on shutdown.
 
-pub mod h1;
-pub mod proxy_protocol;
-pub mod tls;
+pub(crate) mod h1;
+pub(crate) mod proxy_protocol;
 
-use crate::gateway::Shared;
-use crate::proxy::{self, body::ClientBody};
+use crate::body::ClientBody;
+use crate::proxy::{self, conn::ConnState, Edge};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
 
-/// What the request path knows about the client connection a request came on.
-#[derive(Debug)]
-pub struct ConnState {
-    pub peer: SocketAddr,
-    /// The peer's address, formatted for the forwarding headers.
-    pub client: crate::proxy::headers::ClientAddr,
-    pub https: bool,
-    /// The TLS server name the client asked for, lowercase.
-    pub sni: Option<String>,
-    born: Instant,
-    seq: AtomicU64,
-    in_flight: AtomicU32,
-    /// Milliseconds after `born` when the last request finished.
-    last_done_ms: AtomicU64,
-    /// The connection is to close once its current request is answered.
-    closing: AtomicBool,
+/// What the listeners share: the request path's handles and the count of open
+/// connections (for the connection cap and the drain on shutdown).
+pub(crate) struct Front {
+    pub(crate) edge: Arc<Edge>,
+    open: AtomicUsize,
+    drained: Notify,
 }
 
-impl ConnState {
-    fn new(peer: SocketAddr, https: bool, sni: Option<String>) -> ConnState {
-        ConnState {
-            peer,
-            client: crate::proxy::headers::ClientAddr::new(peer.ip()),
-            https,
-            sni,
-            born: Instant::now(),
-            seq: AtomicU64::new(0),
-            in_flight: AtomicU32::new(0),
-            last_done_ms: AtomicU64::new(0),
-            closing: AtomicBool::new(false),
+impl Front {
+    pub(crate) fn new(edge: Arc<Edge>) -> Front {
+        Front { edge, open: AtomicUsize::new(0), drained: Notify::new() }
+    }
+
+    /// Client connections open now.
+    pub(crate) fn open_connections(&self) -> usize {
+        self.open.load(Relaxed)
+    }
+
+    /// Resolves when no client connection is open.
+    pub(crate) async fn drained(&self) {
+        loop {
+            let notified = self.drained.notified();
+            if self.open.load(Relaxed) == 0 {
+                return;
+            }
+            notified.await;
         }
-    }
-
-    pub fn is_closing(&self) -> bool {
-        self.closing.load(Relaxed)
-    }
-
-    /// Marks a request as started; returns its 1-based sequence number on the connection.
-    pub fn begin_request(&self) -> u64 {
-        self.in_flight.fetch_add(1, Relaxed);
-        self.seq.fetch_add(1, Relaxed) + 1
-    }
-
-    /// Marks a request as finished (its response body is done or dropped) at `now`.
-    pub fn request_done(&self, now: Instant) {
-        self.last_done_ms.store(now.saturating_duration_since(self.born).as_millis() as u64, Relaxed);
-        self.in_flight.fetch_sub(1, Relaxed);
-    }
-
-    /// When the connection expires if nothing happens: `first_request` after it opened until
-    /// a first request arrives, then `idle` after the last request finished. None while a
-    /// request is in flight.
-    fn deadline(&self, first_request: Duration, idle: Duration) -> Option<Instant> {
-        if self.seq.load(Relaxed) == 0 {
-            return Some(self.born + first_request);
-        }
-        if self.in_flight.load(Relaxed) > 0 {
-            return None;
-        }
-        Some(self.born + Duration::from_millis(self.last_done_ms.load(Relaxed)) + idle)
     }
 }
 
 /// Counts a connection as open for as long as it lives (in total, and against its
 /// client's address and prefix in the shield).
-struct OpenConn(Arc<Shared>, crate::shield::ConnTicket);
+struct OpenConn(Arc<Front>, crate::shield::ConnTicket);
 
 impl OpenConn {
-    fn new(shared: Arc<Shared>) -> OpenConn {
-        shared.open_connections.fetch_add(1, Relaxed);
-        shared.metrics.open_connections.inc();
-        shared.metrics.connections.inc();
-        OpenConn(shared, Default::default())
+    fn new(front: Arc<Front>) -> OpenConn {
+        front.open.fetch_add(1, Relaxed);
+        let metrics = &front.edge.telemetry.metrics;
+        metrics.open_connections.inc();
+        metrics.connections.inc();
+        OpenConn(front, Default::default())
     }
 
     /// The shield's connection defence for `client`; Err(reason) when it refuses (counted
     /// in the shield's metrics).
     fn admit(&mut self, rt: &crate::shield::ShieldRt, client: std::net::IpAddr) -> Result<(), &'static str> {
-        match self.0.shield.on_accept(rt, client, Instant::now()) {
+        let edge = &self.0.edge;
+        match edge.shield.on_accept(rt, client, Instant::now()) {
             Ok(ticket) => {
                 if let Some(reason) = ticket.would_refuse {
-                    self.0.metrics.shield.action("dry_run_close", reason, "-");
+                    edge.telemetry.metrics.shield.action("dry_run_close", reason, "-");
                 }
                 self.1 = ticket;
                 Ok(())
             }
             Err(reason) => {
-                self.0.metrics.shield.action("close", reason, "-");
+                edge.telemetry.metrics.shield.action("close", reason, "-");
                 Err(reason)
             }
         }
@@ -117,17 +85,17 @@ impl OpenConn {
 
 impl Drop for OpenConn {
     fn drop(&mut self) {
-        self.0.shield.release(std::mem::take(&mut self.1));
-        self.0.metrics.open_connections.dec();
-        if self.0.open_connections.fetch_sub(1, Relaxed) == 1 {
+        self.0.edge.shield.release(std::mem::take(&mut self.1));
+        self.0.edge.telemetry.metrics.open_connections.dec();
+        if self.0.open.fetch_sub(1, Relaxed) == 1 {
             self.0.drained.notify_waiters();
         }
     }
 }
 
 /// Accepts connections on `listener` until shutdown is signalled.
-pub async fn serve_listener(
-    shared: Arc<Shared>,
+pub(crate) async fn serve_listener(
+    front: Arc<Front>,
     listener: TcpListener,
     tls: bool,
     mut shutdown: watch::Receiver<bool>,
@@ -139,15 +107,15 @@ pub async fn serve_listener(
         };
         match accepted {
             Ok((tcp, peer)) => {
-                let snap = shared.snapshot.load();
+                let snap = front.edge.snapshot.load();
                 let p = &snap.file.proxy;
                 let proxied = p.proxy_protocol && p.trusted_proxies.iter().any(|n| n.contains(&peer.ip()));
-                if shared.open_connections.load(Relaxed) >= snap.file.limits.max_connections {
-                    shared.metrics.reject("max_connections");
+                if front.open.load(Relaxed) >= snap.file.limits.max_connections {
+                    front.edge.telemetry.metrics.reject("max_connections");
                     drop(tcp);
                     continue;
                 }
-                let mut open = OpenConn::new(shared.clone());
+                let mut open = OpenConn::new(front.clone());
                 // The shield's connection defence, before a byte is read; behind a PROXY
                 // protocol proxy, once the header has named the client.
                 if !proxied && open.admit(&snap.shield, peer.ip()).is_err() {
@@ -177,28 +145,29 @@ async fn serve_tcp(
     shutdown: watch::Receiver<bool>,
 ) {
     let _ = tcp.set_nodelay(true);
-    let shared = open.0.clone();
+    let front = open.0.clone();
+    let edge = &front.edge;
     if proxied {
-        let wait = shared.snapshot.load().file.timeouts.client_header.get();
+        let wait = edge.snapshot.load().file.timeouts.client_header.get();
         match tokio::time::timeout(wait, proxy_protocol::read_header(&mut tcp)).await {
             Ok(Ok(Some(client))) => peer = client,
             Ok(Ok(None)) => {}
             Ok(Err(e)) => {
                 tracing::debug!(%peer, error = %e, "PROXY protocol");
-                shared.metrics.reject("proxy_protocol");
+                edge.telemetry.metrics.reject("proxy_protocol");
                 return;
             }
             Err(_) => {
-                shared.metrics.reject("proxy_protocol_timeout");
+                edge.telemetry.metrics.reject("proxy_protocol_timeout");
                 return;
             }
         }
-        if open.admit(&shared.snapshot.load().shield, peer.ip()).is_err() {
+        if open.admit(&edge.snapshot.load().shield, peer.ip()).is_err() {
             return;
         }
     }
     if !tls {
-        let wait = shared.snapshot.load().file.timeouts.client_header.get();
+        let wait = edge.snapshot.load().file.timeouts.client_header.get();
         let mut stop = shutdown.clone();
         let mut first = bytes::BytesMut::with_capacity(16 * 1024);
         let h2 = tokio::select! {
@@ -206,11 +175,12 @@ async fn serve_tcp(
             _ = stop.changed() => None,
         };
         let Some(h2) = h2 else { return };
-        serve_http(&shared, tcp, first, peer, false, None, h2, shutdown).await;
+        let conn = ConnState::new(peer, false, None);
+        serve_http(edge, conn, tcp, first, h2, shutdown).await;
         return;
     }
     let (cfg, handshake) = {
-        let snap = shared.snapshot.load();
+        let snap = edge.snapshot.load();
         (snap.tls.clone(), snap.file.timeouts.tls_handshake.get())
     };
     let Some(cfg) = cfg else { return };
@@ -219,18 +189,18 @@ async fn serve_tcp(
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
             tracing::debug!(%peer, error = %e, "TLS handshake failed");
-            shared.metrics.reject("tls_handshake");
+            edge.telemetry.metrics.reject("tls_handshake");
             return;
         }
         Err(_) => {
-            shared.metrics.reject("tls_handshake_timeout");
+            edge.telemetry.metrics.reject("tls_handshake_timeout");
             return;
         }
     };
     let (_, session) = stream.get_ref();
     let sni = session.server_name().map(str::to_ascii_lowercase);
     let h2 = session.alpn_protocol() == Some(b"h2");
-    serve_http(&shared, stream, bytes::BytesMut::new(), peer, true, sni, h2, shutdown).await;
+    serve_http(edge, ConnState::new(peer, true, sni), stream, bytes::BytesMut::new(), h2, shutdown).await;
     drop(open);
 }
 
@@ -307,26 +277,25 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Prefixed<IO> {
     }
 }
 
-/// `read`: what was already read from `io` (to tell HTTP/2 from HTTP/1).
-#[allow(clippy::too_many_arguments)]
+/// Serves HTTP on an accepted connection (`h2`: HTTP/2, else HTTP/1.x). `read`: what was
+/// already read from `io` (to tell HTTP/2 from HTTP/1).
 async fn serve_http<IO>(
-    shared: &Arc<Shared>,
+    edge: &Arc<Edge>,
+    conn: ConnState,
     io: IO,
     read: bytes::BytesMut,
-    peer: SocketAddr,
-    https: bool,
-    sni: Option<String>,
     h2: bool,
     shutdown: watch::Receiver<bool>,
 ) where
     IO: AsyncRead + AsyncWrite + Unpin + Send + Sync + 'static,
 {
     let (limits, timeouts) = {
-        let snap = shared.snapshot.load();
+        let snap = edge.snapshot.load();
         (snap.file.limits.clone(), snap.file.timeouts.clone())
     };
     let max_head = limits.max_header_bytes.get().min(u32::MAX as u64) as usize;
-    let state = Arc::new(ConnState::new(peer, https, sni));
+    let peer = conn.peer;
+    let state = Arc::new(conn);
     let idle = timeouts.idle_keepalive.get();
     let first_request = timeouts.client_header.get();
 
@@ -337,16 +306,15 @@ async fn serve_http<IO>(
             client_header: timeouts.client_header.get(),
             send_timeout: idle,
         };
-        let conn = h1::serve(shared.clone(), state.clone(), io, read, settings);
+        let conn = h1::serve(edge.clone(), state.clone(), io, read, settings);
         let closing = state.clone();
-        supervise(conn, &state, peer, first_request, idle, shutdown, move |_| closing.closing.store(true, Relaxed))
-            .await;
+        supervise(conn, &state, peer, first_request, idle, shutdown, move |_| closing.close_after_this()).await;
         return;
     }
-    let svc_shared = shared.clone();
+    let svc_edge = edge.clone();
     let svc_state = state.clone();
     let svc = service_fn(move |req: http::Request<hyper::body::Incoming>| {
-        proxy::handle(svc_shared.clone(), svc_state.clone(), req.map(ClientBody::H2))
+        proxy::handle(svc_edge.clone(), svc_state.clone(), req.map(ClientBody::H2))
     });
     let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
     builder
@@ -391,7 +359,7 @@ async fn supervise<F: Future>(
                 let now = Instant::now();
                 match state.deadline(first_request, idle) {
                     Some(deadline) if deadline <= now => {
-                        if state.seq.load(Relaxed) == 0 {
+                        if !state.has_requests() {
                             return; // never sent a request: nothing to finish, just close
                         }
                         closing = true;

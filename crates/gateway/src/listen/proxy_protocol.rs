@@ -11,7 +11,7 @@ const SIGNATURE: [u8; 12] = *b"\r\n\r\n\0\r\nQUIT\n";
 
 /// Reads the header; Ok(Some(client)) for a proxied connection, Ok(None) for a LOCAL one
 /// (the proxy's own health check) or an address family without an IP (the peer stands).
-pub async fn read_header<R: AsyncRead + Unpin>(r: &mut R) -> Result<Option<SocketAddr>, String> {
+pub(crate) async fn read_header<R: AsyncRead + Unpin>(r: &mut R) -> Result<Option<SocketAddr>, String> {
     let mut head = [0u8; 16];
     r.read_exact(&mut head).await.map_err(|e| format!("reading PROXY header: {e}"))?;
     if head[..12] != SIGNATURE {
@@ -50,8 +50,9 @@ fn parse_addresses(family: u8, b: &[u8]) -> Result<Option<SocketAddr>, String> {
     }
 }
 
-/// A v2 header naming `src` as the client (for tests and tools).
-pub fn encode(src: SocketAddr, dst: SocketAddr) -> Vec<u8> {
+/// A v2 header naming `src` as the client (for the parser's tests).
+#[cfg(test)]
+fn encode(src: SocketAddr, dst: SocketAddr) -> Vec<u8> {
     let mut out = SIGNATURE.to_vec();
     out.push(0x21);
     match (src, dst) {

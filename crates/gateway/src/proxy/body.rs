@@ -1,244 +1,14 @@
-//! Bodies on the request path. Both stream: nothing is buffered whole.
-//! - [`ClientBody`]: a request body as the client's connection delivers it (HTTP/1.x from
-//!   `listen::h1`, HTTP/2 from hyper).
-//! - [`ReqBody`]: the client's body on its way to an origin, cut off at `limits.max_body_bytes`.
-//! - [`RespBody`]: what goes back to the client (an origin's body or a page of our own); it
-//!   counts the bytes and, when it is dropped (sent, or abandoned by the client), hands the
-//!   finished request to [`crate::record`].
+//! What goes back to the client: [`RespBody`], an origin's body or a page of our own. It
+//! counts the bytes, stores a cacheable body as it passes (the tee), and when it is dropped
+//! (sent, or abandoned by the client) the request's record ends with it.
 
-use crate::record::Finished;
+use super::record::Record;
+use crate::body::BoxError;
 use crate::upstream::http1::{Conn, OriginBody};
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
-use hyper::body::Incoming;
-use std::future::Future;
 use std::pin::Pin;
-use std::task::{ready, Context, Poll};
-use std::time::Instant;
-
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-/// The request body exceeded the configured limit.
-#[derive(Debug)]
-pub struct BodyTooLarge;
-
-impl std::fmt::Display for BodyTooLarge {
-    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str("request body exceeds limits.max_body_bytes")
-    }
-}
-impl std::error::Error for BodyTooLarge {}
-
-/// The request body arrived slower than the shield's minimum upload rate (slow POST).
-#[derive(Debug)]
-pub struct UploadTooSlow;
-
-impl std::fmt::Display for UploadTooSlow {
-    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str("request body slower than shield.connections.min_upload_rate")
-    }
-}
-impl std::error::Error for UploadTooSlow {}
-
-/// A request body as the client's connection delivers it.
-pub enum ClientBody {
-    Empty,
-    H1(crate::listen::h1::RequestBody),
-    H2(Incoming),
-}
-
-impl Body for ClientBody {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        match self.get_mut() {
-            ClientBody::Empty => Poll::Ready(None),
-            ClientBody::H1(b) => Pin::new(b).poll_frame(cx).map_err(BoxError::from),
-            ClientBody::H2(b) => Pin::new(b).poll_frame(cx).map_err(BoxError::from),
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        match self {
-            ClientBody::Empty => true,
-            ClientBody::H1(b) => b.is_end_stream(),
-            ClientBody::H2(b) => b.is_end_stream(),
-        }
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        match self {
-            ClientBody::Empty => SizeHint::with_exact(0),
-            ClientBody::H1(b) => b.size_hint(),
-            ClientBody::H2(b) => b.size_hint(),
-        }
-    }
-}
-
-impl std::fmt::Debug for ClientBody {
-    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str(match self {
-            ClientBody::Empty => "ClientBody::Empty",
-            ClientBody::H1(_) => "ClientBody::H1",
-            ClientBody::H2(_) => "ClientBody::H2",
-        })
-    }
-}
-
-/// A minimum average upload rate: after `grace`, at least `rate` bytes per second since the
-/// body began. The deadline moves with every byte; a body that falls behind it fails.
-#[derive(Debug)]
-struct Pace {
-    rate: u64,
-    grace: std::time::Duration,
-    started: tokio::time::Instant,
-    received: u64,
-    timer: Pin<Box<tokio::time::Sleep>>,
-}
-
-impl Pace {
-    fn deadline(&self) -> tokio::time::Instant {
-        let earned = std::time::Duration::from_secs_f64(self.received as f64 / self.rate as f64);
-        crate::clock::later(crate::clock::later(self.started, self.grace), earned)
-    }
-}
-
-/// A client's request body: forwarded as it arrives, with a size limit (0 = none) and a
-/// minimum pace, or buffered whole (small bodies of requests that may be retried) so it can
-/// be sent again.
-#[derive(Debug)]
-pub struct ReqBody {
-    inner: Option<ClientBody>,
-    remaining: u64,
-    limited: bool,
-    buffered: Option<Bytes>,
-    /// Boxed: rare, and every request moves its body a few times.
-    pace: Option<Box<Pace>>,
-}
-
-impl ReqBody {
-    pub fn empty() -> ReqBody {
-        ReqBody { inner: None, remaining: 0, limited: false, buffered: None, pace: None }
-    }
-
-    pub fn new(inner: ClientBody, limit: u64) -> ReqBody {
-        if inner.is_end_stream() {
-            return ReqBody::empty();
-        }
-        ReqBody { inner: Some(inner), remaining: limit, limited: limit > 0, buffered: None, pace: None }
-    }
-
-    /// Requires at least `rate` bytes per second on average after `grace` (rate 0: off).
-    pub fn with_min_rate(mut self, rate: u64, grace: std::time::Duration) -> ReqBody {
-        if rate > 0 && self.inner.is_some() {
-            let started = tokio::time::Instant::now();
-            let timer = Box::pin(tokio::time::sleep_until(crate::clock::later(started, grace)));
-            self.pace = Some(Box::new(Pace { rate, grace, started, received: 0, timer }));
-        }
-        self
-    }
-
-    pub fn buffered(bytes: Bytes) -> ReqBody {
-        ReqBody { inner: None, remaining: 0, limited: false, buffered: Some(bytes), pace: None }
-    }
-
-    /// The whole body, when it is buffered (not streaming).
-    pub fn buffered_bytes(&self) -> Option<&Bytes> {
-        match self.inner {
-            None => self.buffered.as_ref(),
-            Some(_) => None,
-        }
-    }
-
-    /// A copy to send again, when the body is empty or buffered (not streaming).
-    pub fn replay(&self) -> Option<ReqBody> {
-        match (&self.inner, &self.buffered) {
-            (None, b) => Some(ReqBody { inner: None, remaining: 0, limited: false, buffered: b.clone(), pace: None }),
-            (Some(_), _) => None,
-        }
-    }
-
-    /// Reads a streaming body whole into memory (at most `max` bytes, within `timeout`).
-    pub async fn buffer(mut self, max: usize, timeout: std::time::Duration) -> Result<ReqBody, BoxError> {
-        use http_body_util::BodyExt;
-        if self.inner.is_none() {
-            return Ok(self);
-        }
-        let collect = async {
-            let mut buf = bytes::BytesMut::new();
-            while let Some(frame) = self.frame().await {
-                if let Some(d) = frame?.data_ref() {
-                    if buf.len() + d.len() > max {
-                        return Err::<Bytes, BoxError>(Box::new(BodyTooLarge));
-                    }
-                    buf.extend_from_slice(d);
-                }
-            }
-            Ok(buf.freeze())
-        };
-        match tokio::time::timeout(timeout, collect).await {
-            Ok(Ok(b)) => Ok(ReqBody::buffered(b)),
-            Ok(Err(e)) => Err(e),
-            Err(_) => Err("timed out reading the request body".into()),
-        }
-    }
-}
-
-impl Body for ReqBody {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let this = &mut *self;
-        if let Some(b) = this.buffered.take() {
-            return Poll::Ready(Some(Ok(Frame::data(b))));
-        }
-        let Some(inner) = this.inner.as_mut() else { return Poll::Ready(None) };
-        let polled = Pin::new(inner).poll_frame(cx);
-        if let Some(pace) = this.pace.as_mut() {
-            match &polled {
-                Poll::Ready(Some(Ok(frame))) => {
-                    pace.received += frame.data_ref().map_or(0, |d| d.len() as u64);
-                    let deadline = pace.deadline();
-                    pace.timer.as_mut().reset(deadline);
-                }
-                Poll::Pending if pace.timer.as_mut().poll(cx).is_ready() => {
-                    this.inner = None;
-                    return Poll::Ready(Some(Err(Box::new(UploadTooSlow))));
-                }
-                _ => {}
-            }
-        }
-        match ready!(polled) {
-            Some(Ok(frame)) => {
-                if let (true, Some(data)) = (this.limited, frame.data_ref()) {
-                    let n = data.len() as u64;
-                    if n > this.remaining {
-                        this.inner = None;
-                        return Poll::Ready(Some(Err(Box::new(BodyTooLarge))));
-                    }
-                    this.remaining -= n;
-                }
-                Poll::Ready(Some(Ok(frame)))
-            }
-            Some(Err(e)) => Poll::Ready(Some(Err(e))),
-            None => Poll::Ready(None),
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.buffered.is_none() && self.inner.as_ref().is_none_or(Body::is_end_stream)
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        match (&self.buffered, &self.inner) {
-            (Some(b), _) => SizeHint::with_exact(b.len() as u64),
-            (None, Some(i)) => i.size_hint(),
-            (None, None) => SizeHint::with_exact(0),
-        }
-    }
-}
+use std::task::{Context, Poll};
 
 enum Source {
     /// An origin's body; it holds the origin connection, handed back to its pool once the
@@ -248,26 +18,26 @@ enum Source {
 }
 
 /// A response body to the client.
-pub struct RespBody {
+pub(crate) struct RespBody {
     source: Source,
-    finished: Option<Box<Finished>>,
+    record: Option<Box<Record>>,
     /// Collects the body for the cache; stored when the body ends whole.
     tee: Option<Box<crate::cache::Tee>>,
 }
 
 impl RespBody {
-    pub fn origin(body: OriginBody) -> RespBody {
-        RespBody { source: Source::Origin(body), finished: None, tee: None }
+    pub(crate) fn origin(body: OriginBody) -> RespBody {
+        RespBody { source: Source::Origin(body), record: None, tee: None }
     }
 
-    pub fn full(bytes: impl Into<Bytes>) -> RespBody {
+    pub(crate) fn full(bytes: impl Into<Bytes>) -> RespBody {
         let b: Bytes = bytes.into();
-        RespBody { source: Source::Full(if b.is_empty() { None } else { Some(b) }), finished: None, tee: None }
+        RespBody { source: Source::Full(if b.is_empty() { None } else { Some(b) }), record: None, tee: None }
     }
 
     /// The origin connection once the body has been read to its end and it may carry
     /// another request (for callers without a request record, which otherwise hands it back).
-    pub fn take_finished_conn(&mut self) -> Option<Conn> {
+    pub(crate) fn take_finished_conn(&mut self) -> Option<Conn> {
         match &mut self.source {
             Source::Origin(body) => body.take_reusable(),
             Source::Full(_) => None,
@@ -275,20 +45,19 @@ impl RespBody {
     }
 
     /// Stores the body in the cache as it passes, if it ends whole and is not too large.
-    pub fn with_tee(mut self, tee: Option<Box<crate::cache::Tee>>) -> RespBody {
+    pub(crate) fn with_tee(mut self, tee: Option<Box<crate::cache::Tee>>) -> RespBody {
         self.tee = tee;
         self
     }
 
-    /// Attaches the request's record; it is completed when this body is dropped.
-    pub fn with_record(mut self, finished: Box<Finished>) -> RespBody {
-        self.finished = Some(finished);
-        self
+    /// Attaches the request's record; the request ends when this body is dropped.
+    pub(crate) fn attach(&mut self, record: Box<Record>) {
+        self.record = Some(record);
     }
 
     fn count(&mut self, n: usize) {
-        if let Some(f) = self.finished.as_mut() {
-            f.bytes += n as u64;
+        if let Some(r) = self.record.as_mut() {
+            r.bytes += n as u64;
         }
     }
 }
@@ -299,12 +68,10 @@ impl Drop for RespBody {
         if let (true, Some(tee)) = (complete, self.tee.take()) {
             tee.finish();
         }
-        if let Some(f) = self.finished.take() {
-            let now = Instant::now(); // the one clock read at a request's end
-            if let (Some(conn), Some((_, origin))) = (self.take_finished_conn(), &f.served_by) {
-                origin.conns.checkin(conn, tokio::time::Instant::from_std(now));
-            }
-            (*f).complete(complete, now);
+        if let Some(mut record) = self.record.take() {
+            record.body_complete = complete;
+            record.reusable = self.take_finished_conn();
+            drop(record); // the request ends here: counted and logged, its connection pooled
         }
     }
 }
@@ -331,8 +98,8 @@ impl Body for RespBody {
             }
         }
         if let Poll::Ready(Some(Err(_))) = &polled {
-            if let Some(f) = this.finished.as_mut() {
-                f.origin_body_error = true;
+            if let Some(r) = this.record.as_mut() {
+                r.origin_body_error = true;
             }
         }
         polled

@@ -5,41 +5,38 @@
 
 use super::body::RespBody;
 use crate::cache::{self, Lookup, SiteCache, Tee, Variant};
-use crate::record::Finished;
 use http::header::{self, HeaderName};
 use http::{Method, Response, StatusCode};
 use std::sync::Arc;
 use std::time::SystemTime;
 
-pub static CACHE_STATUS: HeaderName = HeaderName::from_static("cache-status");
+pub(crate) static CACHE_STATUS: HeaderName = HeaderName::from_static("cache-status");
 
 /// The cache's part in one request.
-pub struct Plan {
-    pub cache: Arc<SiteCache>,
-    pub key: String,
+pub(crate) struct Plan {
+    pub(crate) cache: Arc<SiteCache>,
+    pub(crate) key: String,
     /// The request as stored with a response (GET, origin-form, client headers).
-    pub request: http::request::Parts,
+    pub(crate) request: http::request::Parts,
     /// A stored response that is stale: for a 304, or to answer if the origins fail.
-    pub stale: Option<Arc<Variant>>,
+    pub(crate) stale: Option<Arc<Variant>>,
     /// We added validators the client did not send: a 304 is ours, not the client's.
-    pub added_validators: bool,
-    pub head: bool,
+    pub(crate) added_validators: bool,
+    pub(crate) head: bool,
     /// This request fetches a miss that others wait for.
-    pub leader: Option<cache::Leader>,
-    /// This request waited for another's fetch (Cache-Status `collapsed`).
-    pub collapsed: bool,
+    pub(crate) leader: Option<cache::Leader>,
 }
 
 /// An answer from the cache.
-pub struct Hit {
-    pub variant: Arc<Variant>,
-    pub parts: http::response::Parts,
-    pub head: bool,
+pub(crate) struct Hit {
+    pub(crate) variant: Arc<Variant>,
+    pub(crate) parts: http::response::Parts,
+    pub(crate) head: bool,
     /// The Cache-Status value after "holdfast; ".
-    pub status: String,
+    pub(crate) status: String,
 }
 
-pub enum Before {
+pub(crate) enum Before {
     /// Answer from the cache; when `refresh` is set, fetch a fresh copy in the background.
     Hit(Hit, Option<Box<Plan>>),
     /// Forward (validators may have been added to the request headers), then `after_response`.
@@ -47,12 +44,17 @@ pub enum Before {
     /// Not a cacheable request.
     Bypass,
     /// Another request is fetching this miss: wait for it, then look again.
-    Wait(Arc<tokio::sync::Notify>),
+    Wait(cache::Fill),
 }
 
 /// Before forwarding: look the request up. `may_wait`: join another request's fetch of the
 /// same miss (false on the second look, after waiting once).
-pub fn before(cache: &Option<Arc<SiteCache>>, host: &str, parts: &mut http::request::Parts, may_wait: bool) -> Before {
+pub(crate) fn before(
+    cache: &Option<Arc<SiteCache>>,
+    host: &str,
+    parts: &mut http::request::Parts,
+    may_wait: bool,
+) -> Before {
     let Some(cache) = cache else { return Before::Bypass };
     if parts.method != Method::GET && parts.method != Method::HEAD {
         return Before::Bypass;
@@ -62,16 +64,8 @@ pub fn before(cache: &Option<Arc<SiteCache>>, host: &str, parts: &mut http::requ
     let request = cache::cache_request(parts);
     let now = SystemTime::now();
     let head = parts.method == Method::HEAD;
-    let mut plan = Plan {
-        cache: cache.clone(),
-        key,
-        request,
-        stale: None,
-        added_validators: false,
-        head,
-        leader: None,
-        collapsed: !may_wait,
-    };
+    let mut plan =
+        Plan { cache: cache.clone(), key, request, stale: None, added_validators: false, head, leader: None };
     match plan.cache.lookup(&plan.key, &plan.request, now) {
         Lookup::Fresh(variant, parts) => {
             let collapsed = if may_wait { "" } else { "; collapsed" };
@@ -104,15 +98,14 @@ pub fn before(cache: &Option<Arc<SiteCache>>, host: &str, parts: &mut http::requ
 }
 
 /// A response from the cache.
-pub fn answer(mut fin: Box<Finished>, hit: Hit) -> Response<RespBody> {
-    fin.status = hit.parts.status.as_u16();
+pub(crate) fn answer(hit: Hit) -> Response<RespBody> {
     let body = if hit.head { bytes::Bytes::new() } else { hit.variant.body.clone() };
-    let mut resp = Response::from_parts(hit.parts, RespBody::full(body).with_record(fin));
+    let mut resp = Response::from_parts(hit.parts, RespBody::full(body));
     resp.headers_mut().insert(CACHE_STATUS.clone(), cache::status(&hit.status));
     resp
 }
 
-pub enum After {
+pub(crate) enum After {
     /// The cache answers (a 304 to our validators, or stale in place of a failure).
     Hit(Hit),
     /// Pass the origin's response on, storing it through the tee if there is one.
@@ -120,7 +113,7 @@ pub enum After {
 }
 
 /// After forwarding, with the origin's response head.
-pub fn after_response(plan: &mut Plan, resp: &http::response::Parts) -> After {
+pub(crate) fn after_response(plan: &mut Plan, resp: &http::response::Parts) -> After {
     let now = SystemTime::now();
     let status = resp.status;
     if let Some(v) = &plan.stale {
@@ -167,8 +160,8 @@ pub fn after_response(plan: &mut Plan, resp: &http::response::Parts) -> After {
     let Some(policy) = SiteCache::policy_for(&plan.request, resp, now) else {
         return After::Pass { tee: None, status: format!("fwd={fwd}; fwd-status={code}") };
     };
-    let declared = resp.headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > plan.cache.max_object) {
+    let declared = crate::codec::content_length(&resp.headers);
+    if declared.is_some_and(|n| n > plan.cache.max_object as u64) {
         return After::Pass { tee: None, status: format!("fwd={fwd}; fwd-status={code}; detail=too-large") };
     }
     let tee = Tee {
@@ -187,7 +180,7 @@ pub fn after_response(plan: &mut Plan, resp: &http::response::Parts) -> After {
 }
 
 /// When every origin failed: the stale copy, if it may serve.
-pub fn stale_on_error(plan: &Plan, fwd_status: Option<StatusCode>) -> Option<Hit> {
+pub(crate) fn stale_on_error(plan: &Plan, fwd_status: Option<StatusCode>) -> Option<Hit> {
     let v = plan.stale.as_ref()?;
     let now = SystemTime::now();
     if !v.serves_on_error(now, plan.cache.serve_stale_on_error) {
@@ -201,7 +194,7 @@ pub fn stale_on_error(plan: &Plan, fwd_status: Option<StatusCode>) -> Option<Hit
 /// Invalidation: an unsafe request that succeeded makes the stored target (and its
 /// Location / Content-Location on the same host) stale for everyone (RFC 9111 §4.4).
 /// Called for unsafe methods only.
-pub fn invalidate(cache: &Option<Arc<SiteCache>>, host: &str, target: &str, resp: &http::response::Parts) {
+pub(crate) fn invalidate(cache: &Option<Arc<SiteCache>>, host: &str, target: &str, resp: &http::response::Parts) {
     let Some(cache) = cache else { return };
     if !(resp.status.is_success() || resp.status.is_redirection()) {
         return;

@@ -1,40 +1,53 @@
 //! Sending a request to a site's origins: choose an origin (failover order, balancing,
 //! probes), send, classify the result, feed passive health, and on failure send it again
 //! elsewhere when the retry policy and budget allow, within the overall deadline.
+//!
+//! Everything a try holds is a guard, released wherever the request stops (a client that
+//! resets its stream drops this future at any `.await`): the origin's in-flight count
+//! ([`InFlight`]), the site's count of tries at its origins ([`AtOrigins`]), and an
+//! ejected origin's probe slot ([`ProbePermit`]). Retry-budget tokens are spent, not
+//! lent: a retry taken stays counted for its window, as in Envoy's and Linkerd's budgets.
+//!
+//! [`AtOrigins`]: crate::shield::admission::AtOrigins
 
-use super::body::ReqBody;
+use crate::body::ReqBody;
 use crate::clock;
-use crate::gateway::Shared;
 use crate::snapshot::{SiteRt, Snapshot};
+use crate::telemetry::{Phase, RequestPhase, Telemetry};
 use crate::upstream::health::{Result as Passive, Transition};
-use crate::upstream::http1::{OriginBody, SendError};
+use crate::upstream::http1::{OriginBody, Outgoing, SendError};
+use crate::upstream::pool::Timing;
 use crate::upstream::retry::{self, Failure};
-use crate::upstream::{self, ErrorKind, Origin};
+use crate::upstream::{self, ErrorKind, InFlight, Origin, ProbePermit};
 use http::{Request, Response};
-use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Instant;
 
 // The response is the common case: boxing it would cost an allocation per request.
 #[allow(clippy::large_enum_variant)]
-pub enum Forwarded {
-    /// The response head; its body holds the origin connection.
-    Response { resp: Response<OriginBody>, pool: usize, origin: Arc<Origin> },
+pub(crate) enum Forwarded {
+    /// The response head; its body holds the origin connection, `origin` its in-flight count.
+    Response { resp: Response<OriginBody>, pool: usize, origin: InFlight },
     /// No origin gave a usable answer; the last failure.
     Failed { kind: ErrorKind },
 }
 
-/// `forwarding`: header lines written after the request's own (see
-/// [`crate::proxy::headers::forwarding_block`]); `started`: when the request arrived (the
-/// overall deadline counts from it).
-pub async fn forward(
-    shared: &Shared,
-    snap: &Snapshot,
-    site: &SiteRt,
-    req: Request<ReqBody>,
-    forwarding: &bytes::Bytes,
-    started: Instant,
-) -> Forwarded {
+/// What forwarding one request needs besides the request itself.
+pub(crate) struct Trip<'a> {
+    pub(crate) telemetry: &'a Telemetry,
+    pub(crate) snap: &'a Snapshot,
+    pub(crate) site: &'a SiteRt,
+    /// When the request arrived: the overall deadline counts from it.
+    pub(crate) started: Instant,
+    /// The request's phase, moved as it connects, uploads and waits.
+    pub(crate) phase: &'a RequestPhase,
+    /// Header lines written after the request's own (see
+    /// [`forwarding_block`](super::headers::forwarding_block)); empty: none.
+    pub(crate) forwarding: &'a bytes::Bytes,
+}
+
+pub(crate) async fn forward(trip: &Trip<'_>, req: Request<ReqBody>) -> Forwarded {
+    let Trip { telemetry, snap, site, started, phase, forwarding } = *trip;
     // The head is lent to each try (no copy for a retry); the body goes with a try.
     let (head, mut body) = req.into_parts();
     let cfg = &site.cfg;
@@ -44,16 +57,13 @@ pub async fn forward(
     // Small bodies of requests that may be sent twice are buffered so they can be.
     if idempotent && cfg.retry.attempts > 1 {
         let small = body.replay().is_none()
-            && head
-                .headers
-                .get(http::header::CONTENT_LENGTH)
-                .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
-                .is_some_and(|n| n <= cfg.retry.buffer_body_bytes.get());
+            && crate::codec::content_length(&head.headers).is_some_and(|n| n <= cfg.retry.buffer_body_bytes.get());
         if small {
+            phase.enter(Phase::Upload);
             let max = cfg.retry.buffer_body_bytes.get() as usize;
             match Box::pin(body.buffer(max, timeouts.client_header.get())).await {
                 Ok(b) => body = b,
-                Err(_) => return Forwarded::Failed { kind: ErrorKind::ClientBody },
+                Err(e) => return Forwarded::Failed { kind: upstream::http1::body_error_kind(&*e) },
             }
         }
     }
@@ -71,7 +81,7 @@ pub async fn forward(
         let idx = attempt as usize - 1;
         let (mut selection, changes) = upstream::choose(&site.pools, cfg, &tried[..idx], clock::ms(now), &site.rng);
         for c in changes {
-            crate::events::pool_changed(shared, site, &c);
+            site.pool_changed(telemetry, &c);
         }
         if selection.is_none() && overloaded {
             // Every origin was tried and the last said 503 (overloaded): rather than fail, try
@@ -92,23 +102,18 @@ pub async fn forward(
         let remaining = deadline.saturating_duration_since(now);
         let try_timeout =
             if template.is_some() && !last_try { remaining.min(cfg.retry.per_try_timeout.get()) } else { remaining };
-        origin.stats.requests.fetch_add(1, Relaxed);
-        origin.stats.in_flight.fetch_add(1, Relaxed);
+        let in_flight = InFlight::new(&origin);
         let try_started = now;
         let try_now = tokio::time::Instant::from_std(now);
-        let send = origin.conns.send(
-            &origin.authority,
-            &head,
-            body,
-            forwarding,
-            timeouts.connect.get(),
-            timeouts.origin_idle.get(),
-            try_now,
-            try_now + try_timeout,
-        );
-        site.load.in_flight.fetch_add(1, Relaxed);
-        let result = send.await;
-        site.load.in_flight.fetch_sub(1, Relaxed);
+        let timing = Timing {
+            connect: timeouts.connect.get(),
+            max_idle_age: timeouts.origin_idle.get(),
+            now: try_now,
+            deadline: try_now + try_timeout,
+        };
+        let at_origins = site.load.at_origins();
+        let result = origin.send(Outgoing { head: &head, body, forwarding }, timing, phase).await;
+        drop(at_origins);
         now = Instant::now();
         let now_ms = clock::ms(now);
         let (failure, kind, back) = match result {
@@ -117,15 +122,14 @@ pub async fn forward(
                 let passive = if status >= 500 { Passive::ServerError } else { Passive::Ok };
                 site.load.observe(now.duration_since(try_started), !matches!(status, 503 | 429));
                 origin.health.observe_latency(now.duration_since(try_started).as_micros() as f64, now_ms);
-                report(shared, site, &origin, sel.pool, passive, sel.probe, now_ms);
+                report(telemetry, site, &origin, sel.pool, passive, sel.probe, now_ms);
                 let can_retry =
                     !last_try && matches!(status, 502..=504) && retry_ok(Failure::Status(status)) && now < deadline;
                 if can_retry
                     && site.retry_budget.try_retry(now_ms, cfg.retry.budget_ratio, cfg.retry.budget_min_per_second)
                 {
                     overloaded = status == 503;
-                    origin.stats.in_flight.fetch_sub(1, Relaxed);
-                    shared.metrics.retry(&site.name, "status_5xx");
+                    telemetry.metrics.retry(&site.name, "status_5xx");
                     drop(resp);
                     body = match &template {
                         Some(t) => t.replay().unwrap_or_else(ReqBody::empty),
@@ -133,19 +137,19 @@ pub async fn forward(
                     };
                     continue;
                 }
-                return Forwarded::Response { resp, pool: sel.pool, origin };
+                return Forwarded::Response { resp, pool: sel.pool, origin: in_flight };
             }
             Err(SendError::NotSent { kind, body }) => (Failure::NotSent, kind, Some(body)),
             Err(SendError::Failed(kind)) => (Failure::BeforeResponse, kind, None),
         };
-        origin.stats.in_flight.fetch_sub(1, Relaxed);
+        drop(in_flight);
         last = kind;
         if !kind.is_origin_fault() {
             return Forwarded::Failed { kind };
         }
         origin.record_error(kind);
-        shared.metrics.origin_error(&site.name, &origin.datacenter, origin.authority.as_str(), kind.as_str());
-        report(shared, site, &origin, sel.pool, Passive::Error, sel.probe, now_ms);
+        telemetry.metrics.origin_error(&site.name, &origin.datacenter, origin.authority.as_str(), kind.as_str());
+        report(telemetry, site, &origin, sel.pool, Passive::Error, sel.probe, now_ms);
         tracing::debug!(site = %site.name, datacenter = %origin.datacenter, origin = %origin.authority, kind = kind.as_str(), attempt, "origin try failed");
         if last_try || now >= deadline || !retry_ok(failure) {
             break;
@@ -155,10 +159,10 @@ pub async fn forward(
         if failure != Failure::NotSent
             && !site.retry_budget.try_retry(now_ms, cfg.retry.budget_ratio, cfg.retry.budget_min_per_second)
         {
-            shared.metrics.retry(&site.name, "budget_exhausted");
+            telemetry.metrics.retry(&site.name, "budget_exhausted");
             break;
         }
-        shared.metrics.retry(&site.name, kind.as_str());
+        telemetry.metrics.retry(&site.name, kind.as_str());
         body = match (back, &template) {
             (Some(b), _) => b,
             (None, Some(t)) => t.replay().unwrap_or_else(ReqBody::empty),
@@ -168,9 +172,19 @@ pub async fn forward(
     Forwarded::Failed { kind: last }
 }
 
-/// Feeds a try's result to the origin's passive health and reports what changed.
-fn report(shared: &Shared, site: &SiteRt, origin: &Origin, pool: usize, result: Passive, probe: bool, now: u64) {
+/// Feeds a try's result to the origin's passive health (spending its probe permit, if it
+/// was the probe) and reports what changed.
+fn report(
+    telemetry: &Telemetry,
+    site: &SiteRt,
+    origin: &Origin,
+    pool: usize,
+    result: Passive,
+    probe: Option<ProbePermit>,
+    now: u64,
+) {
     let cfg = &site.cfg.outlier;
+    let probe = probe.map(ProbePermit::spend).is_some();
     // Only a failure can eject: the pool's ejection count is needed only then.
     let may_eject = result != Passive::Ok && site.pools.get(pool).is_some_and(|p| p.may_eject(cfg.max_ejected_percent));
     let Some(t) = origin.health.record(result, probe, may_eject, cfg, now) else { return };
@@ -181,5 +195,5 @@ fn report(shared: &Shared, site: &SiteRt, origin: &Origin, pool: usize, result: 
         Transition::Returned => ("origin_returned", "its probe request succeeded".to_string()),
         _ => return,
     };
-    crate::events::origin_changed(shared, site, origin, kind, reason);
+    site.origin_changed(telemetry, origin, kind, reason);
 }

@@ -3,12 +3,10 @@
 //! the visitor cookie on the way out.
 
 use super::body::RespBody;
-use super::{local_response, site_page};
-use crate::gateway::Shared;
+use super::{local_response, RequestCtx, Stop};
 use crate::pages::{self, Problem};
-use crate::record::Finished;
-use crate::shield::{self, challenge, Action};
-use crate::snapshot::{SiteRt, Snapshot};
+use crate::shield::{self, challenge, Action, Shield};
+use crate::snapshot::SiteRt;
 use crate::util::query_param;
 use http::header::{self, HeaderValue};
 use http::{Response, StatusCode};
@@ -16,11 +14,11 @@ use std::time::Duration;
 
 /// Says which of the shield's answers a response is (challenge, rate-limit, block, shed),
 /// as Cloudflare's `cf-mitigated` does, so clients and tools can tell it from the origin's.
-pub const MITIGATED: &str = "holdfast-mitigated";
+pub(crate) const MITIGATED: &str = "holdfast-mitigated";
 
 /// Marks a response that must not be sent: the connection is closed instead.
 #[derive(Debug, Clone, Copy)]
-pub struct CloseSilently;
+pub(crate) struct CloseSilently;
 
 impl std::fmt::Display for CloseSilently {
     fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
@@ -29,33 +27,23 @@ impl std::fmt::Display for CloseSilently {
 }
 impl std::error::Error for CloseSilently {}
 
-/// The answer for a shield action; Err for "close": no answer, the connection is dropped.
-pub fn act(
-    shared: &Shared,
-    site: &SiteRt,
-    fin: Box<Finished>,
-    action: &Action,
-    client: &shield::Client,
-    target: &str,
-) -> Result<Response<RespBody>, CloseSilently> {
-    Ok(match action {
+/// The answer for a shield action ([`Stop::Close`] for "close": no answer, the connection
+/// is dropped).
+pub(crate) fn act(cx: &RequestCtx, site: &SiteRt, action: &Action, client: &shield::Client, target: &str) -> Stop {
+    Stop::Answer(match action {
         Action::Reject { retry_after, .. } => {
-            let mut r = site_page(fin, site, Problem::TooMany, false);
+            let mut r = cx.page(site, Problem::TooMany, false);
             r.headers_mut().insert(header::RETRY_AFTER, secs(*retry_after));
             r.headers_mut().insert(MITIGATED, HeaderValue::from_static("rate-limit"));
             r
         }
         Action::Block { .. } => {
-            let mut r = site_page(fin, site, Problem::Blocked, true);
+            let mut r = cx.page(site, Problem::Blocked, true);
             r.headers_mut().insert(MITIGATED, HeaderValue::from_static("block"));
             r
         }
-        Action::Close { .. } => {
-            // Recorded (access log, metrics) as a 403 that was never sent.
-            drop(local_response(fin, StatusCode::FORBIDDEN, String::new(), true));
-            return Err(CloseSilently);
-        }
-        Action::Challenge { difficulty, .. } => challenge_page(shared, site, fin, client, *difficulty, target),
+        Action::Close { .. } => return Stop::Close,
+        Action::Challenge { difficulty, .. } => challenge_page(&cx.edge.shield, site, client, *difficulty, target),
     })
 }
 
@@ -65,48 +53,38 @@ fn secs(d: Duration) -> HeaderValue {
 
 /// The proof-of-work page (403), for the target the client asked for.
 fn challenge_page(
-    shared: &Shared,
+    shield: &Shield,
     site: &SiteRt,
-    mut fin: Box<Finished>,
     client: &shield::Client,
     difficulty: u8,
     target: &str,
 ) -> Response<RespBody> {
-    let keys = shared.shield.keys();
-    let token = keys.1.token(&client.prefix.to_string(), difficulty, crate::clock::unix_secs(), shared.shield.random());
+    let keys = shield.keys();
+    let token = keys.1.token(&client.prefix.to_string(), difficulty, crate::clock::unix_secs(), shield.random());
     let html = pages::challenge_page(&site.language, &site.name, &token, difficulty, challenge::VERIFY_PATH, target);
-    fin.status = 403;
-    let mut r = local_response(fin, StatusCode::FORBIDDEN, html, false);
+    let mut r = local_response(StatusCode::FORBIDDEN, html, false);
     r.headers_mut().insert(MITIGATED, HeaderValue::from_static("challenge"));
     r
 }
 
 /// `GET /.holdfast/challenge?t=TOKEN&n=NONCE&r=BACK`: a solved challenge earns the
 /// clearance cookie and a redirect back; anything else gets a new challenge.
-pub fn verify(
-    shared: &Shared,
-    snap: &Snapshot,
-    site: &SiteRt,
-    https: bool,
-    mut fin: Box<Finished>,
-    uri: &http::Uri,
-    client: &shield::Client,
-) -> Response<RespBody> {
+pub(crate) fn verify(cx: &RequestCtx, site: &SiteRt, uri: &http::Uri, client: &shield::Client) -> Response<RespBody> {
+    let (shield, snap, https) = (&cx.edge.shield, &cx.snap, cx.conn.https);
     let query = uri.query().unwrap_or("");
     let back = challenge::safe_return(query_param(query, "r"));
     let token = query_param(query, "t").unwrap_or_default();
     let nonce = query_param(query, "n").unwrap_or_default();
     let prefix = client.prefix.to_string();
     let now = crate::clock::unix_secs();
-    let checked = shared.shield.keys().1.verify(&token, &nonce, &prefix, now);
+    let checked = shield.keys().1.verify(&token, &nonce, &prefix, now);
     match checked {
         Ok(()) => {
-            shared.metrics.shield.action("pass", "challenge_solved", &site.name);
+            cx.edge.telemetry.metrics.shield.action("pass", "challenge_solved", &site.name);
             let ttl = snap.file.shield.challenge.clearance_ttl.get().as_secs();
-            let value = shared.shield.keys().1.clearance(&prefix, now.saturating_add(ttl));
+            let value = shield.keys().1.clearance(&prefix, now.saturating_add(ttl));
             let cookie = cookie_header(challenge::CLEARANCE, &value, ttl, https);
-            fin.status = 303;
-            let mut r = local_response(fin, StatusCode::SEE_OTHER, String::new(), false);
+            let mut r = local_response(StatusCode::SEE_OTHER, String::new(), false);
             let h = r.headers_mut();
             if let Ok(v) = HeaderValue::from_str(&back) {
                 h.insert(header::LOCATION, v);
@@ -118,9 +96,9 @@ pub fn verify(
         }
         Err(why) => {
             tracing::debug!(client = %client.ip, ?why, "challenge answer refused");
-            shared.metrics.shield.action("challenge", why.as_str(), &site.name);
+            cx.edge.telemetry.metrics.shield.action("challenge", why.as_str(), &site.name);
             let d = snap.file.shield.challenge.difficulty;
-            challenge_page(shared, site, fin, client, d, &back)
+            challenge_page(shield, site, client, d, &back)
         }
     }
 }
@@ -131,16 +109,16 @@ fn cookie_header(name: &str, value: &str, max_age: u64, secure: bool) -> Option<
 }
 
 /// Adds the visitor cookie to a response.
-pub fn give_visitor_cookie(shared: &Shared, resp: &mut Response<RespBody>, https: bool) {
-    let value = shared.shield.keys().1.visitor(crate::clock::unix_secs(), shared.shield.random());
+pub(crate) fn give_visitor_cookie(shield: &Shield, resp: &mut Response<RespBody>, https: bool) {
+    let value = shield.keys().1.visitor(crate::clock::unix_secs(), shield.random());
     if let Some(c) = cookie_header(challenge::VISITOR, &value, challenge::VISITOR_TTL, https) {
         resp.headers_mut().append(header::SET_COOKIE, c);
     }
 }
 
 /// A request shed by adaptive admission: 503 with Retry-After.
-pub fn shed(fin: Box<Finished>, site: &SiteRt, retry_after: Duration) -> Response<RespBody> {
-    let mut r = site_page(fin, site, Problem::Busy, false);
+pub(crate) fn shed(cx: &RequestCtx, site: &SiteRt, retry_after: Duration) -> Response<RespBody> {
+    let mut r = cx.page(site, Problem::Busy, false);
     r.headers_mut().insert(header::RETRY_AFTER, secs(retry_after));
     r.headers_mut().insert(MITIGATED, HeaderValue::from_static("shed"));
     r

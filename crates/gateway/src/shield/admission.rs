@@ -22,14 +22,14 @@ use std::time::Duration;
 use tokio::sync::Notify;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Priority {
+pub(crate) enum Priority {
     Critical,
     Known,
     Other,
 }
 
 impl Priority {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Priority::Critical => "critical",
             Priority::Known => "known",
@@ -47,9 +47,9 @@ const MAX_LIMIT: u32 = 100_000;
 
 /// One site's load, shed level and concurrency limit.
 #[derive(Debug)]
-pub struct SiteLoad {
-    /// Requests at origins now (each try, waiting for response headers).
-    pub in_flight: AtomicU32,
+pub(crate) struct SiteLoad {
+    /// Requests at origins now (each try, waiting for response headers; [`AtOrigins`]).
+    in_flight: AtomicU32,
     /// Admitted requests between admission and their origin's response headers.
     slots: AtomicU32,
     /// The most slots held at once in this tick.
@@ -90,7 +90,7 @@ impl Default for SiteLoad {
 }
 
 /// A slot at the site's origins; given back on drop.
-pub struct Slot(Arc<SiteLoad>);
+pub(crate) struct Slot(Arc<SiteLoad>);
 
 impl Drop for Slot {
     fn drop(&mut self) {
@@ -99,30 +99,57 @@ impl Drop for Slot {
     }
 }
 
+/// A request waiting in its priority's queue for a slot; counted out when dropped (it got
+/// a slot, gave up, or was cancelled while it waited).
+struct Waiting<'a>(&'a AtomicU32);
+
+impl<'a> Waiting<'a> {
+    fn new(count: &'a AtomicU32) -> Waiting<'a> {
+        count.fetch_add(1, Relaxed);
+        Waiting(count)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Relaxed);
+    }
+}
+
+/// A try at the site's origins (from sending until the response head or failure); counted
+/// in the site's load until dropped.
+pub(crate) struct AtOrigins<'a>(&'a SiteLoad);
+
+impl Drop for AtOrigins<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Relaxed);
+    }
+}
+
 /// A change worth an event.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Change {
+pub(crate) enum Change {
     Started(String),
     Ended,
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct LoadView {
-    pub shed_level: f64,
-    pub origin_latency_ms: f64,
-    pub in_flight: u32,
-    pub shedding_since_unix_ms: Option<u64>,
-    pub shed_total: u64,
+pub(crate) struct LoadView {
+    pub(crate) shed_level: f64,
+    pub(crate) origin_latency_ms: f64,
+    pub(crate) in_flight: u32,
+    pub(crate) shedding_since_unix_ms: Option<u64>,
+    pub(crate) shed_total: u64,
     /// Requests admitted to the origins at once at most (adaptive).
-    pub concurrency_limit: u32,
-    pub waiting: u32,
+    pub(crate) concurrency_limit: u32,
+    pub(crate) waiting: u32,
 }
 
 impl SiteLoad {
     /// An origin answered after `latency`; `ok` false when the answer said it is overloaded
     /// (503, 429). Connection failures and timeouts are not observed here: a dead or hanging
     /// origin is for health checks and failover, and shedding would not bring it back.
-    pub fn observe(&self, latency: Duration, ok: bool) {
+    pub(crate) fn observe(&self, latency: Duration, ok: bool) {
         let sample = latency.as_micros().min(u128::from(u32::MAX)) as u64;
         let old = self.latency_us.load(Relaxed);
         // EWMA with weight 1/8; a racing update may be lost, which a moving average forgives.
@@ -136,7 +163,7 @@ impl SiteLoad {
     }
 
     /// Called every tick (250 ms): decides whether the site is saturated and moves the level.
-    pub fn tick(&self, cfg: &Cfg, loop_lag: Duration, now_unix_ms: u64) -> Option<Change> {
+    pub(crate) fn tick(&self, cfg: &Cfg, loop_lag: Duration, now_unix_ms: u64) -> Option<Change> {
         let ok = self.ok.swap(0, Relaxed);
         let failed = self.failed.swap(0, Relaxed);
         let latency = Duration::from_micros(self.latency_us.load(Relaxed));
@@ -212,14 +239,14 @@ impl SiteLoad {
     /// A slot at the origins for a request of `priority` if one is free now and nobody more
     /// urgent waits; else [`SiteLoad::queue`] (kept apart so that the request path boxes
     /// only the rare wait).
-    pub fn try_enter(self: &Arc<Self>, priority: Priority) -> Option<Slot> {
+    pub(crate) fn try_enter(self: &Arc<Self>, priority: Priority) -> Option<Slot> {
         self.try_enter_as(priority as usize)
     }
 
     /// Waits in `priority`'s queue for a slot (after [`SiteLoad::try_enter`] found none),
     /// critical ones first, up to `queue_timeout` (critical), a third of it (known) or not
     /// at all (the rest); None: shed.
-    pub async fn queue(self: &Arc<Self>, priority: Priority, queue_timeout: Duration) -> Option<Slot> {
+    pub(crate) async fn queue(self: &Arc<Self>, priority: Priority, queue_timeout: Duration) -> Option<Slot> {
         let p = priority as usize;
         let patience = match priority {
             Priority::Critical => queue_timeout,
@@ -230,7 +257,7 @@ impl SiteLoad {
             self.shed.fetch_add(1, Relaxed);
             return None;
         }
-        self.waiting[p].fetch_add(1, Relaxed);
+        let waiting = Waiting::new(&self.waiting[p]);
         let deadline = crate::clock::later(tokio::time::Instant::now(), patience);
         let slot = loop {
             let notified = self.wake[p].notified();
@@ -241,7 +268,7 @@ impl SiteLoad {
                 break None;
             }
         };
-        self.waiting[p].fetch_sub(1, Relaxed);
+        drop(waiting);
         if slot.is_none() {
             self.shed.fetch_add(1, Relaxed);
         } else if self.slots.load(Relaxed) < self.limit.load(Relaxed) {
@@ -268,8 +295,14 @@ impl SiteLoad {
         }
     }
 
+    /// A try at the origins begins.
+    pub(crate) fn at_origins(&self) -> AtOrigins<'_> {
+        self.in_flight.fetch_add(1, Relaxed);
+        AtOrigins(self)
+    }
+
     /// Whether a request of `priority` is admitted; `r` is uniform in [0, 1).
-    pub fn admit(&self, priority: Priority, r: f64) -> bool {
+    pub(crate) fn admit(&self, priority: Priority, r: f64) -> bool {
         let level = f64::from(self.level.load(Relaxed)) / 1000.0;
         let shed_share = match priority {
             Priority::Critical => 0.0,
@@ -284,11 +317,11 @@ impl SiteLoad {
     }
 
     /// When shedding began, if it is going on (unix ms).
-    pub fn shedding_since(&self) -> Option<u64> {
+    pub(crate) fn shedding_since(&self) -> Option<u64> {
         Some(self.since_ms.load(Relaxed)).filter(|&s| s > 0)
     }
 
-    pub fn view(&self) -> LoadView {
+    pub(crate) fn view(&self) -> LoadView {
         LoadView {
             shed_level: f64::from(self.level.load(Relaxed)) / 1000.0,
             origin_latency_ms: self.latency_us.load(Relaxed) as f64 / 1000.0,

@@ -9,18 +9,18 @@
 use ring::hmac;
 use std::fmt::Write;
 
-pub const CLEARANCE: &str = "holdfast_clearance";
-pub const VISITOR: &str = "holdfast_visitor";
+pub(crate) const CLEARANCE: &str = "holdfast_clearance";
+pub(crate) const VISITOR: &str = "holdfast_visitor";
 /// Where the challenge page sends its answer.
 pub const VERIFY_PATH: &str = "/.holdfast/challenge";
 /// A token must be answered within this many seconds.
 const TOKEN_TTL: u64 = 300;
 /// Visitor cookies last this long.
-pub const VISITOR_TTL: u64 = 30 * 24 * 3600;
+pub(crate) const VISITOR_TTL: u64 = 30 * 24 * 3600;
 
 /// Why an answer to a challenge was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refused {
+pub(crate) enum Refused {
     /// Not a token, or a nonce that is not a number.
     Malformed,
     /// Not signed by us, or issued to another network.
@@ -31,7 +31,7 @@ pub enum Refused {
 
 impl Refused {
     /// The metric reason.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Refused::Malformed | Refused::NotOurs => "challenge_invalid",
             Refused::Expired => "challenge_expired",
@@ -40,13 +40,13 @@ impl Refused {
     }
 }
 
-pub struct Keys {
+pub(crate) struct Keys {
     key: hmac::Key,
 }
 
 impl Keys {
     /// From the configured secret, or a random one when it is empty.
-    pub fn new(secret: &str) -> Keys {
+    pub(crate) fn new(secret: &str) -> Keys {
         let key = if secret.is_empty() {
             let rng = ring::rand::SystemRandom::new();
             hmac::Key::generate(hmac::HMAC_SHA256, &rng)
@@ -71,7 +71,7 @@ impl Keys {
     }
 
     /// A challenge token for a client of `prefix`: `issued.difficulty.salt.mac`.
-    pub fn token(&self, prefix: &str, difficulty: u8, now_unix: u64, salt: u64) -> String {
+    pub(crate) fn token(&self, prefix: &str, difficulty: u8, now_unix: u64, salt: u64) -> String {
         let (issued, d, salt) = (now_unix.to_string(), difficulty.to_string(), format!("{salt:016x}"));
         let mac = self.mac(&["t", &issued, &d, &salt, prefix]);
         format!("{issued}.{d}.{salt}.{mac}")
@@ -79,7 +79,7 @@ impl Keys {
 
     /// Checks an answer to a token; Ok when the token is ours, fresh, for this prefix, and
     /// `nonce` proves the work.
-    pub fn verify(&self, token: &str, nonce: &str, prefix: &str, now_unix: u64) -> Result<(), Refused> {
+    pub(crate) fn verify(&self, token: &str, nonce: &str, prefix: &str, now_unix: u64) -> Result<(), Refused> {
         let mut it = token.split('.');
         let (Some(issued), Some(d), Some(salt), Some(mac), None) =
             (it.next(), it.next(), it.next(), it.next(), it.next())
@@ -104,26 +104,26 @@ impl Keys {
     }
 
     /// A clearance cookie value valid until `expires_unix` for `prefix`.
-    pub fn clearance(&self, prefix: &str, expires_unix: u64) -> String {
+    pub(crate) fn clearance(&self, prefix: &str, expires_unix: u64) -> String {
         let e = expires_unix.to_string();
         let mac = self.mac(&["c", &e, prefix]);
         format!("{e}.{mac}")
     }
 
-    pub fn clearance_ok(&self, value: &str, prefix: &str, now_unix: u64) -> bool {
+    pub(crate) fn clearance_ok(&self, value: &str, prefix: &str, now_unix: u64) -> bool {
         let Some((e, mac)) = value.split_once('.') else { return false };
         e.parse::<u64>().is_ok_and(|exp| exp > now_unix) && self.check(&["c", e, prefix], mac)
     }
 
     /// A visitor cookie value issued at `now_unix`.
-    pub fn visitor(&self, now_unix: u64, salt: u64) -> String {
+    pub(crate) fn visitor(&self, now_unix: u64, salt: u64) -> String {
         let (i, salt) = (now_unix.to_string(), format!("{salt:016x}"));
         let mac = self.mac(&["v", &i, &salt]);
         format!("{i}.{salt}.{mac}")
     }
 
     /// When a valid, unexpired visitor cookie was issued.
-    pub fn visitor_issued(&self, value: &str, now_unix: u64) -> Option<u64> {
+    pub(crate) fn visitor_issued(&self, value: &str, now_unix: u64) -> Option<u64> {
         let mut it = value.split('.');
         let (Some(i), Some(salt), Some(mac), None) = (it.next(), it.next(), it.next(), it.next()) else {
             return None;
@@ -145,14 +145,14 @@ fn random_fallback() -> [u8; 32] {
     out
 }
 
-pub fn sha256(data: &[u8]) -> [u8; 32] {
+pub(crate) fn sha256(data: &[u8]) -> [u8; 32] {
     let d = ring::digest::digest(&ring::digest::SHA256, data);
     let mut out = [0u8; 32];
     out.copy_from_slice(d.as_ref());
     out
 }
 
-pub fn leading_zero_bits(h: &[u8]) -> u32 {
+pub(crate) fn leading_zero_bits(h: &[u8]) -> u32 {
     let mut n = 0;
     for &b in h {
         if b == 0 {
@@ -180,7 +180,7 @@ fn hex(b: &[u8]) -> String {
 }
 
 /// The value of cookie `name` in a request's Cookie headers.
-pub fn cookie<'a>(headers: &'a http::HeaderMap, name: &str) -> Option<&'a str> {
+pub(crate) fn cookie<'a>(headers: &'a http::HeaderMap, name: &str) -> Option<&'a str> {
     headers.get_all(http::header::COOKIE).iter().filter_map(|v| v.to_str().ok()).find_map(|v| {
         v.split(';').find_map(|pair| {
             let (k, val) = pair.trim().split_once('=')?;
@@ -191,7 +191,7 @@ pub fn cookie<'a>(headers: &'a http::HeaderMap, name: &str) -> Option<&'a str> {
 
 /// Where the browser goes back to after the challenge: a path on this site only (no scheme,
 /// no `//host`, no control characters), else `/`.
-pub fn safe_return(r: Option<String>) -> String {
+pub(crate) fn safe_return(r: Option<String>) -> String {
     match r {
         Some(r)
             if r.starts_with('/')

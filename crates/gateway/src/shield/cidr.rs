@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 
 #[derive(Debug, Clone)]
-pub struct CidrSet<V = ()> {
+pub(crate) struct CidrSet<V = ()> {
     /// (prefix length, is IPv6) -> networks of that length.
     by_len: Vec<((u8, bool), HashMap<IpNet, V>)>,
 }
@@ -18,7 +18,7 @@ impl<V> Default for CidrSet<V> {
 }
 
 impl<V> CidrSet<V> {
-    pub fn insert(&mut self, net: IpNet, v: V) {
+    pub(crate) fn insert(&mut self, net: IpNet, v: V) {
         let net = net.trunc();
         let k = (net.prefix_len(), matches!(net, IpNet::V6(_)));
         match self.by_len.iter_mut().find(|(len, _)| *len == k) {
@@ -34,7 +34,7 @@ impl<V> CidrSet<V> {
     }
 
     /// The most specific entry containing `ip`.
-    pub fn lookup(&self, ip: IpAddr) -> Option<(IpNet, &V)> {
+    pub(crate) fn lookup(&self, ip: IpAddr) -> Option<(IpNet, &V)> {
         let v6 = ip.is_ipv6();
         for ((len, is_v6), m) in &self.by_len {
             if *is_v6 != v6 {
@@ -49,27 +49,27 @@ impl<V> CidrSet<V> {
         None
     }
 
-    pub fn contains(&self, ip: IpAddr) -> bool {
+    pub(crate) fn contains(&self, ip: IpAddr) -> bool {
         self.lookup(ip).is_some()
     }
 
-    pub fn retain(&mut self, mut keep: impl FnMut(&IpNet, &V) -> bool) {
+    pub(crate) fn retain(&mut self, mut keep: impl FnMut(&IpNet, &V) -> bool) {
         for (_, m) in &mut self.by_len {
             m.retain(|k, v| keep(k, v));
         }
         self.by_len.retain(|(_, m)| !m.is_empty());
     }
 
-    pub fn remove(&mut self, net: &IpNet) -> Option<V> {
+    pub(crate) fn remove(&mut self, net: &IpNet) -> Option<V> {
         let net = net.trunc();
         self.by_len.iter_mut().find_map(|(_, m)| m.remove(&net))
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = (&IpNet, &V)> {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&IpNet, &V)> {
         self.by_len.iter().flat_map(|(_, m)| m.iter())
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.by_len.is_empty()
     }
 }

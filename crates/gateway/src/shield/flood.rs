@@ -11,7 +11,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 #[derive(Debug, Default)]
-pub struct Flood {
+pub(crate) struct Flood {
     cell: Mutex<Option<Tick>>,
     /// Unix ms when the flood began; 0: no flood.
     since_ms: AtomicU64,
@@ -28,14 +28,14 @@ pub struct Flood {
 
 /// What a tick found.
 #[derive(Debug, PartialEq)]
-pub enum FloodChange {
+pub(crate) enum FloodChange {
     Started { rate: f64 },
     Ended,
 }
 
 impl Flood {
     /// Counts a suspicious request at `t`; true while a flood is on.
-    pub fn suspicious(&self, flood_rate: u32, t: Tick) -> bool {
+    pub(crate) fn suspicious(&self, flood_rate: u32, t: Tick) -> bool {
         self.suspicious.fetch_add(1, Relaxed);
         let Some(g) = Gcra::new(Limit { rate: f64::from(flood_rate.max(1)), burst: flood_rate.max(1) }) else {
             return self.active();
@@ -56,31 +56,31 @@ impl Flood {
         self.active()
     }
 
-    pub fn active(&self) -> bool {
+    pub(crate) fn active(&self) -> bool {
         self.since_ms.load(Relaxed) != 0
     }
 
-    pub fn since_unix_ms(&self) -> Option<u64> {
+    pub(crate) fn since_unix_ms(&self) -> Option<u64> {
         Some(self.since_ms.load(Relaxed)).filter(|&s| s != 0)
     }
 
     /// Suspicious requests per second, recently.
-    pub fn rate(&self) -> f64 {
+    pub(crate) fn rate(&self) -> f64 {
         f64::from_bits(self.rate_bits.load(Relaxed))
     }
 
     /// A prefix was seen for the first time; true while never-seen prefixes arrive in a burst.
-    pub fn count_new_prefix(&self) -> bool {
+    pub(crate) fn count_new_prefix(&self) -> bool {
         self.new_prefixes.fetch_add(1, Relaxed);
         self.burst.load(Relaxed)
     }
 
-    pub fn new_prefix_burst(&self) -> bool {
+    pub(crate) fn new_prefix_burst(&self) -> bool {
         self.burst.load(Relaxed)
     }
 
     /// Every `every` (250 ms): updates the rates, and starts or ends the flood.
-    pub fn tick(&self, every: Duration, flood_rate: u32, calm_after: Duration, t: Tick) -> Option<FloodChange> {
+    pub(crate) fn tick(&self, every: Duration, flood_rate: u32, calm_after: Duration, t: Tick) -> Option<FloodChange> {
         let n = self.suspicious.swap(0, Relaxed);
         let per_sec = f64::from(n) / every.as_secs_f64();
         let rate = 0.7 * self.rate() + 0.3 * per_sec;
@@ -105,7 +105,7 @@ impl Flood {
 
     /// Every second: is this second's count of never-seen prefixes a burst against the
     /// usual (at least 20, and five times the moving average)?
-    pub fn tick_prefixes(&self) {
+    pub(crate) fn tick_prefixes(&self) {
         let n = self.new_prefixes.swap(0, Relaxed);
         let base = f64::from(self.new_prefix_baseline_milli.load(Relaxed)) / 1000.0;
         let burst = f64::from(n) > (5.0 * base).max(20.0);

@@ -9,30 +9,30 @@
 use crate::config::shield::Limit;
 use std::time::Duration;
 
-pub const TICKS_PER_SEC: u64 = 16_000;
+pub(crate) const TICKS_PER_SEC: u64 = 16_000;
 
 /// A point on the shield's clock.
-pub type Tick = u32;
+pub(crate) type Tick = u32;
 
-pub fn ticks(d: Duration) -> u64 {
+pub(crate) fn ticks(d: Duration) -> u64 {
     (d.as_micros() as u64).saturating_mul(TICKS_PER_SEC) / 1_000_000
 }
 
 /// `a - b` as a signed distance on the wrapping clock.
-pub fn diff(a: Tick, b: Tick) -> i64 {
+pub(crate) fn diff(a: Tick, b: Tick) -> i64 {
     i64::from(a.wrapping_sub(b) as i32)
 }
 
 /// A limit in ticks: one request every `t`, `tau` of tolerance for bursts.
 #[derive(Debug, Clone, Copy)]
-pub struct Gcra {
+pub(crate) struct Gcra {
     t: u32,
     tau: u32,
 }
 
 impl Gcra {
     /// None when the limit is off (rate 0).
-    pub fn new(limit: Limit) -> Option<Gcra> {
+    pub(crate) fn new(limit: Limit) -> Option<Gcra> {
         if limit.rate <= 0.0 {
             return None;
         }
@@ -41,14 +41,9 @@ impl Gcra {
         Some(Gcra { t: t as u32, tau: tau as u32 })
     }
 
-    /// A fresh cell: as if the last request was long ago.
-    pub fn fresh(now: Tick) -> Tick {
-        now
-    }
-
     /// Counts one request at `now` against the cell `tat` (theoretical arrival time).
     /// Err carries how long until a request would conform.
-    pub fn check(&self, tat: &mut Tick, now: Tick) -> Result<(), Duration> {
+    pub(crate) fn check(&self, tat: &mut Tick, now: Tick) -> Result<(), Duration> {
         let start = if diff(*tat, now) < 0 { now } else { *tat };
         let ahead = diff(start, now);
         if ahead > i64::from(self.tau) {
@@ -60,7 +55,7 @@ impl Gcra {
     }
 
     /// The cell has been idle for at least `idle` ticks at `now`.
-    pub fn idle(tat: Tick, now: Tick, idle: u64) -> bool {
+    pub(crate) fn idle(tat: Tick, now: Tick, idle: u64) -> bool {
         diff(now, tat) > idle as i64
     }
 }
@@ -76,7 +71,7 @@ mod tests {
     #[test]
     fn burst_then_rate() {
         let g = lim(10.0, 5);
-        let mut tat = Gcra::fresh(1000);
+        let mut tat = 1000;
         for _ in 0..5 {
             assert!(g.check(&mut tat, 1000).is_ok());
         }

@@ -8,14 +8,14 @@ use std::net::IpAddr;
 
 /// The prefix an address belongs to (IPv4 /v4_len, IPv6 /v6_len; IPv4-mapped IPv6
 /// addresses count as IPv4).
-pub fn prefix(ip: IpAddr, v4_len: u8, v6_len: u8) -> IpNet {
+pub(crate) fn prefix(ip: IpAddr, v4_len: u8, v6_len: u8) -> IpNet {
     let ip = canonical(ip);
     let len = if ip.is_ipv4() { v4_len } else { v6_len };
     IpNet::new(ip, len).map(|n| n.trunc()).unwrap_or_else(|_| IpNet::from(ip))
 }
 
 /// `::ffff:a.b.c.d` is the IPv4 client a.b.c.d (a dual-stack socket).
-pub fn canonical(ip: IpAddr) -> IpAddr {
+pub(crate) fn canonical(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
         v4 => v4,
@@ -26,7 +26,7 @@ pub fn canonical(ip: IpAddr) -> IpAddr {
 /// are believed; walking them from the nearest hop back, trusted proxies are skipped and the
 /// first address not trusted is the client. `Forwarded` (RFC 7239) is preferred over
 /// `X-Forwarded-For`.
-pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
+pub(crate) fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
     let is_trusted = |ip: IpAddr| trusted.iter().any(|n| n.contains(&ip));
     if trusted.is_empty() || !is_trusted(peer) {
         return peer;

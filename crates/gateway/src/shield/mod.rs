@@ -6,26 +6,26 @@
 //! HMAC key when it is random) lives in [`Shield`], owned by the gateway; what comes from the
 //! config is compiled into a [`ShieldRt`] in each snapshot.
 
-pub mod admission;
+pub(crate) mod admission;
 pub mod challenge;
-pub mod cidr;
+pub(crate) mod cidr;
 mod flood;
-pub mod gcra;
-pub mod identity;
-pub mod metrics;
+pub(crate) mod gcra;
+pub(crate) mod identity;
+#[cfg(test)]
+mod memory;
 mod request;
-pub mod signature;
-pub mod table;
-pub mod topk;
-mod upkeep;
+pub(crate) mod signature;
+pub(crate) mod table;
+pub(crate) mod topk;
 mod view;
 
-pub use admission::{Priority, SiteLoad};
-pub use flood::Flood;
-pub use upkeep::run as run_upkeep;
-pub use view::ShieldView;
+pub(crate) use admission::{Priority, SiteLoad};
+pub(crate) use flood::{Flood, FloodChange};
+pub(crate) use view::ShieldView;
 
 use crate::config::shield::{ChallengeMode, RateAction, Shield as Cfg, ShieldMode};
+use crate::telemetry::{Event, Telemetry};
 use cidr::CidrSet;
 use gcra::{Gcra, Tick};
 use ipnet::IpNet;
@@ -36,8 +36,8 @@ use std::time::{Duration, SystemTime};
 use tokio::time::Instant;
 
 /// The shield's part of a config snapshot.
-pub struct ShieldRt {
-    pub cfg: Cfg,
+pub(crate) struct ShieldRt {
+    pub(crate) cfg: Cfg,
     allow: CidrSet,
     /// The allow list is the default (loopback), which an explicit block overrides.
     default_allow: bool,
@@ -59,7 +59,7 @@ struct ClassRt {
 }
 
 impl ShieldRt {
-    pub fn new(cfg: &Cfg, trusted: &[IpNet]) -> ShieldRt {
+    pub(crate) fn new(cfg: &Cfg, trusted: &[IpNet]) -> ShieldRt {
         let mut allow: CidrSet = cfg.allow.iter().copied().collect();
         if cfg.allow.is_empty() {
             // The gateway's own host: local checks, a local TLS terminator, a load test.
@@ -105,7 +105,7 @@ impl ShieldRt {
     }
 
     /// The client of a request from `peer` (trusted proxies' headers believed).
-    pub fn client(&self, peer: IpAddr, headers: &http::HeaderMap) -> Client {
+    pub(crate) fn client(&self, peer: IpAddr, headers: &http::HeaderMap) -> Client {
         let ip = identity::canonical(identity::client_ip(peer, headers, &self.trusted));
         Client { ip, prefix: self.prefix(ip) }
     }
@@ -113,7 +113,7 @@ impl ShieldRt {
 
 /// `path` is `prefix` or below it (`/checkout` covers `/checkout`, `/checkout/2`,
 /// `/checkout?x`, not `/checkoutX`).
-pub fn path_in(path: &str, prefix: &str) -> bool {
+pub(crate) fn path_in(path: &str, prefix: &str) -> bool {
     match path.strip_prefix(prefix) {
         Some(rest) => prefix.ends_with('/') || rest.is_empty() || rest.starts_with(['/', '?']),
         None => false,
@@ -152,13 +152,13 @@ struct ClassCell {
 
 /// A dynamic block.
 #[derive(Debug, Clone)]
-pub struct Blocked {
-    pub until: Instant,
-    pub reason: String,
-    pub since: SystemTime,
+pub(crate) struct Blocked {
+    pub(crate) until: Instant,
+    pub(crate) reason: String,
+    pub(crate) since: SystemTime,
 }
 
-pub struct Shield {
+pub(crate) struct Shield {
     epoch: Instant,
     epoch_unix: u64,
     addrs: table::Table<AddrCell>,
@@ -167,31 +167,31 @@ pub struct Shield {
     stems: table::Table<signature::StemCell>,
     dynamic: RwLock<CidrSet<Blocked>>,
     any_dynamic: AtomicBool,
-    pub top: topk::TopK,
+    pub(crate) top: topk::TopK,
     keys: arc_swap::ArcSwap<(String, challenge::Keys)>,
-    pub flood: Flood,
+    pub(crate) flood: Flood,
     rng: AtomicU64,
 }
 
 /// A connection counted against its address and prefix; give it back with [`Shield::release`].
 #[derive(Debug, Default)]
-pub struct ConnTicket {
+pub(crate) struct ConnTicket {
     addr: Option<u64>,
     prefix: Option<u64>,
     /// In dry-run mode: why the connection would have been refused.
-    pub would_refuse: Option<&'static str>,
+    pub(crate) would_refuse: Option<&'static str>,
 }
 
 /// Who sent a request, as the shield sees it.
 #[derive(Debug, Clone, Copy)]
-pub struct Client {
-    pub ip: IpAddr,
-    pub prefix: IpNet,
+pub(crate) struct Client {
+    pub(crate) ip: IpAddr,
+    pub(crate) prefix: IpNet,
 }
 
 /// What the request path must do instead of serving the request.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Action {
+pub(crate) enum Action {
     /// 429 with Retry-After.
     Reject { reason: &'static str, retry_after: Duration },
     /// The proof-of-work page.
@@ -202,41 +202,29 @@ pub enum Action {
     Block { reason: &'static str },
 }
 
-pub struct Verdict {
+pub(crate) struct Verdict {
     /// None: serve the request.
-    pub action: Option<Action>,
-    pub client: Client,
-    pub priority: Priority,
+    pub(crate) action: Option<Action>,
+    pub(crate) client: Client,
+    pub(crate) priority: Priority,
     /// The client has no valid visitor cookie: give it one.
-    pub give_visitor_cookie: bool,
-}
-
-/// Where the shield reports what it did.
-pub struct Report<'a> {
-    pub metrics: &'a crate::metrics::Metrics,
-    pub events: &'a crate::events::EventLog,
-}
-
-impl Report<'_> {
-    pub fn count(&self, action: &str, reason: &str, site: &str) {
-        self.metrics.shield.action(action, reason, site);
-    }
+    pub(crate) give_visitor_cookie: bool,
 }
 
 /// The request facts the shield judges.
-pub struct Facts<'a> {
-    pub peer: IpAddr,
-    pub version: http::Version,
-    pub method: &'a http::Method,
-    pub path_and_query: &'a str,
-    pub headers: &'a http::HeaderMap,
-    pub new_connection: bool,
-    pub site: &'a str,
-    pub site_load: &'a SiteLoad,
+pub(crate) struct Facts<'a> {
+    pub(crate) peer: IpAddr,
+    pub(crate) version: http::Version,
+    pub(crate) method: &'a http::Method,
+    pub(crate) path_and_query: &'a str,
+    pub(crate) headers: &'a http::HeaderMap,
+    pub(crate) new_connection: bool,
+    pub(crate) site: &'a str,
+    pub(crate) site_load: &'a SiteLoad,
 }
 
 impl Shield {
-    pub fn new(cfg: &Cfg) -> Shield {
+    pub(crate) fn new(cfg: &Cfg) -> Shield {
         let secret = cfg.challenge.secret.clone();
         let keys = challenge::Keys::new(&secret);
         Shield {
@@ -257,7 +245,7 @@ impl Shield {
 
     /// A new config: a changed secret changes the key (clearances and visitor cookies signed
     /// with the old one stop counting).
-    pub fn reconfigure(&self, cfg: &Cfg) {
+    pub(crate) fn reconfigure(&self, cfg: &Cfg) {
         if self.keys.load().0 != cfg.challenge.secret {
             let secret = cfg.challenge.secret.clone();
             let keys = challenge::Keys::new(&secret);
@@ -265,7 +253,7 @@ impl Shield {
         }
     }
 
-    pub fn keys(&self) -> arc_swap::Guard<Arc<(String, challenge::Keys)>> {
+    pub(crate) fn keys(&self) -> arc_swap::Guard<Arc<(String, challenge::Keys)>> {
         self.keys.load()
     }
 
@@ -277,13 +265,13 @@ impl Shield {
         now.saturating_duration_since(self.epoch).as_secs() as u32
     }
 
-    pub fn random(&self) -> u64 {
-        crate::upstream::balance::next_random(&self.rng)
+    pub(crate) fn random(&self) -> u64 {
+        crate::util::next_random(&self.rng)
     }
 
     /// Connection defence, before anything is read: the block lists, concurrent connections
     /// per address and per prefix, new connections per second per address.
-    pub fn on_accept(&self, rt: &ShieldRt, ip: IpAddr, now: Instant) -> Result<ConnTicket, &'static str> {
+    pub(crate) fn on_accept(&self, rt: &ShieldRt, ip: IpAddr, now: Instant) -> Result<ConnTicket, &'static str> {
         let ip = identity::canonical(ip);
         if !rt.cfg.enabled || rt.exempt(ip) {
             return Ok(ConnTicket::default());
@@ -355,7 +343,7 @@ impl Shield {
     }
 
     /// A connection counted by [`Shield::on_accept`] closed.
-    pub fn release(&self, ticket: ConnTicket) {
+    pub(crate) fn release(&self, ticket: ConnTicket) {
         if let Some(k) = ticket.addr {
             self.addrs.get(k, |c| c.conns = c.conns.saturating_sub(1));
         }
@@ -394,19 +382,88 @@ impl Shield {
 
     /// Blocks `net` for `duration` from `now` (dynamic; expires by itself) and reports it
     /// as a `prefix_blocked` event. `why` is the reason, e.g. "by an operator".
-    pub fn block(&self, net: IpNet, now: Instant, duration: Duration, why: &str, rep: &Report) {
+    pub(crate) fn block(&self, net: IpNet, now: Instant, duration: Duration, why: &str, rep: &Telemetry) {
         let until = crate::clock::later(now, duration);
         if let Ok(mut d) = self.dynamic.write() {
             d.insert(net, Blocked { until, reason: why.to_string(), since: SystemTime::now() });
             self.any_dynamic.store(true, Relaxed);
         }
         let reason = format!("{why}, for {}", humantime::format_duration(duration));
-        rep.events
-            .push(rep.metrics, crate::events::Event::shield("prefix_blocked", "-", Some(net.to_string()), reason));
+        rep.event(Event::shield("prefix_blocked", "-", Some(net.to_string()), reason));
     }
 
-    pub fn unblock(&self, net: &IpNet) -> bool {
+    pub(crate) fn unblock(&self, net: &IpNet) -> bool {
         self.dynamic.write().ok().and_then(|mut d| d.remove(net)).is_some()
+    }
+}
+
+/// What one periodic pass of the shield found, for the caller to report.
+pub(crate) struct Upkeep {
+    /// A flood started or ended.
+    pub(crate) flood: Option<FloodChange>,
+    pub(crate) flood_active: bool,
+    /// The tables' state, on the passes that sweep them.
+    pub(crate) tables: Option<Tables>,
+}
+
+/// The shield's tables after a sweep.
+pub(crate) struct Tables {
+    /// The most offending prefixes (recent, decaying estimate).
+    pub(crate) top: Vec<topk::Offender>,
+    /// Addresses, prefixes and path stems tracked.
+    pub(crate) tracked: [(&'static str, usize); 3],
+    pub(crate) bytes: usize,
+    /// Dynamic blocks in force.
+    pub(crate) blocked: usize,
+}
+
+impl Shield {
+    /// The shield's periodic work, called every `every` (`n` counts the passes): the flood
+    /// state on every pass, the never-seen-prefix rate every fourth, and every twentieth a
+    /// sweep of idle client state and expired blocks (the offender sketch decays every
+    /// fortieth) with the tables' state.
+    pub(crate) fn upkeep(&self, cfg: &Cfg, every: Duration, n: u64, now: Instant) -> Upkeep {
+        let sig = &cfg.signatures;
+        let flood = self.flood.tick(every, sig.flood_rate, sig.calm_after.get(), self.tick(now));
+        if n % 4 == 0 {
+            self.flood.tick_prefixes();
+        }
+        let tables = (n % 20 == 0).then(|| {
+            self.sweep(cfg, now);
+            if n % 40 == 0 {
+                self.top.decay();
+            }
+            Tables {
+                top: self.top.top(10),
+                tracked: [
+                    ("addresses", self.addrs.len()),
+                    ("prefixes", self.prefixes.len()),
+                    ("stems", self.stems.len()),
+                ],
+                bytes: self.table_bytes(),
+                blocked: self.dynamic.read().map_or(0, |d| d.iter().count()),
+            }
+        });
+        Upkeep { flood, flood_active: self.flood.active(), tables }
+    }
+}
+
+impl Shield {
+    /// Drops the state of clients idle longer than `idle` and expired blocks.
+    pub(crate) fn sweep(&self, cfg: &crate::config::shield::Shield, now: Instant) {
+        let t = self.tick(now);
+        let idle = gcra::ticks(cfg.idle.get());
+        self.addrs.retain(|c| c.conns > 0 || !Gcra::idle(c.last, t, idle));
+        self.prefixes.retain(|c| c.conns > 0 || !Gcra::idle(c.last, t, idle));
+        self.classes.retain(|c| !Gcra::idle(c.last, t, idle));
+        let window = (self.secs(now) / (cfg.signatures.window.get().as_secs().max(1) as u32)).saturating_sub(1);
+        self.stems.retain(|c| c.window >= window);
+        if self.any_dynamic.load(Relaxed) {
+            if let Ok(mut d) = self.dynamic.write() {
+                d.retain(|_, b| b.until > now);
+                self.any_dynamic.store(!d.is_empty(), Relaxed);
+            }
+        }
     }
 }
 

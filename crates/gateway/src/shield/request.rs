@@ -6,7 +6,7 @@ use super::*;
 
 impl Shield {
     /// Judges one request (after routing, before the cache).
-    pub fn check(&self, rt: &ShieldRt, f: &Facts, rep: &Report, now: Instant) -> Verdict {
+    pub(crate) fn check(&self, rt: &ShieldRt, f: &Facts, rep: &Telemetry, now: Instant) -> Verdict {
         let client = rt.client(f.peer, f.headers);
         let ip = client.ip;
         if !rt.cfg.enabled || rt.exempt(ip) {
@@ -52,10 +52,10 @@ impl Shield {
             Kind::Challenge => ("challenge", Action::Challenge { reason, difficulty: self.difficulty(cfg) }),
         };
         if dry {
-            rep.count(&format!("dry_run_{name}"), reason, f.site);
+            rep.metrics.shield.action(&format!("dry_run_{name}"), reason, f.site);
             return Verdict { action: None, client, priority, give_visitor_cookie };
         }
-        rep.count(name, reason, f.site);
+        rep.metrics.shield.action(name, reason, f.site);
         Verdict { action: Some(action), client, priority, give_visitor_cookie }
     }
 
@@ -68,7 +68,7 @@ impl Shield {
         f: &Facts,
         client: Client,
         cleared: bool,
-        rep: &Report,
+        rep: &Telemetry,
         now: Instant,
         first_seen: &mut Option<u32>,
     ) -> Option<(Kind, &'static str)> {
@@ -170,7 +170,7 @@ impl Shield {
         );
         if let Some(evidence) = report {
             tracing::info!(prefix = %client.prefix, flood, %evidence, "flood signature matched (reported only)");
-            rep.count("report", "flood_signature", "-");
+            rep.metrics.shield.action("report", "flood_signature", "-");
         }
         if let Some(evidence) = block {
             return Some(self.block_flood_source(rt, client.prefix, evidence, rep, now));
@@ -205,7 +205,7 @@ impl Shield {
         rt: &ShieldRt,
         net: IpNet,
         evidence: String,
-        rep: &Report,
+        rep: &Telemetry,
         now: Instant,
     ) -> (Kind, &'static str) {
         let already = self.dynamic.read().ok().and_then(|d| d.lookup(net.addr()).map(|(_, b)| b.until > now));

@@ -10,16 +10,16 @@
 
 use http::{HeaderMap, Version};
 
-pub const NO_UA: u8 = 1;
-pub const IMPLAUSIBLE: u8 = 1 << 1;
-pub const NEW_CONN: u8 = 1 << 2;
-pub const NO_COOKIE: u8 = 1 << 3;
-pub const SUBRESOURCE: u8 = 1 << 4;
-pub const BUSTING: u8 = 1 << 5;
-pub const NEW_PREFIX: u8 = 1 << 6;
+pub(crate) const NO_UA: u8 = 1;
+pub(crate) const IMPLAUSIBLE: u8 = 1 << 1;
+pub(crate) const NEW_CONN: u8 = 1 << 2;
+pub(crate) const NO_COOKIE: u8 = 1 << 3;
+pub(crate) const SUBRESOURCE: u8 = 1 << 4;
+pub(crate) const BUSTING: u8 = 1 << 5;
+pub(crate) const NEW_PREFIX: u8 = 1 << 6;
 
 /// The facts a request shows on its own.
-pub fn features(version: Version, path: &str, headers: &HeaderMap, new_connection: bool) -> u8 {
+pub(crate) fn features(version: Version, path: &str, headers: &HeaderMap, new_connection: bool) -> u8 {
     let mut f = 0;
     let ua = headers.get(http::header::USER_AGENT).map(|v| v.as_bytes()).filter(|v| !v.is_empty());
     if ua.is_none() {
@@ -65,7 +65,7 @@ fn is_subresource(path: &str, headers: &HeaderMap) -> bool {
 }
 
 /// How suspicious one request is, 0 to 1: weights of what it shows by itself.
-pub fn request_score(f: u8) -> f64 {
+pub(crate) fn request_score(f: u8) -> f64 {
     let mut s = 0.0;
     if f & NO_UA != 0 {
         s += 3.0;
@@ -89,7 +89,7 @@ pub fn request_score(f: u8) -> f64 {
 /// the first four characters of the last segment, and the names of the query's parameters
 /// when they are words (`/search?q=...` -> `/sear?q`; `/checkoutQXZWBT` -> `/chec`;
 /// `/?829311` -> `/?#`).
-pub fn stem(path_and_query: &str) -> String {
+pub(crate) fn stem(path_and_query: &str) -> String {
     let (path, query) = path_and_query.split_once('?').map_or((path_and_query, None), |(p, q)| (p, Some(q)));
     let (dir, last) = path.rsplit_once('/').unwrap_or(("", path));
     let mut s = String::with_capacity(dir.len() + 16);
@@ -114,16 +114,16 @@ pub fn stem(path_and_query: &str) -> String {
 /// One stem's targets over a window: how many requests and, in a 64-bit linear-counting
 /// sketch, how many distinct targets.
 #[derive(Debug, Default, Clone, Copy)]
-pub struct StemCell {
-    pub window: u32,
-    pub count: u32,
-    pub bits: u64,
+pub(crate) struct StemCell {
+    pub(crate) window: u32,
+    pub(crate) count: u32,
+    pub(crate) bits: u64,
 }
 
 impl StemCell {
     /// Counts a target (its hash); true when the stem's targets are mostly unique: a flood
     /// defeating the cache.
-    pub fn add(&mut self, window: u32, target_hash: u64) -> bool {
+    pub(crate) fn add(&mut self, window: u32, target_hash: u64) -> bool {
         if self.window != window {
             *self = StemCell { window, count: 0, bits: 0 };
         }
@@ -132,7 +132,7 @@ impl StemCell {
         self.busting()
     }
 
-    pub fn busting(&self) -> bool {
+    pub(crate) fn busting(&self) -> bool {
         let distinct = self.bits.count_ones();
         // 32 requests of a handful of pages set a handful of bits; 32 unique targets set
         // about 25 of 64.
@@ -142,21 +142,21 @@ impl StemCell {
 
 /// A prefix's requests over one window.
 #[derive(Debug, Default, Clone, Copy)]
-pub struct Window {
+pub(crate) struct Window {
     /// The window's number (seconds since the shield's epoch / window length).
-    pub id: u32,
-    pub n: u16,
-    pub no_ua: u16,
-    pub implausible: u16,
-    pub new_conn: u16,
-    pub no_cookie: u16,
-    pub subresource: u16,
-    pub busting: u16,
-    pub new_prefix: bool,
+    pub(crate) id: u32,
+    pub(crate) n: u16,
+    pub(crate) no_ua: u16,
+    pub(crate) implausible: u16,
+    pub(crate) new_conn: u16,
+    pub(crate) no_cookie: u16,
+    pub(crate) subresource: u16,
+    pub(crate) busting: u16,
+    pub(crate) new_prefix: bool,
 }
 
 impl Window {
-    pub fn add(&mut self, id: u32, f: u8) {
+    pub(crate) fn add(&mut self, id: u32, f: u8) {
         if self.id != id {
             *self = Window { id, ..Window::default() };
         }
@@ -172,7 +172,7 @@ impl Window {
     }
 
     /// How much the prefix's traffic looks like a flood, 0 to 1.
-    pub fn score(&self) -> f64 {
+    pub(crate) fn score(&self) -> f64 {
         if self.n == 0 {
             return 0.0;
         }
@@ -193,7 +193,7 @@ impl Window {
     }
 
     /// The prefix's signature, for logs and status: which traits it showed most.
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         let n = f64::from(self.n.max(1));
         let pct = |c: u16| (f64::from(c) * 100.0 / n).round();
         format!(

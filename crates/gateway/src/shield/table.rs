@@ -16,7 +16,7 @@ const SHARDS: usize = 64;
 
 /// The keys are already SipHash outputs: hashing them again would be wasted work.
 #[derive(Default)]
-pub struct PassThrough(u64);
+pub(crate) struct PassThrough(u64);
 
 impl Hasher for PassThrough {
     fn finish(&self) -> u64 {
@@ -34,7 +34,7 @@ impl Hasher for PassThrough {
 
 type Shard<V> = HashMap<u64, V, BuildHasherDefault<PassThrough>>;
 
-pub struct Table<V> {
+pub(crate) struct Table<V> {
     shards: Box<[Mutex<Shard<V>>]>,
     cap_per_shard: usize,
     keys: std::hash::RandomState,
@@ -42,13 +42,13 @@ pub struct Table<V> {
 
 impl<V> Table<V> {
     /// A table holding at most about `capacity` entries.
-    pub fn new(capacity: usize) -> Table<V> {
+    pub(crate) fn new(capacity: usize) -> Table<V> {
         let shards = (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect();
         Table { shards, cap_per_shard: capacity.div_ceil(SHARDS).max(1), keys: std::hash::RandomState::new() }
     }
 
     /// The table's key for `k`.
-    pub fn key<K: Hash>(&self, k: &K) -> u64 {
+    pub(crate) fn key<K: Hash>(&self, k: &K) -> u64 {
         self.keys.hash_one(k)
     }
 
@@ -59,7 +59,7 @@ impl<V> Table<V> {
 
     /// Runs `f` on the entry for `key`, creating it with `init` when absent. None when the
     /// entry is absent and the table is full.
-    pub fn with<R>(&self, key: u64, init: impl FnOnce() -> V, f: impl FnOnce(&mut V) -> R) -> Option<R> {
+    pub(crate) fn with<R>(&self, key: u64, init: impl FnOnce() -> V, f: impl FnOnce(&mut V) -> R) -> Option<R> {
         let mut shard = self.shard(key).lock().ok()?;
         if let Some(v) = shard.get_mut(&key) {
             return Some(f(v));
@@ -72,13 +72,13 @@ impl<V> Table<V> {
     }
 
     /// Runs `f` on the entry for `key` if there is one.
-    pub fn get<R>(&self, key: u64, f: impl FnOnce(&mut V) -> R) -> Option<R> {
+    pub(crate) fn get<R>(&self, key: u64, f: impl FnOnce(&mut V) -> R) -> Option<R> {
         let mut shard = self.shard(key).lock().ok()?;
         shard.get_mut(&key).map(f)
     }
 
     /// Keeps the entries for which `keep` is true; gives memory back when a shard shrank a lot.
-    pub fn retain(&self, mut keep: impl FnMut(&mut V) -> bool) {
+    pub(crate) fn retain(&self, mut keep: impl FnMut(&mut V) -> bool) {
         for shard in self.shards.iter() {
             let Ok(mut s) = shard.lock() else { continue };
             s.retain(|_, v| keep(v));
@@ -90,7 +90,8 @@ impl<V> Table<V> {
     }
 
     /// Visits every entry.
-    pub fn for_each(&self, mut f: impl FnMut(&V)) {
+    #[cfg(test)]
+    pub(crate) fn for_each(&self, mut f: impl FnMut(&V)) {
         for shard in self.shards.iter() {
             if let Ok(s) = shard.lock() {
                 s.values().for_each(&mut f);
@@ -98,16 +99,12 @@ impl<V> Table<V> {
         }
     }
 
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.shards.iter().map(|s| s.lock().map_or(0, |s| s.len())).sum()
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     /// Bytes the table's buckets take (key, value and hashbrown's control byte per bucket).
-    pub fn bytes(&self) -> usize {
+    pub(crate) fn bytes(&self) -> usize {
         let per = std::mem::size_of::<(u64, V)>() + 1;
         self.shards.iter().map(|s| s.lock().map_or(0, |s| s.capacity() * per)).sum()
     }

@@ -8,24 +8,24 @@ use serde::Serialize;
 use std::sync::Mutex;
 
 #[derive(Debug, Clone, Serialize)]
-pub struct Offender {
-    pub prefix: String,
+pub(crate) struct Offender {
+    pub(crate) prefix: String,
     /// Estimated actions (an upper bound; `error` is the most it may overstate).
-    pub count: u64,
-    pub error: u64,
+    pub(crate) count: u64,
+    pub(crate) error: u64,
 }
 
-pub struct TopK {
+pub(crate) struct TopK {
     k: usize,
     counters: Mutex<Vec<(IpNet, u64, u64)>>,
 }
 
 impl TopK {
-    pub fn new(k: usize) -> TopK {
+    pub(crate) fn new(k: usize) -> TopK {
         TopK { k, counters: Mutex::new(Vec::with_capacity(k)) }
     }
 
-    pub fn add(&self, net: IpNet, n: u64) {
+    pub(crate) fn add(&self, net: IpNet, n: u64) {
         let Ok(mut c) = self.counters.lock() else { return };
         if let Some(e) = c.iter_mut().find(|e| e.0 == net) {
             e.1 += n;
@@ -41,7 +41,7 @@ impl TopK {
         }
     }
 
-    pub fn decay(&self) {
+    pub(crate) fn decay(&self) {
         if let Ok(mut c) = self.counters.lock() {
             for e in c.iter_mut() {
                 e.1 /= 2;
@@ -52,7 +52,7 @@ impl TopK {
     }
 
     /// The heaviest first.
-    pub fn top(&self, n: usize) -> Vec<Offender> {
+    pub(crate) fn top(&self, n: usize) -> Vec<Offender> {
         let Ok(c) = self.counters.lock() else { return Vec::new() };
         let mut v: Vec<_> = c.iter().map(|e| Offender { prefix: e.0.to_string(), count: e.1, error: e.2 }).collect();
         v.sort_by_key(|o| std::cmp::Reverse(o.count));

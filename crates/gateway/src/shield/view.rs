@@ -11,40 +11,40 @@ use std::time::SystemTime;
 use tokio::time::Instant;
 
 #[derive(Debug, Serialize)]
-pub struct ShieldView {
-    pub enabled: bool,
-    pub mode: &'static str,
-    pub challenge: &'static str,
-    pub flood: FloodView,
-    pub blocked: Vec<BlockView>,
-    pub top_offenders: Vec<Offender>,
-    pub tracked_addresses: usize,
-    pub tracked_prefixes: usize,
-    pub table_bytes: usize,
-    pub sites: BTreeMap<String, LoadView>,
+pub(crate) struct ShieldView {
+    pub(crate) enabled: bool,
+    pub(crate) mode: &'static str,
+    pub(crate) challenge: &'static str,
+    pub(crate) flood: FloodView,
+    pub(crate) blocked: Vec<BlockView>,
+    pub(crate) top_offenders: Vec<Offender>,
+    pub(crate) tracked_addresses: usize,
+    pub(crate) tracked_prefixes: usize,
+    pub(crate) table_bytes: usize,
+    pub(crate) sites: BTreeMap<String, LoadView>,
 }
 
 #[derive(Debug, Serialize)]
-pub struct FloodView {
-    pub active: bool,
+pub(crate) struct FloodView {
+    pub(crate) active: bool,
     #[serde(with = "crate::util::rfc3339_opt")]
-    pub since: Option<SystemTime>,
+    pub(crate) since: Option<SystemTime>,
     /// Suspicious requests per second, recently.
-    pub suspicious_per_second: f64,
-    pub never_seen_prefix_burst: bool,
+    pub(crate) suspicious_per_second: f64,
+    pub(crate) never_seen_prefix_burst: bool,
 }
 
 #[derive(Debug, Serialize)]
-pub struct BlockView {
-    pub prefix: String,
-    pub reason: String,
+pub(crate) struct BlockView {
+    pub(crate) prefix: String,
+    pub(crate) reason: String,
     #[serde(with = "crate::util::rfc3339")]
-    pub since: SystemTime,
-    pub remaining_seconds: u64,
+    pub(crate) since: SystemTime,
+    pub(crate) remaining_seconds: u64,
 }
 
 impl Shield {
-    pub fn view(&self, cfg: &crate::config::shield::Shield, sites: BTreeMap<String, LoadView>) -> ShieldView {
+    pub(crate) fn view(&self, cfg: &crate::config::shield::Shield, sites: BTreeMap<String, LoadView>) -> ShieldView {
         let now = Instant::now();
         let mut blocked: Vec<BlockView> = self
             .dynamic
@@ -92,7 +92,7 @@ impl Shield {
         }
     }
 
-    pub fn table_bytes(&self) -> usize {
+    pub(crate) fn table_bytes(&self) -> usize {
         self.addrs.bytes() + self.prefixes.bytes() + self.classes.bytes() + self.stems.bytes()
     }
 }

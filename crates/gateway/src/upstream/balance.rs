@@ -4,6 +4,7 @@
 
 use super::Origin;
 use crate::config::Balance;
+pub(crate) use crate::util::{next_random, uniform};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
@@ -18,13 +19,14 @@ fn score(o: &Origin, mode: Balance) -> f64 {
 }
 
 /// Picks one of `candidates`; `rand` supplies two random numbers.
-pub fn pick<'a>(candidates: &[&'a Arc<Origin>], mode: Balance, rand: u64) -> Option<&'a Arc<Origin>> {
+#[cfg(test)]
+fn pick<'a>(candidates: &[&'a Arc<Origin>], mode: Balance, rand: u64) -> Option<&'a Arc<Origin>> {
     pick_where(candidates.iter().copied(), mode, rand)
 }
 
 /// P2C over the origins an iterator yields, without collecting them (it is walked twice:
 /// once to count, once to find the two chosen).
-pub fn pick_where<'a, I>(candidates: I, mode: Balance, rand: u64) -> Option<&'a Arc<Origin>>
+pub(crate) fn pick_where<'a, I>(candidates: I, mode: Balance, rand: u64) -> Option<&'a Arc<Origin>>
 where
     I: Iterator<Item = &'a Arc<Origin>> + Clone,
 {
@@ -43,35 +45,6 @@ where
             Some(if score(oa, mode) <= score(ob, mode) { oa } else { ob })
         }
     }
-}
-
-/// A small, fast random source (xorshift64*) for choices on the request path. Races
-/// between threads only make it a little less random, which is harmless here.
-pub fn next_random(state: &std::sync::atomic::AtomicU64) -> u64 {
-    let mut x = state.load(Relaxed);
-    let r = next_random_local(&mut x);
-    state.store(x, Relaxed);
-    r
-}
-
-/// A uniform draw in [0, 1) from [`next_random`].
-pub fn uniform(state: &std::sync::atomic::AtomicU64) -> f64 {
-    unit(next_random(state))
-}
-
-/// The top 53 bits of `x` as a float in [0, 1).
-pub fn unit(x: u64) -> f64 {
-    (x >> 11) as f64 / (1u64 << 53) as f64
-}
-
-pub fn next_random_local(x: &mut u64) -> u64 {
-    if *x == 0 {
-        *x = 0x9E37_79B9_7F4A_7C15;
-    }
-    *x ^= *x >> 12;
-    *x ^= *x << 25;
-    *x ^= *x >> 27;
-    x.wrapping_mul(0x2545_F491_4F6C_DD1D)
 }
 
 #[cfg(test)]

@@ -5,27 +5,26 @@
 
 use crate::config::{Failover, FailoverMode};
 
-/// Pools per site at most (validated on load), so choices need no heap.
-pub const MAX_POOLS: usize = 16;
+pub(crate) use crate::config::MAX_POOLS;
 
 /// What the chooser needs to know about a pool.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct PoolView {
-    pub available: usize,
-    pub total: usize,
+pub(crate) struct PoolView {
+    pub(crate) available: usize,
+    pub(crate) total: usize,
     /// When the pool became eligible again (clock ms); 0: eligible since start.
-    pub up_since: u64,
+    pub(crate) up_since: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Choice {
+pub(crate) enum Choice {
     Pool(usize),
     /// No pool has an available origin: try the best candidates anyway.
     Panic,
 }
 
 impl PoolView {
-    pub fn share(&self) -> f64 {
+    pub(crate) fn share(&self) -> f64 {
         if self.total == 0 {
             0.0
         } else {
@@ -33,7 +32,7 @@ impl PoolView {
         }
     }
 
-    pub fn eligible(&self, cfg: &Failover) -> bool {
+    pub(crate) fn eligible(&self, cfg: &Failover) -> bool {
         self.available > 0 && self.share() >= cfg.min_healthy_share
     }
 
@@ -48,7 +47,7 @@ impl PoolView {
 }
 
 /// Chooses a pool; `r` is a uniform random number in [0, 1).
-pub fn choose(views: &[PoolView], cfg: &Failover, now: u64, r: f64) -> Choice {
+pub(crate) fn choose(views: &[PoolView], cfg: &Failover, now: u64, r: f64) -> Choice {
     if views.iter().all(|v| v.available == 0) {
         return Choice::Panic;
     }

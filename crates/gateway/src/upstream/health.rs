@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
 
 /// Whether an origin may get traffic now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum State {
+pub(crate) enum State {
     Available,
     /// Ejection over: it may get one probe request.
     Probe,
@@ -16,7 +16,7 @@ pub enum State {
 }
 
 #[derive(Debug)]
-pub struct OriginHealth {
+pub(crate) struct OriginHealth {
     checked_up: AtomicBool,
     check_fails: AtomicU32,
     check_oks: AtomicU32,
@@ -53,7 +53,7 @@ impl Default for OriginHealth {
 
 /// A change worth an event.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Transition {
+pub(crate) enum Transition {
     CheckDown { fails: u32 },
     CheckUp { oks: u32 },
     Ejected { for_ms: u64, reason: &'static str, in_a_row: u32 },
@@ -62,7 +62,7 @@ pub enum Transition {
 
 /// What a request to the origin ended with, for passive detection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Result {
+pub(crate) enum Result {
     Ok,
     /// Connect error, timeout or reset.
     Error,
@@ -71,7 +71,7 @@ pub enum Result {
 }
 
 impl OriginHealth {
-    pub fn state(&self, now: u64) -> State {
+    pub(crate) fn state(&self, now: u64) -> State {
         if !self.checked_up.load(Relaxed) {
             return State::Down;
         }
@@ -83,21 +83,26 @@ impl OriginHealth {
         }
     }
 
-    pub fn is_ejected(&self) -> bool {
+    pub(crate) fn is_ejected(&self) -> bool {
         self.ejected_until.load(Relaxed) != 0
     }
 
-    pub fn checked_up(&self) -> bool {
+    pub(crate) fn checked_up(&self) -> bool {
         self.checked_up.load(Relaxed)
     }
 
     /// Claims the single probe slot of an origin whose ejection is over.
-    pub fn try_probe(&self) -> bool {
+    pub(crate) fn try_probe(&self) -> bool {
         self.probe_in_flight.compare_exchange(false, true, Relaxed, Relaxed).is_ok()
     }
 
+    /// Frees the probe slot of a probe that was cancelled before its result.
+    pub(crate) fn release_probe(&self) {
+        self.probe_in_flight.store(false, Relaxed);
+    }
+
     /// An active check's result.
-    pub fn record_check(&self, ok: bool, cfg: &HealthCfg) -> Option<Transition> {
+    pub(crate) fn record_check(&self, ok: bool, cfg: &HealthCfg) -> Option<Transition> {
         if ok {
             self.check_fails.store(0, Relaxed);
             let oks = self.check_oks.fetch_add(1, Relaxed) + 1;
@@ -118,7 +123,14 @@ impl OriginHealth {
 
     /// A real request's result. `may_eject` says whether the pool's ejection cap allows one
     /// more. `probe` says whether this request was the origin's probe.
-    pub fn record(&self, result: Result, probe: bool, may_eject: bool, cfg: &Outlier, now: u64) -> Option<Transition> {
+    pub(crate) fn record(
+        &self,
+        result: Result,
+        probe: bool,
+        may_eject: bool,
+        cfg: &Outlier,
+        now: u64,
+    ) -> Option<Transition> {
         if probe {
             self.probe_in_flight.store(false, Relaxed);
         }
@@ -163,7 +175,7 @@ impl OriginHealth {
 
     /// Peak EWMA (Finagle's): a slower response than the average is taken at once; faster
     /// ones pull the average down with a 10 s time constant.
-    pub fn observe_latency(&self, rtt_us: f64, now: u64) {
+    pub(crate) fn observe_latency(&self, rtt_us: f64, now: u64) {
         const TAU_MS: f64 = 10_000.0;
         let prev = f64::from_bits(self.ewma_us.load(Relaxed));
         let dt = now.saturating_sub(self.ewma_at.swap(now, Relaxed)) as f64;
@@ -176,7 +188,7 @@ impl OriginHealth {
         self.ewma_us.store(next.to_bits(), Relaxed);
     }
 
-    pub fn ewma_us(&self) -> f64 {
+    pub(crate) fn ewma_us(&self) -> f64 {
         f64::from_bits(self.ewma_us.load(Relaxed))
     }
 }

@@ -20,10 +20,11 @@
 //! 413, say), the upload stops and the answer is read; that connection is not reused.
 
 use super::ErrorKind;
-use crate::framing::{self, Chunked};
-use crate::proxy::body::{BodyTooLarge, ReqBody, UploadTooSlow};
-use crate::proxy::headers::{is_forwarding_field, is_hop_by_hop};
-use crate::util::unwritten;
+use crate::body::{self as client_body, ReqBody};
+use crate::codec::fields::{is_forwarding_field, is_hop_by_hop};
+use crate::codec::io::unwritten;
+use crate::codec::{self, Chunked};
+use crate::telemetry::{Phase, RequestPhase};
 use bytes::{Buf, Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderValue};
 #[cfg(test)]
@@ -46,7 +47,7 @@ const READ_CHUNK: usize = 16 * 1024;
 
 /// One keep-alive connection to an origin.
 #[derive(Debug)]
-pub struct Conn {
+pub(crate) struct Conn {
     io: TcpStream,
     /// Bytes read from the origin and not yet used.
     buf: BytesMut,
@@ -58,9 +59,20 @@ pub struct Conn {
     timer: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
+/// A request on its way to an origin: the head (origin-form target, headers prepared;
+/// borrowed, so that a retry needs no copy), the body (which comes back if nothing was
+/// sent), and `forwarding`: header lines that replace the request's own forwarding fields
+/// (empty: none, the request's are sent as they are).
+#[derive(Debug)]
+pub(crate) struct Outgoing<'a> {
+    pub(crate) head: &'a http::request::Parts,
+    pub(crate) body: ReqBody,
+    pub(crate) forwarding: &'a Bytes,
+}
+
 /// Why a request got no response.
 #[derive(Debug)]
-pub enum SendError {
+pub(crate) enum SendError {
     /// Nothing was written (the connection was found closed): the body comes back whole
     /// (the head was only borrowed).
     NotSent { kind: ErrorKind, body: ReqBody },
@@ -69,14 +81,14 @@ pub enum SendError {
 }
 
 impl Conn {
-    pub fn new(io: TcpStream) -> Conn {
+    pub(crate) fn new(io: TcpStream) -> Conn {
         Conn { io, buf: BytesMut::new(), head: Vec::with_capacity(512), timer: None }
     }
 
     /// Whether an idle connection still looks usable: the origin has neither closed it nor
     /// sent anything since its last response. Costs no system call unless the event loop
     /// saw the socket become readable.
-    pub fn is_reusable_idle(&mut self) -> bool {
+    pub(crate) fn is_reusable_idle(&mut self) -> bool {
         let waker = noop_waker();
         let mut cx = Context::from_waker(&waker);
         match self.io.poll_read_ready(&mut cx) {
@@ -90,19 +102,19 @@ impl Conn {
         }
     }
 
-    /// Sends a request (`head`: origin-form target, headers already prepared; borrowed, so
-    /// that a retry needs no copy) and reads the response head, all before `deadline`
-    /// (else [`ErrorKind::ResponseTimeout`]). `forwarding`: header lines that replace the
-    /// request's own forwarding fields (empty: none, the request's are sent as they are).
-    /// The response's body owns the connection; take it back with
-    /// [`OriginBody::take_reusable`] once the body has ended.
-    pub async fn send(
+    /// Sends a request and reads the response head, all before `deadline` (else
+    /// [`ErrorKind::ResponseTimeout`]), marking the request's phase as it goes (uploading,
+    /// then waiting for the head). The response's body owns the connection; take it back
+    /// with [`OriginBody::take_reusable`] once the body has ended.
+    pub(crate) async fn send(
         mut self,
-        head: &http::request::Parts,
-        body: ReqBody,
-        forwarding: &Bytes,
+        msg: Outgoing<'_>,
         deadline: tokio::time::Instant,
+        phase: &RequestPhase,
     ) -> Result<Response<OriginBody>, SendError> {
+        let Outgoing { head, body, forwarding } = msg;
+        let streams = body.buffered_bytes().is_none() && !body.is_end_stream();
+        phase.enter(if streams { Phase::Upload } else { Phase::ResponseHeaders });
         match &mut self.timer {
             Some(t) => t.as_mut().reset(deadline),
             None => self.timer = Some(Box::pin(tokio::time::sleep_until(deadline))),
@@ -137,8 +149,9 @@ impl Conn {
         }
         self.head = head;
         let mut reusable = true;
-        if buffered.is_empty() && !body.is_end_stream() {
+        if streams {
             reusable = self.upload(body, chunked).await?;
+            phase.enter(Phase::ResponseHeaders);
         }
         self.read_response(head_request, reusable).await
     }
@@ -171,7 +184,7 @@ impl Conn {
             }
             let done = if chunked {
                 let mut size = [0u8; 20];
-                self.write_parts(&[framing::chunk_size_line(data.len(), &mut size), &data, b"\r\n"]).await
+                self.write_parts(&[codec::chunk_size_line(data.len(), &mut size), &data, b"\r\n"]).await
             } else {
                 self.write_parts(&[&data]).await
             };
@@ -268,7 +281,7 @@ impl Conn {
 
     /// Reads more from the origin into the buffer; Ok(0) at its end.
     fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
-        crate::util::poll_fill(&mut self.io, &mut self.buf, READ_CHUNK, cx)
+        crate::codec::io::poll_fill(&mut self.io, &mut self.buf, READ_CHUNK, cx)
     }
 
     async fn read_response(mut self, head_request: bool, reusable: bool) -> Result<Response<OriginBody>, SendError> {
@@ -356,7 +369,7 @@ fn encode_head(req: &http::request::Parts, body: &ReqBody, forwarding: &Bytes, o
             }
             Some(n) => {
                 out.extend_from_slice(b"content-length: ");
-                out.extend_from_slice(framing::itoa(n, &mut [0; 20]));
+                out.extend_from_slice(codec::itoa(n, &mut [0; 20]));
                 out.extend_from_slice(b"\r\n");
             }
             None => {
@@ -398,8 +411,8 @@ fn parse_head(buf: &mut BytesMut) -> Result<Option<Head>, ErrorKind> {
     let base = buf.as_ptr() as usize;
     let mut fields = Vec::with_capacity(parsed.headers.len());
     for h in parsed.headers.iter() {
-        let name = crate::proxy::headers::field_name(h.name.as_bytes()).map_err(|_| protocol())?;
-        fields.push((name, framing::range_in(base, len, h.value).ok_or_else(protocol)?));
+        let name = crate::codec::fields::field_name(h.name.as_bytes()).map_err(|_| protocol())?;
+        fields.push((name, codec::range_in(base, len, h.value).ok_or_else(protocol)?));
     }
     let head = buf.split_to(len).freeze();
     let mut headers = HeaderMap::with_capacity(fields.len());
@@ -460,7 +473,7 @@ fn parse_head(buf: &mut BytesMut) -> Result<Option<Head>, ErrorKind> {
 fn parse_length(v: &[u8]) -> Option<u64> {
     let mut value = None;
     for part in v.split(|&b| b == b',') {
-        let n = framing::parse_length(part)?;
+        let n = codec::parse_length(part)?;
         if value.is_some_and(|v| v != n) {
             return None;
         }
@@ -486,13 +499,12 @@ fn io_error_kind(e: &io::Error) -> ErrorKind {
     }
 }
 
-fn body_error_kind(e: &(dyn std::error::Error + 'static)) -> ErrorKind {
-    if e.is::<BodyTooLarge>() {
-        ErrorKind::BodyTooLarge
-    } else if e.is::<UploadTooSlow>() {
-        ErrorKind::ClientTooSlow
-    } else {
-        ErrorKind::ClientBody
+pub(crate) fn body_error_kind(e: &(dyn std::error::Error + 'static)) -> ErrorKind {
+    match client_body::fault(e) {
+        client_body::Fault::TooLarge => ErrorKind::BodyTooLarge,
+        client_body::Fault::TooSlow => ErrorKind::ClientTooSlow,
+        client_body::Fault::Gone => ErrorKind::ClientGone,
+        client_body::Fault::Malformed => ErrorKind::ClientBody,
     }
 }
 
@@ -506,7 +518,7 @@ enum Framing {
 
 /// The response body, read from the origin's socket as it is polled.
 #[derive(Debug)]
-pub struct OriginBody {
+pub(crate) struct OriginBody {
     conn: Option<Conn>,
     framing: Framing,
     /// The connection may carry another request once this body has ended.
@@ -516,7 +528,7 @@ pub struct OriginBody {
 
 /// The origin's body ended before its framing said it would, or broke its framing.
 #[derive(Debug)]
-pub struct OriginBodyError(&'static str);
+pub(crate) struct OriginBodyError(&'static str);
 
 impl std::fmt::Display for OriginBodyError {
     fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
@@ -527,7 +539,7 @@ impl std::error::Error for OriginBodyError {}
 
 impl OriginBody {
     /// The connection, once the body was read to its end and the connection may be reused.
-    pub fn take_reusable(&mut self) -> Option<Conn> {
+    pub(crate) fn take_reusable(&mut self) -> Option<Conn> {
         match &self.conn {
             Some(c) if self.done && self.reusable && c.buf.is_empty() => self.conn.take(),
             _ => None,
@@ -662,7 +674,8 @@ mod tests {
         async fn send_req(self, req: Request<ReqBody>, fwd: &Bytes) -> Result<Response<OriginBody>, SendError> {
             let (head, body) = req.into_parts();
             let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
-            self.send(&head, body, fwd, deadline).await
+            let phase = crate::telemetry::RequestPhase::uncounted();
+            self.send(Outgoing { head: &head, body, forwarding: fwd }, deadline, &phase).await
         }
     }
 

@@ -1,14 +1,15 @@
 //! Origins and their pools per data center, keep-alive connections to them ([`pool`]),
 //! origin choice, and the classification of origin failures.
 
-pub mod balance;
-pub mod checker;
-pub mod failover;
-pub mod health;
-pub mod http1;
-pub mod pool;
-pub mod retry;
+pub(crate) mod balance;
+pub(crate) mod checker;
+pub(crate) mod failover;
+pub(crate) mod health;
+pub(crate) mod http1;
+pub(crate) mod pool;
+pub(crate) mod retry;
 
+use crate::telemetry::RequestPhase;
 use serde::Serialize;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
@@ -17,35 +18,35 @@ use std::time::SystemTime;
 /// One origin server of one site in one data center. Kept across reloads when the site,
 /// data center and address stay the same, so its counters, health and connections survive.
 #[derive(Debug)]
-pub struct Origin {
-    pub authority: http::uri::Authority,
-    pub datacenter: Arc<str>,
-    pub weight: u32,
-    pub stats: OriginStats,
-    pub health: health::OriginHealth,
+pub(crate) struct Origin {
+    pub(crate) authority: http::uri::Authority,
+    pub(crate) datacenter: Arc<str>,
+    pub(crate) weight: u32,
+    pub(crate) stats: OriginStats,
+    pub(crate) health: health::OriginHealth,
     /// Idle keep-alive connections to this origin.
-    pub conns: pool::ConnPool,
+    pub(crate) conns: pool::ConnPool,
     /// An active health checker runs for this origin.
-    pub checker_running: AtomicBool,
+    pub(crate) checker_running: AtomicBool,
 }
 
 #[derive(Debug, Default)]
-pub struct OriginStats {
-    pub in_flight: AtomicU64,
-    pub requests: AtomicU64,
-    pub errors: AtomicU64,
-    pub last_error: Mutex<Option<OriginErrorEvent>>,
+pub(crate) struct OriginStats {
+    pub(crate) in_flight: AtomicU64,
+    pub(crate) requests: AtomicU64,
+    pub(crate) errors: AtomicU64,
+    pub(crate) last_error: Mutex<Option<OriginErrorEvent>>,
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct OriginErrorEvent {
+pub(crate) struct OriginErrorEvent {
     #[serde(with = "crate::util::rfc3339")]
-    pub at: SystemTime,
-    pub kind: &'static str,
+    pub(crate) at: SystemTime,
+    pub(crate) kind: &'static str,
 }
 
 impl Origin {
-    pub fn new(authority: http::uri::Authority, datacenter: Arc<str>, weight: u32) -> Origin {
+    pub(crate) fn new(authority: http::uri::Authority, datacenter: Arc<str>, weight: u32) -> Origin {
         Origin {
             authority,
             datacenter,
@@ -57,7 +58,19 @@ impl Origin {
         }
     }
 
-    pub fn record_error(&self, kind: ErrorKind) {
+    /// Sends a request on a pooled or new connection (marking the request's phase:
+    /// connecting, uploading, waiting for the response head). The response body holds the
+    /// connection; it comes back to the pool when the body has been read to its end.
+    pub(crate) async fn send(
+        &self,
+        msg: http1::Outgoing<'_>,
+        timing: pool::Timing,
+        phase: &RequestPhase,
+    ) -> Result<http::Response<http1::OriginBody>, http1::SendError> {
+        self.conns.send(&self.authority, msg, timing, phase).await
+    }
+
+    pub(crate) fn record_error(&self, kind: ErrorKind) {
         self.stats.errors.fetch_add(1, Relaxed);
         if let Ok(mut last) = self.stats.last_error.lock() {
             *last = Some(OriginErrorEvent { at: SystemTime::now(), kind: kind.as_str() });
@@ -65,34 +78,86 @@ impl Origin {
     }
 }
 
+/// A request at an origin: counted in the origin's requests and in flight from the try
+/// until the guard is dropped (the try failed, or the response ended or was abandoned).
+/// The balancer reads the in-flight count, so a count left behind by a cancelled request
+/// would steer traffic away from a healthy origin for good.
+#[derive(Debug)]
+pub(crate) struct InFlight(Arc<Origin>);
+
+impl InFlight {
+    pub(crate) fn new(origin: &Arc<Origin>) -> InFlight {
+        origin.stats.requests.fetch_add(1, Relaxed);
+        origin.stats.in_flight.fetch_add(1, Relaxed);
+        InFlight(origin.clone())
+    }
+
+    pub(crate) fn origin(&self) -> &Arc<Origin> {
+        &self.0
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.stats.in_flight.fetch_sub(1, Relaxed);
+    }
+}
+
+/// The single probe request an origin gets after an ejection. Spent when its result is
+/// recorded ([`ProbePermit::spend`]); dropped unspent (the request was cancelled before an
+/// answer), it frees the probe slot, so the origin can be probed again instead of staying
+/// out of rotation for good.
+#[derive(Debug)]
+pub(crate) struct ProbePermit(Option<Arc<Origin>>);
+
+impl ProbePermit {
+    /// The result is being recorded (which ends the probe).
+    pub(crate) fn spend(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for ProbePermit {
+    fn drop(&mut self) {
+        if let Some(o) = self.0.take() {
+            o.health.release_probe();
+        }
+    }
+}
+
 /// The origins of one site in one data center.
 #[derive(Debug)]
-pub struct Pool {
-    pub datacenter: Arc<str>,
-    pub origins: Vec<Arc<Origin>>,
+pub(crate) struct Pool {
+    pub(crate) datacenter: Arc<str>,
+    pub(crate) origins: Vec<Arc<Origin>>,
     /// Whether the pool was eligible for traffic at the last choice, and since when.
     was_up: AtomicBool,
     up_since: AtomicU64,
 }
 
 impl Pool {
-    pub fn new(datacenter: Arc<str>, origins: Vec<Arc<Origin>>) -> Pool {
+    pub(crate) fn new(datacenter: Arc<str>, origins: Vec<Arc<Origin>>) -> Pool {
         Pool { datacenter, origins, was_up: AtomicBool::new(true), up_since: AtomicU64::new(0) }
     }
 
     /// Origins ejected now (for the ejection cap).
-    pub fn ejected(&self) -> usize {
+    pub(crate) fn ejected(&self) -> usize {
         self.origins.iter().filter(|o| o.health.is_ejected()).count()
     }
 
     /// Whether one more origin may be ejected under `max_ejected_percent`.
-    pub fn may_eject(&self, max_percent: u32) -> bool {
+    pub(crate) fn may_eject(&self, max_percent: u32) -> bool {
         let total = self.origins.len().max(1);
         self.ejected() * 100 < total * max_percent as usize
     }
 
     /// Notes whether the pool is eligible for traffic now; returns the change if it is one.
-    pub fn update_eligibility(&self, index: usize, cfg: &crate::config::Failover, now: u64) -> Option<PoolChange> {
+    pub(crate) fn update_eligibility(
+        &self,
+        index: usize,
+        cfg: &crate::config::Failover,
+        now: u64,
+    ) -> Option<PoolChange> {
         self.note_eligibility(index, &mut self.view(now), cfg, now)
     }
 
@@ -123,25 +188,31 @@ impl Pool {
 }
 
 /// The origin chosen for one try.
-pub struct Selection {
-    pub pool: usize,
-    pub origin: Arc<Origin>,
+pub(crate) struct Selection {
+    pub(crate) pool: usize,
+    pub(crate) origin: Arc<Origin>,
     /// This try is the origin's single probe after an ejection.
-    pub probe: bool,
+    pub(crate) probe: Option<ProbePermit>,
+}
+
+/// The data centers of a site whose eligibility changed since it was last noted (after an
+/// origin's state changed).
+pub(crate) fn eligibility_changes(pools: &[Pool], cfg: &crate::config::Failover, now: u64) -> Vec<PoolChange> {
+    pools.iter().enumerate().filter_map(|(i, p)| p.update_eligibility(i, cfg, now)).collect()
 }
 
 /// A data center changed its eligibility at the last choice.
-pub struct PoolChange {
-    pub pool: usize,
-    pub up: bool,
-    pub share: f64,
+pub(crate) struct PoolChange {
+    pub(crate) pool: usize,
+    pub(crate) up: bool,
+    pub(crate) share: f64,
 }
 
 /// Chooses an origin for a try: a pool by failover order (with slow start and panic mode),
 /// then an origin in it by P2C; origins in `tried` are avoided while others remain.
 /// Returns pool eligibility changes for the caller to report as events. No heap allocation
 /// unless a pool changed.
-pub fn choose(
+pub(crate) fn choose(
     pools: &[Pool],
     cfg: &crate::config::Site,
     tried: &[usize],
@@ -173,20 +244,21 @@ pub fn choose(
             if let Some(o) = pool.origins.iter().filter(not_tried).find(|o| o.health.state(now) == health::State::Probe)
             {
                 if o.health.try_probe() {
-                    return (Some(Selection { pool: i, origin: o.clone(), probe: true }), changes);
+                    let probe = Some(ProbePermit(Some(o.clone())));
+                    return (Some(Selection { pool: i, origin: o.clone(), probe }), changes);
                 }
             }
         }
         let candidates =
             pool.origins.iter().filter(not_tried).filter(|o| panic || o.health.state(now) == health::State::Available);
         if let Some(o) = balance::pick_where(candidates, cfg.balance, balance::next_random(rng)) {
-            return (Some(Selection { pool: i, origin: o.clone(), probe: false }), changes);
+            return (Some(Selection { pool: i, origin: o.clone(), probe: None }), changes);
         }
     }
     // Everything was tried or is down: panic over untried origins of any pool.
     for (i, pool) in pools.iter().enumerate() {
         if let Some(o) = pool.origins.iter().find(not_tried) {
-            return (Some(Selection { pool: i, origin: o.clone(), probe: false }), changes);
+            return (Some(Selection { pool: i, origin: o.clone(), probe: None }), changes);
         }
     }
     (None, changes)
@@ -194,7 +266,7 @@ pub fn choose(
 
 /// Why a request to an origin failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ErrorKind {
+pub(crate) enum ErrorKind {
     /// TCP connect refused (nothing listening, process gone).
     ConnectRefused,
     /// TCP connect did not complete in time (black hole, dead network).
@@ -209,14 +281,16 @@ pub enum ErrorKind {
     Protocol,
     /// The client's request body exceeded `limits.max_body_bytes`.
     BodyTooLarge,
-    /// The client's request body failed (client went away mid-upload).
+    /// The client's request body broke its framing.
     ClientBody,
+    /// The client went away (closed, reset its stream) before its request body ended.
+    ClientGone,
     /// The client's request body came slower than `shield.connections.min_upload_rate`.
     ClientTooSlow,
 }
 
 impl ErrorKind {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             ErrorKind::ConnectRefused => "connect_refused",
             ErrorKind::ConnectTimeout => "connect_timeout",
@@ -226,17 +300,21 @@ impl ErrorKind {
             ErrorKind::Protocol => "protocol",
             ErrorKind::BodyTooLarge => "body_too_large",
             ErrorKind::ClientBody => "client_body",
+            ErrorKind::ClientGone => "client_gone",
             ErrorKind::ClientTooSlow => "client_too_slow",
         }
     }
 
     /// True when the failure is the origin's (counted against it), not the client's.
-    pub fn is_origin_fault(self) -> bool {
-        !matches!(self, ErrorKind::BodyTooLarge | ErrorKind::ClientBody | ErrorKind::ClientTooSlow)
+    pub(crate) fn is_origin_fault(self) -> bool {
+        !matches!(
+            self,
+            ErrorKind::BodyTooLarge | ErrorKind::ClientBody | ErrorKind::ClientGone | ErrorKind::ClientTooSlow
+        )
     }
 
     /// Classifies a connect failure (None: it timed out).
-    pub fn of_connect(err: Option<&std::io::Error>) -> ErrorKind {
+    pub(crate) fn of_connect(err: Option<&std::io::Error>) -> ErrorKind {
         match err {
             None => ErrorKind::ConnectTimeout,
             Some(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => ErrorKind::ConnectRefused,

@@ -3,9 +3,8 @@
 //! a request that could not be written on a pooled connection (closed by the origin
 //! meanwhile) is sent on a fresh one, which is always safe.
 
-use super::http1::{Conn, OriginBody, SendError};
-use crate::proxy::body::ReqBody;
-use bytes::Bytes;
+use super::http1::{Conn, OriginBody, Outgoing, SendError};
+use crate::telemetry::{Phase, RequestPhase};
 use std::sync::Mutex;
 use std::time::Duration;
 use tokio::net::TcpStream;
@@ -15,7 +14,7 @@ use tokio::time::Instant;
 const MAX_IDLE: usize = 256;
 
 #[derive(Debug, Default)]
-pub struct ConnPool {
+pub(crate) struct ConnPool {
     idle: Mutex<Vec<(Conn, Instant)>>,
 }
 
@@ -32,7 +31,7 @@ impl ConnPool {
     }
 
     /// Returns a connection after its response body ended (`now`).
-    pub fn checkin(&self, conn: Conn, now: Instant) {
+    pub(crate) fn checkin(&self, conn: Conn, now: Instant) {
         if let Ok(mut idle) = self.idle.lock() {
             if idle.len() < MAX_IDLE {
                 idle.push((conn, now));
@@ -40,51 +39,59 @@ impl ConnPool {
         }
     }
 
-    /// Sends a request on a pooled or new connection, answered by `deadline`. The response
-    /// body holds the connection; it comes back here when the body has been read to its end.
-    #[allow(clippy::too_many_arguments)]
-    pub async fn send(
+    /// Sends a request on a pooled or new connection, answered by `timing.deadline`. The
+    /// response body holds the connection; it comes back here when the body has been read
+    /// to its end.
+    pub(crate) async fn send(
         &self,
         authority: &http::uri::Authority,
-        head: &http::request::Parts,
-        mut body: ReqBody,
-        forwarding: &Bytes,
-        connect_timeout: Duration,
-        max_idle_age: Duration,
-        now: Instant,
-        deadline: Instant,
+        mut msg: Outgoing<'_>,
+        timing: Timing,
+        phase: &RequestPhase,
     ) -> Result<http::Response<OriginBody>, SendError> {
-        if let Some(conn) = self.checkout(max_idle_age, now) {
-            match conn.send(head, body, forwarding, deadline).await {
+        if let Some(conn) = self.checkout(timing.max_idle_age, timing.now) {
+            let (head, forwarding) = (msg.head, msg.forwarding);
+            match conn.send(msg, timing.deadline, phase).await {
                 // Not written: the pooled connection was closed under us; use a new one.
-                Err(SendError::NotSent { body: back, .. }) => body = back,
+                Err(SendError::NotSent { body, .. }) => msg = Outgoing { head, body, forwarding },
                 done => return done,
             }
         }
         // Boxed: connecting is the rare case, and its futures would otherwise make every
         // request's future larger.
-        let connect_timeout = connect_timeout.min(deadline.saturating_duration_since(now));
-        Box::pin(send_on_new(authority, head, body, forwarding, connect_timeout, deadline)).await
+        Box::pin(send_on_new(authority, msg, timing, phase)).await
     }
+}
+
+/// When a try must be done, and how long its parts may take.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Timing {
+    /// A new connection must be up within this (and the deadline).
+    pub(crate) connect: Duration,
+    /// Pooled connections idle longer than this are not used.
+    pub(crate) max_idle_age: Duration,
+    pub(crate) now: Instant,
+    /// The response head must have arrived by then.
+    pub(crate) deadline: Instant,
 }
 
 /// Sends a request on a new connection.
 async fn send_on_new(
     authority: &http::uri::Authority,
-    head: &http::request::Parts,
-    body: ReqBody,
-    forwarding: &Bytes,
-    connect_timeout: Duration,
-    deadline: Instant,
+    msg: Outgoing<'_>,
+    timing: Timing,
+    phase: &RequestPhase,
 ) -> Result<http::Response<OriginBody>, SendError> {
+    phase.enter(Phase::Connect);
+    let connect_timeout = timing.connect.min(timing.deadline.saturating_duration_since(timing.now));
     match connect(authority, connect_timeout).await {
-        Ok(conn) => conn.send(head, body, forwarding, deadline).await,
-        Err(kind) => Err(SendError::NotSent { kind, body }),
+        Ok(conn) => conn.send(msg, timing.deadline, phase).await,
+        Err(kind) => Err(SendError::NotSent { kind, body: msg.body }),
     }
 }
 
 /// Opens a connection to `authority` within `timeout`.
-pub async fn connect(authority: &http::uri::Authority, timeout: Duration) -> Result<Conn, super::ErrorKind> {
+pub(crate) async fn connect(authority: &http::uri::Authority, timeout: Duration) -> Result<Conn, super::ErrorKind> {
     let host = authority.host().trim_start_matches('[').trim_end_matches(']');
     let port = authority.port_u16().unwrap_or(80);
     let connecting = async {

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 /// How a try failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Failure {
+pub(crate) enum Failure {
     /// Nothing of the request reached the origin (connect failed; a pooled connection was
     /// closed before the request was written).
     NotSent,
@@ -18,14 +18,14 @@ pub enum Failure {
 }
 
 /// Methods safe to send twice, and POST/PATCH that carry an Idempotency-Key.
-pub fn idempotent(method: &Method, has_idempotency_key: bool) -> bool {
+pub(crate) fn idempotent(method: &Method, has_idempotency_key: bool) -> bool {
     matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE)
         || has_idempotency_key
 }
 
 /// Whether a failed try may be tried again. `replayable`: the request body can be sent
 /// again (none, or buffered).
-pub fn should_retry(failure: Failure, idempotent: bool, replayable: bool, on_5xx: bool) -> bool {
+pub(crate) fn should_retry(failure: Failure, idempotent: bool, replayable: bool, on_5xx: bool) -> bool {
     match failure {
         Failure::NotSent => true,
         Failure::BeforeResponse => idempotent && replayable,
@@ -37,7 +37,7 @@ pub fn should_retry(failure: Failure, idempotent: bool, replayable: bool, on_5xx
 /// Retries as a share of requests over a 10 s window, with a floor per second
 /// (as Linkerd's and Envoy's budgets).
 #[derive(Debug, Default)]
-pub struct Budget {
+pub(crate) struct Budget {
     window: AtomicU64,
     requests: AtomicU64,
     retries: AtomicU64,
@@ -54,13 +54,13 @@ impl Budget {
         }
     }
 
-    pub fn request(&self, now: u64) {
+    pub(crate) fn request(&self, now: u64) {
         self.roll(now);
         self.requests.fetch_add(1, Relaxed);
     }
 
     /// Takes a retry from the budget if there is one left.
-    pub fn try_retry(&self, now: u64, ratio: f64, min_per_second: u32) -> bool {
+    pub(crate) fn try_retry(&self, now: u64, ratio: f64, min_per_second: u32) -> bool {
         self.roll(now);
         let allowed =
             (self.requests.load(Relaxed) as f64 * ratio) as u64 + u64::from(min_per_second) * (WINDOW_MS / 1000);

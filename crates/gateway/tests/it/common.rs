@@ -181,6 +181,55 @@ pub fn executor() -> TokioExecutor {
     TokioExecutor::new()
 }
 
+/// The admin listener's /status.json.
+pub async fn status_json(gw: &Gateway) -> serde_json::Value {
+    let (_, _, body) = get(gw.admin_addr.unwrap(), "admin", "/status.json").await;
+    serde_json::from_str(&body).unwrap()
+}
+
+/// Waits until the async condition `f` holds or `limit` passes (polling).
+pub async fn eventually<F: std::future::Future<Output = bool>>(limit: Duration, mut f: impl FnMut() -> F) -> bool {
+    let deadline = tokio::time::Instant::now() + limit;
+    while tokio::time::Instant::now() < deadline {
+        if f().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    f().await
+}
+
+/// A PROXY protocol v2 header (haproxy's proxy-protocol.txt §2.2) naming `src` as the
+/// client of a TCP connection to `dst`, written here from the specification so that the
+/// gateway's parser is checked against an encoder that is not its own.
+pub fn proxy_v2_header(src: SocketAddr, dst: SocketAddr) -> Vec<u8> {
+    let mut out = b"\r\n\r\n\0\r\nQUIT\n".to_vec();
+    out.push(0x21); // version 2, PROXY
+    match (src, dst) {
+        (SocketAddr::V4(s), SocketAddr::V4(d)) => {
+            out.push(0x11); // TCP over IPv4
+            out.extend_from_slice(&12u16.to_be_bytes());
+            out.extend_from_slice(&s.ip().octets());
+            out.extend_from_slice(&d.ip().octets());
+            out.extend_from_slice(&s.port().to_be_bytes());
+            out.extend_from_slice(&d.port().to_be_bytes());
+        }
+        (s, d) => {
+            let v6 = |a: SocketAddr| match a.ip() {
+                std::net::IpAddr::V4(v4) => v4.to_ipv6_mapped(),
+                std::net::IpAddr::V6(v6) => v6,
+            };
+            out.push(0x21); // TCP over IPv6
+            out.extend_from_slice(&36u16.to_be_bytes());
+            out.extend_from_slice(&v6(s).octets());
+            out.extend_from_slice(&v6(d).octets());
+            out.extend_from_slice(&s.port().to_be_bytes());
+            out.extend_from_slice(&d.port().to_be_bytes());
+        }
+    }
+    out
+}
+
 /// Waits until `f` holds or `limit` passes.
 pub async fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
     let deadline = tokio::time::Instant::now() + limit;

@@ -22,8 +22,13 @@ impl World {
         }
     }
 
-    fn events(&self) -> Vec<(String, String)> {
-        self.gw.shared.events.recent().into_iter().map(|e| (e.kind.to_string(), e.datacenter)).collect()
+    async fn events(&self) -> Vec<(String, String)> {
+        let st = status_json(&self.gw).await;
+        let events = st["events"].as_array().cloned().unwrap_or_default();
+        events
+            .iter()
+            .map(|e| (e["kind"].as_str().unwrap().to_string(), e["datacenter"].as_str().unwrap().to_string()))
+            .collect()
     }
 }
 
@@ -117,7 +122,7 @@ async fn refused_data_center_costs_no_request_and_fails_over() {
     assert_eq!(checkout(&w, None).await, 200);
     assert_eq!(orders(&w), (0, 1));
     tokio::time::sleep(Duration::from_millis(400)).await;
-    let kinds: Vec<String> = w.events().into_iter().map(|e| e.0).collect();
+    let kinds: Vec<String> = w.events().await.into_iter().map(|e| e.0).collect();
     assert!(kinds.contains(&"origin_down".to_string()), "{kinds:?}");
     assert!(kinds.contains(&"failover".to_string()), "{kinds:?}");
 }
@@ -170,7 +175,7 @@ async fn slow_data_center_is_routed_around() {
     for _ in 0..5 {
         assert_eq!(shop_get(&w, "/").await, (200, "eu-central".into()), "slow: cut at the per-try timeout, retried");
     }
-    let kinds: Vec<String> = w.events().into_iter().map(|e| e.0).collect();
+    let kinds: Vec<String> = w.events().await.into_iter().map(|e| e.0).collect();
     assert!(kinds.contains(&"failover".to_string()), "{kinds:?}");
 }
 
@@ -182,7 +187,7 @@ async fn failing_origins_are_ejected_by_passive_detection() {
     for _ in 0..12 {
         assert_eq!(shop_get(&w, "/").await, (200, "eu-central".into()), "503s retried elsewhere");
     }
-    let kinds: Vec<String> = w.events().into_iter().map(|e| e.0).collect();
+    let kinds: Vec<String> = w.events().await.into_iter().map(|e| e.0).collect();
     assert!(kinds.contains(&"origin_ejected".to_string()), "{kinds:?}");
 }
 
@@ -234,7 +239,7 @@ async fn recovered_data_center_gets_its_traffic_back_with_slow_start() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(west_after >= 20, "traffic is back on eu-west");
-    let kinds: Vec<String> = w.events().into_iter().map(|e| e.0).collect();
+    let kinds: Vec<String> = w.events().await.into_iter().map(|e| e.0).collect();
     assert!(kinds.contains(&"origin_up".to_string()) && kinds.contains(&"failback".to_string()), "{kinds:?}");
     let status: serde_json::Value =
         serde_json::from_str(&get(w.gw.admin_addr.unwrap(), "a", "/status.json").await.2).unwrap();

@@ -3,7 +3,7 @@
 
 use crate::common::*;
 use bytes::Bytes;
-use holdfast_gateway::shield::challenge;
+use holdfast_gateway::challenge;
 use http::Request;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
@@ -50,11 +50,6 @@ async fn get_from(
     let h = resp.headers().clone();
     let body = resp.into_body().collect().await.ok()?.to_bytes();
     Some((status, h, String::from_utf8_lossy(&body).into_owned()))
-}
-
-async fn status_json(gw: &holdfast_gateway::Gateway) -> serde_json::Value {
-    let (_, _, body) = get(gw.admin_addr.unwrap(), "admin", "/status.json").await;
-    serde_json::from_str(&body).unwrap()
 }
 
 /// The kinds of the events in a /status.json.
@@ -358,8 +353,10 @@ async fn saturated_origins_shed_by_priority() {
             })
         })
         .collect();
-    let shedding =
-        wait_until(Duration::from_secs(8), || gw.shared.snapshot.load().sites[0].load.view().shed_level >= 1.0).await;
+    let shedding = eventually(Duration::from_secs(8), || async {
+        status_json(&gw).await["shield"]["sites"]["shop"]["shed_level"].as_f64().is_some_and(|l| l >= 1.0)
+    })
+    .await;
     assert!(shedding);
     // A new client's page: shed, 503 with Retry-After in the site's language.
     let (s, h, body) = get_from(Ipv4Addr::new(127, 3, 62, 1), addr, "/c/toys", BROWSER).await.unwrap();
@@ -421,7 +418,7 @@ async fn proxy_protocol_and_forwarded_names_the_client_for_the_shield() {
     let proxy = Ipv4Addr::new(127, 3, 80, 1);
     let through = |client: &'static str| async move {
         let mut s = connect_from(proxy, addr).await.unwrap();
-        let header = holdfast_gateway::listen::proxy_protocol::encode(client.parse().unwrap(), addr);
+        let header = proxy_v2_header(client.parse().unwrap(), addr);
         s.write_all(&header).await.unwrap();
         s.write_all(b"GET / HTTP/1.1\r\nHost: shop.test\r\nUser-Agent: t\r\nAccept: */*\r\nConnection: close\r\n\r\n")
             .await

@@ -11,7 +11,7 @@
 //!
 //! Heads are parsed with httparse (the parser hyper uses) in its default, strict
 //! configuration. A request whose framing is ambiguous is answered 400 and the connection
-//! closed, and it never reaches an origin ([`BadFraming`]): both Content-Length and
+//! closed, and it never reaches an origin ([`crate::codec::BadFraming`]): both Content-Length and
 //! Transfer-Encoding; Content-Length values that are not plain digits or that differ;
 //! Transfer-Encoding other than exactly one `chunked` (obfuscations such as `xchunked`,
 //! `chunked, identity`, a vertical tab, a repeated field); Transfer-Encoding in HTTP/1.0.
@@ -20,12 +20,12 @@
 //! chunked (HTTP/1.1) or until close (HTTP/1.0); none for HEAD, 1xx, 204 and 304.
 //! HTTP/2 stays hyper's (`listen::serve_http`).
 
-mod body;
 mod write;
 
 use super::ConnState;
-use crate::gateway::Shared;
-use crate::proxy::{self, body::ClientBody};
+use crate::body::ClientBody;
+use crate::proxy;
+use crate::proxy::Edge;
 use bytes::{Buf, BytesMut};
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Request, StatusCode, Uri, Version};
@@ -39,28 +39,20 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 /// Most header fields httparse is given room for (`limits.max_headers` is capped here).
 const MAX_HEADERS: usize = 256;
-/// Room made in the read buffer before each read.
-const READ_CHUNK: usize = 16 * 1024;
 const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 
 /// What the connection is held to (from the configuration when it opened).
 #[derive(Debug, Clone, Copy)]
-pub struct Settings {
-    pub max_head: usize,
-    pub max_headers: usize,
-    pub client_header: Duration,
+pub(crate) struct Settings {
+    pub(crate) max_head: usize,
+    pub(crate) max_headers: usize,
+    pub(crate) client_header: Duration,
     /// How long a client may take none of its response (`timeouts.idle_keepalive`).
-    pub send_timeout: Duration,
+    pub(crate) send_timeout: Duration,
 }
 
-/// Marks a request whose framing is ambiguous (see the module documentation): the request
-/// path answers it 400 and the connection is closed after that answer.
-#[derive(Debug, Clone, Copy)]
-pub struct BadFraming;
-
-use crate::framing::{self, Chunked};
-use body::{drained, Framing, Home, Reader};
-pub use body::{ClientBodyError, RequestBody};
+use crate::body::h1::{Framing, Inbound, RequestBody};
+use crate::codec::{self, BadFraming, Chunked};
 #[cfg(test)]
 use write::date;
 use write::{refuse, write_response, Sender};
@@ -108,21 +100,21 @@ fn parse_head(buf: &mut BytesMut, max_head: usize, max_headers: usize) -> Result
     }
     let version = if req.version == Some(0) { Version::HTTP_10 } else { Version::HTTP_11 };
     let (base, end) = (buf.as_ptr() as usize, len);
-    let path_range = framing::range_in(base, end, path.as_bytes()).ok_or_else(bad)?;
+    let path_range = codec::range_in(base, end, path.as_bytes()).ok_or_else(bad)?;
     // Names, and where the values lie, before the head is split off as shared bytes; the
     // framing fields on the way (one pass).
     let mut fields = Vec::with_capacity(req.headers.len());
     let (mut te, mut te_chunked, mut length, mut framing_ok) = (0usize, false, None::<u64>, true);
     let (mut close, mut keep_alive_token, mut expects_continue) = (false, false, false);
     for h in req.headers.iter() {
-        let name = crate::proxy::headers::field_name(h.name.as_bytes()).map_err(|_| bad())?;
+        let name = crate::codec::fields::field_name(h.name.as_bytes()).map_err(|_| bad())?;
         let v = h.value;
         if name == header::TRANSFER_ENCODING {
             te += 1;
             te_chunked = v.trim_ascii().eq_ignore_ascii_case(b"chunked");
         } else if name == header::CONTENT_LENGTH {
             // Plain digits only: no sign, no list ("5, 5"), which some parsers accept.
-            match framing::parse_length(v) {
+            match codec::parse_length(v) {
                 Some(n) if length.is_none_or(|l| l == n) => length = Some(n),
                 _ => framing_ok = false,
             }
@@ -135,7 +127,7 @@ fn parse_head(buf: &mut BytesMut, max_head: usize, max_headers: usize) -> Result
         } else if name == header::EXPECT {
             expects_continue = v.trim_ascii().eq_ignore_ascii_case(b"100-continue");
         }
-        fields.push((name, framing::range_in(base, end, v).ok_or_else(bad)?));
+        fields.push((name, codec::range_in(base, end, v).ok_or_else(bad)?));
     }
     let framing = match (te, length) {
         _ if !framing_ok => None,
@@ -168,79 +160,66 @@ enum NoHead {
 /// Reads the next request head. While the connection is idle (nothing of a head read yet)
 /// the connection's watchdog keeps time; a head that has begun must complete within
 /// `client_header`.
-async fn read_head(r: &mut Reader, state: &ConnState, s: &Settings) -> Result<Head, NoHead> {
+async fn read_head(inbound: &Inbound, state: &ConnState, s: &Settings) -> Result<Head, NoHead> {
     let mut timer: Option<Pin<Box<tokio::time::Sleep>>> = None;
-    loop {
-        if let Some(head) = parse_head(&mut r.buf, s.max_head, s.max_headers).map_err(NoHead::Refuse)? {
-            return Ok(head);
-        }
-        if r.buf.len() >= s.max_head {
-            return Err(NoHead::Refuse(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE));
-        }
-        let read = poll_fn(|cx| {
-            if let Poll::Ready(r) = r.poll_fill(cx) {
-                return Poll::Ready(r.ok().filter(|n| *n > 0));
+    poll_fn(|cx| {
+        let mut r = inbound.lock();
+        loop {
+            if let Some(head) = parse_head(&mut r.buf, s.max_head, s.max_headers).map_err(NoHead::Refuse)? {
+                return Poll::Ready(Ok(head));
             }
-            if r.buf.is_empty() {
-                return if state.is_closing() { Poll::Ready(None) } else { Poll::Pending };
+            if r.buf.len() >= s.max_head {
+                return Poll::Ready(Err(NoHead::Refuse(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE)));
             }
-            let t = timer.get_or_insert_with(|| Box::pin(tokio::time::sleep(s.client_header)));
-            t.as_mut().poll(cx).map(|()| None)
-        })
-        .await;
-        if read.is_none() {
-            return Err(NoHead::Closed);
+            match r.poll_fill(cx) {
+                Poll::Ready(Ok(n)) if n > 0 => continue,
+                Poll::Ready(_) => return Poll::Ready(Err(NoHead::Closed)),
+                Poll::Pending => break,
+            }
         }
-    }
+        if r.buf.is_empty() {
+            return if state.is_closing() { Poll::Ready(Err(NoHead::Closed)) } else { Poll::Pending };
+        }
+        let t = timer.get_or_insert_with(|| Box::pin(tokio::time::sleep(s.client_header)));
+        t.as_mut().poll(cx).map(|()| Err(NoHead::Closed))
+    })
+    .await
 }
 
 /// Serves HTTP/1.x on `io` until the client or the gateway closes it.
 /// `read`: what was already read from `io` (to tell HTTP/2 from HTTP/1).
-pub async fn serve<IO>(shared: Arc<Shared>, state: Arc<ConnState>, io: IO, read: BytesMut, settings: Settings)
+pub(crate) async fn serve<IO>(edge: Arc<Edge>, state: Arc<ConnState>, io: IO, read: BytesMut, settings: Settings)
 where
     IO: AsyncRead + AsyncWrite + Send + Sync + 'static,
 {
     let (rd, wr) = tokio::io::split(io);
     let mut wr = Sender { io: wr, stall: settings.send_timeout };
-    let mut buf = read;
-    buf.reserve(READ_CHUNK.saturating_sub(buf.len()));
-    let mut reader = Some(Reader { io: Box::new(rd), buf });
-    let home = Arc::new(Home::default());
+    let inbound = Arc::new(Inbound::new(Box::new(rd), read));
     let mut out = Vec::with_capacity(1024);
-    // Some(reader) when the connection closes while the client may still be sending.
-    let unread = loop {
-        // The reader is here, or with the last request's body (parked when it ended).
-        let mut r = match reader.take() {
-            Some(r) => r,
-            None => match home.take() {
-                Some((mut r, left)) => {
-                    if !drained(&mut r, left) {
-                        break Some(r); // the body was not read to its end: the stream is out of step
-                    }
-                    r
-                }
-                None => break None, // the body is still held somewhere
-            },
-        };
-        let head = match read_head(&mut r, &state, &settings).await {
+    // Whether the connection closes while the client may still be sending (then it lingers).
+    let linger_after = loop {
+        // What is left of the last request's body is skipped if it is already here; else the
+        // stream is out of step and the connection closes.
+        if !inbound.lock().skip_body() {
+            break true;
+        }
+        let head = match read_head(&inbound, &state, &settings).await {
             Ok(head) => head,
-            Err(NoHead::Closed) => break None,
+            Err(NoHead::Closed) => break false,
             Err(NoHead::Refuse(status)) => {
-                refuse(&shared, &mut wr, status).await;
-                break Some(r);
+                refuse(&edge.telemetry, &mut wr, status).await;
+                break true;
             }
         };
         let Head { method, uri, version, headers, framing, keep_alive, expects_continue } = head;
         let head_request = method == Method::HEAD;
         let bad_framing = framing.is_none();
         let body = match framing {
-            Some(Framing::Length(0)) | None => {
-                reader = Some(r);
-                ClientBody::Empty
-            }
+            Some(Framing::Length(0)) | None => ClientBody::Empty,
             Some(framing) => {
-                home.want_continue.store(false, Relaxed);
-                ClientBody::H1(RequestBody { reader: Some(r), framing, home: home.clone(), expects_continue })
+                inbound.want_continue.store(false, Relaxed);
+                let seq = inbound.lock().start_body(framing);
+                ClientBody::H1(RequestBody::new(inbound.clone(), seq, expects_continue))
             }
         };
         let mut req = Request::new(body);
@@ -251,22 +230,23 @@ where
         if bad_framing {
             req.extensions_mut().insert(BadFraming);
         }
-        let handled = proxy::handle(shared.clone(), state.clone(), req);
-        let resp = if expects_continue { with_continue(handled, &home, &mut wr.io).await } else { handled.await };
-        let Ok(resp) = resp else { break None }; // the shield's "close": no answer at all
+        let handled = proxy::handle(edge.clone(), state.clone(), req);
+        // The client leaving drops the request where it stands (its guards release what it
+        // held, its record says where it was cancelled).
+        let Some(resp) = serve_request(handled, &inbound, &mut wr.io, expects_continue).await else { break false };
+        let Ok(resp) = resp else { break false }; // the shield's "close": no answer at all
         let keep_alive = keep_alive && !bad_framing && !state.is_closing();
-        match write_response(&mut wr, &mut out, resp, head_request, version, keep_alive).await {
+        match write_response(&mut wr, &mut out, resp, head_request, version, keep_alive, &inbound).await {
             Ok(true) => {}
             // After a refused request (bad framing), the rest of what the client sent is
             // still coming; after a normal close, nothing is.
-            Ok(false) if bad_framing => break reader.take(),
-            Ok(false) => break None,
-            Err(_) => break None,
+            Ok(false) => break bad_framing,
+            Err(_) => break false,
         }
     };
     let _ = tokio::time::timeout(settings.send_timeout, wr.io.shutdown()).await;
-    if let Some(mut r) = unread {
-        linger(&mut r).await;
+    if linger_after {
+        linger(&inbound).await;
     }
 }
 
@@ -275,38 +255,51 @@ where
 /// reset the connection, and the client could lose the answer before reading it. So, as
 /// nginx's lingering close does, what arrives is read and dropped for a short while (the
 /// write side is already shut): until the client closes, `LINGER_BYTES` or `LINGER_TIME`.
-async fn linger(r: &mut Reader) {
+async fn linger(inbound: &Inbound) {
     const LINGER_BYTES: usize = 256 * 1024;
     const LINGER_TIME: Duration = Duration::from_secs(2);
-    let discard = async {
-        let mut total = r.buf.len();
-        while total < LINGER_BYTES {
-            r.buf.clear();
-            match poll_fn(|cx| r.poll_fill(cx)).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => total += n,
+    let mut total = 0;
+    let discard = poll_fn(|cx| {
+        let mut r = inbound.lock();
+        loop {
+            total += r.buf.len();
+            r.discard();
+            if total >= LINGER_BYTES {
+                return Poll::Ready(());
+            }
+            match r.poll_fill(cx) {
+                Poll::Ready(Ok(n)) if n > 0 => {}
+                Poll::Ready(_) => return Poll::Ready(()),
+                Poll::Pending => return Poll::Pending,
             }
         }
-    };
+    });
     let _ = tokio::time::timeout(LINGER_TIME, discard).await;
 }
 
-/// Runs the request path; sends `100 Continue` once its body is first read.
-async fn with_continue<F, W>(handled: F, home: &Home, wr: &mut W) -> F::Output
+/// Runs the request path until it answers, or None when the client goes away first (the
+/// request is then dropped where it stands). Sends `100 Continue` once its body is first
+/// read.
+async fn serve_request<F, W>(handled: F, inbound: &Inbound, wr: &mut W, expects_continue: bool) -> Option<F::Output>
 where
     F: Future,
     W: AsyncWrite + Unpin,
 {
     let mut handled = pin!(handled);
-    let mut written = 0;
+    let mut written = if expects_continue { 0 } else { CONTINUE.len() };
     poll_fn(|cx| {
-        if let Ok(mut w) = home.waker.lock() {
-            *w = Some(cx.waker().clone());
+        if inbound.poll_gone(cx) {
+            return Poll::Ready(None);
+        }
+        if written < CONTINUE.len() {
+            if let Ok(mut w) = inbound.waker.lock() {
+                *w = Some(cx.waker().clone());
+            }
         }
         if let Poll::Ready(out) = handled.as_mut().poll(cx) {
-            return Poll::Ready(out);
+            return Poll::Ready(Some(out));
         }
-        while home.want_continue.load(Relaxed) && written < CONTINUE.len() {
+        while inbound.want_continue.load(Relaxed) && written < CONTINUE.len() {
             match Pin::new(&mut *wr).poll_write(cx, &CONTINUE[written..]) {
                 Poll::Ready(Ok(n)) if n > 0 => written += n,
                 // A failed write shows up again when the response is written.

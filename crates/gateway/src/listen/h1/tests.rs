@@ -1,5 +1,5 @@
 //! Unit tests of the HTTP/1.x server's head parsing (chunked decoding is tested in
-//! `crate::framing`; the connection's behaviour end to end in tests/it: framing.rs,
+//! `crate::codec`; the connection's behaviour end to end in tests/it: framing.rs,
 //! http1.rs, limits.rs, proxying.rs).
 
 use super::*;

@@ -2,9 +2,10 @@
 //! connection fields), the body as Content-Length, chunked or until close, and the small
 //! pages for heads that cannot be served.
 
-use crate::framing;
-use crate::gateway::Shared;
+use crate::body::h1::Inbound;
+use crate::codec;
 use crate::proxy::body::RespBody;
+use crate::telemetry::Telemetry;
 use http::header;
 use http::{Response, StatusCode, Version};
 use http_body::Body;
@@ -18,8 +19,8 @@ use tokio::io::AsyncWrite;
 use tokio::time::Sleep;
 
 /// Answers a head that cannot be served (a small page, then the connection closes).
-pub(super) async fn refuse<W: AsyncWrite + Unpin>(shared: &Shared, wr: &mut Sender<W>, status: StatusCode) {
-    shared.metrics.reject(match status {
+pub(super) async fn refuse<W: AsyncWrite + Unpin>(telemetry: &Telemetry, wr: &mut Sender<W>, status: StatusCode) {
+    telemetry.metrics.reject(match status {
         StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => "header_too_large",
         StatusCode::METHOD_NOT_ALLOWED => "connect",
         _ => "bad_request",
@@ -43,6 +44,7 @@ pub(super) async fn write_response<W: AsyncWrite + Unpin>(
     head_request: bool,
     version: Version,
     keep_alive: bool,
+    inbound: &Inbound,
 ) -> io::Result<bool> {
     let (parts, mut body) = resp.into_parts();
     let status = parts.status;
@@ -88,7 +90,7 @@ pub(super) async fn write_response<W: AsyncWrite + Unpin>(
     }
     if let Some(n) = length {
         out.extend_from_slice(b"content-length: ");
-        out.extend_from_slice(framing::itoa(n, &mut [0; 20]));
+        out.extend_from_slice(codec::itoa(n, &mut [0; 20]));
         out.extend_from_slice(b"\r\n");
     } else if chunked {
         out.extend_from_slice(b"transfer-encoding: chunked\r\n");
@@ -112,7 +114,13 @@ pub(super) async fn write_response<W: AsyncWrite + Unpin>(
     let mut sent = 0u64;
     loop {
         let frame = if head_sent {
-            poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await
+            // While the origin is slow to send, a client that goes away is seen at once: the
+            // body (and the origin connection it holds) is dropped instead of waiting.
+            poll_fn(|cx| match Pin::new(&mut body).poll_frame(cx) {
+                Poll::Pending if inbound.poll_gone(cx) => Poll::Ready(Some(Err(gone()))),
+                polled => polled,
+            })
+            .await
         } else {
             match poll_fn(|cx| Poll::Ready(Pin::new(&mut body).poll_frame(cx))).await {
                 Poll::Ready(f) => f,
@@ -137,7 +145,7 @@ pub(super) async fn write_response<W: AsyncWrite + Unpin>(
                 }
                 let end = body.is_end_stream();
                 if chunked {
-                    let line = framing::chunk_size_line(data.len(), &mut size_line);
+                    let line = codec::chunk_size_line(data.len(), &mut size_line);
                     let tail: &[u8] = if end { b"\r\n0\r\n\r\n" } else { b"\r\n" };
                     wr.write_all(&[head, line, &data, tail]).await?;
                 } else {
@@ -151,6 +159,7 @@ pub(super) async fn write_response<W: AsyncWrite + Unpin>(
                 // the socket did not take when it was full.
                 wr.flush().await?;
             }
+            Some(Err(e)) if e.is::<ClientGone>() => return Err(io::ErrorKind::ConnectionAborted.into()),
             Some(Err(_)) => return Ok(false), // cut short: the client must see it
             None => {
                 if length.is_some_and(|n| sent != n) {
@@ -165,6 +174,21 @@ pub(super) async fn write_response<W: AsyncWrite + Unpin>(
     wr.flush().await?;
     drop(body);
     Ok(!close)
+}
+
+/// The client went away while its response was under way.
+#[derive(Debug)]
+struct ClientGone;
+
+impl std::fmt::Display for ClientGone {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("the client went away")
+    }
+}
+impl std::error::Error for ClientGone {}
+
+fn gone() -> crate::body::BoxError {
+    Box::new(ClientGone)
 }
 
 /// The client's side of the connection, written with a send timeout: a client that takes
@@ -185,7 +209,7 @@ impl<W: AsyncWrite + Unpin> Sender<W> {
             let mut timer = None;
             let n = poll_fn(|cx| {
                 let mut slices = [IoSlice::new(&[]); 4];
-                let k = crate::util::unwritten(parts, done, &mut slices);
+                let k = crate::codec::io::unwritten(parts, done, &mut slices);
                 match Pin::new(&mut self.io).poll_write_vectored(cx, &slices[..k]) {
                     Poll::Pending => stalled(&mut timer, self.stall, cx),
                     written => written,
@@ -228,7 +252,7 @@ pub(super) mod date {
         static CACHED: Cell<(u64, [u8; 29])> = const { Cell::new((0, [0; 29])) };
     }
 
-    pub fn now() -> [u8; 29] {
+    pub(crate) fn now() -> [u8; 29] {
         let now = SystemTime::now();
         let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
         let (at, text) = CACHED.get();

@@ -1,9 +1,12 @@
 //! How much memory the shield's per-client state costs: one million distinct source
-//! addresses (by default; pass another count) each open a connection and send a request.
-//! Prints the tables' size and the process's resident memory growth. Run by bench/shield.sh.
+//! addresses (by default; `SHIELD_MEMORY_ADDRESSES` sets another count) each open a
+//! connection and send a request. Prints the tables' size and the process's resident memory
+//! growth. A measurement, not a test: ignored unless asked for, run by bench/shield.sh
+//! (`cargo test --release --lib shield::memory -- --ignored --nocapture`).
 
-use holdfast_gateway::config::shield::Shield as Cfg;
-use holdfast_gateway::shield::{Report, Shield, ShieldRt, SiteLoad};
+use super::{Facts, Shield, ShieldRt, SiteLoad};
+use crate::config::shield::Shield as Cfg;
+use crate::telemetry::Telemetry;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 fn rss_kib() -> u64 {
@@ -15,16 +18,15 @@ fn rss_kib() -> u64 {
         .unwrap_or(0)
 }
 
-#[tokio::main(flavor = "current_thread")]
-async fn main() {
-    let n: u32 = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(1_000_000);
+#[tokio::test(flavor = "current_thread")]
+#[ignore = "a measurement: run by bench/shield.sh"]
+async fn one_million_addresses() {
+    let n: u32 = std::env::var("SHIELD_MEMORY_ADDRESSES").ok().and_then(|a| a.parse().ok()).unwrap_or(1_000_000);
     let cfg = Cfg::default();
     let rt = ShieldRt::new(&cfg, &[]);
     let before = rss_kib();
     let shield = Shield::new(&cfg);
-    let metrics = holdfast_gateway::metrics::Metrics::new();
-    let events = holdfast_gateway::events::EventLog::default();
-    let report = Report { metrics: &metrics, events: &events };
+    let report = Telemetry::new();
     let load = SiteLoad::default();
     let headers = {
         let mut h = http::HeaderMap::new();
@@ -48,7 +50,7 @@ async fn main() {
         };
         let now = tokio::time::Instant::now();
         if let Ok(ticket) = shield.on_accept(&rt, ip, now) {
-            let facts = holdfast_gateway::shield::Facts {
+            let facts = Facts {
                 peer: ip,
                 version: http::Version::HTTP_11,
                 method: &http::Method::GET,

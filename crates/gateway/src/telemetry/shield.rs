@@ -10,39 +10,39 @@ use prometheus_client::registry::Registry;
 use std::sync::atomic::AtomicU64;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ActionLabels {
-    pub action: String,
-    pub reason: String,
-    pub site: String,
+pub(crate) struct ActionLabels {
+    pub(crate) action: String,
+    pub(crate) reason: String,
+    pub(crate) site: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct PrefixLabel {
-    pub prefix: String,
+pub(crate) struct PrefixLabel {
+    pub(crate) prefix: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct TableLabel {
-    pub table: String,
+pub(crate) struct TableLabel {
+    pub(crate) table: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct SiteLabel {
-    pub site: String,
+pub(crate) struct SiteLabel {
+    pub(crate) site: String,
 }
 
-pub struct ShieldMetrics {
-    pub actions: Family<ActionLabels, Counter>,
-    pub top_prefixes: Family<PrefixLabel, Gauge>,
-    pub tracked: Family<TableLabel, Gauge>,
-    pub bytes: Gauge,
-    pub blocked_prefixes: Gauge,
-    pub flood: Gauge,
-    pub shed_level: Family<SiteLabel, Gauge<f64, AtomicU64>>,
+pub(crate) struct ShieldMetrics {
+    pub(crate) actions: Family<ActionLabels, Counter>,
+    pub(crate) top_prefixes: Family<PrefixLabel, Gauge>,
+    pub(crate) tracked: Family<TableLabel, Gauge>,
+    pub(crate) bytes: Gauge,
+    pub(crate) blocked_prefixes: Gauge,
+    pub(crate) flood: Gauge,
+    pub(crate) shed_level: Family<SiteLabel, Gauge<f64, AtomicU64>>,
 }
 
 impl ShieldMetrics {
-    pub fn register(registry: &mut Registry) -> ShieldMetrics {
+    pub(crate) fn register(registry: &mut Registry) -> ShieldMetrics {
         let m = ShieldMetrics {
             actions: Family::default(),
             top_prefixes: Family::default(),
@@ -78,7 +78,7 @@ impl ShieldMetrics {
         m
     }
 
-    pub fn action(&self, action: &str, reason: &str, site: &str) {
+    pub(crate) fn action(&self, action: &str, reason: &str, site: &str) {
         self.actions
             .get_or_create(&ActionLabels {
                 action: action.to_string(),

@@ -1,6 +1,9 @@
-//! TLS for the https listeners: one certificate per site, chosen by SNI (exact names and
-//! `*.` wildcards, like routing), ALPN h2 and http/1.1.
+//! TLS for the https listeners: loading each site's certificate, and the rustls server
+//! config that chooses one by SNI (exact names and `*.` wildcards, like routing), with ALPN
+//! h2 and http/1.1. Loaded when a snapshot is built (start, reload) and by `holdfast check`;
+//! the config loader itself reads no certificates.
 
+use crate::config::{ConfigError, File};
 use crate::route::Routes;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
@@ -8,7 +11,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 /// Loads a PEM certificate chain and private key.
-pub fn load_certified_key(cert: &Path, key: &Path) -> Result<CertifiedKey, String> {
+fn load_certified_key(cert: &Path, key: &Path) -> Result<CertifiedKey, String> {
     let read = |p: &Path| std::fs::read(p).map_err(|e| format!("cannot read {}: {e}", p.display()));
     let cert_pem = read(cert)?;
     let key_pem = read(key)?;
@@ -26,6 +29,19 @@ pub fn load_certified_key(cert: &Path, key: &Path) -> Result<CertifiedKey, Strin
     Ok(CertifiedKey::new(certs, signing))
 }
 
+/// Loads every site's certificate and key, with the site's host patterns (lowercase); an
+/// error names the site and where its certificate is configured.
+pub(crate) fn site_keys(file: &File) -> Result<Vec<(Vec<String>, CertifiedKey)>, ConfigError> {
+    let mut keys = Vec::new();
+    for site in &file.sites {
+        let Some(tls) = &site.tls else { continue };
+        let key = load_certified_key(&file.path(tls.cert.get_ref()), &file.path(tls.key.get_ref()))
+            .map_err(|why| file.error_at(&tls.cert, format!("site {:?}: {why}", site.name.get_ref())))?;
+        keys.push((site.hosts.iter().map(|h| h.get_ref().to_ascii_lowercase()).collect(), key));
+    }
+    Ok(keys)
+}
+
 /// Chooses the certificate by SNI; without SNI (or no match) the first site's.
 #[derive(Debug)]
 struct SniResolver {
@@ -41,7 +57,7 @@ impl ResolvesServerCert for SniResolver {
 }
 
 /// Builds the server TLS config from (host patterns, key) per site.
-pub fn server_config(sites: Vec<(Vec<String>, CertifiedKey)>) -> Option<Arc<rustls::ServerConfig>> {
+pub(crate) fn server_config(sites: Vec<(Vec<String>, CertifiedKey)>) -> Option<Arc<rustls::ServerConfig>> {
     if sites.is_empty() {
         return None;
     }

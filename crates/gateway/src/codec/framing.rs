@@ -20,7 +20,7 @@ const MAX_TRAILERS: usize = 16 * 1024;
 
 /// A Content-Length value (RFC 9110 §8.6): plain digits only (no sign, no list), at most
 /// 19 of them so that it fits a u64.
-pub fn parse_length(v: &[u8]) -> Option<u64> {
+pub(crate) fn parse_length(v: &[u8]) -> Option<u64> {
     let v = v.trim_ascii();
     if v.is_empty() || v.len() > 19 || !v.iter().all(u8::is_ascii_digit) {
         return None;
@@ -28,9 +28,18 @@ pub fn parse_length(v: &[u8]) -> Option<u64> {
     Some(v.iter().fold(0u64, |n, &d| n * 10 + u64::from(d - b'0')))
 }
 
+/// A message's Content-Length: None when it has none, or when its value is not plain
+/// digits, or when several fields disagree. The one reading of Content-Length for the
+/// request path, the cache and both HTTP/1 sides.
+pub(crate) fn content_length(headers: &http::HeaderMap) -> Option<u64> {
+    let mut values = headers.get_all(http::header::CONTENT_LENGTH).iter();
+    let first = parse_length(values.next()?.as_bytes())?;
+    values.all(|v| parse_length(v.as_bytes()) == Some(first)).then_some(first)
+}
+
 /// Where `part` (a slice httparse returned) lies in the head that starts at address `base`
 /// and is `len` bytes long. An empty part anywhere is an empty range.
-pub fn range_in(base: usize, len: usize, part: &[u8]) -> Option<Range<usize>> {
+pub(crate) fn range_in(base: usize, len: usize, part: &[u8]) -> Option<Range<usize>> {
     if part.is_empty() {
         return Some(0..0);
     }
@@ -40,7 +49,7 @@ pub fn range_in(base: usize, len: usize, part: &[u8]) -> Option<Range<usize>> {
 
 /// A chunked body being decoded.
 #[derive(Debug)]
-pub enum Chunked {
+pub(crate) enum Chunked {
     /// A chunk-size line: the value so far, its digits, the line's length, whether
     /// whitespace followed the size (then only more of it, `;` or the CR may come), whether
     /// an extension has begun, and whether the CR was seen.
@@ -63,17 +72,17 @@ impl Default for Chunked {
 
 impl Chunked {
     /// At the start of a chunked body.
-    pub fn new() -> Chunked {
+    pub(crate) fn new() -> Chunked {
         Chunked::Size { value: 0, digits: 0, line: 0, ws: false, ext: false, cr: false }
     }
 
-    pub fn is_done(&self) -> bool {
+    pub(crate) fn is_done(&self) -> bool {
         matches!(self, Chunked::Done)
     }
 
     /// Advances over `buf`, consuming what it uses: Some(data), or None when it needs more
     /// bytes or has reached the end ([`Chunked::is_done`]). Err: the body breaks the coding.
-    pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Bytes>, &'static str> {
+    pub(crate) fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Bytes>, &'static str> {
         while !buf.is_empty() {
             if let Chunked::Data(left) = self {
                 let n = (*left).min(buf.len() as u64) as usize;
@@ -158,7 +167,7 @@ impl Chunked {
 }
 
 /// "{size:x}\r\n", the line before a chunk of `n` bytes.
-pub fn chunk_size_line(mut n: usize, buf: &mut [u8; 20]) -> &[u8] {
+pub(crate) fn chunk_size_line(mut n: usize, buf: &mut [u8; 20]) -> &[u8] {
     let mut i = buf.len() - 2;
     buf[i..].copy_from_slice(b"\r\n");
     loop {
@@ -172,7 +181,7 @@ pub fn chunk_size_line(mut n: usize, buf: &mut [u8; 20]) -> &[u8] {
 }
 
 /// `n` in decimal (a Content-Length), without allocating.
-pub fn itoa(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
+pub(crate) fn itoa(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
     let mut i = buf.len();
     loop {
         i -= 1;

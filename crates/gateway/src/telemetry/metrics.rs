@@ -9,28 +9,28 @@ use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct RequestLabels {
-    pub site: String,
-    pub datacenter: String,
-    pub status_class: String,
+pub(crate) struct RequestLabels {
+    pub(crate) site: String,
+    pub(crate) datacenter: String,
+    pub(crate) status_class: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct SiteLabel {
-    pub site: String,
+pub(crate) struct SiteLabel {
+    pub(crate) site: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct OriginErrorLabels {
-    pub site: String,
-    pub datacenter: String,
-    pub origin: String,
-    pub kind: String,
+pub(crate) struct OriginErrorLabels {
+    pub(crate) site: String,
+    pub(crate) datacenter: String,
+    pub(crate) origin: String,
+    pub(crate) kind: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ReasonLabel {
-    pub reason: String,
+pub(crate) struct ReasonLabel {
+    pub(crate) reason: String,
 }
 
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
@@ -40,22 +40,22 @@ fn latency_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.000_25, 2.0, 17))
 }
 
-pub struct Metrics {
+pub(crate) struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
     duration: HistogramFamily<SiteLabel>,
-    pub origin_errors: Family<OriginErrorLabels, Counter>,
-    pub open_connections: Gauge,
-    pub connections: Counter,
-    pub rejected: Family<ReasonLabel, Counter>,
-    pub reloads: Family<ReasonLabel, Counter>,
-    pub events: Family<KindLabel, Counter>,
-    pub retries: Family<SiteReason, Counter>,
-    pub cache_results: Family<SiteReason, Counter>,
-    pub cache_bytes: Family<SiteLabel, Gauge>,
-    pub cache_entries: Family<SiteLabel, Gauge>,
-    pub cache_evictions: Family<SiteLabel, Counter>,
-    pub shield: crate::shield::metrics::ShieldMetrics,
+    pub(crate) origin_errors: Family<OriginErrorLabels, Counter>,
+    pub(crate) open_connections: Gauge,
+    pub(crate) connections: Counter,
+    pub(crate) rejected: Family<ReasonLabel, Counter>,
+    pub(crate) reloads: Family<ReasonLabel, Counter>,
+    pub(crate) events: Family<KindLabel, Counter>,
+    pub(crate) retries: Family<SiteReason, Counter>,
+    pub(crate) cache_results: Family<SiteReason, Counter>,
+    pub(crate) cache_bytes: Family<SiteLabel, Gauge>,
+    pub(crate) cache_entries: Family<SiteLabel, Gauge>,
+    pub(crate) cache_evictions: Family<SiteLabel, Counter>,
+    pub(crate) shield: super::shield::ShieldMetrics,
 }
 
 impl Default for Metrics {
@@ -65,7 +65,7 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    pub fn new() -> Metrics {
+    pub(crate) fn new() -> Metrics {
         let mut registry = Registry::with_prefix("holdfast");
         let requests = Family::<RequestLabels, Counter>::default();
         let duration: HistogramFamily<SiteLabel> = Family::new_with_constructor(latency_histogram);
@@ -113,7 +113,7 @@ impl Metrics {
         registry.register("cache_bytes", "Bytes stored in the site's cache", cache_bytes.clone());
         registry.register("cache_entries", "URLs stored in the site's cache", cache_entries.clone());
         registry.register("cache_evictions", "Cache entries evicted for space", cache_evictions.clone());
-        let shield = crate::shield::metrics::ShieldMetrics::register(&mut registry);
+        let shield = super::shield::ShieldMetrics::register(&mut registry);
         Metrics {
             shield,
             cache_bytes,
@@ -134,7 +134,7 @@ impl Metrics {
     }
 
     /// Prometheus text exposition format.
-    pub fn encode(&self) -> String {
+    pub(crate) fn encode(&self) -> String {
         let mut out = String::with_capacity(16 * 1024);
         if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
             out.clear();
@@ -142,12 +142,12 @@ impl Metrics {
         out
     }
 
-    pub fn reject(&self, reason: &str) {
+    pub(crate) fn reject(&self, reason: &str) {
         self.rejected.get_or_create(&ReasonLabel { reason: reason.to_string() }).inc();
     }
 
     /// Handles for one site: `datacenters` are its pools' data centers in order.
-    pub fn site(&self, site: &str, datacenters: &[&str]) -> SiteMetrics {
+    pub(crate) fn site(&self, site: &str, datacenters: &[&str]) -> SiteMetrics {
         let class = |dc: &str| -> [Counter; 5] {
             ["1xx", "2xx", "3xx", "4xx", "5xx"].map(|c| {
                 self.requests
@@ -169,16 +169,16 @@ impl Metrics {
 
 /// Pre-resolved metric handles of one site.
 #[derive(Debug)]
-pub struct SiteMetrics {
+pub(crate) struct SiteMetrics {
     by_pool: Vec<[Counter; 5]>,
     /// Answered by holdfast itself (no origin).
     local: [Counter; 5],
-    pub duration: Histogram,
+    pub(crate) duration: Histogram,
 }
 
 impl SiteMetrics {
     /// Counts one response. `pool` is the index of the pool that served it, if any.
-    pub fn count(&self, pool: Option<usize>, status: u16) {
+    pub(crate) fn count(&self, pool: Option<usize>, status: u16) {
         let idx = usize::from(status / 100).clamp(1, 5) - 1;
         let row = pool.and_then(|p| self.by_pool.get(p)).unwrap_or(&self.local);
         row[idx].inc();
@@ -186,7 +186,7 @@ impl SiteMetrics {
 }
 
 impl Metrics {
-    pub fn origin_error(&self, site: &str, datacenter: &str, origin: &str, kind: &str) {
+    pub(crate) fn origin_error(&self, site: &str, datacenter: &str, origin: &str, kind: &str) {
         self.origin_errors
             .get_or_create(&OriginErrorLabels {
                 site: site.to_string(),
@@ -199,36 +199,57 @@ impl Metrics {
 }
 
 impl Metrics {
-    pub fn event(&self, kind: &str) {
+    pub(crate) fn event(&self, kind: &str) {
         self.events.get_or_create(&KindLabel { kind: kind.to_string() }).inc();
     }
 
-    /// Updates the cache gauges of one site (at scrape time).
-    pub fn cache_sizes(&self, site: &str, cache: &crate::cache::SiteCache) {
+    /// Updates the cache gauges of one site (at scrape time): bytes and entries stored now,
+    /// entries evicted since the last scrape.
+    pub(crate) fn cache_sizes(&self, site: &str, bytes: u64, entries: u64, evicted: u64) {
         let label = SiteLabel { site: site.to_string() };
-        self.cache_bytes.get_or_create(&label).set(cache.weighted_size() as i64);
-        self.cache_entries.get_or_create(&label).set(cache.entries() as i64);
-        let now = cache.evictions();
-        let before = cache.evictions_reported.swap(now, std::sync::atomic::Ordering::Relaxed);
-        self.cache_evictions.get_or_create(&label).inc_by(now.saturating_sub(before));
+        self.cache_bytes.get_or_create(&label).set(bytes as i64);
+        self.cache_entries.get_or_create(&label).set(entries as i64);
+        self.cache_evictions.get_or_create(&label).inc_by(evicted);
     }
 
-    pub fn cache(&self, site: &str, result: &str) {
+    /// Registers the per-phase request families (see [`super::Phase`]).
+    pub(crate) fn request_phases(&mut self) -> (Family<PhaseLabel, Gauge>, Family<PhaseLabel, Counter>) {
+        let in_phase = Family::<PhaseLabel, Gauge>::default();
+        let cancelled = Family::<PhaseLabel, Counter>::default();
+        self.registry.register(
+            "requests_in_phase",
+            "Client requests in flight now, by phase (route, cache_fill, admission, connect, upload, response_headers, response_body)",
+            in_phase.clone(),
+        );
+        self.registry.register(
+            "requests_cancelled",
+            "Client requests abandoned by their client (stream reset, connection closed), by the phase they were in",
+            cancelled.clone(),
+        );
+        (in_phase, cancelled)
+    }
+
+    pub(crate) fn cache(&self, site: &str, result: &str) {
         self.cache_results.get_or_create(&SiteReason { site: site.to_string(), reason: result.to_string() }).inc();
     }
 
-    pub fn retry(&self, site: &str, reason: &str) {
+    pub(crate) fn retry(&self, site: &str, reason: &str) {
         self.retries.get_or_create(&SiteReason { site: site.to_string(), reason: reason.to_string() }).inc();
     }
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct KindLabel {
-    pub kind: String,
+pub(crate) struct PhaseLabel {
+    pub(crate) phase: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct SiteReason {
-    pub site: String,
-    pub reason: String,
+pub(crate) struct KindLabel {
+    pub(crate) kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct SiteReason {
+    pub(crate) site: String,
+    pub(crate) reason: String,
 }

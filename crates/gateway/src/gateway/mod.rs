@@ -1,0 +1,137 @@
+//! The running gateway: it builds the handles the modules need (the request path's
+//! [`Edge`], the listeners' [`Front`], the admin listener's [`Admin`], the [`Reloader`]),
+//! binds the listeners, starts the background tasks (health checks in [`checkers`], the
+//! shield's [`upkeep`]), reloads on SIGHUP, and stops with a bounded drain.
+
+mod checkers;
+mod upkeep;
+
+use crate::admin::Admin;
+use crate::config::File;
+use crate::listen::Front;
+use crate::proxy::Edge;
+use crate::reload::Reloader;
+use crate::snapshot::Snapshot;
+use crate::telemetry::Telemetry;
+use arc_swap::ArcSwap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::SystemTime;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// A started gateway.
+pub struct Gateway {
+    front: Arc<Front>,
+    reloader: Arc<Reloader>,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+    /// The plain HTTP listeners' addresses (a configured port 0 shows its real port here).
+    pub http_addrs: Vec<SocketAddr>,
+    /// The TLS listeners' addresses.
+    pub https_addrs: Vec<SocketAddr>,
+    /// The admin listener's address, if there is one.
+    pub admin_addr: Option<SocketAddr>,
+}
+
+impl Gateway {
+    /// Binds every listener and starts serving. Must be called inside a tokio runtime.
+    pub async fn start(file: File, config_path: Option<PathBuf>) -> anyhow::Result<Gateway> {
+        let telemetry = Arc::new(Telemetry::new());
+        let snapshot = Snapshot::build(file, &telemetry.metrics, None).map_err(anyhow::Error::msg)?;
+        let listen = snapshot.file.listen.clone();
+        let shield = Arc::new(crate::shield::Shield::new(&snapshot.file.shield));
+        let snapshot = Arc::new(ArcSwap::from_pointee(snapshot));
+        let edge = Arc::new(Edge { snapshot: snapshot.clone(), telemetry: telemetry.clone(), shield: shield.clone() });
+        let front = Arc::new(Front::new(edge.clone()));
+        let reloader = Arc::new(Reloader::new(config_path, snapshot.clone(), shield, telemetry.clone()));
+        checkers::ensure(&snapshot, &telemetry);
+        // After each reload: checkers for origins that are new in the config.
+        let checkers = {
+            let reloader = reloader.clone();
+            tokio::spawn(async move {
+                loop {
+                    reloader.reloaded.notified().await;
+                    checkers::ensure(&snapshot, &telemetry);
+                }
+            })
+        };
+        let (shutdown, rx) = watch::channel(false);
+        let upkeep = tokio::spawn(upkeep::run(edge.clone(), rx.clone()));
+        let mut gw = Gateway {
+            front: front.clone(),
+            reloader: reloader.clone(),
+            shutdown,
+            tasks: vec![checkers, upkeep],
+            http_addrs: Vec::new(),
+            https_addrs: Vec::new(),
+            admin_addr: None,
+        };
+        for (addrs, tls) in [(&listen.http, false), (&listen.https, true)] {
+            for addr in addrs {
+                let l = bind(*addr.get_ref()).await?;
+                let local = l.local_addr()?;
+                if tls {
+                    gw.https_addrs.push(local)
+                } else {
+                    gw.http_addrs.push(local)
+                }
+                tracing::info!(addr = %local, tls, "listening");
+                gw.tasks.push(tokio::spawn(crate::listen::serve_listener(front.clone(), l, tls, rx.clone())));
+            }
+        }
+        if let Some(addr) = listen.admin {
+            let l = bind(addr).await?;
+            let local = l.local_addr()?;
+            gw.admin_addr = Some(local);
+            tracing::info!(addr = %local, "admin listening");
+            let admin = Arc::new(Admin { edge, front, reloader, started: SystemTime::now() });
+            gw.tasks.push(tokio::spawn(crate::admin::serve(admin, l, rx.clone())));
+        }
+        Ok(gw)
+    }
+
+    /// Runs until SIGTERM or SIGINT (reloading on SIGHUP), then drains and returns.
+    pub async fn run_until_signal(self) -> anyhow::Result<()> {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut hup = signal(SignalKind::hangup())?;
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        loop {
+            tokio::select! {
+                _ = hup.recv() => {
+                    tracing::info!("SIGHUP: reloading configuration");
+                    let _ = self.reloader.reload().await;
+                }
+                _ = term.recv() => break,
+                _ = int.recv() => break,
+            }
+        }
+        tracing::info!("stopping: no new connections; draining in-flight requests");
+        self.stop().await;
+        Ok(())
+    }
+
+    /// Stops accepting, asks every connection to finish, and waits for them up to
+    /// `timeouts.drain`.
+    pub async fn stop(self) {
+        let _ = self.shutdown.send(true);
+        let drain = self.front.edge.snapshot.load().file.timeouts.drain.get();
+        if tokio::time::timeout(drain, self.front.drained()).await.is_err() {
+            tracing::warn!(open = self.front.open_connections(), "drain timeout: closing remaining connections");
+        }
+        for t in self.tasks {
+            t.abort();
+        }
+    }
+}
+
+async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
+    let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    socket.set_nodelay(true)?;
+    socket.bind(addr).map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
+    Ok(socket.listen(4096)?)
+}

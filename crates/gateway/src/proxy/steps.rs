@@ -1,0 +1,346 @@
+//! The steps of [`super::handle`], in the order the pipeline calls them. Each one asks the
+//! module that owns its decision and either lets the request go on or answers it
+//! ([`Stop`]). A step that waits marks the request's phase while it does, so a request
+//! cancelled there is counted and logged as cancelled there.
+
+// A step's early answer (a cache hit, a refusal) is as common as going on: boxing the
+// response would cost an allocation per answered request, so it is returned by value.
+#![allow(clippy::result_large_err)]
+
+use super::body::RespBody;
+use super::cached::{self, Plan};
+use super::forward::{self, Forwarded, Trip};
+use super::{headers, local_response, shielded, RequestCtx, Step, Stop};
+use crate::body::{ClientBody, ReqBody};
+use crate::codec::BadFraming;
+use crate::pages::{self, Problem};
+use crate::shield::{admission::Slot, Priority, Verdict};
+use crate::snapshot::SiteRt;
+use crate::telemetry::{Phase, RequestPhase};
+use crate::upstream::ErrorKind;
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::{Request, Response, StatusCode, Uri, Version};
+use std::sync::Arc;
+
+/// Step 1: Framing (HTTP/1.x, judged by `listen::h1` as the head was parsed): an ambiguous
+/// request never reaches an origin.
+pub(super) fn framing(cx: &RequestCtx, req: &Request<ClientBody>) -> Step<()> {
+    if req.extensions().get::<BadFraming>().is_some() {
+        return Err(refuse(cx, "framing", StatusCode::BAD_REQUEST, true));
+    }
+    Ok(())
+}
+
+/// Step 2: Host and route: the site that serves `host`; a TLS connection's requests must be for
+/// a host of the site its server name chose.
+pub(super) fn route(cx: &mut RequestCtx, host: Option<&str>) -> Step<Arc<SiteRt>> {
+    let Some(host) = host else { return Err(refuse(cx, "no_host", StatusCode::BAD_REQUEST, true)) };
+    let Some(site) = cx.snap.site_for_host(host).cloned() else {
+        return Err(refuse(cx, "unknown_host", StatusCode::NOT_FOUND, false));
+    };
+    if let Some(sni) = &cx.conn.sni {
+        if cx.snap.routes.lookup(sni) != cx.snap.routes.lookup(host) {
+            return Err(refuse(cx, "misdirected", StatusCode::MISDIRECTED_REQUEST, false));
+        }
+    }
+    cx.record.site = Some(site.clone());
+    Ok(site)
+}
+
+/// A request that matched no site (or cannot be routed): a small page, counted by reason.
+fn refuse(cx: &RequestCtx, reason: &str, status: StatusCode, close: bool) -> Stop {
+    cx.edge.telemetry.metrics.reject(reason);
+    Stop::Answer(local_response(status, pages::no_site_page(status), close))
+}
+
+/// Step 3: The shield: client identity, blocks, rate limits, flood signatures, the challenge;
+/// the request's admission priority.
+pub(super) fn shield(cx: &RequestCtx, site: &SiteRt, parts: &http::request::Parts) -> Step<Verdict> {
+    let target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+    let facts = crate::shield::Facts {
+        peer: cx.conn.client.ip,
+        version: parts.version,
+        method: &parts.method,
+        path_and_query: target,
+        headers: &parts.headers,
+        new_connection: cx.record.seq == 1,
+        site: &site.name,
+        site_load: &site.load,
+    };
+    let now = tokio::time::Instant::from_std(cx.record.started);
+    let verdict = cx.edge.shield.check(&cx.snap.shield, &facts, &cx.edge.telemetry, now);
+    if let Some(action) = &verdict.action {
+        return Err(shielded::act(cx, site, action, &verdict.client, target));
+    }
+    // A challenge's answer (within the rate limits and blocks like any request).
+    if parts.uri.path() == crate::shield::challenge::VERIFY_PATH {
+        return Err(Stop::Answer(shielded::verify(cx, site, &parts.uri, &verdict.client)));
+    }
+    Ok(verdict)
+}
+
+/// Step 4: Limits: a declared body over `limits.max_body_bytes` is refused before anything is
+/// read (a body without a declared length is cut off as it streams).
+pub(super) fn limits(cx: &RequestCtx, site: &SiteRt, parts: &http::request::Parts) -> Step<()> {
+    let max_body = cx.snap.file.limits.max_body_bytes.get();
+    if max_body > 0 && crate::codec::content_length(&parts.headers).is_some_and(|n| n > max_body) {
+        cx.edge.telemetry.metrics.reject("body_too_large");
+        return Err(Stop::Answer(cx.page(site, Problem::TooLarge, true)));
+    }
+    Ok(())
+}
+
+/// Step 5: The cache: a fresh copy answers (a stale one under stale-while-revalidate answers and
+/// is refreshed in the background); a miss that another request is fetching waits for it
+/// (bounded) and looks again; else the request goes on with the cache's plan for its
+/// response (validators added, a stale copy kept for failures).
+pub(super) async fn cache(
+    cx: &mut RequestCtx<'_>,
+    site: &Arc<SiteRt>,
+    host: &str,
+    host_value: Option<&HeaderValue>,
+    parts: &mut http::request::Parts,
+) -> Step<Option<Box<Plan>>> {
+    let mut may_wait = true;
+    loop {
+        match cached::before(&site.cache, host, parts, may_wait) {
+            cached::Before::Hit(hit, refresh) => {
+                if let (Some(plan), Some(hv)) = (refresh, host_value) {
+                    refresh_in_background(cx, site.clone(), *plan, hv.clone());
+                }
+                cx.edge.telemetry.metrics.cache(&site.name, "hit");
+                return Err(Stop::Answer(cached::answer(hit)));
+            }
+            cached::Before::Forward(plan) => return Ok(Some(plan)),
+            cached::Before::Bypass => return Ok(None),
+            cached::Before::Wait(fill) => {
+                cx.record.phase.enter(Phase::CacheFill);
+                let wait = tokio::time::timeout(cx.snap.file.timeouts.origin_response.get(), fill.done());
+                let _ = Box::pin(wait).await;
+                cx.record.phase.enter(Phase::Route);
+                may_wait = false;
+            }
+        }
+    }
+}
+
+/// Step 6: Adaptive admission: while origins are saturated, requests that need them are admitted
+/// by priority, and over the adaptive limit they queue (critical first) or are shed; a
+/// shed one gets a stale copy if there is one, else 503. The slot is held until the
+/// origin has answered.
+pub(super) async fn admission(
+    cx: &mut RequestCtx<'_>,
+    site: &SiteRt,
+    priority: Priority,
+    plan: Option<&Plan>,
+) -> Step<Option<Slot>> {
+    let cfg = &cx.snap.file.shield;
+    if !(cfg.enabled && cfg.admission.enabled) {
+        return Ok(None);
+    }
+    let dry = cfg.mode == crate::config::shield::ShieldMode::DryRun;
+    let mut admitted = site.load.admit(priority, crate::util::uniform(&site.rng));
+    let mut slot = None;
+    if admitted && !dry {
+        slot = match site.load.try_enter(priority) {
+            Some(slot) => Some(slot),
+            None => {
+                cx.record.phase.enter(Phase::Admission);
+                let queued = Box::pin(site.load.queue(priority, cfg.admission.queue_timeout.get())).await;
+                cx.record.phase.enter(Phase::Route);
+                queued
+            }
+        };
+        admitted = slot.is_some();
+    }
+    if !admitted {
+        let action = if dry { "dry_run_shed" } else { "shed" };
+        cx.edge.telemetry.metrics.shield.action(action, priority.as_str(), &site.name);
+        if !dry {
+            if let Some(hit) = plan.and_then(|p| cached::stale_on_error(p, None)) {
+                cx.edge.telemetry.metrics.cache(&site.name, "stale");
+                return Err(Stop::Answer(cached::answer(hit)));
+            }
+            return Err(Stop::Answer(shielded::shed(cx, site, cfg.admission.retry_after.get())));
+        }
+    }
+    Ok(slot)
+}
+
+/// The request as it goes to the origins.
+pub(super) struct Outbound {
+    req: Request<ReqBody>,
+    /// Forwarding fields written after the request's own (empty: none).
+    forwarding: Bytes,
+    /// An unsafe method's target, made stale in the cache if the origin accepts it.
+    invalidate: Option<String>,
+}
+
+/// Step 7: The request to the origin: hop-by-hop fields out, forwarding fields and Via in, the
+/// origin-form target, HTTP/1.1, and the body limited in size and held to a minimum pace.
+pub(super) fn prepare(
+    cx: &RequestCtx,
+    site: &SiteRt,
+    host: &str,
+    host_value: Option<&HeaderValue>,
+    mut parts: http::request::Parts,
+    body: ClientBody,
+) -> Outbound {
+    let snap = &cx.snap;
+    let invalidate = (!parts.method.is_safe() && site.cache.is_some())
+        .then(|| parts.uri.path_and_query().map_or_else(|| "/".to_string(), |pq| pq.as_str().to_string()));
+    let received = parts.version;
+    headers::remove_hop_by_hop(&mut parts.headers);
+    let trusted = snap.file.proxy.trusted_proxies.iter().any(|n| n.contains(&cx.conn.client.ip));
+    let via = snap.via.as_ref().map(|(v11, v2)| if received == Version::HTTP_2 { v2 } else { v11 });
+    // The forwarding fields and Via: from an untrusted client, a block of lines written after
+    // the request's own fields (the client's claims left out); from a trusted proxy, added
+    // to what it sent.
+    let mut forwarding = Bytes::new();
+    if let Some(host_value) = host_value {
+        let hop = headers::Hop { client: &cx.conn.client, https: cx.conn.https, host, host_value };
+        if trusted {
+            headers::append_forwarded(&mut parts.headers, &hop);
+        } else {
+            forwarding = headers::forwarding_block(&hop, via);
+        }
+    }
+    if let (Some(via), true) = (via, forwarding.is_empty()) {
+        headers::append_via(&mut parts.headers, via);
+    }
+    if parts.uri.authority().is_some() {
+        // HTTP/1.1 to the origin needs Host; for HTTP/2 it comes from :authority.
+        if let Some(v) = host_value {
+            parts.headers.insert(header::HOST, v.clone());
+        }
+    }
+    // Origin-form request target (RFC 9112 §3.2.1): path and query only.
+    parts.uri = match parts.uri.path_and_query() {
+        Some(pq) if pq.as_str().starts_with('/') => Uri::from(pq.clone()),
+        Some(_) if parts.method == http::Method::OPTIONS => Uri::from_static("*"),
+        _ => Uri::from_static("/"),
+    };
+    parts.version = Version::HTTP_11;
+    let pace = &snap.file.shield.connections;
+    let min_rate = if snap.file.shield.enabled { pace.min_upload_rate.get() } else { 0 };
+    let body =
+        ReqBody::new(body, snap.file.limits.max_body_bytes.get()).with_min_rate(min_rate, pace.upload_grace.get());
+    Outbound { req: Request::from_parts(parts, body), forwarding, invalidate }
+}
+
+/// Step 8: The origins: failover order, balancing, retries elsewhere ([`forward`]).
+pub(super) async fn forward(cx: &RequestCtx<'_>, site: &SiteRt, out: Outbound) -> (Forwarded, Option<String>) {
+    let Outbound { req, forwarding, invalidate } = out;
+    let trip = Trip {
+        telemetry: &cx.edge.telemetry,
+        snap: &cx.snap,
+        site,
+        started: cx.record.started,
+        phase: &cx.record.phase,
+        forwarding: &forwarding,
+    };
+    (forward::forward(&trip, req).await, invalidate)
+}
+
+/// Step 9: The response: the origin's (stored in the cache as it streams, or a 304 answered from
+/// the stored body); when no origin could answer, a stale copy, else the site's
+/// maintenance page. A client that went away during its upload gets nothing.
+pub(super) fn respond(
+    cx: &mut RequestCtx,
+    site: &SiteRt,
+    host: &str,
+    plan: Option<&mut Plan>,
+    (forwarded, invalidate): (Forwarded, Option<String>),
+) -> Step<Response<RespBody>> {
+    let metrics = &cx.edge.telemetry.metrics;
+    match forwarded {
+        Forwarded::Response { resp, pool, origin } => {
+            // Hop-by-hop fields were left out when the head was read (upstream::http1).
+            let (mut head, body) = resp.into_parts();
+            if let Some((v11, _)) = &cx.snap.via {
+                headers::append_via(&mut head.headers, v11);
+            }
+            if let Some(target) = &invalidate {
+                cached::invalidate(&site.cache, host, target, &head);
+            }
+            let mut tee = None;
+            if let Some(plan) = plan {
+                match cached::after_response(plan, &head) {
+                    cached::After::Hit(hit) => {
+                        let result = if hit.status.contains("stale-if-error") { "stale" } else { "revalidated" };
+                        metrics.cache(&site.name, result);
+                        // The origin's answer is not used; its connection is not reused.
+                        drop((body, origin));
+                        return Ok(cached::answer(hit));
+                    }
+                    cached::After::Pass { tee: t, status } => {
+                        metrics.cache(&site.name, "miss");
+                        head.headers.insert(cached::CACHE_STATUS.clone(), crate::cache::status(&status));
+                        tee = t;
+                    }
+                }
+            }
+            cx.record.served_by = Some((pool, origin));
+            Ok(Response::from_parts(head, RespBody::origin(body).with_tee(tee)))
+        }
+        // The client went away while its body was being sent: nobody is left to answer.
+        Forwarded::Failed { kind: ErrorKind::ClientGone } => Err(Stop::Gone),
+        Forwarded::Failed { kind } => {
+            if let Some(hit) = plan.as_deref().and_then(|p| cached::stale_on_error(p, None)) {
+                metrics.cache(&site.name, "stale");
+                return Ok(cached::answer(hit));
+            }
+            let problem = match kind {
+                ErrorKind::BodyTooLarge => Problem::TooLarge,
+                ErrorKind::ClientTooSlow => Problem::TooSlow,
+                ErrorKind::ClientBody => Problem::BadRequest,
+                _ => Problem::Unavailable,
+            };
+            let mut resp = cx.page(site, problem, false);
+            if plan.is_some() {
+                resp.headers_mut()
+                    .insert(cached::CACHE_STATUS.clone(), crate::cache::status("fwd=miss; detail=no-origin"));
+            }
+            Ok(resp)
+        }
+    }
+}
+
+/// stale-while-revalidate: fetch a fresh copy for the cache after answering stale, as a
+/// request of holdfast's own. One refresh per URL at a time (the claim is a guard).
+fn refresh_in_background(cx: &RequestCtx, site: Arc<SiteRt>, mut plan: Plan, host: HeaderValue) {
+    let Some(claim) = plan.cache.begin_refresh(&plan.key) else { return };
+    let (telemetry, snap) = (cx.edge.telemetry.clone(), cx.snap.clone());
+    tokio::spawn(async move {
+        let _claim = claim;
+        let mut req = Request::new(ReqBody::empty());
+        *req.uri_mut() = plan.request.uri.clone();
+        *req.headers_mut() = plan.request.headers.clone();
+        headers::remove_hop_by_hop(req.headers_mut());
+        req.headers_mut().insert(header::HOST, host);
+        let phase = RequestPhase::uncounted();
+        let forwarding = Bytes::new();
+        let trip = Trip {
+            telemetry: &telemetry,
+            snap: &snap,
+            site: &site,
+            started: std::time::Instant::now(),
+            phase: &phase,
+            forwarding: &forwarding,
+        };
+        if let Forwarded::Response { resp, origin, .. } = forward::forward(&trip, req).await {
+            let (head, body) = resp.into_parts();
+            let tee = match cached::after_response(&mut plan, &head) {
+                cached::After::Pass { tee, .. } => tee,
+                cached::After::Hit(_) => None,
+            };
+            // Read the body through the tee, which stores it at its end.
+            let mut body = RespBody::origin(body).with_tee(tee);
+            while let Some(Ok(_)) = http_body_util::BodyExt::frame(&mut body).await {}
+            if let Some(conn) = body.take_finished_conn() {
+                origin.origin().conns.checkin(conn, tokio::time::Instant::now());
+            }
+        }
+    });
+}
