@@ -1,9 +1,10 @@
 //! The holdfast binary as an operator uses it: check, run with SIGHUP reload and SIGTERM
 //! drain, shop, --version.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_holdfast");
@@ -12,37 +13,67 @@ fn temp(name: &str) -> std::path::PathBuf {
     std::env::temp_dir().join(format!("holdfast-cli-{}-{name}", std::process::id()))
 }
 
-fn free_port() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
+/// A child process whose JSON log lines (stdout, `--log-format json`) are collected as
+/// they come; killed when dropped.
+struct Proc {
+    child: Child,
+    log: Arc<Mutex<Vec<serde_json::Value>>>,
 }
 
-struct Proc(Child);
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+impl Proc {
+    fn spawn(mut cmd: Command) -> Proc {
+        let mut child = cmd.arg("--log-format").arg("json").stdout(Stdio::piped()).spawn().unwrap();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (out, lines) = (child.stdout.take().unwrap(), log.clone());
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                if let Ok(v) = serde_json::from_str(&line) {
+                    lines.lock().unwrap().push(v);
+                }
+            }
+        });
+        Proc { child, log }
+    }
+
+    /// The log lines so far that `f` accepts.
+    fn lines(&self, f: impl Fn(&serde_json::Value) -> bool) -> Vec<serde_json::Value> {
+        self.log.lock().unwrap().iter().filter(|v| f(v)).cloned().collect()
+    }
+
+    /// The address in the first log line with this message (the process bound port 0 and
+    /// says which port it got: no port is chosen before the process binds it).
+    fn bound(&self, message: &str) -> SocketAddr {
+        wait_for(|| {
+            let lines = self.lines(|v| v["message"] == message && v["tls"] != true);
+            lines.first().and_then(|v| v["addr"].as_str()?.parse().ok())
+        })
     }
 }
 
-/// `holdfast shop` for shop-de in `datacenter` on `addr`.
-fn shop_process(datacenter: &str, addr: SocketAddr, extra: &[&str]) -> Proc {
-    let child = Command::new(BIN)
-        .args([
-            "shop",
-            "--site",
-            "shop-de",
-            "--language",
-            "de",
-            "--datacenter",
-            datacenter,
-            "--listen",
-            &addr.to_string(),
-        ])
-        .args(extra)
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    Proc(child)
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `holdfast shop` for shop-de in `datacenter` on an ephemeral port.
+fn shop_process(datacenter: &str, extra: &[&str]) -> (Proc, SocketAddr) {
+    let mut cmd = Command::new(BIN);
+    cmd.args(["shop", "--site", "shop-de", "--language", "de", "--datacenter", datacenter, "--listen", "127.0.0.1:0"])
+        .args(extra);
+    let p = Proc::spawn(cmd);
+    let addr = p.bound("shop listening");
+    (p, addr)
+}
+
+/// `holdfast run` on `config`; returns it with its HTTP and admin addresses.
+fn gateway_process(config: &std::path::Path) -> (Proc, SocketAddr, SocketAddr) {
+    let mut cmd = Command::new(BIN);
+    cmd.args(["run", "--workers", "1", "--config"]).arg(config);
+    let p = Proc::spawn(cmd);
+    let (http, admin) = (p.bound("listening"), p.bound("admin listening"));
+    (p, http, admin)
 }
 
 fn signal(child: &Child, sig: &str) {
@@ -97,38 +128,71 @@ fn version_and_help() {
     }
 }
 
+fn site_config(origin: SocketAddr) -> String {
+    format!("[listen]\nhttp = [\"127.0.0.1:0\"]\nadmin = \"127.0.0.1:0\"\n[[datacenter]]\nname = \"eu\"\n[[site]]\nname = \"shop-de\"\nhosts = [\"shop.de\"]\nlanguage = \"de\"\n[[site.pool]]\ndatacenter = \"eu\"\norigins = [\"{origin}\"]\n")
+}
+
+/// The gateway's /status.json.
+fn status(admin: SocketAddr) -> Option<serde_json::Value> {
+    let text = http_get(admin, "admin", "/status.json")?;
+    serde_json::from_str(text.split_once("\r\n\r\n")?.1).ok()
+}
+
 #[test]
 fn run_reloads_on_sighup_and_drains_on_sigterm() {
-    let shop_a = free_port();
-    let shop_b = free_port();
-    let _a = shop_process("eu-west", shop_a, &[]);
-    let _b = shop_process("eu-central", shop_b, &["--latency", "1500"]);
-    let http = free_port();
-    let cfg = |origin: SocketAddr| {
-        format!("[listen]\nhttp = [\"{http}\"]\nadmin = \"127.0.0.1:0\"\n[[datacenter]]\nname = \"eu\"\n[[site]]\nname = \"shop-de\"\nhosts = [\"shop.de\"]\nlanguage = \"de\"\n[[site.pool]]\ndatacenter = \"eu\"\norigins = [\"{origin}\"]\n")
-    };
+    let (_a, shop_a) = shop_process("eu-west", &[]);
+    let (_b, shop_b) = shop_process("eu-central", &["--latency", "1500"]);
     let path = temp("run.toml");
-    std::fs::write(&path, cfg(shop_a)).unwrap();
-    let gw = Proc(
-        Command::new(BIN).args(["run", "--workers", "1", "--config"]).arg(&path).stdout(Stdio::null()).spawn().unwrap(),
-    );
+    std::fs::write(&path, site_config(shop_a)).unwrap();
+    let (gw, http, admin) = gateway_process(&path);
 
     let first = wait_for(|| http_get(http, "shop.de", "/").filter(|r| r.starts_with("HTTP/1.1 200")));
     assert!(first.contains("x-datacenter: eu-west"), "{first}");
 
-    std::fs::write(&path, cfg(shop_b)).unwrap();
-    signal(&gw.0, "HUP");
+    std::fs::write(&path, site_config(shop_b)).unwrap();
+    signal(&gw.child, "HUP");
     wait_for(|| http_get(http, "shop.de", "/healthz").filter(|r| r.contains("x-datacenter: eu-central")));
 
     // A slow request (the eu-central shop adds 1.5 s) is in flight when SIGTERM arrives.
     let inflight = std::thread::spawn(move || http_get(http, "shop.de", "/p/1"));
-    std::thread::sleep(Duration::from_millis(400));
-    signal(&gw.0, "TERM");
+    wait_for(|| status(admin).filter(|s| s["requests"]["by_phase"]["response_headers"] == 1));
+    signal(&gw.child, "TERM");
     let resp = inflight.join().unwrap().unwrap_or_default();
     assert!(resp.starts_with("HTTP/1.1 200"), "in-flight request finished during drain: {resp}");
     let mut gw = gw;
-    let status = wait_for(|| gw.0.try_wait().ok().flatten());
+    let status = wait_for(|| gw.child.try_wait().ok().flatten());
     assert!(status.success());
+    let _ = std::fs::remove_file(path);
+}
+
+/// A client that hangs up while its request waits for the origin: the request is logged
+/// once, as nginx does, with status 499, and with the phase it was cancelled in.
+#[test]
+fn a_cancelled_request_is_logged_once_with_499_and_its_phase() {
+    let (_shop, shop) = shop_process("eu-west", &["--latency", "20000"]);
+    let path = temp("cancel.toml");
+    std::fs::write(&path, site_config(shop)).unwrap();
+    let (gw, http, admin) = gateway_process(&path);
+    wait_for(|| status(admin));
+    let mut s = TcpStream::connect(http).unwrap();
+    write!(s, "GET /p/7?cancelled=yes HTTP/1.1\r\nHost: shop.de\r\n\r\n").unwrap();
+    wait_for(|| status(admin).filter(|s| s["requests"]["by_phase"]["response_headers"] == 1));
+    drop(s);
+    let line = wait_for(|| {
+        let access = gw.lines(|v| v["target"] == "access" && v["path"] == "/p/7?cancelled=yes");
+        access.into_iter().next()
+    });
+    assert_eq!(line["status"], 499, "{line}");
+    assert_eq!(line["cancelled"], "response_headers", "{line}");
+    assert_eq!(line["complete"], false, "{line}");
+    wait_for(|| status(admin).filter(|s| s["requests"]["in_flight"] == 0));
+    let st = status(admin).unwrap();
+    assert_eq!(st["requests"]["cancelled"]["response_headers"], 1);
+    assert_eq!(st["sites"][0]["pools"][0]["origins"][0]["in_flight"], 0);
+    let metrics = http_get(admin, "admin", "/metrics").unwrap();
+    assert!(metrics.contains("holdfast_requests_cancelled_total{phase=\"response_headers\"} 1"), "{metrics}");
+    let logged = gw.lines(|v| v["target"] == "access" && v["path"] == "/p/7?cancelled=yes");
+    assert_eq!(logged.len(), 1, "logged once: {logged:?}");
     let _ = std::fs::remove_file(path);
 }
 

@@ -8,15 +8,16 @@ use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use std::convert::Infallible;
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 
 /// An origin that answers with what it received; counts requests.
-/// Paths: `/slow/MS` waits MS ms; `/big/N` streams N bytes; anything else echoes as text:
+/// Paths: `…/slow/MS` waits MS ms; `/big/N` streams N bytes; `/drip` sends its head and one
+/// chunk, then nothing more for a minute; anything else echoes as text:
 /// `method path\nheader: value\n...\nbody-bytes: N\n`.
 pub struct Echo {
     pub addr: SocketAddr,
@@ -61,8 +62,18 @@ type EchoBody = http_body_util::combinators::BoxBody<Bytes, Infallible>;
 
 async fn echo(name: &'static str, req: Request<Incoming>) -> Result<Response<EchoBody>, Infallible> {
     let path = req.uri().path().to_string();
-    if let Some(ms) = path.strip_prefix("/slow/").and_then(|m| m.parse().ok()) {
+    if let Some(ms) = path.rsplit_once("/slow/").and_then(|(_, m)| m.parse().ok()) {
         tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+    if path == "/drip" {
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, Infallible>>(1);
+        tokio::spawn(async move {
+            let _ = tx.send(Ok(Frame::data(Bytes::from_static(b"first chunk\n")))).await;
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            drop(tx);
+        });
+        let body = StreamBody::new(tokio_stream(rx));
+        return Ok(Response::new(BodyExt::boxed(body)));
     }
     if let Some(n) = path.strip_prefix("/big/").and_then(|m| m.parse::<u64>().ok()) {
         let chunk = Bytes::from(vec![b'x'; 64 * 1024]);
@@ -89,6 +100,24 @@ async fn echo(name: &'static str, req: Request<Incoming>) -> Result<Response<Ech
     resp.headers_mut().insert("x-origin-secret", "1".parse().unwrap());
     resp.headers_mut().insert("keep-alive", "timeout=5".parse().unwrap());
     Ok(resp)
+}
+
+/// A stream of what a channel receives.
+fn tokio_stream<T>(rx: tokio::sync::mpsc::Receiver<T>) -> impl futures_core::Stream<Item = T> + Send + Sync
+where
+    T: Send + Sync + 'static,
+{
+    struct S<T>(std::sync::Mutex<tokio::sync::mpsc::Receiver<T>>);
+    impl<T> futures_core::Stream for S<T> {
+        type Item = T;
+        fn poll_next(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Option<T>> {
+            match self.0.lock() {
+                Ok(mut rx) => rx.poll_recv(cx),
+                Err(_) => std::task::Poll::Ready(None),
+            }
+        }
+    }
+    S(std::sync::Mutex::new(rx))
 }
 
 fn futures_stream(
@@ -179,6 +208,38 @@ pub async fn send(addr: SocketAddr, req: Request<Full<Bytes>>) -> (u16, http::He
 
 pub fn executor() -> TokioExecutor {
     TokioExecutor::new()
+}
+
+pub async fn connect_from(src: Ipv4Addr, dst: SocketAddr) -> std::io::Result<TcpStream> {
+    let s = TcpSocket::new_v4()?;
+    s.bind(SocketAddr::new(src.into(), 0))?;
+    s.connect(dst).await
+}
+
+/// A GET from `src` on a fresh connection; None when the connection is refused or closed
+/// without an answer.
+pub async fn get_from(
+    src: Ipv4Addr,
+    dst: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Option<(u16, http::HeaderMap, String)> {
+    let tcp = connect_from(src, dst).await.ok()?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await.ok()?;
+    tokio::spawn(conn);
+    let mut req = Request::get(path).header("host", "shop.test");
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let resp =
+        tokio::time::timeout(Duration::from_secs(5), sender.send_request(req.body(Full::new(Bytes::new())).ok()?))
+            .await
+            .ok()?
+            .ok()?;
+    let status = resp.status().as_u16();
+    let h = resp.headers().clone();
+    let body = resp.into_body().collect().await.ok()?.to_bytes();
+    Some((status, h, String::from_utf8_lossy(&body).into_owned()))
 }
 
 /// The admin listener's /status.json.

@@ -3,6 +3,7 @@
 
 mod admin;
 mod cache;
+mod cancel;
 mod common;
 mod examples;
 mod failover;

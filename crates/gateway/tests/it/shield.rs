@@ -5,13 +5,12 @@ use crate::common::*;
 use bytes::Bytes;
 use holdfast_gateway::challenge;
 use http::Request;
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use hyper_util::rt::TokioIo;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
-use tokio::net::{TcpSocket, TcpStream};
 
 const BROWSER: &[(&str, &str)] = &[
     ("user-agent", "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"),
@@ -19,38 +18,6 @@ const BROWSER: &[(&str, &str)] = &[
     ("accept-language", "de-DE,de;q=0.9"),
     ("accept-encoding", "gzip"),
 ];
-
-async fn connect_from(src: Ipv4Addr, dst: SocketAddr) -> std::io::Result<TcpStream> {
-    let s = TcpSocket::new_v4()?;
-    s.bind(SocketAddr::new(src.into(), 0))?;
-    s.connect(dst).await
-}
-
-/// A GET from `src` on a fresh connection; None when the connection is refused or closed
-/// without an answer.
-async fn get_from(
-    src: Ipv4Addr,
-    dst: SocketAddr,
-    path: &str,
-    headers: &[(&str, &str)],
-) -> Option<(u16, http::HeaderMap, String)> {
-    let tcp = connect_from(src, dst).await.ok()?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await.ok()?;
-    tokio::spawn(conn);
-    let mut req = Request::get(path).header("host", "shop.test");
-    for (k, v) in headers {
-        req = req.header(*k, *v);
-    }
-    let resp =
-        tokio::time::timeout(Duration::from_secs(5), sender.send_request(req.body(Full::new(Bytes::new())).ok()?))
-            .await
-            .ok()?
-            .ok()?;
-    let status = resp.status().as_u16();
-    let h = resp.headers().clone();
-    let body = resp.into_body().collect().await.ok()?.to_bytes();
-    Some((status, h, String::from_utf8_lossy(&body).into_owned()))
-}
 
 /// The kinds of the events in a /status.json.
 fn event_kinds(status: &serde_json::Value) -> Vec<&str> {
