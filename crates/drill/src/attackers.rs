@@ -23,21 +23,21 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::{watch, Semaphore};
 
 #[derive(Debug, Clone)]
-pub struct Flood {
-    pub kind: FloodKind,
-    pub sources: u32,
+pub(crate) struct Flood {
+    pub(crate) kind: FloodKind,
+    pub(crate) sources: u32,
     /// Requests (or, for slowloris and slow POST, new connections) per second in total.
-    pub rate: u32,
-    pub host: String,
-    pub path: String,
-    pub target: SocketAddr,
+    pub(crate) rate: u32,
+    pub(crate) host: String,
+    pub(crate) path: String,
+    pub(crate) target: SocketAddr,
 }
 
 /// Attack requests in flight at most, so the drill stays within its file descriptors.
 const MAX_IN_FLIGHT: usize = 4000;
 
 /// The request line and headers a LOIC HTTP flood sent.
-pub fn loic_request(path: &str, host: &str, rng: &mut impl Rng) -> String {
+pub(crate) fn loic_request(path: &str, host: &str, rng: &mut impl Rng) -> String {
     let suffix: String = (0..6).map(|_| rng.gen_range(b'A'..=b'Z') as char).collect();
     format!("GET {path}{suffix} HTTP/1.1\r\nHost: {host}\r\n\r\n")
 }
@@ -52,7 +52,7 @@ const REFERERS: &[&str] =
     &["http://www.google.com/?q=", "http://www.bing.com/search?q=", "http://www.facebook.com/", "http://twitter.com/"];
 
 /// Runs a flood until `stop` turns true.
-pub async fn run(flood: Flood, rec: Arc<Recorder>, stop: watch::Receiver<bool>) {
+pub(crate) async fn run(flood: Flood, rec: Arc<Recorder>, stop: watch::Receiver<bool>) {
     let permits = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     let mut rng = SmallRng::seed_from_u64(u64::from(flood.rate) ^ u64::from(flood.sources));
     // Ticks of 10 ms; carry fractions so low rates are exact.

@@ -8,7 +8,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use tokio::net::{TcpSocket, TcpStream};
 
 /// Opens a TCP connection from `src` (port chosen by the kernel) to `dst`.
-pub async fn connect_from(src: Ipv4Addr, dst: SocketAddr) -> std::io::Result<TcpStream> {
+pub(crate) async fn connect_from(src: Ipv4Addr, dst: SocketAddr) -> std::io::Result<TcpStream> {
     let socket = TcpSocket::new_v4()?;
     socket.set_reuseaddr(true)?;
     socket.bind(SocketAddr::from((src, 0)))?;
@@ -18,7 +18,7 @@ pub async fn connect_from(src: Ipv4Addr, dst: SocketAddr) -> std::io::Result<Tcp
 }
 
 /// An HTTP/1.1 keep-alive connection from `src` to `dst`.
-pub async fn http1_from(src: Ipv4Addr, dst: SocketAddr) -> anyhow::Result<SendRequest<Full<Bytes>>> {
+pub(crate) async fn http1_from(src: Ipv4Addr, dst: SocketAddr) -> anyhow::Result<SendRequest<Full<Bytes>>> {
     let tcp = connect_from(src, dst).await?;
     let (tx, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await?;
     tokio::spawn(async move {
@@ -28,7 +28,7 @@ pub async fn http1_from(src: Ipv4Addr, dst: SocketAddr) -> anyhow::Result<SendRe
 }
 
 /// The i-th address of a /16 in 127.0.0.0/8 (`net` = second octet), skipping .0 and .255.
-pub fn source_addr(net: u8, i: u32) -> Ipv4Addr {
+pub(crate) fn source_addr(net: u8, i: u32) -> Ipv4Addr {
     let i = i % (254 * 256);
     Ipv4Addr::new(127, net, (i / 254) as u8, (i % 254 + 1) as u8)
 }

@@ -3,57 +3,64 @@
 
 use anyhow::{bail, Context};
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-pub struct GatewayProcess {
+pub(crate) struct GatewayProcess {
     child: Child,
-    pub http: SocketAddr,
-    pub admin: SocketAddr,
+    pub(crate) http: SocketAddr,
+    pub(crate) admin: SocketAddr,
     last_cpu: Option<(Instant, u64)>,
 }
 
-/// A free loopback port (bound and released).
-pub fn free_port() -> anyhow::Result<SocketAddr> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?)
+/// The address in the gateway's first JSON log line with `message` (plain listeners only).
+fn bound(log: &Path, message: &str) -> Option<SocketAddr> {
+    let text = std::fs::read_to_string(log).ok()?;
+    text.lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find_map(|v| (v["message"] == message && v["tls"] != true).then(|| v["addr"].as_str()?.parse().ok()).flatten())
 }
 
 impl GatewayProcess {
-    /// Writes `config` into `dir` and starts `exe run` on it; waits until it answers.
-    pub fn start(
-        exe: &Path,
-        config: &toml::Table,
-        http: SocketAddr,
-        admin: SocketAddr,
-        dir: &Path,
-    ) -> anyhow::Result<GatewayProcess> {
+    /// Writes `config` (its listeners on port 0) into `dir` and starts `exe run` on it;
+    /// reads the addresses it bound from its log (JSON lines in `dir/gateway.log`: no port
+    /// is chosen before the gateway binds it) and waits until it answers.
+    pub(crate) fn start(exe: &Path, config: &toml::Table, dir: &Path) -> anyhow::Result<GatewayProcess> {
         let path: PathBuf = dir.join("gateway.toml");
         std::fs::write(&path, toml::to_string(config)?).with_context(|| format!("cannot write {}", path.display()))?;
-        let log = std::fs::File::create(dir.join("gateway.log"))?;
+        let log_path = dir.join("gateway.log");
+        let log = std::fs::File::create(&log_path)?;
         let child = Command::new(exe)
             .arg("run")
             .arg("--config")
             .arg(&path)
-            .env("RUST_LOG", "warn")
+            .args(["--log-format", "json"])
+            .env("RUST_LOG", "warn,holdfast_gateway::gateway=info")
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
             .spawn()
             .with_context(|| format!("cannot start {}", exe.display()))?;
-        let mut gw = GatewayProcess { child, http, admin, last_cpu: None };
+        let unspecified = SocketAddr::from(([127, 0, 0, 1], 0));
+        let mut gw = GatewayProcess { child, http: unspecified, admin: unspecified, last_cpu: None };
         let deadline = Instant::now() + Duration::from_secs(20);
-        while !gw.healthy() {
+        loop {
+            if let (Some(http), Some(admin)) = (bound(&log_path, "listening"), bound(&log_path, "admin listening")) {
+                (gw.http, gw.admin) = (http, admin);
+                if gw.healthy() {
+                    return Ok(gw);
+                }
+            }
             if let Some(status) = gw.child.try_wait()? {
-                bail!("the gateway exited ({status}); see {}", dir.join("gateway.log").display());
+                bail!("the gateway exited ({status}); see {}", log_path.display());
             }
             if Instant::now() > deadline {
-                bail!("the gateway did not answer on {admin} within 20 s");
+                bail!("the gateway did not answer within 20 s; see {}", log_path.display());
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        Ok(gw)
     }
 
     fn healthy(&self) -> bool {
@@ -68,7 +75,7 @@ impl GatewayProcess {
     }
 
     /// GET on the admin listener; the body.
-    pub fn admin_get(&self, path: &str) -> Option<String> {
+    pub(crate) fn admin_get(&self, path: &str) -> Option<String> {
         let mut s = TcpStream::connect_timeout(&self.admin, Duration::from_secs(1)).ok()?;
         s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
         write!(s, "GET {path} HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n").ok()?;
@@ -78,7 +85,7 @@ impl GatewayProcess {
     }
 
     /// CPU use since the last call (percent of one core) and resident memory (MiB).
-    pub fn sample(&mut self) -> (Option<f64>, Option<f64>) {
+    pub(crate) fn sample(&mut self) -> (Option<f64>, Option<f64>) {
         let pid = self.child.id();
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
         // Fields after the command name (which is in parentheses and may contain spaces).
@@ -108,7 +115,7 @@ impl GatewayProcess {
     }
 
     /// SIGTERM, then wait (up to 10 s, then SIGKILL).
-    pub fn stop(mut self) {
+    pub(crate) fn stop(mut self) {
         let _ = Command::new("kill").args(["-s", "TERM", &self.child.id().to_string()]).status();
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {

@@ -7,14 +7,16 @@
 //! rewritten copy of the config (the drill's own origins and free ports), sends traffic to
 //! its listener, and reads its admin API.
 
-pub mod attackers;
-pub mod client;
-pub mod gateway;
-pub mod measure;
-pub mod report;
+#![forbid(unsafe_code)]
+
+mod attackers;
+mod client;
+mod gateway;
+mod measure;
+mod report;
 pub mod scenario;
-pub mod shoppers;
-pub mod topology;
+mod shoppers;
+mod topology;
 
 use anyhow::Context;
 use holdfast_shop::Fault;
@@ -27,11 +29,15 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
+/// What to drill, how, and where the report goes.
 pub struct Options {
+    /// The scenario to replay.
     pub scenario: Scenario,
     /// The gateway config (TOML) whose sites and data centers are drilled.
     pub config: toml::Table,
+    /// How long one run takes.
     pub duration: Duration,
+    /// Where report.html and report.json are written (and the gateway's config and log).
     pub report_dir: PathBuf,
     /// Also run the scenario with shoppers going straight to each site's primary data center.
     pub against_direct: bool,
@@ -41,47 +47,52 @@ pub struct Options {
     pub progress: bool,
 }
 
+/// Whom the shoppers go to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum Mode {
+pub(crate) enum Mode {
+    /// Through holdfast.
     Holdfast,
+    /// Straight to each site's primary data center (what customers saw in 2010).
     Direct,
 }
 
+/// A scenario event as it happened in a run.
 #[derive(Debug, Clone, Serialize)]
-pub struct EventRecord {
-    pub t: f64,
-    pub what: String,
+pub(crate) struct EventRecord {
+    pub(crate) t: f64,
+    pub(crate) what: String,
     #[serde(skip)]
-    pub action: Option<Action>,
+    pub(crate) action: Option<Action>,
 }
 
 /// Everything measured in one run.
 #[derive(Debug, Clone, Serialize)]
-pub struct RunResult {
-    pub mode: Mode,
-    pub summary: BTreeMap<String, measure::SiteSummary>,
-    pub events: Vec<EventRecord>,
-    pub orders_placed: u64,
-    pub duplicate_orders: u64,
-    pub flood_sent: u64,
-    pub flood_reached_origins: u64,
-    pub gateway_peak_rss_mib: Option<f64>,
-    pub gateway_mean_cpu_percent: Option<f64>,
+pub(crate) struct RunResult {
+    pub(crate) mode: Mode,
+    pub(crate) summary: BTreeMap<String, measure::SiteSummary>,
+    pub(crate) events: Vec<EventRecord>,
+    pub(crate) orders_placed: u64,
+    pub(crate) duplicate_orders: u64,
+    pub(crate) flood_sent: u64,
+    pub(crate) flood_reached_origins: u64,
+    pub(crate) gateway_peak_rss_mib: Option<f64>,
+    pub(crate) gateway_mean_cpu_percent: Option<f64>,
     /// Seconds from the first `recover` until each affected site's preferred data center
     /// served most of its traffic again.
-    pub back_on_preferred_after_s: Option<f64>,
-    pub seconds: Vec<measure::Second>,
+    pub(crate) back_on_preferred_after_s: Option<f64>,
+    pub(crate) seconds: Vec<measure::Second>,
     /// The gateway's /status.json at the end of the run.
-    pub gateway_status: Option<serde_json::Value>,
+    pub(crate) gateway_status: Option<serde_json::Value>,
 }
 
+/// The drill's result: every run's measurements (written as report.json and report.html).
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
-    pub scenario: String,
-    pub description: String,
-    pub duration_s: f64,
-    pub runs: Vec<RunResult>,
+    pub(crate) scenario: String,
+    pub(crate) description: String,
+    pub(crate) duration_s: f64,
+    pub(crate) runs: Vec<RunResult>,
 }
 
 /// Runs the drill: holdfast, then (optionally) direct. Writes the report files.
@@ -103,7 +114,7 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
 }
 
 /// Runs the scenario once in one mode (no report files).
-pub async fn run_mode(opts: &Options, mode: Mode) -> anyhow::Result<RunResult> {
+pub(crate) async fn run_mode(opts: &Options, mode: Mode) -> anyhow::Result<RunResult> {
     let sc = &opts.scenario;
     let sites = topology::sites(&opts.config)?;
     if let Some(s) = sites.iter().find(|s| s.pools.iter().any(|(_, o)| o.is_empty())) {
@@ -113,11 +124,10 @@ pub async fn run_mode(opts: &Options, mode: Mode) -> anyhow::Result<RunResult> {
     let mut gw = None;
     let targets: Vec<shoppers::Target> = match mode {
         Mode::Holdfast => {
-            let (http, admin) = (gateway::free_port()?, gateway::free_port()?);
-            let cfg = origins.rewrite_config(&opts.config, http, admin);
+            let cfg = origins.rewrite_config(&opts.config);
             let (exe, dir) = (opts.exe.clone(), opts.report_dir.clone());
-            let g = tokio::task::spawn_blocking(move || gateway::GatewayProcess::start(&exe, &cfg, http, admin, &dir))
-                .await??;
+            let g = tokio::task::spawn_blocking(move || gateway::GatewayProcess::start(&exe, &cfg, &dir)).await??;
+            let http = g.http;
             gw = Some(g);
             sites
                 .iter()
@@ -341,3 +351,6 @@ fn progress_bar(opts: &Options, mode: Mode) -> Option<indicatif::ProgressBar> {
     });
     Some(bar)
 }
+
+#[cfg(test)]
+mod tests;

@@ -7,73 +7,73 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// One shopper request's outcome.
-pub struct Outcome<'a> {
-    pub site: &'a str,
+pub(crate) struct Outcome<'a> {
+    pub(crate) site: &'a str,
     /// None when no response came (connect error, reset, timeout).
-    pub status: Option<u16>,
-    pub latency: Duration,
-    pub datacenter: Option<String>,
-    pub checkout: bool,
+    pub(crate) status: Option<u16>,
+    pub(crate) latency: Duration,
+    pub(crate) datacenter: Option<String>,
+    pub(crate) checkout: bool,
     /// The response came from a cache serving stale (Cache-Status says so).
-    pub stale: bool,
+    pub(crate) stale: bool,
     /// catalogue (pages, images, CSS, search: cacheable), cart, checkout.
-    pub kind: &'static str,
+    pub(crate) kind: &'static str,
     /// holdfast challenged the shopper first (who passed, as a browser does).
-    pub challenged: bool,
+    pub(crate) challenged: bool,
     /// holdfast's shield refused the request (rate limit, block, shed).
-    pub mitigated: bool,
+    pub(crate) mitigated: bool,
 }
 
 impl Outcome<'_> {
     /// A shopper got what it asked for: a 2xx/3xx, and for a checkout an order id.
-    pub fn ok(&self) -> bool {
+    pub(crate) fn ok(&self) -> bool {
         self.status.is_some_and(|s| (200..400).contains(&s))
     }
 }
 
 #[derive(Debug, Default, Clone, Serialize)]
-pub struct SiteSecond {
-    pub requests: u32,
-    pub ok: u32,
-    pub failed: u32,
+pub(crate) struct SiteSecond {
+    pub(crate) requests: u32,
+    pub(crate) ok: u32,
+    pub(crate) failed: u32,
     /// Refused by holdfast's shield (rate limit, block, shed).
-    pub rejected: u32,
+    pub(crate) rejected: u32,
     /// Challenged first (and passed, as a browser would).
-    pub challenged: u32,
-    pub checkout_attempts: u32,
-    pub checkout_ok: u32,
-    pub stale: u32,
-    pub by_datacenter: BTreeMap<String, u32>,
+    pub(crate) challenged: u32,
+    pub(crate) checkout_attempts: u32,
+    pub(crate) checkout_ok: u32,
+    pub(crate) stale: u32,
+    pub(crate) by_datacenter: BTreeMap<String, u32>,
     /// (requests, ok) per page kind.
-    pub by_kind: BTreeMap<&'static str, (u32, u32)>,
+    pub(crate) by_kind: BTreeMap<&'static str, (u32, u32)>,
     #[serde(skip)]
-    pub latencies_us: Vec<u32>,
-    pub p50_ms: f64,
-    pub p99_ms: f64,
+    pub(crate) latencies_us: Vec<u32>,
+    pub(crate) p50_ms: f64,
+    pub(crate) p99_ms: f64,
 }
 
 #[derive(Debug, Default, Clone, Serialize)]
-pub struct Second {
-    pub t: u32,
-    pub sites: BTreeMap<String, SiteSecond>,
-    pub flood_sent: u64,
-    pub flood_failed: u64,
-    pub attack_connections_open: u64,
-    pub gateway_cpu_percent: Option<f64>,
-    pub gateway_rss_mib: Option<f64>,
+pub(crate) struct Second {
+    pub(crate) t: u32,
+    pub(crate) sites: BTreeMap<String, SiteSecond>,
+    pub(crate) flood_sent: u64,
+    pub(crate) flood_failed: u64,
+    pub(crate) attack_connections_open: u64,
+    pub(crate) gateway_cpu_percent: Option<f64>,
+    pub(crate) gateway_rss_mib: Option<f64>,
 }
 
 /// Collects outcomes; cheap enough for a few thousand requests per second.
-pub struct Recorder {
+pub(crate) struct Recorder {
     start: Instant,
     seconds: Mutex<Vec<Second>>,
-    pub flood_sent: AtomicU64,
-    pub flood_failed: AtomicU64,
-    pub attack_open: AtomicU64,
+    pub(crate) flood_sent: AtomicU64,
+    pub(crate) flood_failed: AtomicU64,
+    pub(crate) attack_open: AtomicU64,
 }
 
 impl Recorder {
-    pub fn new(start: Instant) -> Recorder {
+    pub(crate) fn new(start: Instant) -> Recorder {
         Recorder {
             start,
             seconds: Mutex::new(Vec::new()),
@@ -94,7 +94,7 @@ impl Recorder {
     }
 
     /// Records a request at the time it was sent.
-    pub fn record(&self, sent: Instant, o: &Outcome) {
+    pub(crate) fn record(&self, sent: Instant, o: &Outcome) {
         self.with_second(sent, |s| {
             let site = s.sites.entry(o.site.to_string()).or_default();
             site.requests += 1;
@@ -122,7 +122,7 @@ impl Recorder {
     }
 
     /// Called once a second by the sampler: flood counters and gateway resources.
-    pub fn sample(&self, now: Instant, cpu: Option<f64>, rss_mib: Option<f64>) {
+    pub(crate) fn sample(&self, now: Instant, cpu: Option<f64>, rss_mib: Option<f64>) {
         let sent = self.flood_sent.swap(0, Relaxed);
         let failed = self.flood_failed.swap(0, Relaxed);
         let open = self.attack_open.load(Relaxed);
@@ -137,7 +137,7 @@ impl Recorder {
     }
 
     /// The seconds recorded, with per-second percentiles filled in.
-    pub fn finish(&self, duration: Duration) -> Vec<Second> {
+    pub(crate) fn finish(&self, duration: Duration) -> Vec<Second> {
         let mut secs = self.seconds.lock().map(|s| s.clone()).unwrap_or_default();
         secs.truncate(duration.as_secs().max(1) as usize);
         for s in &mut secs {
@@ -152,7 +152,7 @@ impl Recorder {
 }
 
 /// Percentile of sorted microseconds, in milliseconds.
-pub fn percentile(sorted_us: &[u32], q: f64) -> f64 {
+pub(crate) fn percentile(sorted_us: &[u32], q: f64) -> f64 {
     if sorted_us.is_empty() {
         return 0.0;
     }
@@ -162,27 +162,27 @@ pub fn percentile(sorted_us: &[u32], q: f64) -> f64 {
 
 /// A site's figures over a whole run.
 #[derive(Debug, Clone, Default, Serialize)]
-pub struct SiteSummary {
-    pub requests: u64,
-    pub ok: u64,
-    pub success_rate: f64,
-    pub checkout_attempts: u64,
-    pub checkout_ok: u64,
-    pub rejected: u64,
-    pub challenged: u64,
-    pub stale: u64,
-    pub p50_ms: f64,
-    pub p99_ms: f64,
+pub(crate) struct SiteSummary {
+    pub(crate) requests: u64,
+    pub(crate) ok: u64,
+    pub(crate) success_rate: f64,
+    pub(crate) checkout_attempts: u64,
+    pub(crate) checkout_ok: u64,
+    pub(crate) rejected: u64,
+    pub(crate) challenged: u64,
+    pub(crate) stale: u64,
+    pub(crate) p50_ms: f64,
+    pub(crate) p99_ms: f64,
     /// Failed requests from one second after the first failure event to the end.
-    pub failed_after_first_second: u64,
-    pub by_datacenter: BTreeMap<String, u64>,
+    pub(crate) failed_after_first_second: u64,
+    pub(crate) by_datacenter: BTreeMap<String, u64>,
     /// Success rate per page kind (catalogue, cart, checkout).
-    pub success_by_kind: BTreeMap<String, f64>,
+    pub(crate) success_by_kind: BTreeMap<String, f64>,
     #[serde(skip)]
     kinds: BTreeMap<&'static str, (u64, u64)>,
 }
 
-pub fn summarize(seconds: &[Second], fault_at: Option<Duration>) -> BTreeMap<String, SiteSummary> {
+pub(crate) fn summarize(seconds: &[Second], fault_at: Option<Duration>) -> BTreeMap<String, SiteSummary> {
     let mut out: BTreeMap<String, SiteSummary> = BTreeMap::new();
     let mut lat: BTreeMap<String, Vec<u32>> = BTreeMap::new();
     let grace = fault_at.map(|f| f.as_secs() + 1);

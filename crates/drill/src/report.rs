@@ -10,7 +10,7 @@ use std::fmt::Write;
 use std::path::Path;
 
 /// Prints the comparison table and writes report.json and report.html into `dir`.
-pub fn write(report: &Report, dir: &Path) -> anyhow::Result<()> {
+pub(crate) fn write(report: &Report, dir: &Path) -> anyhow::Result<()> {
     println!("{}", table(report));
     std::fs::write(dir.join("report.json"), serde_json::to_vec_pretty(report)?)?;
     std::fs::write(dir.join("report.html"), html(report))?;
@@ -27,7 +27,7 @@ fn run_of(report: &Report, mode: Mode) -> Option<&RunResult> {
 }
 
 /// The terminal table: one row per site (and all), holdfast and direct side by side.
-pub fn table(report: &Report) -> String {
+pub(crate) fn table(report: &Report) -> String {
     let hf = run_of(report, Mode::Holdfast);
     let direct = run_of(report, Mode::Direct);
     let mut out = String::new();
@@ -298,7 +298,7 @@ fn by_datacenter(r: &RunResult) -> Vec<Series> {
 }
 
 /// The HTML report: self-contained, no scripts, no network.
-pub fn html(report: &Report) -> String {
+pub(crate) fn html(report: &Report) -> String {
     let d = report.duration_s;
     let mut body = String::new();
     let _ = write!(

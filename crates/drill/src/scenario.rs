@@ -21,20 +21,22 @@ pub const BUILT_IN: &[(&str, &str)] = &[
     ("total-outage", include_str!("../scenarios/total-outage.toml")),
 ];
 
+/// A scenario: shoppers, origins and a timeline of failures, floods and surges.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Scenario {
-    pub name: String,
+    pub(crate) name: String,
     #[serde(default)]
-    pub description: String,
+    pub(crate) description: String,
+    /// How long a run takes unless `--duration` says otherwise.
     #[serde(default = "default_duration", with = "dur")]
     pub duration: Duration,
     #[serde(default)]
-    pub shoppers: Shoppers,
+    pub(crate) shoppers: Shoppers,
     #[serde(default)]
-    pub origins: Origins,
+    pub(crate) origins: Origins,
     #[serde(default, rename = "event")]
-    pub events: Vec<Event>,
+    pub(crate) events: Vec<Event>,
 }
 
 fn default_duration() -> Duration {
@@ -43,17 +45,17 @@ fn default_duration() -> Duration {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct Shoppers {
+pub(crate) struct Shoppers {
     /// Concurrent shopper sessions at normal load, across all sites.
-    pub count: u32,
+    pub(crate) count: u32,
     /// Mean think time between pages.
     #[serde(with = "dur")]
-    pub think: Duration,
+    pub(crate) think: Duration,
     /// Share of sessions that end in a checkout.
-    pub checkout_share: f64,
+    pub(crate) checkout_share: f64,
     /// Give up on a response after this long (a shopper's patience).
     #[serde(with = "dur")]
-    pub timeout: Duration,
+    pub(crate) timeout: Duration,
 }
 
 impl Default for Shoppers {
@@ -64,14 +66,14 @@ impl Default for Shoppers {
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct Origins {
+pub(crate) struct Origins {
     /// Requests per second each origin can serve (queueing, then 503 beyond); none = unlimited.
-    pub capacity: Option<u32>,
+    pub(crate) capacity: Option<u32>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum Action {
+pub(crate) enum Action {
     Fail,
     Recover,
     Flood,
@@ -82,7 +84,7 @@ pub enum Action {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum FailMode {
+pub(crate) enum FailMode {
     Refused,
     Blackhole,
     Slow,
@@ -91,7 +93,7 @@ pub enum FailMode {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum FloodKind {
+pub(crate) enum FloodKind {
     Loic,
     Hoic,
     Smart,
@@ -102,32 +104,32 @@ pub enum FloodKind {
 /// One timeline event. Which fields apply depends on `action` (checked on load).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Event {
+pub(crate) struct Event {
     /// `"20s"` or `"30%"` of the duration.
-    pub at: String,
-    pub action: Action,
+    pub(crate) at: String,
+    pub(crate) action: Action,
     /// fail/recover: a data center name, or `"*"` for all.
-    pub datacenter: Option<String>,
-    pub mode: Option<FailMode>,
+    pub(crate) datacenter: Option<String>,
+    pub(crate) mode: Option<FailMode>,
     /// fail slow: added delay.
     #[serde(default, with = "opt_dur")]
-    pub delay: Option<Duration>,
+    pub(crate) delay: Option<Duration>,
     /// fail errors: share of requests answered 503.
-    pub share: Option<f64>,
+    pub(crate) share: Option<f64>,
     /// flood: attacker kind, number of source addresses, requests per second in total.
-    pub kind: Option<FloodKind>,
-    pub sources: Option<u32>,
-    pub rate: Option<u32>,
+    pub(crate) kind: Option<FloodKind>,
+    pub(crate) sources: Option<u32>,
+    pub(crate) rate: Option<u32>,
     /// flood: target site (default: the first) and path (default "/").
-    pub site: Option<String>,
-    pub path: Option<String>,
+    pub(crate) site: Option<String>,
+    pub(crate) path: Option<String>,
     /// surge: shopper multiplier.
-    pub factor: Option<f64>,
+    pub(crate) factor: Option<f64>,
 }
 
 impl Event {
     /// The event's time in a run of `duration`.
-    pub fn time(&self, duration: Duration) -> anyhow::Result<Duration> {
+    pub(crate) fn time(&self, duration: Duration) -> anyhow::Result<Duration> {
         let at = self.at.trim();
         if let Some(p) = at.strip_suffix('%') {
             let p: f64 =
@@ -173,7 +175,7 @@ impl Event {
 }
 
 impl Scenario {
-    pub fn parse(name: &str, text: &str) -> anyhow::Result<Scenario> {
+    pub(crate) fn parse(name: &str, text: &str) -> anyhow::Result<Scenario> {
         let s: Scenario = toml::from_str(text).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
         for e in &s.events {
             e.check().with_context(|| name.to_string())?;
@@ -195,7 +197,7 @@ impl Scenario {
     }
 
     /// Events with their times in a run of `duration`, in order.
-    pub fn timeline(&self, duration: Duration) -> Vec<(Duration, Event)> {
+    pub(crate) fn timeline(&self, duration: Duration) -> Vec<(Duration, Event)> {
         let mut t: Vec<_> =
             self.events.iter().filter_map(|e| e.time(duration).ok().map(|at| (at, e.clone()))).collect();
         t.sort_by_key(|(at, _)| *at);
@@ -206,7 +208,7 @@ impl Scenario {
 mod dur {
     use serde::{Deserialize, Deserializer};
     use std::time::Duration;
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         let s = String::deserialize(d)?;
         humantime::parse_duration(&s).map_err(|e| serde::de::Error::custom(format!("invalid duration {s:?}: {e}")))
     }
@@ -215,7 +217,7 @@ mod dur {
 mod opt_dur {
     use serde::{Deserialize, Deserializer};
     use std::time::Duration;
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
         let s = String::deserialize(d)?;
         humantime::parse_duration(&s)
             .map(Some)

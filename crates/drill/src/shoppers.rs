@@ -21,22 +21,22 @@ use tokio::sync::watch;
 
 /// Where a site's shoppers send their requests.
 #[derive(Debug, Clone)]
-pub struct Target {
-    pub site: String,
-    pub host: String,
+pub(crate) struct Target {
+    pub(crate) site: String,
+    pub(crate) host: String,
     /// Shopper i uses `addrs[i % len]`.
-    pub addrs: Vec<SocketAddr>,
+    pub(crate) addrs: Vec<SocketAddr>,
 }
 
-pub struct Plan {
-    pub targets: Vec<Target>,
-    pub think: Duration,
-    pub checkout_share: f64,
-    pub timeout: Duration,
+pub(crate) struct Plan {
+    pub(crate) targets: Vec<Target>,
+    pub(crate) think: Duration,
+    pub(crate) checkout_share: f64,
+    pub(crate) timeout: Duration,
 }
 
 /// Runs shopper `id` until `stop`; it is active while `id < active`.
-pub async fn shopper(
+pub(crate) async fn shopper(
     id: u32,
     plan: Arc<Plan>,
     rec: Arc<Recorder>,

@@ -8,17 +8,17 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 #[derive(Debug, Clone)]
-pub struct SiteTopo {
-    pub name: String,
+pub(crate) struct SiteTopo {
+    pub(crate) name: String,
     /// The first exact host name (the one shoppers use).
-    pub host: String,
-    pub language: String,
+    pub(crate) host: String,
+    pub(crate) language: String,
     /// Data centers in failover order, each with its origin addresses.
-    pub pools: Vec<(String, Vec<String>)>,
+    pub(crate) pools: Vec<(String, Vec<String>)>,
 }
 
 /// Reads the sites from a gateway config.
-pub fn sites(config: &toml::Table) -> anyhow::Result<Vec<SiteTopo>> {
+pub(crate) fn sites(config: &toml::Table) -> anyhow::Result<Vec<SiteTopo>> {
     let mut out = Vec::new();
     let sites = config.get("site").and_then(|v| v.as_array()).cloned().unwrap_or_default();
     for s in sites {
@@ -52,23 +52,23 @@ pub fn sites(config: &toml::Table) -> anyhow::Result<Vec<SiteTopo>> {
 }
 
 /// One running simulated origin.
-pub struct Origin {
-    pub site: String,
-    pub datacenter: String,
-    pub addr: SocketAddr,
-    pub shop: Arc<Shop>,
+pub(crate) struct Origin {
+    pub(crate) site: String,
+    pub(crate) datacenter: String,
+    pub(crate) addr: SocketAddr,
+    pub(crate) shop: Arc<Shop>,
 }
 
 /// The drill's origins: a shop for every (site, data center, origin) of the config.
-pub struct Origins {
-    pub list: Vec<Origin>,
+pub(crate) struct Origins {
+    pub(crate) list: Vec<Origin>,
 }
 
 /// The address range attackers send from (counted at the origins as flood traffic).
-pub const ATTACK_NET: (std::net::Ipv4Addr, u8) = (std::net::Ipv4Addr::new(127, 2, 0, 0), 16);
+pub(crate) const ATTACK_NET: (std::net::Ipv4Addr, u8) = (std::net::Ipv4Addr::new(127, 2, 0, 0), 16);
 
 impl Origins {
-    pub async fn start(sites: &[SiteTopo], capacity: Option<u32>) -> anyhow::Result<Origins> {
+    pub(crate) async fn start(sites: &[SiteTopo], capacity: Option<u32>) -> anyhow::Result<Origins> {
         let mut list = Vec::new();
         for s in sites {
             for (dc, origins) in &s.pools {
@@ -85,25 +85,25 @@ impl Origins {
     }
 
     /// Sets a fault on every origin of a data center (`"*"`: all).
-    pub fn set_fault(&self, datacenter: &str, fault: Fault) {
+    pub(crate) fn set_fault(&self, datacenter: &str, fault: Fault) {
         for o in self.list.iter().filter(|o| datacenter == "*" || o.datacenter == datacenter) {
             o.shop.faults.set(fault);
         }
     }
 
     /// The drill's origin addresses of a site's pool.
-    pub fn addrs(&self, site: &str, datacenter: &str) -> Vec<SocketAddr> {
+    pub(crate) fn addrs(&self, site: &str, datacenter: &str) -> Vec<SocketAddr> {
         self.list.iter().filter(|o| o.site == site && o.datacenter == datacenter).map(|o| o.addr).collect()
     }
 
     /// Flood requests that reached any origin.
-    pub fn flood_requests(&self) -> u64 {
+    pub(crate) fn flood_requests(&self) -> u64 {
         self.list.iter().map(|o| o.shop.stats.flood_requests.load(std::sync::atomic::Ordering::Relaxed)).sum()
     }
 
     /// Orders placed, and idempotency keys that placed more than one order across all
     /// origins (a duplicated order).
-    pub fn orders(&self) -> (u64, u64) {
+    pub(crate) fn orders(&self) -> (u64, u64) {
         let mut by_key: std::collections::HashMap<String, u32> = std::collections::HashMap::new();
         let mut placed = 0;
         for o in &self.list {
@@ -119,11 +119,12 @@ impl Origins {
     }
 
     /// The gateway config with the drill's listeners and origins in place of the configured ones.
-    pub fn rewrite_config(&self, config: &toml::Table, http: SocketAddr, admin: SocketAddr) -> toml::Table {
+    pub(crate) fn rewrite_config(&self, config: &toml::Table) -> toml::Table {
         let mut c = config.clone();
         let mut listen = toml::Table::new();
-        listen.insert("http".into(), toml::Value::Array(vec![toml::Value::String(http.to_string())]));
-        listen.insert("admin".into(), toml::Value::String(admin.to_string()));
+        // Ephemeral ports: the gateway says in its log which it bound.
+        listen.insert("http".into(), toml::Value::Array(vec![toml::Value::String("127.0.0.1:0".into())]));
+        listen.insert("admin".into(), toml::Value::String("127.0.0.1:0".into()));
         c.insert("listen".into(), toml::Value::Table(listen));
         let mut log = toml::Table::new();
         log.insert("access".into(), toml::Value::Boolean(false));

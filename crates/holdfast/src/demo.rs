@@ -3,9 +3,9 @@
 
 use anyhow::Context;
 
-pub const CONFIG: &str = include_str!("../../../examples/demo.toml");
+pub(crate) const CONFIG: &str = include_str!("../../../examples/demo.toml");
 
-pub async fn run() -> anyhow::Result<()> {
+pub(crate) async fn run() -> anyhow::Result<()> {
     let file = holdfast_gateway::config::parse_str("examples/demo.toml (embedded)", CONFIG)?;
     let mut shops = 0;
     for site in &file.sites {

@@ -1,6 +1,8 @@
 //! The holdfast command line: parses arguments and calls the libraries (run, check, demo,
 //! shop). Nothing of substance lives here.
 
+#![forbid(unsafe_code)]
+
 mod demo;
 
 /// mimalloc: per-request allocations (headers, bodies, futures) are small and short-lived;

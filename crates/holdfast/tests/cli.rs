@@ -1,6 +1,9 @@
 //! The holdfast binary as an operator uses it: check, run with SIGHUP reload and SIGTERM
 //! drain, shop, --version.
 
+// A test's helpers may unwrap and panic: a failed assumption is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};

@@ -6,7 +6,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 use tokio::time::Instant;
 
-pub struct Capacity {
+pub(crate) struct Capacity {
     interval: Duration,
     queue_limit: Duration,
     /// When the next request may start.
@@ -14,12 +14,12 @@ pub struct Capacity {
 }
 
 impl Capacity {
-    pub fn new(rps: u32, queue_limit: Duration) -> Capacity {
+    pub(crate) fn new(rps: u32, queue_limit: Duration) -> Capacity {
         Capacity { interval: Duration::from_secs(1) / rps.max(1), queue_limit, next: Mutex::new(None) }
     }
 
     /// Reserves a slot; None when the queue is longer than the limit.
-    pub fn reserve(&self, now: Instant) -> Option<Instant> {
+    pub(crate) fn reserve(&self, now: Instant) -> Option<Instant> {
         let mut next = self.next.lock().ok()?;
         let start = next.map_or(now, |n| n.max(now));
         if start.duration_since(now) > self.queue_limit {
@@ -30,7 +30,7 @@ impl Capacity {
     }
 
     /// Waits for a slot; false when refused.
-    pub async fn admit(&self) -> bool {
+    pub(crate) async fn admit(&self) -> bool {
         match self.reserve(Instant::now()) {
             Some(at) => {
                 tokio::time::sleep_until(at).await;

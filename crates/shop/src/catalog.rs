@@ -1,27 +1,27 @@
 //! The shop's catalogue and its words in each language.
 
-pub struct Product {
-    pub id: usize,
-    pub category: &'static str,
+pub(crate) struct Product {
+    pub(crate) id: usize,
+    pub(crate) category: &'static str,
     /// Names in en, de, fr, it.
-    pub names: [&'static str; 4],
-    pub price_cents: u32,
-    pub colour: &'static str,
+    pub(crate) names: [&'static str; 4],
+    pub(crate) price_cents: u32,
+    pub(crate) colour: &'static str,
 }
 
-pub struct Category {
-    pub slug: &'static str,
-    pub names: [&'static str; 4],
+pub(crate) struct Category {
+    pub(crate) slug: &'static str,
+    pub(crate) names: [&'static str; 4],
 }
 
-pub const CATEGORIES: &[Category] = &[
+pub(crate) const CATEGORIES: &[Category] = &[
     Category { slug: "toys", names: ["Toys", "Spielzeug", "Jouets", "Giocattoli"] },
     Category { slug: "books", names: ["Books", "Bücher", "Livres", "Libri"] },
     Category { slug: "electronics", names: ["Electronics", "Elektronik", "Électronique", "Elettronica"] },
     Category { slug: "christmas", names: ["Christmas", "Weihnachten", "Noël", "Natale"] },
 ];
 
-pub const PRODUCTS: &[Product] = &[
+pub(crate) const PRODUCTS: &[Product] = &[
     Product {
         id: 1,
         category: "toys",
@@ -108,30 +108,30 @@ pub const PRODUCTS: &[Product] = &[
     },
 ];
 
-pub fn product(id: usize) -> Option<&'static Product> {
+pub(crate) fn product(id: usize) -> Option<&'static Product> {
     PRODUCTS.iter().find(|p| p.id == id)
 }
 
-pub fn category(slug: &str) -> Option<&'static Category> {
+pub(crate) fn category(slug: &str) -> Option<&'static Category> {
     CATEGORIES.iter().find(|c| c.slug == slug)
 }
 
 /// Words of the shop's pages.
-pub struct Texts {
-    pub lang_index: usize,
-    pub welcome: &'static str,
-    pub categories: &'static str,
-    pub search: &'static str,
-    pub results_for: &'static str,
-    pub add_to_cart: &'static str,
-    pub cart: &'static str,
-    pub empty_cart: &'static str,
-    pub checkout: &'static str,
-    pub order_placed: &'static str,
-    pub order_repeated: &'static str,
-    pub not_found: &'static str,
-    pub busy: &'static str,
-    pub served_from: &'static str,
+pub(crate) struct Texts {
+    pub(crate) lang_index: usize,
+    pub(crate) welcome: &'static str,
+    pub(crate) categories: &'static str,
+    pub(crate) search: &'static str,
+    pub(crate) results_for: &'static str,
+    pub(crate) add_to_cart: &'static str,
+    pub(crate) cart: &'static str,
+    pub(crate) empty_cart: &'static str,
+    pub(crate) checkout: &'static str,
+    pub(crate) order_placed: &'static str,
+    pub(crate) order_repeated: &'static str,
+    pub(crate) not_found: &'static str,
+    pub(crate) busy: &'static str,
+    pub(crate) served_from: &'static str,
 }
 
 const EN: Texts = Texts {
@@ -199,7 +199,7 @@ const IT: Texts = Texts {
     served_from: "Servito da",
 };
 
-pub fn texts(language: &str) -> &'static Texts {
+pub(crate) fn texts(language: &str) -> &'static Texts {
     match language.get(..2).unwrap_or("") {
         "de" => &DE,
         "fr" => &FR,

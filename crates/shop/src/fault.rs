@@ -8,12 +8,18 @@
 use std::time::Duration;
 use tokio::sync::watch;
 
+/// A failure the shop shows (see the module documentation).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Fault {
+    /// It works.
     None,
+    /// Its process is gone: connections refused.
     Refused,
+    /// Its network is dead: connections accepted, nothing answered.
     Blackhole,
+    /// Every response waits this much more.
     Slow(Duration),
+    /// This share of requests gets 503.
     Errors(f64),
 }
 
@@ -30,14 +36,17 @@ impl Default for FaultSwitch {
 }
 
 impl FaultSwitch {
+    /// Switches the shop to `fault` (from now on, for open connections too).
     pub fn set(&self, fault: Fault) {
         self.tx.send_replace(fault);
     }
 
+    /// The fault in force.
     pub fn get(&self) -> Fault {
         *self.tx.borrow()
     }
 
+    /// Follows the switch.
     pub fn subscribe(&self) -> watch::Receiver<Fault> {
         self.tx.subscribe()
     }

@@ -5,15 +5,17 @@
 //! response names the data center that served it in `X-Datacenter`. An optional capacity
 //! limit queues requests and then answers 503, as an overloaded origin does.
 
+#![forbid(unsafe_code)]
+
 mod capacity;
 mod catalog;
 mod fault;
 mod orders;
 mod pages;
 
-pub use capacity::Capacity;
+use capacity::Capacity;
 pub use fault::{Fault, FaultSwitch};
-pub use orders::{Order, Orders};
+pub use orders::{Order, Orders, Summary};
 
 use bytes::Bytes;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
@@ -34,16 +36,19 @@ pub struct ShopConfig {
     pub site: String,
     /// de, en, fr, it (others fall back to en).
     pub language: String,
+    /// The data center it runs in (its `X-Datacenter` header, its order ids).
     pub datacenter: String,
     /// Requests per second it can serve; beyond it requests queue up to `queue_limit`,
     /// then get 503. None = unlimited.
     pub capacity: Option<u32>,
+    /// How long a request may queue for capacity before it gets 503.
     pub queue_limit: Duration,
     /// Added to every response.
     pub latency: Duration,
 }
 
 impl ShopConfig {
+    /// A shop of `site` in `language` and `datacenter`: unlimited capacity, no added latency.
     pub fn new(site: &str, language: &str, datacenter: &str) -> ShopConfig {
         ShopConfig {
             site: site.into(),
@@ -58,8 +63,11 @@ impl ShopConfig {
 
 /// A running shop's shared state.
 pub struct Shop {
+    /// How it was configured.
     pub config: ShopConfig,
+    /// The orders it placed.
     pub orders: Orders,
+    /// Its failure injection.
     pub faults: FaultSwitch,
     /// Requests answered, and requests whose client (peer or X-Forwarded-For) is in
     /// `flood_sources` (set by the drill to count flood traffic that reached the origin).
@@ -70,6 +78,7 @@ pub struct Shop {
 }
 
 impl Shop {
+    /// A shop's state (not yet listening: see [`spawn`]).
     pub fn new(config: ShopConfig) -> Arc<Shop> {
         let datacenter = HeaderValue::from_str(&config.datacenter).unwrap_or(HeaderValue::from_static("unknown"));
         Arc::new(Shop {
@@ -87,7 +96,9 @@ impl Shop {
 /// Counters kept by a shop.
 #[derive(Debug, Default)]
 pub struct Stats {
+    /// Requests answered.
     pub requests: std::sync::atomic::AtomicU64,
+    /// Requests answered whose client is in `flood_sources`.
     pub flood_requests: std::sync::atomic::AtomicU64,
     /// Flood traffic comes from this address range (the drill's attackers).
     pub flood_sources: std::sync::OnceLock<(std::net::Ipv4Addr, u8)>,

@@ -6,16 +6,21 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Mutex;
 
+/// One placed order.
 #[derive(Debug, Clone, Serialize)]
 pub struct Order {
+    /// `DATACENTER-N`: where it was placed, and its number there.
     pub id: String,
+    /// The products ordered.
     pub items: Vec<usize>,
+    /// The key the checkout carried, if any.
     pub idempotency_key: Option<String>,
 }
 
 /// Bounded: the oldest orders are forgotten past `MAX_ORDERS` (counts stay exact).
 const MAX_ORDERS: usize = 100_000;
 
+/// The orders of one shop origin.
 pub struct Orders {
     prefix: String,
     next: AtomicU64,
@@ -29,14 +34,19 @@ struct Inner {
     repeated: u64,
 }
 
+/// What a shop's orders look like, for the drill's duplicate check.
 #[derive(Serialize)]
 pub struct Summary {
+    /// Orders placed.
     pub placed: u64,
+    /// Checkouts whose key had placed an order already (answered with that order).
     pub repeated_keys: u64,
+    /// The orders (the most recent, bounded).
     pub orders: Vec<Order>,
 }
 
 impl Orders {
+    /// No orders yet; ids are prefixed with `datacenter`.
     pub fn new(datacenter: &str) -> Orders {
         Orders { prefix: datacenter.to_string(), next: AtomicU64::new(1), inner: Mutex::new(Inner::default()) }
     }
@@ -68,10 +78,12 @@ impl Orders {
         (order, false)
     }
 
+    /// Orders placed so far.
     pub fn placed(&self) -> u64 {
         self.next.load(Relaxed) - 1
     }
 
+    /// Counts and the recent orders.
     pub fn summary(&self) -> Summary {
         let (orders, repeated) = match self.inner.lock() {
             Ok(i) => (i.list.clone(), i.repeated),

@@ -5,7 +5,7 @@ use crate::orders::Order;
 use crate::Shop;
 use std::fmt::Write;
 
-pub const CSS: &str =
+pub(crate) const CSS: &str =
     "body{font-family:sans-serif;margin:0;color:#222}header{background:#9d0208;color:#fff;padding:1em}\
 header a{color:#fff}main{padding:1em;max-width:60em;margin:auto}.grid{display:flex;flex-wrap:wrap;gap:1em}\
 .card{border:1px solid #ddd;padding:.5em;width:12em}footer{color:#777;font-size:.8em;padding:1em}\n";
@@ -58,7 +58,7 @@ fn card(shop: &Shop, p: &Product) -> String {
     )
 }
 
-pub fn home(shop: &Shop) -> String {
+pub(crate) fn home(shop: &Shop) -> String {
     let t = shop.texts;
     let mut body = format!("<h1>{}</h1><div class=\"grid\">", t.welcome);
     for p in catalog::PRODUCTS.iter().step_by(3) {
@@ -72,7 +72,7 @@ pub fn home(shop: &Shop) -> String {
     layout(shop, t.welcome, &body)
 }
 
-pub fn category(shop: &Shop, c: &Category) -> String {
+pub(crate) fn category(shop: &Shop, c: &Category) -> String {
     let name = c.names[shop.texts.lang_index];
     let mut body = format!("<h1>{name}</h1><div class=\"grid\">");
     for p in catalog::PRODUCTS.iter().filter(|p| p.category == c.slug) {
@@ -82,7 +82,7 @@ pub fn category(shop: &Shop, c: &Category) -> String {
     layout(shop, name, &body)
 }
 
-pub fn product(shop: &Shop, p: &Product) -> String {
+pub(crate) fn product(shop: &Shop, p: &Product) -> String {
     let t = shop.texts;
     let name = p.names[t.lang_index];
     let body = format!(
@@ -95,7 +95,7 @@ pub fn product(shop: &Shop, p: &Product) -> String {
     layout(shop, name, &body)
 }
 
-pub fn search(shop: &Shop, q: &str) -> String {
+pub(crate) fn search(shop: &Shop, q: &str) -> String {
     let t = shop.texts;
     let needle = q.to_lowercase();
     let mut body = format!("<h1>{} \"{}\"</h1><div class=\"grid\">", t.results_for, escape(q));
@@ -106,7 +106,7 @@ pub fn search(shop: &Shop, q: &str) -> String {
     layout(shop, t.search, &body)
 }
 
-pub fn cart(shop: &Shop, items: &[usize]) -> String {
+pub(crate) fn cart(shop: &Shop, items: &[usize]) -> String {
     let t = shop.texts;
     let mut body = format!("<h1>{}</h1>", t.cart);
     if items.is_empty() {
@@ -128,17 +128,17 @@ pub fn cart(shop: &Shop, items: &[usize]) -> String {
     layout(shop, t.cart, &body)
 }
 
-pub fn order_placed(shop: &Shop, order: &Order, repeated: bool) -> String {
+pub(crate) fn order_placed(shop: &Shop, order: &Order, repeated: bool) -> String {
     let t = shop.texts;
     let msg = if repeated { t.order_repeated } else { t.order_placed };
     layout(shop, t.checkout, &format!("<h1>{msg}</h1><p class=\"order-id\">{}</p>", escape(&order.id)))
 }
 
-pub fn not_found(shop: &Shop) -> String {
+pub(crate) fn not_found(shop: &Shop) -> String {
     layout(shop, shop.texts.not_found, &format!("<h1>{}</h1>", shop.texts.not_found))
 }
 
-pub fn image(p: &Product) -> String {
+pub(crate) fn image(p: &Product) -> String {
     format!(
         "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"320\" height=\"240\" viewBox=\"0 0 320 240\">\
 <rect width=\"320\" height=\"240\" fill=\"{}\"/><circle cx=\"160\" cy=\"120\" r=\"60\" fill=\"#fff\" opacity=\".3\"/>\

@@ -11,10 +11,13 @@ use toml::Spanned;
 /// A config error with its position in the file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
+    /// The config file's name as given.
     pub file: String,
     /// 1-based; 0 when the error has no position (e.g. the file could not be read).
     pub line: usize,
+    /// 1-based column; 0 when the error has no position.
     pub column: usize,
+    /// What was wrong, and what was expected.
     pub message: String,
 }
 

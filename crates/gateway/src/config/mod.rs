@@ -23,20 +23,28 @@ pub const MAX_POOLS: usize = 16;
 #[serde(deny_unknown_fields)]
 pub struct File {
     #[serde(default)]
+    /// `[listen]`: where holdfast accepts connections.
     pub listen: Listen,
     #[serde(default)]
+    /// `[timeouts]`: how long each wait may take.
     pub timeouts: Timeouts,
     #[serde(default)]
+    /// `[limits]`: sizes and counts a client may not exceed.
     pub limits: Limits,
     #[serde(default)]
+    /// `[proxy]`: forwarding fields, trusted proxies, Via.
     pub proxy: Proxy,
     #[serde(default)]
+    /// `[log]`: the access log.
     pub log: Log,
     #[serde(default)]
+    /// `[shield]`: flood defence.
     pub shield: shield::Shield,
     #[serde(default, rename = "datacenter")]
+    /// `[[datacenter]]`: the data centers that pools live in.
     pub datacenters: Vec<Datacenter>,
     #[serde(default, rename = "site")]
+    /// `[[site]]`: the regional sites, routed by host.
     pub sites: Vec<Site>,
     /// Directory relative paths (certificates) are resolved against: the config file's.
     #[serde(skip)]
@@ -64,6 +72,7 @@ impl File {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
+/// `[listen]`: the listeners (an address change takes effect on restart).
 pub struct Listen {
     /// Plain HTTP listeners (HTTP/1.1, and HTTP/2 with prior knowledge).
     #[serde(default)]
@@ -91,6 +100,7 @@ impl Default for Listen {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
+/// `[timeouts]`: every wait holdfast allows, client side and origin side.
 pub struct Timeouts {
     /// TCP connect to an origin.
     pub connect: Dur,
@@ -125,6 +135,7 @@ impl Default for Timeouts {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
+/// `[limits]`: what one client or connection may send or open.
 pub struct Limits {
     /// Largest request head (request line and headers) accepted; larger gets 431.
     pub max_header_bytes: ByteSize,
@@ -152,6 +163,7 @@ impl Default for Limits {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
+/// `[proxy]`: how requests are forwarded to origins.
 pub struct Proxy {
     /// Peers whose Forwarded / X-Forwarded-* headers are kept and appended to; from anyone
     /// else those headers are replaced.
@@ -171,6 +183,7 @@ impl Default for Proxy {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
+/// `[log]`: logging of requests.
 pub struct Log {
     /// One access-log line per request (target `access`).
     pub access: bool,
@@ -184,13 +197,17 @@ impl Default for Log {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
+/// `[[datacenter]]`: a data center (a place where origin pools run).
 pub struct Datacenter {
+    /// Its name, referenced by `[[site.pool]] datacenter`.
     pub name: Spanned<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
+/// `[[site]]`: a regional site with its hosts, language, pools and policies.
 pub struct Site {
+    /// Its name: in metrics, logs, events and the status pages.
     pub name: Spanned<String>,
     /// Host names: exact (`shop.de`) or wildcard (`*.shop.de`, any depth of subdomain).
     pub hosts: Vec<Spanned<String>>,
@@ -226,6 +243,7 @@ pub struct Site {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
+/// `[site.cache]`: the site's shared HTTP cache (RFC 9111).
 pub struct Cache {
     /// Store what the origin's headers allow (RFC 9111, shared cache).
     pub enabled: bool,
@@ -251,14 +269,18 @@ impl Default for Cache {
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
+/// `[site] balance`: how a pool chooses an origin (power of two choices).
 pub enum Balance {
     #[default]
+    /// By peak-EWMA latency times outstanding requests, over weight.
     PeakEwma,
+    /// By outstanding requests over weight.
     LeastRequest,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
+/// `[site.outlier]`: passive outlier detection (ejection) from real traffic.
 pub struct Outlier {
     /// Consecutive connect errors, timeouts or resets that eject an origin (0: never).
     pub consecutive_errors: u32,
@@ -266,6 +288,7 @@ pub struct Outlier {
     pub consecutive_5xx: u32,
     /// First ejection time; each further ejection in a row doubles it.
     pub base_ejection: Dur,
+    /// Longest ejection, however many in a row.
     pub max_ejection: Dur,
     /// At most this share of a pool's origins (percent) is ejected at once.
     pub max_ejected_percent: u32,
@@ -285,6 +308,7 @@ impl Default for Outlier {
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
+/// `[site.failover] mode`: how a failing data center hands its traffic on.
 pub enum FailoverMode {
     /// A data center below `min_healthy_share` hands all its traffic to the next one.
     #[default]
@@ -295,7 +319,9 @@ pub enum FailoverMode {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
+/// `[site.failover]`: failover between data centers and failback with slow start.
 pub struct Failover {
+    /// All at once, or in proportion to the healthy share.
     pub mode: FailoverMode,
     /// A pool whose share of available origins is below this hands its traffic on.
     pub min_healthy_share: f64,
@@ -311,6 +337,7 @@ impl Default for Failover {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
+/// `[site.retry]`: sending a request again to another origin.
 pub struct Retry {
     /// Tries in all (1: no retries).
     pub attempts: u32,
@@ -345,6 +372,7 @@ fn default_language() -> String {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
+/// `[site.tls]`: the site's certificate on the https listeners.
 pub struct SiteTls {
     /// PEM certificate chain.
     pub cert: Spanned<PathBuf>,
@@ -354,11 +382,15 @@ pub struct SiteTls {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
+/// `[site.health]`: active health checks of the site's origins.
 pub struct Health {
     /// Checks run when true.
     pub enabled: bool,
+    /// The path requested (a GET on a fresh connection).
     pub path: String,
+    /// Time between checks of one origin (with ±10% jitter).
     pub interval: Dur,
+    /// A check that takes longer has failed.
     pub timeout: Dur,
     /// Lowest and highest status that counts as healthy.
     pub expect_status: [u16; 2],
@@ -384,6 +416,7 @@ impl Default for Health {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
+/// `[[site.pool]]`: the site's origins in one data center, in failover order.
 pub struct Pool {
     /// Name of a `[[datacenter]]`.
     pub datacenter: Spanned<String>,
@@ -395,7 +428,9 @@ pub struct Pool {
 /// An origin address with its balancing weight (1 to 1000, default 1).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OriginSpec {
+    /// `host:port` of the origin.
     pub address: String,
+    /// Its share of the pool's traffic relative to the others (1 to 1000).
     pub weight: u32,
 }
 

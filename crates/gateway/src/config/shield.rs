@@ -7,6 +7,7 @@ use serde::Deserialize;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
+/// `[shield]`: flood defence on the request path.
 pub struct Shield {
     /// The whole shield; false turns every part off.
     pub enabled: bool,
@@ -18,6 +19,7 @@ pub struct Shield {
     #[serde(deserialize_with = "ipv4_prefix")]
     pub ipv4_prefix: u8,
     #[serde(deserialize_with = "ipv6_prefix")]
+    /// The IPv6 prefix length clients are grouped by.
     pub ipv6_prefix: u8,
     /// Addresses and prefixes never blocked, limited or challenged, and admitted first when
     /// origins are saturated (monitoring, search engine crawlers, partners).
@@ -31,10 +33,15 @@ pub struct Shield {
     pub max_prefixes: usize,
     /// State of an address or prefix that sent nothing for this long is dropped.
     pub idle: Dur,
+    /// `[shield.connections]`: connection caps and slow-client defence.
     pub connections: Connections,
+    /// `[shield.rate]`: GCRA rate limits.
     pub rate: Rate,
+    /// `[shield.signatures]`: flood signatures and flood detection.
     pub signatures: Signatures,
+    /// `[shield.admission]`: adaptive admission by priority.
     pub admission: Admission,
+    /// `[shield.challenge]`: the proof-of-work challenge and signed cookies.
     pub challenge: Challenge,
 }
 
@@ -61,9 +68,12 @@ impl Default for Shield {
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
+/// `[shield] mode`: whether the shield acts or only counts.
 pub enum ShieldMode {
     #[default]
+    /// Block, limit, challenge and shed.
     Enforce,
+    /// Decide and count everything, act on nothing.
     DryRun,
 }
 
@@ -80,6 +90,7 @@ pub struct Connections {
     /// A request body must arrive at least this fast on average (bytes per second), after
     /// `upload_grace`; slower uploads (slow POST) are cut off with 408. 0 disables.
     pub min_upload_rate: ByteSize,
+    /// Time an upload has before `min_upload_rate` applies.
     pub upload_grace: Dur,
 }
 
@@ -99,7 +110,9 @@ impl Default for Connections {
 #[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, try_from = "RawLimit")]
 pub struct Limit {
+    /// Requests per second allowed on average.
     pub rate: f64,
+    /// Requests allowed at once above the average.
     pub burst: u32,
 }
 
@@ -153,6 +166,7 @@ fn share<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
+/// What happens to a request over a rate limit.
 pub enum RateAction {
     /// 429 Too Many Requests with Retry-After.
     #[default]
@@ -191,7 +205,9 @@ impl Default for Rate {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
+/// `[[shield.rate.class]]`: a rate limit for some paths (and sites).
 pub struct RateClass {
+    /// Its name, in metrics and logs.
     pub name: String,
     /// Path prefixes, matched at segment boundaries (`/search` matches `/search?q=x` and
     /// `/search/x`, not `/searching`).
@@ -199,8 +215,10 @@ pub struct RateClass {
     /// Sites it applies to (by name); empty: all.
     #[serde(default)]
     pub sites: Vec<String>,
+    /// The limit per client address on these paths.
     pub per_address: Limit,
     #[serde(default)]
+    /// What happens over it (default: `[shield.rate] action`).
     pub action: Option<RateAction>,
 }
 
@@ -208,6 +226,7 @@ pub struct RateClass {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Signatures {
+    /// Judge flood signatures at all.
     pub enabled: bool,
     /// Only report (metrics, status, log) prefixes that match; block none.
     pub dry_run: bool,
@@ -246,6 +265,7 @@ impl Default for Signatures {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Admission {
+    /// Shed and queue by priority at all.
     pub enabled: bool,
     /// Requests to these paths are admitted first (segment-boundary prefixes).
     pub priority_paths: Vec<String>,
@@ -279,6 +299,7 @@ impl Default for Admission {
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
+/// `[shield.challenge] mode`: when the proof-of-work challenge is shown.
 pub enum ChallengeMode {
     /// Never challenge.
     Off,
@@ -293,6 +314,7 @@ pub enum ChallengeMode {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Challenge {
+    /// Off, auto (during floods and where a rate action says so), or on (everyone).
     pub mode: ChallengeMode,
     /// Leading zero bits of SHA-256 the client must find (about 2^bits hashes) ...
     #[serde(deserialize_with = "difficulty")]

@@ -11,12 +11,15 @@ use std::time::Duration;
 pub struct Dur(pub Duration);
 
 impl Dur {
+    /// A duration of `s` seconds.
     pub const fn secs(s: u64) -> Dur {
         Dur(Duration::from_secs(s))
     }
+    /// A duration of `ms` milliseconds.
     pub const fn millis(ms: u64) -> Dur {
         Dur(Duration::from_millis(ms))
     }
+    /// The duration.
     pub fn get(self) -> Duration {
         self.0
     }
@@ -47,6 +50,7 @@ impl<'de> Deserialize<'de> for Dur {
 pub struct ByteSize(pub u64);
 
 impl ByteSize {
+    /// The number of bytes.
     pub fn get(self) -> u64 {
         self.0
     }

@@ -7,7 +7,7 @@
 //! config is compiled into a [`ShieldRt`] in each snapshot.
 
 pub(crate) mod admission;
-pub mod challenge;
+pub(crate) mod challenge;
 pub(crate) mod cidr;
 mod flood;
 pub(crate) mod gcra;

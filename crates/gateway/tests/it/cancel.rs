@@ -136,7 +136,7 @@ impl Pending {
 
 /// A small stream over an mpsc receiver, for request bodies sent piece by piece.
 mod tokio_stream {
-    pub struct Receiver<T>(pub tokio::sync::mpsc::Receiver<T>);
+    pub(crate) struct Receiver<T>(pub tokio::sync::mpsc::Receiver<T>);
     impl<T> futures_core::Stream for Receiver<T> {
         type Item = T;
         fn poll_next(

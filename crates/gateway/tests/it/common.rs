@@ -19,19 +19,19 @@ use tokio::net::{TcpListener, TcpSocket, TcpStream};
 /// Paths: `…/slow/MS` waits MS ms; `/big/N` streams N bytes; `/drip` sends its head and one
 /// chunk, then nothing more for a minute; anything else echoes as text:
 /// `method path\nheader: value\n...\nbody-bytes: N\n`.
-pub struct Echo {
-    pub addr: SocketAddr,
-    pub hits: Arc<AtomicUsize>,
+pub(crate) struct Echo {
+    pub(crate) addr: SocketAddr,
+    pub(crate) hits: Arc<AtomicUsize>,
     /// TCP connections accepted.
-    pub conns: Arc<AtomicUsize>,
+    pub(crate) conns: Arc<AtomicUsize>,
 }
 
-pub async fn echo_origin(name: &'static str) -> Echo {
+pub(crate) async fn echo_origin(name: &'static str) -> Echo {
     echo_origin_with_idle(name, None).await
 }
 
 /// An echo origin that closes keep-alive connections idle for `idle_close`.
-pub async fn echo_origin_with_idle(name: &'static str, idle_close: Option<Duration>) -> Echo {
+pub(crate) async fn echo_origin_with_idle(name: &'static str, idle_close: Option<Duration>) -> Echo {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let hits = Arc::new(AtomicUsize::new(0));
@@ -146,7 +146,7 @@ fn futures_stream(
 
 /// A config with one site per (name, hosts, origin). Active health checks are off, so the
 /// origins see only the test's own requests.
-pub fn config(sites: &[(&str, &[&str], SocketAddr)], extra: &str) -> String {
+pub(crate) fn config(sites: &[(&str, &[&str], SocketAddr)], extra: &str) -> String {
     let mut s = format!(
         "[listen]\nhttp = [\"127.0.0.1:0\"]\nadmin = \"127.0.0.1:0\"\n{extra}\n[[datacenter]]\nname = \"dc1\"\n"
     );
@@ -160,24 +160,24 @@ pub fn config(sites: &[(&str, &[&str], SocketAddr)], extra: &str) -> String {
     s
 }
 
-pub async fn gateway(text: &str) -> Gateway {
+pub(crate) async fn gateway(text: &str) -> Gateway {
     let file = holdfast_gateway::config::parse_str("test.toml", text).unwrap_or_else(|e| panic!("{e}\n{text}"));
     Gateway::start(file, None).await.unwrap()
 }
 
-pub fn http_addr(gw: &Gateway) -> SocketAddr {
+pub(crate) fn http_addr(gw: &Gateway) -> SocketAddr {
     gw.http_addrs[0]
 }
 
 /// Sends raw bytes, reads until the server closes (or `wait` passes); returns the text.
-pub async fn raw(addr: SocketAddr, bytes: &[u8], wait: Duration) -> (String, bool) {
+pub(crate) async fn raw(addr: SocketAddr, bytes: &[u8], wait: Duration) -> (String, bool) {
     let mut s = TcpStream::connect(addr).await.unwrap();
     s.write_all(bytes).await.unwrap();
     read_all(&mut s, wait).await
 }
 
 /// Reads until close (true) or `wait` elapsed (false).
-pub async fn read_all(s: &mut TcpStream, wait: Duration) -> (String, bool) {
+pub(crate) async fn read_all(s: &mut TcpStream, wait: Duration) -> (String, bool) {
     let mut out = Vec::new();
     let mut buf = [0u8; 8192];
     let closed = loop {
@@ -191,11 +191,11 @@ pub async fn read_all(s: &mut TcpStream, wait: Duration) -> (String, bool) {
 }
 
 /// A simple GET over a fresh HTTP/1.1 connection; returns (status, headers, body).
-pub async fn get(addr: SocketAddr, host: &str, path: &str) -> (u16, http::HeaderMap, String) {
+pub(crate) async fn get(addr: SocketAddr, host: &str, path: &str) -> (u16, http::HeaderMap, String) {
     send(addr, Request::get(path).header("host", host).body(Full::new(Bytes::new())).unwrap()).await
 }
 
-pub async fn send(addr: SocketAddr, req: Request<Full<Bytes>>) -> (u16, http::HeaderMap, String) {
+pub(crate) async fn send(addr: SocketAddr, req: Request<Full<Bytes>>) -> (u16, http::HeaderMap, String) {
     let tcp = TcpStream::connect(addr).await.unwrap();
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await.unwrap();
     tokio::spawn(conn);
@@ -206,11 +206,11 @@ pub async fn send(addr: SocketAddr, req: Request<Full<Bytes>>) -> (u16, http::He
     (status, headers, String::from_utf8_lossy(&body).into_owned())
 }
 
-pub fn executor() -> TokioExecutor {
+pub(crate) fn executor() -> TokioExecutor {
     TokioExecutor::new()
 }
 
-pub async fn connect_from(src: Ipv4Addr, dst: SocketAddr) -> std::io::Result<TcpStream> {
+pub(crate) async fn connect_from(src: Ipv4Addr, dst: SocketAddr) -> std::io::Result<TcpStream> {
     let s = TcpSocket::new_v4()?;
     s.bind(SocketAddr::new(src.into(), 0))?;
     s.connect(dst).await
@@ -218,7 +218,7 @@ pub async fn connect_from(src: Ipv4Addr, dst: SocketAddr) -> std::io::Result<Tcp
 
 /// A GET from `src` on a fresh connection; None when the connection is refused or closed
 /// without an answer.
-pub async fn get_from(
+pub(crate) async fn get_from(
     src: Ipv4Addr,
     dst: SocketAddr,
     path: &str,
@@ -243,13 +243,16 @@ pub async fn get_from(
 }
 
 /// The admin listener's /status.json.
-pub async fn status_json(gw: &Gateway) -> serde_json::Value {
+pub(crate) async fn status_json(gw: &Gateway) -> serde_json::Value {
     let (_, _, body) = get(gw.admin_addr.unwrap(), "admin", "/status.json").await;
     serde_json::from_str(&body).unwrap()
 }
 
 /// Waits until the async condition `f` holds or `limit` passes (polling).
-pub async fn eventually<F: std::future::Future<Output = bool>>(limit: Duration, mut f: impl FnMut() -> F) -> bool {
+pub(crate) async fn eventually<F: std::future::Future<Output = bool>>(
+    limit: Duration,
+    mut f: impl FnMut() -> F,
+) -> bool {
     let deadline = tokio::time::Instant::now() + limit;
     while tokio::time::Instant::now() < deadline {
         if f().await {
@@ -263,7 +266,7 @@ pub async fn eventually<F: std::future::Future<Output = bool>>(limit: Duration, 
 /// A PROXY protocol v2 header (haproxy's proxy-protocol.txt §2.2) naming `src` as the
 /// client of a TCP connection to `dst`, written here from the specification so that the
 /// gateway's parser is checked against an encoder that is not its own.
-pub fn proxy_v2_header(src: SocketAddr, dst: SocketAddr) -> Vec<u8> {
+pub(crate) fn proxy_v2_header(src: SocketAddr, dst: SocketAddr) -> Vec<u8> {
     let mut out = b"\r\n\r\n\0\r\nQUIT\n".to_vec();
     out.push(0x21); // version 2, PROXY
     match (src, dst) {
@@ -292,7 +295,7 @@ pub fn proxy_v2_header(src: SocketAddr, dst: SocketAddr) -> Vec<u8> {
 }
 
 /// Waits until `f` holds or `limit` passes.
-pub async fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
+pub(crate) async fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
     let deadline = tokio::time::Instant::now() + limit;
     while tokio::time::Instant::now() < deadline {
         if f() {

@@ -1,8 +1,8 @@
 //! The drill end to end on a small config: shops, shoppers from many source addresses,
 //! failure injection and a LOIC flood, in direct mode (no gateway process), and the report.
 
-use holdfast_drill::scenario::Scenario;
-use holdfast_drill::{Mode, Options};
+use crate::scenario::Scenario;
+use crate::{Mode, Options};
 use std::time::Duration;
 
 const CONFIG: &str = r#"
@@ -60,7 +60,7 @@ fn options(dir: &std::path::Path) -> Options {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn direct_run_measures_failure_flood_and_orders() {
     let dir = std::env::temp_dir().join(format!("holdfast-drill-test-{}", std::process::id()));
-    let run = holdfast_drill::run_mode(&options(&dir), Mode::Direct).await.unwrap();
+    let run = crate::run_mode(&options(&dir), Mode::Direct).await.unwrap();
     let all = &run.summary["all"];
     assert!(all.requests > 50, "shoppers sent requests: {all:?}");
     assert!(all.ok > 0);
@@ -80,9 +80,8 @@ async fn direct_run_measures_failure_flood_and_orders() {
 async fn report_files_render_without_network_resources() {
     let dir = std::env::temp_dir().join(format!("holdfast-drill-report-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let report =
-        holdfast_drill::Report { scenario: "x".into(), description: "d".into(), duration_s: 1.0, runs: vec![] };
-    holdfast_drill::report::write(&report, &dir).unwrap();
+    let report = crate::Report { scenario: "x".into(), description: "d".into(), duration_s: 1.0, runs: vec![] };
+    crate::report::write(&report, &dir).unwrap();
     let html = std::fs::read_to_string(dir.join("report.html")).unwrap();
     assert!(html.starts_with("<!doctype html>"));
     assert!(!html.contains("http://") && !html.contains("https://"), "no network resources");
@@ -92,9 +91,9 @@ async fn report_files_render_without_network_resources() {
 }
 
 mod attackers {
-    use holdfast_drill::attackers::{run, Flood};
-    use holdfast_drill::measure::Recorder;
-    use holdfast_drill::scenario::FloodKind;
+    use crate::attackers::{run, Flood};
+    use crate::measure::Recorder;
+    use crate::scenario::FloodKind;
     use holdfast_shop::{spawn, ShopConfig};
     use std::sync::atomic::Ordering::Relaxed;
     use std::sync::Arc;
@@ -106,7 +105,7 @@ mod attackers {
     async fn flood(kind: FloodKind, secs: u64) -> (u64, u64, u64) {
         let (addr, shop) =
             spawn(ShopConfig::new("shop-de", "de", "eu-west"), "127.0.0.1:0".parse().unwrap()).await.unwrap();
-        let _ = shop.stats.flood_sources.set(holdfast_drill::topology::ATTACK_NET);
+        let _ = shop.stats.flood_sources.set(crate::topology::ATTACK_NET);
         let rec = Arc::new(Recorder::new(Instant::now()));
         let (stop_tx, stop_rx) = watch::channel(false);
         let f = Flood { kind, sources: 20, rate: 100, host: "shop.de".into(), path: "/".into(), target: addr };
@@ -138,7 +137,7 @@ mod attackers {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_built_in_scenario_runs() {
-    for (name, _) in holdfast_drill::scenario::BUILT_IN {
+    for (name, _) in crate::scenario::BUILT_IN {
         let dir = std::env::temp_dir().join(format!("holdfast-drill-{name}-{}", std::process::id()));
         let mut opts = options(&dir);
         opts.scenario = Scenario::load(name).unwrap();
@@ -150,7 +149,7 @@ async fn every_built_in_scenario_runs() {
         }
         opts.config = holdfast_drill_demo_config().parse().unwrap();
         opts.duration = Duration::from_secs(2);
-        let run = holdfast_drill::run_mode(&opts, Mode::Direct).await.unwrap_or_else(|e| panic!("{name}: {e:#}"));
+        let run = crate::run_mode(&opts, Mode::Direct).await.unwrap_or_else(|e| panic!("{name}: {e:#}"));
         assert!(run.summary["all"].requests > 0, "{name}");
         assert!(!run.events.is_empty(), "{name}: its events happened");
         let _ = std::fs::remove_dir_all(dir);
@@ -165,8 +164,8 @@ fn holdfast_drill_demo_config() -> String {
 /// they pass the proof of work once and shop on with the clearance cookie.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shoppers_pass_the_challenge_like_browsers() {
-    use holdfast_drill::measure::Recorder;
-    use holdfast_drill::shoppers::{shopper, Plan, Target};
+    use crate::measure::Recorder;
+    use crate::shoppers::{shopper, Plan, Target};
     use std::sync::Arc;
     use std::time::Instant;
     use tokio::sync::watch;
@@ -203,7 +202,7 @@ async fn shoppers_pass_the_challenge_like_browsers() {
         let _ = t.await;
     }
     let secs = rec.finish(Duration::from_secs(3));
-    let sum = holdfast_drill::measure::summarize(&secs, None);
+    let sum = crate::measure::summarize(&secs, None);
     let all = &sum["all"];
     assert!(all.requests > 20, "{}", all.requests);
     assert_eq!(all.ok, all.requests, "every request succeeded");
