@@ -100,9 +100,10 @@ mod attackers {
     use std::time::{Duration, Instant};
     use tokio::sync::watch;
 
-    /// Runs a flood of `kind` at a shop for `secs`; returns (flood requests the shop saw,
-    /// connections the attackers held open at the end, attack requests sent).
-    async fn flood(kind: FloodKind, secs: u64) -> (u64, u64, u64) {
+    /// Runs a flood of `kind` at a shop until `enough` holds of (flood requests the shop
+    /// saw, connections the attackers hold open) or 20 s pass; returns those two and the
+    /// attack requests sent.
+    async fn flood(kind: FloodKind, enough: impl Fn(u64, u64) -> bool) -> (u64, u64, u64) {
         let (addr, shop) =
             spawn(ShopConfig::new("shop-de", "de", "eu-west"), "127.0.0.1:0".parse().unwrap()).await.unwrap();
         let _ = shop.stats.flood_sources.set(crate::topology::ATTACK_NET);
@@ -110,7 +111,12 @@ mod attackers {
         let (stop_tx, stop_rx) = watch::channel(false);
         let f = Flood { kind, sources: 20, rate: 100, host: "shop.de".into(), path: "/".into(), target: addr };
         let task = tokio::spawn(run(f, rec.clone(), stop_rx));
-        tokio::time::sleep(Duration::from_secs(secs)).await;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while !enough(shop.stats.flood_requests.load(Relaxed), rec.attack_open.load(Relaxed))
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         let open = rec.attack_open.load(Relaxed);
         let _ = stop_tx.send(true);
         let _ = task.await;
@@ -119,18 +125,18 @@ mod attackers {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn hoic_and_smart_floods_reach_an_unprotected_origin() {
-        let (seen, _, _) = flood(FloodKind::Hoic, 1).await;
+        let (seen, _, _) = flood(FloodKind::Hoic, |seen, _| seen >= 50).await;
         assert!(seen >= 50, "HOIC requests seen by the origin: {seen}");
-        let (seen, _, _) = flood(FloodKind::Smart, 1).await;
+        let (seen, _, _) = flood(FloodKind::Smart, |seen, _| seen >= 50).await;
         assert!(seen >= 50, "smart requests seen by the origin: {seen}");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn slowloris_and_slow_post_hold_connections_open() {
         // The shop is a plain hyper server without a header timeout: slowloris holds it.
-        let (_, open, _) = flood(FloodKind::Slowloris, 2).await;
+        let (_, open, _) = flood(FloodKind::Slowloris, |_, open| open >= 100).await;
         assert!(open >= 100, "slowloris connections held open: {open}");
-        let (_, open, _) = flood(FloodKind::SlowPost, 2).await;
+        let (_, open, _) = flood(FloodKind::SlowPost, |_, open| open >= 100).await;
         assert!(open >= 100, "slow POST connections held open: {open}");
     }
 }
@@ -196,12 +202,21 @@ async fn shoppers_pass_the_challenge_like_browsers() {
     let tasks: Vec<_> = (0..3)
         .map(|id| tokio::spawn(shopper(id, plan.clone(), rec.clone(), active_rx.clone(), stop_rx.clone())))
         .collect();
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Until every shopper has cleared the challenge and checked out, and shopped on.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let sum = crate::measure::summarize(&rec.finish(Duration::from_secs(60)), None);
+        let done = sum.get("all").is_some_and(|all| all.requests > 20 && all.checkout_ok >= 3);
+        if done || tokio::time::Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let _ = stop_tx.send(true);
     for t in tasks {
         let _ = t.await;
     }
-    let secs = rec.finish(Duration::from_secs(3));
+    let secs = rec.finish(Duration::from_secs(60));
     let sum = crate::measure::summarize(&secs, None);
     let all = &sum["all"];
     assert!(all.requests > 20, "{}", all.requests);

@@ -17,6 +17,18 @@ fn request(addr: std::net::SocketAddr, raw: &str) -> String {
     out
 }
 
+/// Polls `f` until it holds, for at most 5 s.
+fn eventually(mut f: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while std::time::Instant::now() < deadline {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    f()
+}
+
 fn get(addr: std::net::SocketAddr, path: &str) -> String {
     request(addr, &format!("GET {path} HTTP/1.1\r\nHost: shop.de\r\nConnection: close\r\n\r\n"))
 }
@@ -89,6 +101,7 @@ async fn capacity_queues_then_refuses_with_503() {
 }
 
 mod faults {
+    use super::eventually;
     use holdfast_shop::{spawn, Fault, ShopConfig};
     use std::io::{Read, Write};
     use std::net::TcpStream;
@@ -115,8 +128,8 @@ mod faults {
             let mut before = TcpStream::connect(addr).unwrap();
             before.set_read_timeout(Some(Duration::from_millis(800))).unwrap();
 
+            // Takes effect at once: each connection and request reads the switch.
             faults.set(Fault::Blackhole);
-            std::thread::sleep(Duration::from_millis(50));
             // New connections are accepted (TCP handshake completes) but never answered.
             let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(1)).expect("black hole still accepts");
             s.set_read_timeout(Some(Duration::from_millis(800))).unwrap();
@@ -127,13 +140,17 @@ mod faults {
             before.write_all(b"GET / HTTP/1.1\r\nHost: shop.de\r\n\r\n").unwrap();
             assert!(before.read(&mut buf).is_err(), "requests on older connections hang too");
 
+            // The listener closes (its task sees the switch): connects are refused.
             faults.set(Fault::Refused);
-            std::thread::sleep(Duration::from_millis(100));
-            let err = TcpStream::connect_timeout(&addr, Duration::from_secs(1)).expect_err("refused");
-            assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused);
+            let refused = |addr| {
+                matches!(TcpStream::connect_timeout(&addr, Duration::from_secs(1)),
+                    Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused)
+            };
+            assert!(eventually(|| refused(addr)), "refused");
 
+            // The listener opens again.
             faults.set(Fault::Slow(Duration::from_millis(300)));
-            std::thread::sleep(Duration::from_millis(100));
+            assert!(eventually(|| !refused(addr)), "listening again");
             let t = Instant::now();
             assert!(try_get(addr, Duration::from_secs(3)).unwrap().starts_with("HTTP/1.1 200"));
             assert!(t.elapsed() >= Duration::from_millis(300));

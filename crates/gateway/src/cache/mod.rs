@@ -249,19 +249,25 @@ impl Variant {
         }
     }
 
+    /// How long it has been stale (zero while fresh), exactly: a lifetime of "0s" allows
+    /// no staleness at all, not the rest of a second.
+    fn stale_for(&self, now: SystemTime) -> Duration {
+        now.duration_since(self.fresh_until).unwrap_or(Duration::ZERO)
+    }
+
     /// May it answer when every origin failed (stale-if-error)?
     pub(crate) fn serves_on_error(&self, now: SystemTime, operator_max: Duration) -> bool {
         if self.directives.must_revalidate {
             return false;
         }
         let allowed = self.directives.stale_if_error.map_or(operator_max, |s| operator_max.max(Duration::from_secs(s)));
-        self.staleness(now) <= allowed.as_secs() as i64
+        self.stale_for(now) <= allowed
     }
 
     /// May it answer now while a fresh copy is fetched (stale-while-revalidate)?
     pub(crate) fn serves_while_revalidating(&self, now: SystemTime) -> bool {
         !self.directives.must_revalidate
-            && self.directives.stale_while_revalidate.is_some_and(|s| self.staleness(now) <= s as i64)
+            && self.directives.stale_while_revalidate.is_some_and(|s| self.stale_for(now) <= Duration::from_secs(s))
     }
 }
 

@@ -209,7 +209,11 @@ const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 /// Whether a plain-text client opens with the HTTP/2 preface, reading its first bytes into
 /// `first` (they are served from there). None: it closed, or sent nothing in time.
-async fn opens_with_h2_preface(tcp: &mut TcpStream, first: &mut bytes::BytesMut, wait: Duration) -> Option<bool> {
+async fn opens_with_h2_preface<R: AsyncRead + Unpin>(
+    tcp: &mut R,
+    first: &mut bytes::BytesMut,
+    wait: Duration,
+) -> Option<bool> {
     use tokio::io::AsyncReadExt;
     let look = async {
         loop {
@@ -370,5 +374,47 @@ async fn supervise<F: Future>(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A client whose bytes arrive one read at a time, in the pieces given.
+    struct Pieces(Vec<&'static [u8]>);
+
+    impl AsyncRead for Pieces {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+            buf: &mut tokio::io::ReadBuf<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            if !self.0.is_empty() {
+                let piece = self.0.remove(0);
+                buf.put_slice(piece);
+            }
+            std::task::Poll::Ready(Ok(()))
+        }
+    }
+
+    #[tokio::test]
+    async fn the_h2_preface_is_recognised_however_it_is_split() {
+        let wait = Duration::from_secs(1);
+        for split in 1..H2_PREFACE.len() {
+            let (a, b) = H2_PREFACE.split_at(split);
+            let mut first = bytes::BytesMut::new();
+            let mut client = Pieces(vec![a, b, b"\x00\x00\x00\x04"]);
+            assert_eq!(opens_with_h2_preface(&mut client, &mut first, wait).await, Some(true), "split at {split}");
+            assert!(first.starts_with(H2_PREFACE), "what was read is kept for the server");
+        }
+        // A request line that begins like the preface is HTTP/1, told after the first byte
+        // that differs; one that ends (the client closes) partway is nothing.
+        let mut first = bytes::BytesMut::new();
+        let mut client = Pieces(vec![b"P", b"OST / HTTP/1.1\r\n"]);
+        assert_eq!(opens_with_h2_preface(&mut client, &mut first, wait).await, Some(false));
+        assert_eq!(&first[..], b"POST / HTTP/1.1\r\n");
+        let mut client = Pieces(vec![b"PRI * HT"]);
+        assert_eq!(opens_with_h2_preface(&mut client, &mut bytes::BytesMut::new(), wait).await, None);
     }
 }

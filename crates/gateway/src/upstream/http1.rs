@@ -808,7 +808,11 @@ mod tests {
         let mut resp = conn(addr).await.send_req(get("/"), &Bytes::new()).await.unwrap();
         let mut idle = resp.body_mut().take_reusable().unwrap();
         seen.await.unwrap(); // the origin closes its end
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                             // Seen once its FIN has arrived and the event loop has noticed.
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+        while idle.is_reusable_idle() && tokio::time::Instant::now() < deadline {
+            tokio::task::yield_now().await;
+        }
         assert!(!idle.is_reusable_idle());
     }
 

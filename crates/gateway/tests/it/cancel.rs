@@ -45,6 +45,7 @@ fn site(origin: SocketAddr, extra: &str) -> String {
 }
 
 type UploadBody = StreamBody<tokio_stream::Receiver<Result<Frame<Bytes>, Infallible>>>;
+type UploadSender = tokio::sync::mpsc::Sender<Result<Frame<Bytes>, Infallible>>;
 
 /// Requests in flight that the test abandons together.
 struct Pending {
@@ -55,7 +56,7 @@ struct Pending {
     h1: Vec<TcpStream>,
     /// Upload bodies still open (dropped only after the cancellation, so that they never
     /// end by themselves).
-    uploads: Vec<tokio::sync::mpsc::Sender<Result<Frame<Bytes>, Infallible>>>,
+    uploads: Vec<UploadSender>,
 }
 
 impl Pending {
@@ -113,8 +114,10 @@ impl Pending {
         }
     }
 
-    /// Abandons every request: the streams are reset, the connections closed.
-    fn cancel(self) -> Option<hyper::client::conn::http2::SendRequest<UploadBody>> {
+    /// Abandons every request: the streams are reset, the connections closed. What is
+    /// returned (the HTTP/2 connection, the upload bodies) must be kept until the test
+    /// ends: an upload body that ended would finish the upload instead of cancelling it.
+    fn cancel(self) -> (Option<hyper::client::conn::http2::SendRequest<UploadBody>>, Vec<UploadSender>) {
         let mut keep = None;
         if let Some((tx, tasks)) = self.h2 {
             for t in tasks {
@@ -123,14 +126,7 @@ impl Pending {
             keep = Some(tx);
         }
         drop(self.h1);
-        // After the resets: the bodies must not end first (on HTTP/2 an ended body would
-        // finish the upload instead of cancelling it).
-        let uploads = self.uploads;
-        tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_secs(5)).await;
-            drop(uploads);
-        });
-        keep
+        (keep, self.uploads)
     }
 }
 
@@ -266,7 +262,7 @@ async fn admission(how: How) {
     // load's queue is seconds long, so they are waiting in it.
     let arrived = eventually(PATIENCE, || async { num(&status_json(&gw).await["requests"]["in_flight"]) >= 16 }).await;
     assert!(arrived, "{}", status_json(&gw).await["requests"]);
-    let _h2 = pending.cancel();
+    let _kept = pending.cancel();
     let counted = eventually(PATIENCE, || async { cancelled_in(&gw, "admission").await >= 4 }).await;
     assert!(counted, "the four were cancelled while queued: {}", status_json(&gw).await["requests"]);
     stop.store(true, Ordering::SeqCst);
@@ -300,7 +296,7 @@ async fn cache_fill(how: How) {
         pending.send(&gw, "GET", "/slow/2500", None).await;
     }
     assert!(eventually(PATIENCE, || async { in_phase(&gw, "cache_fill").await == 3 }).await);
-    let _h2 = pending.cancel();
+    let _kept = pending.cancel();
     let (status, _, _) = leader.await.unwrap();
     assert_eq!(status, 200, "the leader is not disturbed by its followers leaving");
     check_after(&gw, "cache_fill", 3, "/").await;
@@ -331,7 +327,7 @@ async fn cache_leader_gone(how: How) {
         (status, headers, started.elapsed())
     });
     assert!(eventually(PATIENCE, || async { in_phase(&gw, "cache_fill").await == 1 }).await);
-    let _h2 = leader.cancel();
+    let _kept = leader.cancel();
     let (status, _, took) = follower.await.unwrap();
     assert_eq!(status, 200);
     // It fetched itself (2 s at the origin) right after the leader left, instead of
@@ -380,7 +376,7 @@ async fn connecting(how: How) {
         pending.send(&gw, "GET", &format!("/connect/{i}"), None).await;
     }
     assert!(eventually(PATIENCE, || async { in_phase(&gw, "connect").await == 3 }).await);
-    let _h2 = pending.cancel();
+    let _kept = pending.cancel();
     let counted = eventually(PATIENCE, || async { cancelled_in(&gw, "connect").await >= 3 }).await;
     assert!(counted, "{}", status_json(&gw).await["requests"]);
     // The origin itself never answers, so the site is checked for what was left only.
@@ -419,7 +415,7 @@ async fn response_headers(how: How) {
     })
     .await;
     assert!(at_origin, "{}", status_json(&gw).await);
-    let _h2 = pending.cancel();
+    let _kept = pending.cancel();
     check_after(&gw, "response_headers", 5, "/").await;
 }
 
@@ -505,7 +501,7 @@ async fn upload(how: How) {
     }
     let uploading = eventually(PATIENCE, || async { in_phase(&gw, "upload").await == 3 }).await;
     assert!(uploading, "{}", status_json(&gw).await["requests"]);
-    let _h2 = pending.cancel();
+    let _kept = pending.cancel();
     check_after(&gw, "upload", 3, "/").await;
 }
 
@@ -576,7 +572,7 @@ async fn probe(how: How) {
     })
     .await;
     assert!(probing, "the probe is in flight: {}", status_json(&gw).await);
-    let _h2 = pending.cancel();
+    let _kept = pending.cancel();
     assert!(eventually(PATIENCE, || async { cancelled_in(&gw, "response_headers").await == 1 }).await);
     // The slot is free: the origin may be probed again, and once healthy it returns.
     assert!(

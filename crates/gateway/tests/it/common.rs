@@ -24,6 +24,8 @@ pub(crate) struct Echo {
     pub(crate) hits: Arc<AtomicUsize>,
     /// TCP connections accepted.
     pub(crate) conns: Arc<AtomicUsize>,
+    /// TCP connections open now.
+    pub(crate) open: Arc<AtomicUsize>,
 }
 
 pub(crate) async fn echo_origin(name: &'static str) -> Echo {
@@ -36,12 +38,14 @@ pub(crate) async fn echo_origin_with_idle(name: &'static str, idle_close: Option
     let addr = listener.local_addr().unwrap();
     let hits = Arc::new(AtomicUsize::new(0));
     let conns = Arc::new(AtomicUsize::new(0));
-    let (h, c) = (hits.clone(), conns.clone());
+    let open = Arc::new(AtomicUsize::new(0));
+    let (h, c, o) = (hits.clone(), conns.clone(), open.clone());
     tokio::spawn(async move {
         loop {
             let Ok((tcp, _)) = listener.accept().await else { continue };
             c.fetch_add(1, Ordering::SeqCst);
-            let h = h.clone();
+            o.fetch_add(1, Ordering::SeqCst);
+            let (h, o) = (h.clone(), o.clone());
             tokio::spawn(async move {
                 let svc = service_fn(move |req: Request<Incoming>| {
                     h.fetch_add(1, Ordering::SeqCst);
@@ -52,10 +56,11 @@ pub(crate) async fn echo_origin_with_idle(name: &'static str, idle_close: Option
                     b.timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(idle);
                 }
                 let _ = b.serve_connection(TokioIo::new(tcp), svc).await;
+                o.fetch_sub(1, Ordering::SeqCst);
             });
         }
     });
-    Echo { addr, hits, conns }
+    Echo { addr, hits, conns, open }
 }
 
 type EchoBody = http_body_util::combinators::BoxBody<Bytes, Infallible>;

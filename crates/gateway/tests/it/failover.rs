@@ -22,6 +22,15 @@ impl World {
         }
     }
 
+    /// Waits until events of all these kinds have been reported.
+    async fn eventually_events(&self, kinds: &[&str]) -> bool {
+        eventually(Duration::from_secs(10), || async {
+            let seen: Vec<String> = self.events().await.into_iter().map(|e| e.0).collect();
+            kinds.iter().all(|k| seen.iter().any(|s| s == k))
+        })
+        .await
+    }
+
     async fn events(&self) -> Vec<(String, String)> {
         let st = status_json(&self.gw).await;
         let events = st["events"].as_array().cloned().unwrap_or_default();
@@ -121,10 +130,8 @@ async fn refused_data_center_costs_no_request_and_fails_over() {
     // Nothing of a POST reaches a refused origin, so it is safe to send it elsewhere.
     assert_eq!(checkout(&w, None).await, 200);
     assert_eq!(orders(&w), (0, 1));
-    tokio::time::sleep(Duration::from_millis(400)).await;
-    let kinds: Vec<String> = w.events().await.into_iter().map(|e| e.0).collect();
-    assert!(kinds.contains(&"origin_down".to_string()), "{kinds:?}");
-    assert!(kinds.contains(&"failover".to_string()), "{kinds:?}");
+    // The health checks see it too, and say so.
+    assert!(w.eventually_events(&["origin_down", "failover"]).await);
 }
 
 #[tokio::test]
@@ -151,7 +158,7 @@ async fn black_hole_retries_gets_and_never_duplicates_a_post() {
     assert_eq!(checkout(&w, Some("order-1")).await, 200);
     assert_eq!(orders(&w), (0, 1));
     // After the health checks: straight to eu-central, fast.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(w.eventually_events(&["failover"]).await);
     for _ in 0..10 {
         assert_eq!(shop_get(&w, "/").await, (200, "eu-central".into()));
     }
@@ -221,7 +228,8 @@ async fn recovered_data_center_gets_its_traffic_back_with_slow_start() {
     for _ in 0..5 {
         assert_eq!(shop_get(&w, "/").await.1, "eu-central");
     }
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    // The health checks take eu-west out before it recovers.
+    assert!(w.eventually_events(&["origin_down", "failover"]).await);
     w.set_west(Fault::None);
     // Health checks pass again after healthy_after (2) checks; then the share ramps up.
     let mut west_after = 0;

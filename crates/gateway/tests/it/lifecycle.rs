@@ -19,6 +19,11 @@ async fn admin_post(gw: &Gateway, path: &str, token: Option<&str>) -> (u16, Stri
     (status, body)
 }
 
+/// Requests waiting for an origin's response head now.
+async fn in_flight_at_origin(gw: &Gateway) -> u64 {
+    status_json(gw).await["requests"]["by_phase"]["response_headers"].as_u64().unwrap_or(0)
+}
+
 #[tokio::test]
 async fn reload_swaps_config_without_dropping_requests_or_connections() {
     let a = echo_origin("a").await;
@@ -37,7 +42,7 @@ async fn reload_swaps_config_without_dropping_requests_or_connections() {
     let slow = tx
         .send_request(http::Request::get("/slow/800").header("host", "shop.de").body(Full::new(Bytes::new())).unwrap());
     let slow = tokio::spawn(slow);
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(eventually(Duration::from_secs(5), || async { in_flight_at_origin(&gw).await == 1 }).await);
 
     let v2 = config(&[("s", &["shop.de"], b.addr), ("t", &["shop.fr"], b.addr)], "").replace("[listen]\n", token);
     std::fs::write(&path, v2).unwrap();
@@ -75,7 +80,7 @@ async fn stop_drains_in_flight_requests_and_refuses_new_connections() {
     let gw = gateway(&config(&[("s", &["shop.de"], a.addr)], "")).await;
     let addr = http_addr(&gw);
     let inflight = tokio::spawn(get(addr, "shop.de", "/slow/600"));
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert!(eventually(Duration::from_secs(5), || async { in_flight_at_origin(&gw).await == 1 }).await);
     let stopped = tokio::spawn(gw.stop());
     let (status, _, body) = inflight.await.unwrap();
     assert_eq!(status, 200);

@@ -19,6 +19,11 @@ const BROWSER: &[(&str, &str)] = &[
     ("accept-encoding", "gzip"),
 ];
 
+/// Waits until the gateway counts `n` client connections open.
+async fn open_connections_become(gw: &holdfast_gateway::Gateway, n: u64) -> bool {
+    eventually(Duration::from_secs(5), || async { status_json(gw).await["open_connections"].as_u64() == Some(n) }).await
+}
+
 /// The kinds of the events in a /status.json.
 fn event_kinds(status: &serde_json::Value) -> Vec<&str> {
     status["events"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect()
@@ -45,14 +50,14 @@ async fn connection_caps_per_address_and_prefix() {
     let a = Ipv4Addr::new(127, 3, 1, 1);
     let _c1 = connect_from(a, addr).await.unwrap();
     let _c2 = connect_from(a, addr).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(open_connections_become(&gw, 2).await);
     assert!(refused(a, addr).await, "a third connection from the same address is closed");
     // Another address of the same /24 gets the prefix's last slot, then the prefix is full.
     let (status, _, _) = get_from(Ipv4Addr::new(127, 3, 1, 2), addr, "/", BROWSER).await.unwrap();
     assert_eq!(status, 200);
-    tokio::time::sleep(Duration::from_millis(100)).await; // its connection is closed and given back
+    assert!(open_connections_become(&gw, 2).await, "its connection is closed and given back");
     let _c3 = connect_from(Ipv4Addr::new(127, 3, 1, 3), addr).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(open_connections_become(&gw, 3).await);
     assert!(refused(Ipv4Addr::new(127, 3, 1, 4), addr).await, "the prefix is at its cap");
     // Other prefixes are not affected.
     assert_eq!(get_from(Ipv4Addr::new(127, 3, 2, 1), addr, "/", BROWSER).await.unwrap().0, 200);
