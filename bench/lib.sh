@@ -122,6 +122,7 @@ summary() {
   for name in "$@"; do
     [ "$name" = holdfast ] && continue
     echo "holdfast/$name: req/s $(ratio "${M_RPS[holdfast]}" "${M_RPS[$name]}")x  p99 $(ratio "${M_P99[holdfast]}" "${M_P99[$name]}")x  cpu/req $(ratio "${M_CPU[holdfast]}" "${M_CPU[$name]}")x"
+    [ "$name" = baseline ] && continue # the best of the peers, not of holdfast's own builds
     best=$(printf '%s\n' "$best" "${M_RPS[$name]}" | sort -g | tail -n1)
   done
   echo "holdfast/best: req/s $(ratio "${M_RPS[holdfast]}" "$best")x"
@@ -201,23 +202,36 @@ CONF
   HAPROXY_PID=$!
 }
 
-# run_rounds TITLE: interleaved rounds over nginx, HAProxy and holdfast, then the summary.
+# run_rounds TITLE: interleaved rounds over nginx, HAProxy, the baseline holdfast (when
+# BASELINE names a binary) and holdfast, then the summary.
 run_rounds() {
-  wait_serving "$ORIGIN" "$P_NGINX" "$P_HAPROXY" "$P_HOLDFAST"
+  local ports=("$ORIGIN" "$P_NGINX" "$P_HAPROXY" "$P_HOLDFAST")
+  [ -z "${BASELINE_PID:-}" ] || ports+=("$P_BASELINE")
+  wait_serving "${ports[@]}"
   local nginx_worker
   nginx_worker=$(pgrep -P "$NGINX_MASTER" | head -n1)
   echo "$1: wrk -t1 -c$CONNS -d${DURATION}s --latency, $ROUNDS rounds, $(nproc) cores"
+  [ -z "${BASELINE_PID:-}" ] || echo "baseline: $BASELINE"
   for round in $(seq 1 "$ROUNDS"); do
     measure nginx "$P_NGINX" "$nginx_worker" "$round"
     measure haproxy "$P_HAPROXY" "$HAPROXY_PID" "$round"
+    [ -z "${BASELINE_PID:-}" ] || measure baseline "$P_BASELINE" "$BASELINE_PID" "$round"
     measure holdfast "$P_HOLDFAST" "$HOLDFAST_PID" "$round"
   done
-  summary nginx haproxy holdfast
+  if [ -z "${BASELINE_PID:-}" ]; then summary nginx haproxy holdfast; else summary nginx haproxy baseline holdfast; fi
 }
 
-# start_holdfast CACHE(true|false): holdfast, one worker; sets HOLDFAST_PID.
+# start_holdfast CACHE(true|false): holdfast, one worker; sets HOLDFAST_PID. With BASELINE
+# set to another holdfast binary (an earlier build, say), it runs beside it on the same
+# config (its own ports), so that both figures come from one run; sets BASELINE_PID.
 start_holdfast() {
   holdfast_config "$P_HOLDFAST" "$P_ADMIN" "$ORIGIN" "$1" > "$WORK/holdfast.toml"
   RUST_LOG=warn "$HOLDFAST" run --workers 1 --config "$WORK/holdfast.toml" & PIDS+=($!)
   HOLDFAST_PID=$!
+  if [ -n "${BASELINE:-}" ]; then
+    P_BASELINE=$((BASE_PORT + 5))
+    holdfast_config "$P_BASELINE" "$((BASE_PORT + 6))" "$ORIGIN" "$1" > "$WORK/baseline.toml"
+    RUST_LOG=warn "$BASELINE" run --workers 1 --config "$WORK/baseline.toml" & PIDS+=($!)
+    BASELINE_PID=$!
+  fi
 }

@@ -12,6 +12,7 @@
 # Only loopback is used; every process started here is stopped by its PID at the end.
 #
 # Usage: bench/proxy.sh            (ROUNDS=3 DURATION=10 CONNS=64 by default)
+#        BASELINE=/path/to/older/holdfast bench/proxy.sh   (also measures that build, same run)
 cd "$(dirname "$0")/.."
 source bench/lib.sh
 setup

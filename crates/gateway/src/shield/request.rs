@@ -27,7 +27,7 @@ impl Shield {
         let mut first_seen = None;
         let verdict = match self.blocked(rt, ip, now) {
             Some(reason) => Some((Kind::Block, reason)),
-            None => self.judge(rt, f, client, cleared, rep, now, &mut first_seen),
+            None => self.judge(&Judging { rt, f, client, cleared, rep, now }, &mut first_seen),
         };
         let path = f.path_and_query;
         let critical = cleared
@@ -61,17 +61,8 @@ impl Shield {
 
     /// The signature, the rate limits and the challenge rule, in that order; None passes.
     /// Sets `first_seen` to when the client's prefix was first seen, if it is tracked.
-    #[allow(clippy::too_many_arguments)]
-    fn judge(
-        &self,
-        rt: &ShieldRt,
-        f: &Facts,
-        client: Client,
-        cleared: bool,
-        rep: &Telemetry,
-        now: Instant,
-        first_seen: &mut Option<u32>,
-    ) -> Option<(Kind, &'static str)> {
+    fn judge(&self, j: &Judging, first_seen: &mut Option<u32>) -> Option<(Kind, &'static str)> {
+        let Judging { rt, f, client, cleared, rep, now } = *j;
         let cfg = &rt.cfg;
         let t = self.tick(now);
         let secs = self.secs(now);
@@ -234,6 +225,18 @@ impl Shield {
         let extra = if ratio > 1.0 { ratio.log2().floor() as u8 } else { 0 };
         c.difficulty.saturating_add(extra).min(c.max_difficulty)
     }
+}
+
+/// One request as the shield judges it: the config it is judged by, its facts, its client
+/// and whether that client holds a clearance, where to report, and when.
+#[derive(Clone, Copy)]
+struct Judging<'a> {
+    rt: &'a ShieldRt,
+    f: &'a Facts<'a>,
+    client: Client,
+    cleared: bool,
+    rep: &'a Telemetry,
+    now: Instant,
 }
 
 enum Kind {
