@@ -15,11 +15,13 @@
 //!   priority does not wait. Checkouts queue briefly instead of meeting an origin's 503.
 
 use crate::config::shield::Admission as Cfg;
+mod queue;
+
+pub(crate) use queue::Slot;
 use serde::Serialize;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::Notify;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) enum Priority {
@@ -55,9 +57,8 @@ pub(crate) struct SiteLoad {
     /// The most slots held at once in this tick.
     peak: AtomicU32,
     limit: AtomicU32,
-    /// Requests waiting for a slot, by priority, and their wake-ups.
-    waiting: [AtomicU32; 3],
-    wake: [Notify; 3],
+    /// Requests waiting for a slot, by priority, oldest first.
+    queues: queue::Queues,
     /// Moving average of the origins' time to response headers, microseconds.
     latency_us: AtomicU64,
     ok: AtomicU32,
@@ -77,8 +78,7 @@ impl Default for SiteLoad {
             slots: AtomicU32::new(0),
             peak: AtomicU32::new(0),
             limit: AtomicU32::new(MAX_LIMIT),
-            waiting: Default::default(),
-            wake: Default::default(),
+            queues: Default::default(),
             latency_us: AtomicU64::new(0),
             ok: AtomicU32::new(0),
             failed: AtomicU32::new(0),
@@ -86,33 +86,6 @@ impl Default for SiteLoad {
             since_ms: AtomicU64::new(0),
             shed: AtomicU64::new(0),
         }
-    }
-}
-
-/// A slot at the site's origins; given back on drop.
-pub(crate) struct Slot(Arc<SiteLoad>);
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        self.0.slots.fetch_sub(1, Relaxed);
-        self.0.wake_most_urgent();
-    }
-}
-
-/// A request waiting in its priority's queue for a slot; counted out when dropped (it got
-/// a slot, gave up, or was cancelled while it waited).
-struct Waiting<'a>(&'a AtomicU32);
-
-impl<'a> Waiting<'a> {
-    fn new(count: &'a AtomicU32) -> Waiting<'a> {
-        count.fetch_add(1, Relaxed);
-        Waiting(count)
-    }
-}
-
-impl Drop for Waiting<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Relaxed);
     }
 }
 
@@ -163,7 +136,7 @@ impl SiteLoad {
     }
 
     /// Called every tick (250 ms): decides whether the site is saturated and moves the level.
-    pub(crate) fn tick(&self, cfg: &Cfg, loop_lag: Duration, now_unix_ms: u64) -> Option<Change> {
+    pub(crate) fn tick(self: &Arc<Self>, cfg: &Cfg, loop_lag: Duration, now_unix_ms: u64) -> Option<Change> {
         let ok = self.ok.swap(0, Relaxed);
         let failed = self.failed.swap(0, Relaxed);
         let latency = Duration::from_micros(self.latency_us.load(Relaxed));
@@ -184,7 +157,7 @@ impl SiteLoad {
         // The origins' signals move the limit; requests queueing for a slot at holdfast also
         // keep the shed level up (the origins look fine because the queue protects them).
         let origins_saturated = !why.is_empty();
-        let queued = self.queued();
+        let queued = self.queues.len();
         if queued > 0 {
             why.push(format!("{queued} requests waiting for a slot at the origins"));
         }
@@ -198,6 +171,9 @@ impl SiteLoad {
             (f64::from(limit.min(peak.max(MIN_LIMIT))) * 0.8) as u32
         };
         self.limit.store(new_limit.max(MIN_LIMIT), Relaxed);
+        if new_limit > limit {
+            self.admit_waiting();
+        }
         self.level.store(next, Relaxed);
         match (level, next) {
             (0, n) if n > 0 => {
@@ -209,89 +185,6 @@ impl SiteLoad {
                 Some(Change::Ended)
             }
             _ => None,
-        }
-    }
-
-    /// The most urgent priority with requests waiting for a slot.
-    fn most_urgent_waiting(&self) -> Option<usize> {
-        (0..3).find(|&p| self.waiting[p].load(Relaxed) > 0)
-    }
-
-    fn wake_most_urgent(&self) {
-        if let Some(p) = self.most_urgent_waiting() {
-            self.wake[p].notify_one();
-        }
-    }
-
-    fn queued(&self) -> u32 {
-        self.waiting.iter().map(|w| w.load(Relaxed)).sum()
-    }
-
-    /// A slot at once, unless more urgent requests are waiting (no barging: a free slot is
-    /// theirs) or the limit is reached.
-    fn try_enter_as(self: &Arc<Self>, p: usize) -> Option<Slot> {
-        if self.most_urgent_waiting().is_some_and(|q| q < p) {
-            return None;
-        }
-        self.take_slot()
-    }
-
-    /// A slot at the origins for a request of `priority` if one is free now and nobody more
-    /// urgent waits; else [`SiteLoad::queue`] (kept apart so that the request path boxes
-    /// only the rare wait).
-    pub(crate) fn try_enter(self: &Arc<Self>, priority: Priority) -> Option<Slot> {
-        self.try_enter_as(priority as usize)
-    }
-
-    /// Waits in `priority`'s queue for a slot (after [`SiteLoad::try_enter`] found none),
-    /// critical ones first, up to `queue_timeout` (critical), a third of it (known) or not
-    /// at all (the rest); None: shed.
-    pub(crate) async fn queue(self: &Arc<Self>, priority: Priority, queue_timeout: Duration) -> Option<Slot> {
-        let p = priority as usize;
-        let patience = match priority {
-            Priority::Critical => queue_timeout,
-            Priority::Known => queue_timeout / 3,
-            Priority::Other => Duration::ZERO,
-        };
-        if patience.is_zero() {
-            self.shed.fetch_add(1, Relaxed);
-            return None;
-        }
-        let waiting = Waiting::new(&self.waiting[p]);
-        let deadline = crate::clock::later(tokio::time::Instant::now(), patience);
-        let slot = loop {
-            let notified = self.wake[p].notified();
-            if let Some(slot) = self.try_enter_as(p) {
-                break Some(slot);
-            }
-            if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                break None;
-            }
-        };
-        drop(waiting);
-        if slot.is_none() {
-            self.shed.fetch_add(1, Relaxed);
-        } else if self.slots.load(Relaxed) < self.limit.load(Relaxed) {
-            // A slot may be free for the next waiter too.
-            self.wake_most_urgent();
-        }
-        slot
-    }
-
-    fn take_slot(self: &Arc<Self>) -> Option<Slot> {
-        let limit = self.limit.load(Relaxed);
-        let mut n = self.slots.load(Relaxed);
-        loop {
-            if n >= limit {
-                return None;
-            }
-            match self.slots.compare_exchange_weak(n, n + 1, Relaxed, Relaxed) {
-                Ok(_) => {
-                    self.peak.fetch_max(n + 1, Relaxed);
-                    return Some(Slot(self.clone()));
-                }
-                Err(now) => n = now,
-            }
         }
     }
 
@@ -329,7 +222,7 @@ impl SiteLoad {
             shedding_since_unix_ms: self.shedding_since(),
             shed_total: self.shed.load(Relaxed),
             concurrency_limit: self.limit.load(Relaxed),
-            waiting: self.queued(),
+            waiting: self.queues.len(),
         }
     }
 }
@@ -352,7 +245,7 @@ mod tests {
 
     #[test]
     fn sheds_by_priority_while_saturated_and_recovers() {
-        let s = SiteLoad::default();
+        let s = Arc::new(SiteLoad::default());
         for _ in 0..20 {
             s.observe(Duration::from_millis(5), true);
         }
@@ -432,14 +325,14 @@ mod tests {
 
     #[test]
     fn failures_and_loop_lag_also_saturate() {
-        let s = SiteLoad::default();
+        let s = Arc::new(SiteLoad::default());
         for i in 0..10 {
             s.observe(Duration::from_millis(1), i % 2 == 0);
         }
         assert!(
             matches!(s.tick(&cfg(), Duration::ZERO, 1), Some(Change::Started(why)) if why.contains("5 of 10 requests with 503"))
         );
-        let s = SiteLoad::default();
+        let s = Arc::new(SiteLoad::default());
         assert!(
             matches!(s.tick(&cfg(), Duration::from_secs(1), 1), Some(Change::Started(why)) if why.contains("lags"))
         );
