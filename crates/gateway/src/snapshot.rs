@@ -135,7 +135,12 @@ impl Snapshot {
                 retry_budget: Default::default(),
                 cache: site_cache(s, previous),
                 rng: std::sync::atomic::AtomicU64::new(seed),
-                load: previous_site(s, previous).map_or_else(Default::default, |x| x.load.clone()),
+                load: {
+                    let load: Arc<crate::shield::SiteLoad> =
+                        previous_site(s, previous).map_or_else(Default::default, |x| x.load.clone());
+                    load.set_cap(file.shield.admission.max_in_flight);
+                    load
+                },
             }));
         }
         let routes =

@@ -279,6 +279,9 @@ pub struct Admission {
     /// Over the adaptive limit on requests at the origins, critical requests wait this long
     /// for a slot, known clients a third of it, the rest not at all.
     pub queue_timeout: Dur,
+    /// Most requests at a site's origins at once, whatever the adaptive limit says (0: no
+    /// cap); more wait in the queue, as behind HAProxy's `maxconn`.
+    pub max_in_flight: u32,
     /// Retry-After sent with shed requests.
     pub retry_after: Dur,
 }
@@ -292,6 +295,7 @@ impl Default for Admission {
             origin_error_ratio: 0.2,
             max_loop_lag: Dur::millis(200),
             queue_timeout: Dur::secs(10),
+            max_in_flight: 0,
             retry_after: Dur::secs(5),
         }
     }

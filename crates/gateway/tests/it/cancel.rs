@@ -21,8 +21,7 @@ use hyper_util::rt::TokioIo;
 use serde_json::Value;
 use std::convert::Infallible;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -220,57 +219,39 @@ async fn check_after(gw: &Gateway, phase: &str, cancelled: i64, path: &str) {
 
 // ---- waiting for admission
 
-/// Origins saturated by a steady load of checkouts (critical: they queue instead of being
-/// shed): requests queue for a slot at the origins. Returns the load's stop switch.
-async fn saturate(gw: &Gateway) -> (Arc<AtomicBool>, Vec<JoinHandle<()>>) {
-    let stop = Arc::new(AtomicBool::new(false));
-    let addr = http_addr(gw);
-    let load: Vec<_> = (0..12)
-        .map(|c| {
-            let stop = stop.clone();
-            tokio::spawn(async move {
-                for i in 0..200 {
-                    if stop.load(Ordering::SeqCst) {
-                        break;
-                    }
-                    // Distinct targets: identical GETs would be collapsed by the cache.
-                    let path = format!("/checkout/slow/600?client={c}&n={i}");
-                    let _ = get_from(Ipv4Addr::LOCALHOST, addr, &path, &[]).await;
-                }
-            })
-        })
-        .collect();
-    let queued = eventually(PATIENCE, || async {
-        let st = status_json(gw).await;
-        num(&st["shield"]["sites"]["shop"]["waiting"]) >= 4
-    })
-    .await;
-    assert!(queued, "a queue forms: {}", status_json(gw).await["shield"]["sites"]);
-    (stop, load)
-}
-
 async fn admission(how: How) {
     let origin = echo_origin("o").await;
-    let extra = "[shield.admission]\norigin_latency = \"20ms\"\nqueue_timeout = \"60s\"\n";
+    // At most two requests at the origins at once; more wait, checkouts up to a minute.
+    let extra = "[shield.admission]\nmax_in_flight = 2\nqueue_timeout = \"60s\"\n";
     let gw = gateway(&site(origin.addr, extra)).await;
-    let (stop, load) = saturate(&gw).await;
+    // Two checkouts hold both slots for three seconds.
+    let addr = http_addr(&gw);
+    let holders: Vec<_> = (0..2)
+        .map(|i| {
+            let req = Request::post(format!("/checkout/slow/3000?hold={i}")).header("host", "shop.test");
+            tokio::spawn(send(addr, req.body(Full::new(Bytes::new())).unwrap()))
+        })
+        .collect();
+    assert!(eventually(PATIENCE, || async { in_phase(&gw, "response_headers").await == 2 }).await);
     let mut pending = Pending::open(how, &gw).await;
     for i in 0..4 {
         pending.send(&gw, "POST", &format!("/checkout/slow/600?cancel={i}"), None).await;
     }
-    // All four have arrived when the load's twelve and they are in flight together; the
-    // load's queue is seconds long, so they are waiting in it.
-    let arrived = eventually(PATIENCE, || async { num(&status_json(&gw).await["requests"]["in_flight"]) >= 16 }).await;
-    assert!(arrived, "{}", status_json(&gw).await["requests"]);
+    let queued = eventually(PATIENCE, || async {
+        let st = status_json(&gw).await;
+        num(&st["requests"]["by_phase"]["admission"]) == 4 && num(&st["shield"]["sites"]["shop"]["waiting"]) == 4
+    })
+    .await;
+    assert!(queued, "the four wait for a slot: {}", status_json(&gw).await);
     let _kept = pending.cancel();
-    let counted = eventually(PATIENCE, || async { cancelled_in(&gw, "admission").await >= 4 }).await;
+    let counted = eventually(PATIENCE, || async { cancelled_in(&gw, "admission").await == 4 }).await;
     assert!(counted, "the four were cancelled while queued: {}", status_json(&gw).await["requests"]);
-    stop.store(true, Ordering::SeqCst);
-    for l in load {
-        l.await.unwrap();
+    assert_eq!(num(&status_json(&gw).await["shield"]["sites"]["shop"]["waiting"]), 0, "and left the queue");
+    for h in holders {
+        assert_eq!(h.await.unwrap().0, 200, "the checkouts holding the slots are not disturbed");
     }
+    assert_eq!(origin.hits.load(Ordering::SeqCst), 2, "no cancelled checkout reached the origin");
     check_after(&gw, "admission", 4, "/").await;
-    assert_eq!(cancelled_in(&gw, "admission").await, 4, "the load itself was never cancelled");
 }
 
 #[tokio::test]

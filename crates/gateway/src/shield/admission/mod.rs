@@ -56,7 +56,10 @@ pub(crate) struct SiteLoad {
     slots: AtomicU32,
     /// The most slots held at once in this tick.
     peak: AtomicU32,
+    /// The adaptive limit on slots.
     limit: AtomicU32,
+    /// The operator's cap on slots (`max_in_flight`; `u32::MAX`: none).
+    cap: AtomicU32,
     /// Requests waiting for a slot, by priority, oldest first.
     queues: queue::Queues,
     /// Moving average of the origins' time to response headers, microseconds.
@@ -78,6 +81,7 @@ impl Default for SiteLoad {
             slots: AtomicU32::new(0),
             peak: AtomicU32::new(0),
             limit: AtomicU32::new(MAX_LIMIT),
+            cap: AtomicU32::new(u32::MAX),
             queues: Default::default(),
             latency_us: AtomicU64::new(0),
             ok: AtomicU32::new(0),
@@ -188,6 +192,19 @@ impl SiteLoad {
         }
     }
 
+    /// The operator's cap on requests at the site's origins (0: none).
+    pub(crate) fn set_cap(self: &Arc<Self>, max_in_flight: u32) {
+        let cap = if max_in_flight == 0 { u32::MAX } else { max_in_flight };
+        if self.cap.swap(cap, Relaxed) < cap {
+            self.admit_waiting(); // a raised cap makes room at once
+        }
+    }
+
+    /// The limit in force: the adaptive one, under the operator's cap.
+    pub(super) fn effective_limit(&self) -> u32 {
+        self.limit.load(Relaxed).min(self.cap.load(Relaxed))
+    }
+
     /// A try at the origins begins.
     pub(crate) fn at_origins(&self) -> AtOrigins<'_> {
         self.in_flight.fetch_add(1, Relaxed);
@@ -221,7 +238,7 @@ impl SiteLoad {
             in_flight: self.in_flight.load(Relaxed),
             shedding_since_unix_ms: self.shedding_since(),
             shed_total: self.shed.load(Relaxed),
-            concurrency_limit: self.limit.load(Relaxed),
+            concurrency_limit: self.effective_limit(),
             waiting: self.queues.len(),
         }
     }

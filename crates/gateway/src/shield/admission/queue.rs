@@ -131,7 +131,7 @@ impl SiteLoad {
 
     /// A slot under the limit, if there is one.
     pub(super) fn take_slot(self: &Arc<Self>) -> Option<Slot> {
-        let limit = self.limit.load(Relaxed);
+        let limit = self.effective_limit();
         let mut n = self.slots.load(Relaxed);
         loop {
             if n >= limit {
@@ -149,7 +149,7 @@ impl SiteLoad {
 
     /// A slot given back: to the oldest waiter of the most urgent priority, else free.
     fn release(self: Arc<Self>) {
-        if self.queues.len() > 0 && self.slots.load(Relaxed) <= self.limit.load(Relaxed) {
+        if self.queues.len() > 0 && self.slots.load(Relaxed) <= self.effective_limit() {
             let mut waiters = self.queues.lock();
             for queue in waiters.iter_mut() {
                 while let Some(w) = queue.pop_front() {
@@ -266,6 +266,21 @@ mod tests {
         assert!(known.await.unwrap().is_none());
         assert_eq!((s.queues.len(), s.view().shed_total), (0, 1));
         drop(held);
+        assert_eq!(s.slots.load(Relaxed), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_operators_cap_holds_whatever_the_adaptive_limit_says() {
+        let s = Arc::new(SiteLoad::default());
+        s.set_cap(2);
+        let held: Vec<Slot> = (0..2).map(|_| s.try_enter(Priority::Critical).unwrap()).collect();
+        assert!(s.try_enter(Priority::Critical).is_none(), "capped at 2 under an adaptive limit of 100000");
+        let w = waiter(&s, Priority::Critical).await;
+        s.set_cap(3); // a reload raises it: the waiter gets the new room at once
+        let got = w.await.unwrap();
+        assert!(got.is_some());
+        assert_eq!((s.slots.load(Relaxed), s.view().concurrency_limit), (3, 3));
+        drop((held, got));
         assert_eq!(s.slots.load(Relaxed), 0);
     }
 
