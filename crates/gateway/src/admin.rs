@@ -23,6 +23,7 @@ pub(crate) struct Admin {
     pub(crate) edge: Arc<Edge>,
     pub(crate) front: Arc<Front>,
     pub(crate) reloader: Arc<Reloader>,
+    pub(crate) incidents: Arc<crate::incident::Incidents>,
     pub(crate) started: SystemTime,
 }
 
@@ -94,6 +95,11 @@ async fn route(shared: &Admin, req: Request<Incoming>) -> Response<Full<Bytes>> 
             block(shared, req.uri().path() == "/admin/block", req.uri().query().unwrap_or(""))
         }
         (&Method::GET, "/healthz") => respond(StatusCode::OK, "text/plain", "ok\n"),
+        (&Method::GET, "/incidents.json") => {
+            let list: Vec<serde_json::Value> = shared.incidents.all().iter().map(crate::incident::view::admin).collect();
+            json(StatusCode::OK, &serde_json::json!({ "incidents": list }))
+        }
+        (&Method::GET, path) if path.starts_with("/incidents/") => incident(shared, &path["/incidents/".len()..]),
         (&Method::GET, "/status.json") => json(StatusCode::OK, &status(shared)),
         (&Method::POST, "/admin/reload") => {
             if !authorized(shared, &req) {
@@ -113,6 +119,19 @@ async fn route(shared: &Admin, req: Request<Incoming>) -> Response<Full<Bytes>> 
             | "/admin/unblock",
         ) => respond(StatusCode::METHOD_NOT_ALLOWED, "text/plain", "method not allowed\n"),
         _ => respond(StatusCode::NOT_FOUND, "text/plain", "not found\n"),
+    }
+}
+
+/// `/incidents/{id}`: the post-incident report (HTML); `/incidents/{id}.json`: the incident.
+fn incident(shared: &Admin, id: &str) -> Response<Full<Bytes>> {
+    let (id, as_json) = match id.strip_suffix(".json") {
+        Some(id) => (id, true),
+        None => (id, false),
+    };
+    match shared.incidents.get(id) {
+        Some(i) if as_json => json(StatusCode::OK, &crate::incident::view::admin(&i)),
+        Some(i) => respond(StatusCode::OK, "text/html; charset=utf-8", crate::incident::report::html(&i)),
+        None => respond(StatusCode::NOT_FOUND, "text/plain", "no such incident\n"),
     }
 }
 

@@ -29,6 +29,8 @@ pub(crate) struct SiteRt {
     pub(crate) rng: std::sync::atomic::AtomicU64,
     /// Origin load and shed level for adaptive admission; kept across reloads.
     pub(crate) load: Arc<crate::shield::SiteLoad>,
+    /// The site's requests by how they ended, for the incident engine; kept across reloads.
+    pub(crate) tally: Arc<crate::incident::SiteTally>,
 }
 
 impl SiteRt {
@@ -141,6 +143,7 @@ impl Snapshot {
                     load.set_cap(file.shield.admission.max_in_flight);
                     load
                 },
+                tally: previous_site(s, previous).map_or_else(Default::default, |x| x.tally.clone()),
             }));
         }
         let routes =

@@ -23,6 +23,45 @@ pub(crate) mod rfc3339_opt {
     }
 }
 
+/// Serde helper: unix milliseconds as an RFC 3339 UTC timestamp with milliseconds, and back.
+pub(crate) mod rfc3339_ms {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::{Duration, UNIX_EPOCH};
+
+    pub(crate) fn serialize<S: Serializer>(ms: &u64, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(*ms)))
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+        let text = String::deserialize(d)?;
+        parse(&text).map_err(serde::de::Error::custom)
+    }
+
+    pub(crate) fn parse(text: &str) -> Result<u64, String> {
+        let t = humantime::parse_rfc3339(text).map_err(|e| format!("{text:?}: {e}"))?;
+        Ok(t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64))
+    }
+}
+
+/// As [`rfc3339_ms`], for an optional timestamp (null when absent).
+pub(crate) mod rfc3339_ms_opt {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(crate) fn serialize<S: Serializer>(ms: &Option<u64>, s: S) -> Result<S::Ok, S::Error> {
+        match ms {
+            Some(ms) => super::rfc3339_ms::serialize(ms, s),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+        match Option::<String>::deserialize(d)? {
+            Some(text) => super::rfc3339_ms::parse(&text).map(Some).map_err(serde::de::Error::custom),
+            None => Ok(None),
+        }
+    }
+}
+
 /// Compares secrets in time that does not depend on where they differ.
 pub(crate) fn ct_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0

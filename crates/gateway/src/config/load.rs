@@ -103,6 +103,7 @@ fn validate(src: &Source, file: &File) -> Result<(), ConfigError> {
         return Err(src.error(None, "limits.max_headers must be at least 1"));
     }
     validate_shield(src, &file.shield)?;
+    validate_incidents(src, &file.incidents, &file.status)?;
     let mut site_names: HashMap<&str, ()> = HashMap::new();
     let mut hosts: HashMap<String, &str> = HashMap::new();
     for site in &file.sites {
@@ -188,6 +189,38 @@ fn validate(src: &Source, file: &File) -> Result<(), ConfigError> {
     }
     if !file.listen.https.is_empty() && !file.sites.iter().any(|s| s.tls.is_some()) {
         return Err(src.at(&file.listen.https[0], "https listener configured but no site has a [site.tls] certificate"));
+    }
+    Ok(())
+}
+
+fn validate_incidents(
+    src: &Source,
+    i: &super::incidents::Incidents,
+    status: &super::incidents::StatusPage,
+) -> Result<(), ConfigError> {
+    if !(1.5..=100.0).contains(&i.surge_factor) {
+        return Err(src.error(None, "incidents.surge_factor must be from 1.5 to 100"));
+    }
+    if !(i.surge_min_rps >= 0.0 && i.surge_min_rps.is_finite()) {
+        return Err(src.error(None, "incidents.surge_min_rps must be 0 or more"));
+    }
+    if i.max_incidents == 0 {
+        return Err(src.error(None, "incidents.max_incidents must be at least 1"));
+    }
+    for w in &i.webhooks {
+        let url = w.url.get_ref();
+        let ok = url.parse::<http::Uri>().ok().is_some_and(|u| {
+            matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some_and(|h| !h.is_empty())
+        });
+        if !ok {
+            return Err(src.at(&w.url, format!("webhook url {url:?}: expected http://host[:port]/path or https://…")));
+        }
+        if w.timeout.get().is_zero() {
+            return Err(src.at(&w.url, "webhook timeout must be more than 0"));
+        }
+    }
+    if !matches!(status.language.as_str(), "de" | "en" | "fr" | "it") {
+        return Err(src.error(None, "status.language must be one of de, en, fr, it"));
     }
     Ok(())
 }

@@ -3,6 +3,7 @@
 //!
 //! Every key is documented in `docs/config.md`; keep the two in step.
 
+pub mod incidents;
 mod load;
 pub mod shield;
 mod values;
@@ -40,6 +41,12 @@ pub struct File {
     #[serde(default)]
     /// `[shield]`: flood defence.
     pub shield: shield::Shield,
+    #[serde(default)]
+    /// `[incidents]`: the incident engine, its history and notifications.
+    pub incidents: incidents::Incidents,
+    #[serde(default)]
+    /// `[status]`: the public status page.
+    pub status: incidents::StatusPage,
     #[serde(default, rename = "datacenter")]
     /// `[[datacenter]]`: the data centers that pools live in.
     pub datacenters: Vec<Datacenter>,
@@ -86,6 +93,9 @@ pub struct Listen {
     /// When set, POST endpoints of the admin listener require `Authorization: Bearer TOKEN`.
     #[serde(default)]
     pub admin_token: Option<String>,
+    /// The public status page: HTML, the Statuspage-compatible API, the Atom feed.
+    #[serde(default)]
+    pub status: Option<SocketAddr>,
 }
 
 fn default_admin() -> Option<SocketAddr> {
@@ -94,7 +104,7 @@ fn default_admin() -> Option<SocketAddr> {
 
 impl Default for Listen {
     fn default() -> Self {
-        Listen { http: Vec::new(), https: Vec::new(), admin: default_admin(), admin_token: None }
+        Listen { http: Vec::new(), https: Vec::new(), admin: default_admin(), admin_token: None, status: None }
     }
 }
 

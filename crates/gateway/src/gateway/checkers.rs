@@ -38,8 +38,13 @@ async fn run(snapshot: Arc<ArcSwap<Snapshot>>, telemetry: Arc<Telemetry>, origin
         let cfg = &site.cfg.health;
         if cfg.enabled {
             let host = site.hosts.iter().find(|h| !h.starts_with('*')).map_or(o.authority.as_str(), |h| h.as_str());
-            let ok = upstream::checker::check(&o, host, cfg).await;
-            if let Some(t) = o.health.record_check(ok, cfg) {
+            let checked = upstream::checker::check(&o, host, cfg).await;
+            if let Err(kind) = checked {
+                if let Some(i) = kind.fault_index() {
+                    o.stats.failed_checks[i].fetch_add(1, Relaxed);
+                }
+            }
+            if let Some(t) = o.health.record_check(checked.is_ok(), cfg) {
                 let (kind, reason) = match t {
                     Transition::CheckDown { fails } => {
                         ("origin_down", format!("{fails} health checks of {} failed in a row", cfg.path))

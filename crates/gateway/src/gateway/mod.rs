@@ -4,6 +4,7 @@
 //! shield's [`upkeep`]), reloads on SIGHUP, and stops with a bounded drain.
 
 mod checkers;
+mod incidents;
 mod upkeep;
 
 use crate::admin::Admin;
@@ -34,6 +35,8 @@ pub struct Gateway {
     pub https_addrs: Vec<SocketAddr>,
     /// The admin listener's address, if there is one.
     pub admin_addr: Option<SocketAddr>,
+    /// The public status page's address, if there is one.
+    pub status_addr: Option<SocketAddr>,
 }
 
 impl Gateway {
@@ -50,7 +53,7 @@ impl Gateway {
         checkers::ensure(&snapshot, &telemetry);
         // After each reload: checkers for origins that are new in the config.
         let checkers = {
-            let reloader = reloader.clone();
+            let (reloader, snapshot) = (reloader.clone(), snapshot.clone());
             tokio::spawn(async move {
                 loop {
                     reloader.reloaded.notified().await;
@@ -60,6 +63,7 @@ impl Gateway {
         };
         let (shutdown, rx) = watch::channel(false);
         let upkeep = tokio::spawn(upkeep::run(edge.clone(), rx.clone()));
+        let (incidents, journal) = open_incidents(&edge)?;
         let mut gw = Gateway {
             front: front.clone(),
             reloader: reloader.clone(),
@@ -68,6 +72,7 @@ impl Gateway {
             http_addrs: Vec::new(),
             https_addrs: Vec::new(),
             admin_addr: None,
+            status_addr: None,
         };
         for (addrs, tls) in [(&listen.http, false), (&listen.https, true)] {
             for addr in addrs {
@@ -82,14 +87,34 @@ impl Gateway {
                 gw.tasks.push(tokio::spawn(crate::listen::serve_listener(front.clone(), l, tls, rx.clone())));
             }
         }
+        let started = crate::clock::unix_ms();
+        if let Some(addr) = listen.status {
+            let l = bind(addr).await?;
+            let local = l.local_addr()?;
+            gw.status_addr = Some(local);
+            tracing::info!(addr = %local, "status page listening");
+            let status = Arc::new(crate::status::Status { snapshot: snapshot.clone(), incidents: incidents.clone(), started });
+            gw.tasks.push(tokio::spawn(crate::status::serve(status, l, rx.clone())));
+        }
+        let mut admin_url = String::new();
         if let Some(addr) = listen.admin {
             let l = bind(addr).await?;
             let local = l.local_addr()?;
             gw.admin_addr = Some(local);
+            admin_url = format!("http://{local}");
             tracing::info!(addr = %local, "admin listening");
-            let admin = Arc::new(Admin { edge, front, reloader, started: SystemTime::now() });
+            let admin =
+                Arc::new(Admin { edge: edge.clone(), front, reloader, incidents: incidents.clone(), started: SystemTime::now() });
             gw.tasks.push(tokio::spawn(crate::admin::serve(admin, l, rx.clone())));
         }
+        let status = &edge.snapshot.load().file.status;
+        let page = crate::incident::view::Page {
+            id: "holdfast".into(),
+            name: status.title.clone(),
+            url: status.url.clone(),
+            updated_at: started,
+        };
+        gw.tasks.push(tokio::spawn(incidents::run(edge, incidents, journal, page, admin_url, rx.clone())));
         Ok(gw)
     }
 
@@ -126,6 +151,27 @@ impl Gateway {
             t.abort();
         }
     }
+}
+
+/// The incident store, with the history of `[incidents] state_dir` when there is one.
+fn open_incidents(
+    edge: &Edge,
+) -> anyhow::Result<(Arc<crate::incident::Incidents>, Option<crate::incident::journal::Journal>)> {
+    let snap = edge.snapshot.load();
+    let cfg = &snap.file.incidents;
+    let retention = cfg.retention.get().as_millis() as u64;
+    let (journal, loaded) = match &cfg.state_dir {
+        Some(dir) => {
+            let dir = snap.file.path(dir);
+            let (j, loaded) = crate::incident::journal::Journal::open(&dir, crate::clock::unix_ms(), retention)
+                .map_err(|e| anyhow::anyhow!("cannot keep the incident journal in {}: {e}", dir.display()))?;
+            tracing::info!(dir = %dir.display(), incidents = loaded.len(), "incident journal");
+            (Some(j), loaded)
+        }
+        None => (None, Vec::new()),
+    };
+    let store = crate::incident::Incidents::new(edge.telemetry.clone(), loaded, retention, cfg.max_incidents);
+    Ok((Arc::new(store), journal))
 }
 
 async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {

@@ -121,6 +121,7 @@ pub(crate) async fn forward(trip: &Trip<'_>, req: Request<ReqBody>) -> Forwarded
                 let status = resp.status().as_u16();
                 let passive = if status >= 500 { Passive::ServerError } else { Passive::Ok };
                 site.load.observe(now.duration_since(try_started), !matches!(status, 503 | 429));
+                origin.stats.answered(now.duration_since(try_started), status);
                 origin.health.observe_latency(now.duration_since(try_started).as_micros() as f64, now_ms);
                 report(telemetry, site, &origin, sel.pool, passive, sel.probe, now_ms);
                 let can_retry =

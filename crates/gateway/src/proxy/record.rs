@@ -11,6 +11,8 @@
 //! was sent and the phase `response_body`.
 
 use super::conn::ConnState;
+use crate::incident::signals::Ended;
+use crate::incident::Outcome;
 use crate::snapshot::SiteRt;
 use crate::telemetry::{Phase, RequestPhase, Telemetry};
 use crate::upstream::{http1::Conn, InFlight};
@@ -45,6 +47,14 @@ pub(crate) struct Record {
     /// The origin connection, when its response ended and it may carry another request:
     /// back to the origin's pool when the request ends.
     pub(crate) reusable: Option<Conn>,
+    /// How it was answered, for its site's tally (the incident engine).
+    pub(crate) outcome: Outcome,
+    /// An unsafe request to one of the site's priority paths (a checkout).
+    pub(crate) checkout: bool,
+    /// It looked like a flood's (the shield's signature).
+    pub(crate) suspicious: bool,
+    /// Its client's prefix was first seen during the current surge.
+    pub(crate) new_client: bool,
 }
 
 impl Record {
@@ -71,6 +81,10 @@ impl Record {
             origin_body_error: false,
             body_complete: false,
             reusable: None,
+            outcome: Outcome::Local,
+            checkout: false,
+            suspicious: false,
+            new_client: false,
         })
     }
 
@@ -97,8 +111,18 @@ impl Drop for Record {
             self.telemetry.requests.cancelled(phase);
         }
         if let Some(site) = &self.site {
-            site.metrics.count(self.served_by.as_ref().map(|s| s.0), status);
+            let pool = self.served_by.as_ref().map(|s| s.0);
+            site.metrics.count(pool, status);
             site.metrics.duration.observe(elapsed.as_secs_f64());
+            site.tally.record(&Ended {
+                outcome: self.outcome,
+                pool,
+                status: self.status,
+                cancelled: cancelled.is_some(),
+                checkout: self.checkout,
+                suspicious: self.suspicious,
+                new_client: self.new_client,
+            });
         }
         if let Some(target) = &self.target {
             let (dc, origin) = match &self.served_by {

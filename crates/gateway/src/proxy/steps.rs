@@ -16,6 +16,7 @@ use crate::codec::BadFraming;
 use crate::pages::{self, Problem};
 use crate::shield::{admission::Slot, Priority, Verdict};
 use crate::snapshot::SiteRt;
+use crate::incident::Outcome;
 use crate::telemetry::{Phase, RequestPhase};
 use crate::upstream::ErrorKind;
 use bytes::Bytes;
@@ -56,7 +57,7 @@ fn refuse(cx: &RequestCtx, reason: &str, status: StatusCode, close: bool) -> Sto
 
 /// Step 3: The shield: client identity, blocks, rate limits, flood signatures, the challenge;
 /// the request's admission priority.
-pub(super) fn shield(cx: &RequestCtx, site: &SiteRt, parts: &http::request::Parts) -> Step<Verdict> {
+pub(super) fn shield(cx: &mut RequestCtx, site: &SiteRt, parts: &http::request::Parts) -> Step<Verdict> {
     let target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
     let facts = crate::shield::Facts {
         peer: cx.conn.client.ip,
@@ -70,11 +71,21 @@ pub(super) fn shield(cx: &RequestCtx, site: &SiteRt, parts: &http::request::Part
     };
     let now = tokio::time::Instant::from_std(cx.record.started);
     let verdict = cx.edge.shield.check(&cx.snap.shield, &facts, &cx.edge.telemetry, now);
+    let r = &mut cx.record;
+    r.suspicious = verdict.suspicious;
+    r.new_client = verdict.priority == Priority::Other;
+    r.checkout = !parts.method.is_safe()
+        && cx.snap.file.shield.admission.priority_paths.iter().any(|p| crate::shield::path_in(target, p));
     if let Some(action) = &verdict.action {
+        r.outcome = match action {
+            crate::shield::Action::Challenge { .. } => Outcome::Challenged,
+            _ => Outcome::Refused,
+        };
         return Err(shielded::act(cx, site, action, &verdict.client, target));
     }
     // A challenge's answer (within the rate limits and blocks like any request).
     if parts.uri.path() == crate::shield::challenge::VERIFY_PATH {
+        r.outcome = Outcome::Challenged;
         return Err(Stop::Answer(shielded::verify(cx, site, &parts.uri, &verdict.client)));
     }
     Ok(verdict)
@@ -110,6 +121,7 @@ pub(super) async fn cache(
                     refresh_in_background(cx, site.clone(), *plan, hv.clone());
                 }
                 cx.edge.telemetry.metrics.cache(&site.name, "hit");
+                cx.record.outcome = Outcome::Cache;
                 return Err(Stop::Answer(cached::answer(hit)));
             }
             cached::Before::Forward(plan) => return Ok(Some(plan)),
@@ -160,8 +172,10 @@ pub(super) async fn admission(
         if !dry {
             if let Some(hit) = plan.and_then(|p| cached::stale_on_error(p, None)) {
                 cx.edge.telemetry.metrics.cache(&site.name, "stale");
+                cx.record.outcome = Outcome::Stale;
                 return Err(Stop::Answer(cached::answer(hit)));
             }
+            cx.record.outcome = Outcome::Shed;
             return Err(Stop::Answer(shielded::shed(cx, site, cfg.admission.retry_after.get())));
         }
     }
@@ -268,8 +282,9 @@ pub(super) fn respond(
             if let Some(plan) = plan {
                 match cached::after_response(plan, &head) {
                     cached::After::Hit(hit) => {
-                        let result = if hit.status.contains("stale-if-error") { "stale" } else { "revalidated" };
-                        metrics.cache(&site.name, result);
+                        let stale = hit.status.contains("stale-if-error");
+                        metrics.cache(&site.name, if stale { "stale" } else { "revalidated" });
+                        cx.record.outcome = if stale { Outcome::Stale } else { Outcome::Cache };
                         // The origin's answer is not used; its connection is not reused.
                         drop((body, origin));
                         return Ok(cached::answer(hit));
@@ -282,6 +297,7 @@ pub(super) fn respond(
                 }
             }
             cx.record.served_by = Some((pool, origin));
+            cx.record.outcome = Outcome::Origin;
             Ok(Response::from_parts(head, RespBody::origin(body).with_tee(tee)))
         }
         // The client went away while its body was being sent: nobody is left to answer.
@@ -289,7 +305,11 @@ pub(super) fn respond(
         Forwarded::Failed { kind } => {
             if let Some(hit) = plan.as_deref().and_then(|p| cached::stale_on_error(p, None)) {
                 metrics.cache(&site.name, "stale");
+                cx.record.outcome = Outcome::Stale;
                 return Ok(cached::answer(hit));
+            }
+            if kind.is_origin_fault() {
+                cx.record.outcome = Outcome::Failed;
             }
             let problem = match kind {
                 ErrorKind::BodyTooLarge => Problem::TooLarge,

@@ -209,6 +209,8 @@ pub(crate) struct Verdict {
     pub(crate) priority: Priority,
     /// The client has no valid visitor cookie: give it one.
     pub(crate) give_visitor_cookie: bool,
+    /// The request looks like a flood's (signature), or comes from a blocked source.
+    pub(crate) suspicious: bool,
 }
 
 /// The request facts the shield judges.

@@ -11,7 +11,13 @@ impl Shield {
         let ip = client.ip;
         if !rt.cfg.enabled || rt.exempt(ip) {
             // Allowed networks are never shed either: first in line for the origins.
-            return Verdict { action: None, client, priority: Priority::Critical, give_visitor_cookie: false };
+            return Verdict {
+                action: None,
+                client,
+                priority: Priority::Critical,
+                give_visitor_cookie: false,
+                suspicious: false,
+            };
         }
         let cfg = &rt.cfg;
         let dry = cfg.mode == ShieldMode::DryRun;
@@ -24,11 +30,16 @@ impl Shield {
         let surge = self.surge_start(f.site_load);
         // When the client's prefix was first seen (seconds since the shield's epoch); read
         // while judging, under the prefix cell's lock the judgement takes anyway.
-        let mut first_seen = None;
+        let mut seen = Seen::default();
         let verdict = match self.blocked(rt, ip, now) {
-            Some(reason) => Some((Kind::Block, reason)),
-            None => self.judge(&Judging { rt, f, client, cleared, rep, now }, &mut first_seen),
+            // A blocked client's request counts as the flood traffic it was blocked for.
+            Some(reason) => {
+                seen.suspicious = true;
+                Some((Kind::Block, reason))
+            }
+            None => self.judge(&Judging { rt, f, client, cleared, rep, now }, &mut seen),
         };
+        let (first_seen, suspicious) = (seen.first_seen, seen.suspicious);
         let path = f.path_and_query;
         let critical = cleared
             || cfg.admission.priority_paths.iter().any(|p| path_in(path, p))
@@ -42,7 +53,7 @@ impl Shield {
         };
         let give_visitor_cookie = cfg.challenge.visitor_cookie && visitor_since.is_none();
         let Some((action, reason)) = verdict else {
-            return Verdict { action: None, client, priority, give_visitor_cookie };
+            return Verdict { action: None, client, priority, give_visitor_cookie, suspicious };
         };
         self.top.add(client.prefix, 1);
         let (name, action) = match action {
@@ -53,15 +64,16 @@ impl Shield {
         };
         if dry {
             rep.metrics.shield.action(&format!("dry_run_{name}"), reason, f.site);
-            return Verdict { action: None, client, priority, give_visitor_cookie };
+            return Verdict { action: None, client, priority, give_visitor_cookie, suspicious };
         }
         rep.metrics.shield.action(name, reason, f.site);
-        Verdict { action: Some(action), client, priority, give_visitor_cookie }
+        Verdict { action: Some(action), client, priority, give_visitor_cookie, suspicious }
     }
 
     /// The signature, the rate limits and the challenge rule, in that order; None passes.
-    /// Sets `first_seen` to when the client's prefix was first seen, if it is tracked.
-    fn judge(&self, j: &Judging, first_seen: &mut Option<u32>) -> Option<(Kind, &'static str)> {
+    /// Notes in `seen` when the client's prefix was first seen, if it is tracked, and
+    /// whether the request looks like a flood's.
+    fn judge(&self, j: &Judging, seen: &mut Seen) -> Option<(Kind, &'static str)> {
         let Judging { rt, f, client, cleared, rep, now } = *j;
         let cfg = &rt.cfg;
         let t = self.tick(now);
@@ -80,6 +92,7 @@ impl Shield {
             }
         }
         let suspicious = !cleared && signature::request_score(feats) >= 0.5;
+        seen.suspicious = suspicious;
         let flood = if suspicious { self.flood.suspicious(sig.flood_rate, t) } else { self.flood.active() };
 
         // Rate limits, tightest first: the path class, the address, the prefix. A request
@@ -131,7 +144,7 @@ impl Shield {
             || self.new_prefix_cell(t, secs),
             |cell| {
                 cell.last = t;
-                *first_seen = Some(cell.first_seen);
+                seen.first_seen = Some(cell.first_seen);
                 if sig.enabled {
                     let extra = if cell.new_in_burst
                         && cell.first_seen.saturating_add(sig.window.get().as_secs().min(u64::from(u32::MAX)) as u32)
@@ -225,6 +238,15 @@ impl Shield {
         let extra = if ratio > 1.0 { ratio.log2().floor() as u8 } else { 0 };
         c.difficulty.saturating_add(extra).min(c.max_difficulty)
     }
+}
+
+/// What judging a request learnt besides the verdict.
+#[derive(Debug, Default)]
+struct Seen {
+    /// When the client's prefix was first seen (seconds since the shield's epoch).
+    first_seen: Option<u32>,
+    /// The request looks like a flood's (its signature score).
+    suspicious: bool,
 }
 
 /// One request as the shield judges it: the config it is judged by, its facts, its client

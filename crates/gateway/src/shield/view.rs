@@ -24,6 +24,18 @@ pub(crate) struct ShieldView {
     pub(crate) sites: BTreeMap<String, LoadView>,
 }
 
+/// The flood state at one moment.
+#[derive(Debug, Clone)]
+pub(crate) struct FloodNow {
+    pub(crate) active: bool,
+    /// Requests with the flood signature per second, recently.
+    pub(crate) rate: f64,
+    /// Prefixes blocked now.
+    pub(crate) blocked: usize,
+    pub(crate) signature: Option<String>,
+    pub(crate) new_prefix_burst: bool,
+}
+
 #[derive(Debug, Serialize)]
 pub(crate) struct FloodView {
     pub(crate) active: bool,
@@ -89,6 +101,32 @@ impl Shield {
             tracked_prefixes: self.prefixes.len(),
             table_bytes: self.table_bytes(),
             sites,
+        }
+    }
+
+    /// The flood state now, for the incident engine: the latest flood-signature block
+    /// gives the signature in words (never a prefix).
+    pub(crate) fn flood_now(&self) -> FloodNow {
+        let now = Instant::now();
+        let (blocked, signature) = self
+            .dynamic
+            .read()
+            .map(|d| {
+                let live: Vec<_> = d.iter().filter(|(_, b)| b.until > now).collect();
+                let signature = live
+                    .iter()
+                    .filter(|(_, b)| b.reason.starts_with("flood signature"))
+                    .max_by_key(|(_, b)| b.since)
+                    .map(|(_, b)| b.reason.trim_start_matches("flood signature: ").to_string());
+                (live.len(), signature)
+            })
+            .unwrap_or((0, None));
+        FloodNow {
+            active: self.flood.active(),
+            rate: self.flood.rate(),
+            blocked,
+            signature,
+            new_prefix_burst: self.flood.new_prefix_burst(),
         }
     }
 

@@ -80,6 +80,19 @@ impl Event {
         }
     }
 
+    /// An incident opened, changed or resolved (`id` and what it says in `reason`).
+    pub(crate) fn incident(kind: &'static str, site: &str, datacenter: Option<String>, id: &str, reason: String) -> Event {
+        Event {
+            at: SystemTime::now(),
+            kind,
+            site: site.to_string(),
+            datacenter: datacenter.unwrap_or_else(|| "-".into()),
+            origin: None,
+            prefix: None,
+            reason: format!("{id}: {reason}"),
+        }
+    }
+
     /// A shield event (`site` "-" when it is not about one site).
     pub(crate) fn shield(kind: &'static str, site: &str, prefix: Option<String>, reason: String) -> Event {
         Event {

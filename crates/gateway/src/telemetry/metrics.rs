@@ -56,6 +56,10 @@ pub(crate) struct Metrics {
     pub(crate) cache_entries: Family<SiteLabel, Gauge>,
     pub(crate) cache_evictions: Family<SiteLabel, Counter>,
     pub(crate) shield: super::shield::ShieldMetrics,
+    incidents: Family<KindLabel, Counter>,
+    incident_open: Family<IncidentLabels, Gauge>,
+    incident_verdict: Histogram,
+    webhooks: Family<WebhookLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -114,7 +118,28 @@ impl Metrics {
         registry.register("cache_entries", "URLs stored in the site's cache", cache_entries.clone());
         registry.register("cache_evictions", "Cache entries evicted for space", cache_evictions.clone());
         let shield = super::shield::ShieldMetrics::register(&mut registry);
+        let incidents = Family::<KindLabel, Counter>::default();
+        let incident_open = Family::<IncidentLabels, Gauge>::default();
+        // 0.5 s .. ~64 s
+        let incident_verdict = Histogram::new(exponential_buckets(0.5, 2.0, 8));
+        let webhooks = Family::<WebhookLabels, Counter>::default();
+        registry.register("incidents", "Incidents named, by kind", incidents.clone());
+        registry.register(
+            "incident_open",
+            "1 while an incident of this kind is open for this site and data center (as Prometheus' ALERTS)",
+            incident_open.clone(),
+        );
+        registry.register(
+            "incident_verdict_seconds",
+            "Time from an incident's first signal to its verdict",
+            incident_verdict.clone(),
+        );
+        registry.register("webhook_deliveries", "Incident notifications by receiver and result", webhooks.clone());
         Metrics {
+            incidents,
+            incident_open,
+            incident_verdict,
+            webhooks,
             shield,
             cache_bytes,
             cache_entries,
@@ -212,6 +237,27 @@ impl Metrics {
         self.cache_evictions.get_or_create(&label).inc_by(evicted);
     }
 
+    /// An incident of `kind` was named, `verdict_secs` after its first signal.
+    pub(crate) fn incident_opened(&self, kind: &str, verdict_secs: f64) {
+        self.incidents.get_or_create(&KindLabel { kind: kind.to_string() }).inc();
+        self.incident_verdict.observe(verdict_secs);
+    }
+
+    /// An incident is open (1) or over (the series goes) for this site and data center.
+    pub(crate) fn incident_open(&self, kind: &str, site: &str, datacenter: &str, open: bool) {
+        let labels = IncidentLabels { kind: kind.into(), site: site.into(), datacenter: datacenter.into() };
+        if open {
+            self.incident_open.get_or_create(&labels).set(1);
+        } else {
+            self.incident_open.remove(&labels);
+        }
+    }
+
+    /// A webhook delivery's result: delivered, failed (given up), dropped (queue full).
+    pub(crate) fn webhook(&self, receiver: &str, result: &str) {
+        self.webhooks.get_or_create(&WebhookLabels { receiver: receiver.into(), result: result.into() }).inc();
+    }
+
     /// Registers the per-phase request families (see [`super::Phase`]).
     pub(crate) fn request_phases(&mut self) -> (Family<PhaseLabel, Gauge>, Family<PhaseLabel, Counter>) {
         let in_phase = Family::<PhaseLabel, Gauge>::default();
@@ -236,6 +282,19 @@ impl Metrics {
     pub(crate) fn retry(&self, site: &str, reason: &str) {
         self.retries.get_or_create(&SiteReason { site: site.to_string(), reason: reason.to_string() }).inc();
     }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct IncidentLabels {
+    pub(crate) kind: String,
+    pub(crate) site: String,
+    pub(crate) datacenter: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct WebhookLabels {
+    pub(crate) receiver: String,
+    pub(crate) result: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]

@@ -1,29 +1,66 @@
 //! One active health check of an origin: a GET of the site's health path on a fresh
 //! connection (so that a check never hides behind a pooled connection). The schedule, one
 //! task per origin, is the gateway's (`gateway::checkers`).
+//!
+//! A check that times out waiting for its answer is failed at once (failover must not
+//! wait), but the exchange goes on for a while in a task of its own: an answer that still
+//! comes says the origin is slow, not gone, and is recorded
+//! ([`OriginStats::late_answer_ms`](super::OriginStats)) for the incident engine to tell a
+//! slow data center from a black hole.
 
 use super::http1::Outgoing;
-use super::Origin;
+use super::{ErrorKind, Origin};
 use crate::body::ReqBody;
 use crate::telemetry::RequestPhase;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::Duration;
 
-/// One check: connect, GET, status in the expected range, all within the timeout (the
-/// connect has its own, the exchange the deadline counted from the start).
-pub(crate) async fn check(o: &Origin, host: &str, cfg: &crate::config::Health) -> bool {
-    let deadline = tokio::time::Instant::now() + cfg.timeout.get();
-    let Ok(conn) = super::pool::connect(&o.authority, cfg.timeout.get()).await else { return false };
+/// How long a timed-out check goes on waiting for a late answer.
+const LATE_LOOK: Duration = Duration::from_secs(5);
+
+/// One check: connect, GET, status in the expected range, all within the timeout. Err: how
+/// it failed.
+pub(crate) async fn check(o: &Arc<Origin>, host: &str, cfg: &crate::config::Health) -> Result<(), ErrorKind> {
+    let started = tokio::time::Instant::now();
+    let timeout = cfg.timeout.get();
     let Ok(req) = http::Request::get(cfg.path.as_str())
         .header(http::header::HOST, host)
         .header(http::header::USER_AGENT, "holdfast-health-check")
         .header(http::header::CONNECTION, "close")
         .body(ReqBody::empty())
     else {
-        return false;
+        return Err(ErrorKind::Protocol);
     };
-    let (head, body) = req.into_parts();
-    let msg = Outgoing { head: &head, body, forwarding: &bytes::Bytes::new() };
-    match conn.send(msg, deadline, &RequestPhase::uncounted()).await {
-        Ok(resp) => (cfg.expect_status[0]..=cfg.expect_status[1]).contains(&resp.status().as_u16()),
-        Err(_) => false,
+    let connected = Arc::new(AtomicBool::new(false));
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let (origin, flag) = (o.clone(), connected.clone());
+    let expect = cfg.expect_status;
+    // The exchange, in a task that outlives the check when the answer is late.
+    tokio::spawn(async move {
+        let result = async {
+            let conn = super::pool::connect(&origin.authority, timeout).await?;
+            flag.store(true, Relaxed);
+            let (head, body) = req.into_parts();
+            let msg = Outgoing { head: &head, body, forwarding: &bytes::Bytes::new() };
+            let resp = conn.send(msg, started + timeout.max(LATE_LOOK), &RequestPhase::uncounted()).await;
+            resp.map_err(|e| match e {
+                super::http1::SendError::NotSent { kind, .. } | super::http1::SendError::Failed(kind) => kind,
+            })
+        }
+        .await;
+        let elapsed = started.elapsed();
+        if result.is_ok() && elapsed > timeout {
+            origin.stats.late_answer_ms.store(elapsed.as_millis().max(1) as u64, Relaxed);
+        }
+        let _ = tx.send(result.map(|resp| (expect[0]..=expect[1]).contains(&resp.status().as_u16())));
+    });
+    match tokio::time::timeout(timeout, rx).await {
+        Ok(Ok(Ok(true))) => Ok(()),
+        Ok(Ok(Ok(false))) => Err(ErrorKind::Protocol),
+        Ok(Ok(Err(kind))) => Err(kind),
+        Ok(Err(_)) => Err(ErrorKind::Reset),
+        Err(_) if connected.load(Relaxed) => Err(ErrorKind::ResponseTimeout),
+        Err(_) => Err(ErrorKind::ConnectTimeout),
     }
 }

@@ -36,6 +36,49 @@ pub(crate) struct OriginStats {
     pub(crate) requests: AtomicU64,
     pub(crate) errors: AtomicU64,
     pub(crate) last_error: Mutex<Option<OriginErrorEvent>>,
+    /// Failed tries by kind ([`ErrorKind::FAULTS`]).
+    pub(crate) failed_tries: [AtomicU64; 6],
+    /// Failed health checks by kind.
+    pub(crate) failed_checks: [AtomicU64; 6],
+    /// Tries answered (a response head), their total time to it, and those that were 5xx.
+    pub(crate) answered: AtomicU64,
+    pub(crate) answered_us: AtomicU64,
+    pub(crate) status_5xx: AtomicU64,
+    /// The latest answer to a health check that came after its timeout (ms; 0: none):
+    /// the origin is slow, not gone.
+    pub(crate) late_answer_ms: AtomicU64,
+}
+
+/// Counters of an origin read at one moment, for the incident engine.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct OriginCounts {
+    pub(crate) failed_tries: [u64; 6],
+    pub(crate) failed_checks: [u64; 6],
+    pub(crate) answered: u64,
+    pub(crate) answered_us: u64,
+    pub(crate) status_5xx: u64,
+}
+
+impl OriginStats {
+    pub(crate) fn read(&self) -> OriginCounts {
+        let load = |a: &AtomicU64| a.load(Relaxed);
+        OriginCounts {
+            failed_tries: self.failed_tries.each_ref().map(load),
+            failed_checks: self.failed_checks.each_ref().map(load),
+            answered: load(&self.answered),
+            answered_us: load(&self.answered_us),
+            status_5xx: load(&self.status_5xx),
+        }
+    }
+
+    /// A try got its response head after `elapsed`.
+    pub(crate) fn answered(&self, elapsed: std::time::Duration, status: u16) {
+        self.answered.fetch_add(1, Relaxed);
+        self.answered_us.fetch_add(elapsed.as_micros() as u64, Relaxed);
+        if status >= 500 {
+            self.status_5xx.fetch_add(1, Relaxed);
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -72,6 +115,9 @@ impl Origin {
 
     pub(crate) fn record_error(&self, kind: ErrorKind) {
         self.stats.errors.fetch_add(1, Relaxed);
+        if let Some(i) = kind.fault_index() {
+            self.stats.failed_tries[i].fetch_add(1, Relaxed);
+        }
         if let Ok(mut last) = self.stats.last_error.lock() {
             *last = Some(OriginErrorEvent { at: SystemTime::now(), kind: kind.as_str() });
         }
@@ -138,6 +184,12 @@ pub(crate) struct Pool {
 impl Pool {
     pub(crate) fn new(datacenter: Arc<str>, origins: Vec<Arc<Origin>>) -> Pool {
         Pool { datacenter, origins, was_up: AtomicBool::new(true), up_since: AtomicU64::new(0) }
+    }
+
+    /// Whether the pool took traffic at the last choice (else its data center has failed
+    /// over).
+    pub(crate) fn eligible(&self) -> bool {
+        self.was_up.load(Relaxed)
     }
 
     /// Origins ejected now (for the ejection cap).
@@ -290,6 +342,21 @@ pub(crate) enum ErrorKind {
 }
 
 impl ErrorKind {
+    /// The kinds that are an origin's fault, in the order of [`OriginStats`]' counters.
+    pub(crate) const FAULTS: [ErrorKind; 6] = [
+        ErrorKind::ConnectRefused,
+        ErrorKind::ConnectTimeout,
+        ErrorKind::Connect,
+        ErrorKind::ResponseTimeout,
+        ErrorKind::Reset,
+        ErrorKind::Protocol,
+    ];
+
+    /// Its place in [`ErrorKind::FAULTS`].
+    pub(crate) fn fault_index(self) -> Option<usize> {
+        ErrorKind::FAULTS.iter().position(|k| *k == self)
+    }
+
     pub(crate) fn as_str(self) -> &'static str {
         match self {
             ErrorKind::ConnectRefused => "connect_refused",

@@ -72,6 +72,8 @@ pub(crate) struct SiteLoad {
     since_ms: AtomicU64,
     /// Requests shed since start, for status.
     shed: AtomicU64,
+    /// Why the site counted as saturated at the last tick (empty: it did not).
+    saturation: std::sync::Mutex<String>,
 }
 
 impl Default for SiteLoad {
@@ -89,6 +91,7 @@ impl Default for SiteLoad {
             level: AtomicU32::new(0),
             since_ms: AtomicU64::new(0),
             shed: AtomicU64::new(0),
+            saturation: std::sync::Mutex::new(String::new()),
         }
     }
 }
@@ -165,6 +168,12 @@ impl SiteLoad {
         if queued > 0 {
             why.push(format!("{queued} requests waiting for a slot at the origins"));
         }
+        if let Ok(mut s) = self.saturation.lock() {
+            s.clear();
+            if origins_saturated {
+                s.push_str(&why.join("; "));
+            }
+        }
         let level = self.level.load(Relaxed);
         let next = if why.is_empty() { level.saturating_sub(FALL) } else { (level + RISE).min(MAX_LEVEL) };
         let peak = self.peak.swap(self.slots.load(Relaxed), Relaxed);
@@ -224,6 +233,13 @@ impl SiteLoad {
             self.shed.fetch_add(1, Relaxed);
         }
         admitted
+    }
+
+    /// For the incident engine: the shed level, why the origins (or holdfast) count as
+    /// saturated now if they do, and the requests waiting for a slot.
+    pub(crate) fn observe_now(&self) -> (f64, Option<String>, u32) {
+        let why = self.saturation.lock().ok().map(|s| s.clone()).filter(|s| !s.is_empty());
+        (f64::from(self.level.load(Relaxed)) / 1000.0, why, self.queues.len())
     }
 
     /// When shedding began, if it is going on (unix ms).

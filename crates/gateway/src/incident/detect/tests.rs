@@ -1,0 +1,310 @@
+//! The classifier's table of cases, at injected times: each case is a timeline of ticks
+//! (one a second) built from a healthy world and changed at chosen moments, and the
+//! incidents it must open, the tick they open at, and those it must never open.
+
+use super::*;
+use crate::incident::signals::{Counts, FloodObs, Observation, PoolObs, SiteObs};
+
+/// A world of two sites: shop-de (eu-west with two origins, then eu-central with one) and
+/// shop-fr (eu-west with two, then eu-central with one).
+#[derive(Clone)]
+struct World {
+    /// Requests per second per site, all answered by the first pool.
+    rate: f64,
+    /// Per data center: origins unavailable, and the error kind its tries and checks fail with.
+    broken: BTreeMap<&'static str, (u32, &'static str)>,
+    /// Mean answer time of eu-west (ms).
+    west_latency: f64,
+    /// eu-west still answers a few requests, this late (ms), while it is broken.
+    west_late: Option<f64>,
+    flood: Option<f64>,
+    /// Admission: saturated, and requests waiting.
+    saturated: bool,
+    waiting: u32,
+    /// Share of requests with a flood's signature.
+    suspicious: f64,
+}
+
+impl World {
+    fn healthy(rate: f64) -> World {
+        World {
+            rate,
+            broken: BTreeMap::new(),
+            west_latency: 20.0,
+            west_late: None,
+            flood: None,
+            saturated: false,
+            waiting: 0,
+            suspicious: 0.0,
+        }
+    }
+
+    fn observe(&self, t: u64) -> Observation {
+        let sites = ["shop-de", "shop-fr"]
+            .into_iter()
+            .map(|name| {
+                let pools: Vec<PoolObs> = [("eu-west", 2u32), ("eu-central", 1)]
+                    .into_iter()
+                    .map(|(dc, n)| {
+                        let (broken, kind) = self.broken.get(dc).copied().unwrap_or((0, ""));
+                        let broken = broken.min(n);
+                        PoolObs {
+                            datacenter: dc.into(),
+                            origins: n,
+                            available: n - broken,
+                            failing: 0,
+                            // A pool of two fails over when fewer than half its origins are up.
+                            eligible: (n - broken) * 2 >= n && n > broken,
+                            answered: 0,
+                            latency_ms: 0.0,
+                            errors: if broken > 0 { vec![(kind, 3 * u64::from(broken))] } else { Vec::new() },
+                            down: (0..broken).map(|i| format!("{dc}-origin-{i}")).collect(),
+                        }
+                    })
+                    .collect();
+                let total = self.rate.round() as u64;
+                let suspicious = (self.rate * self.suspicious).round() as u64;
+                let mut counts = Counts { requests: total, ..Counts::default() };
+                counts.suspicious[0] = suspicious;
+                // Answered by the first pool that takes traffic.
+                let first = pools.iter().position(|p| p.eligible).unwrap_or(0);
+                counts.by_pool[first] = total - suspicious;
+                counts.outcomes[0] = total - suspicious;
+                let mut pools = pools;
+                pools[first].answered = total - suspicious;
+                pools[first].latency_ms = if first == 0 { self.west_latency } else { 25.0 };
+                if let (Some(late), 1) = (self.west_late, first) {
+                    pools[0].answered = 2;
+                    pools[0].latency_ms = late;
+                }
+                SiteObs {
+                    name: name.into(),
+                    counts,
+                    pools,
+                    shed_level: if self.saturated { 1.0 } else { 0.0 },
+                    saturated: self.saturated.then(|| "origin response time 800 ms".into()),
+                    waiting: self.waiting,
+                }
+            })
+            .collect();
+        let flood = match self.flood {
+            Some(rate) => FloodObs {
+                active: true,
+                suspicious_per_second: rate,
+                threshold: 50.0,
+                blocked_prefixes: 40,
+                signature: Some("no cookies, a new connection per request".into()),
+                new_prefix_burst: true,
+            },
+            None => FloodObs { threshold: 50.0, ..FloodObs::default() },
+        };
+        Observation { now: t * 1000, secs: 1.0, sites, flood }
+    }
+}
+
+/// Runs `ticks` seconds; `world(t)` is the world at tick t. Returns every change with its
+/// tick.
+fn run(ticks: u64, world: impl Fn(u64) -> World) -> Vec<(u64, Change)> {
+    let mut d = Detector::new(Tuning::default());
+    let mut out = Vec::new();
+    for t in 0..ticks {
+        for c in d.step(&world(t).observe(t)) {
+            out.push((t, c));
+        }
+    }
+    out
+}
+
+/// When an incident of `kind` on `scope` opened, if one did.
+fn opened(changes: &[(u64, Change)], kind: Kind, scope: &str) -> Option<(u64, Finding)> {
+    changes.iter().find_map(|(t, c)| match c {
+        Change::Open { finding, .. } if finding.key.kind == kind && finding.key.scope == scope => {
+            Some((*t, finding.clone()))
+        }
+        _ => None,
+    })
+}
+
+fn kinds_opened(changes: &[(u64, Change)]) -> Vec<(Kind, String)> {
+    changes
+        .iter()
+        .filter_map(|(_, c)| match c {
+            Change::Open { finding, .. } => Some((finding.key.kind, finding.key.scope.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn ten_minutes_of_normal_varying_traffic_open_nothing() {
+    // Shoppers come and go: between 10 and 40 requests a second, in waves and jitter.
+    let changes = run(600, |t| {
+        let wave = (t as f64 / 45.0).sin() * 12.0;
+        let jitter = ((t * 7919) % 13) as f64 - 6.0;
+        World::healthy(25.0 + wave + jitter)
+    });
+    assert_eq!(changes, Vec::new());
+}
+
+#[test]
+fn one_origin_restarting_in_a_pool_of_several_is_at_most_a_minor_origin_failure() {
+    // One eu-west origin of each site refuses for 8 s (a restart), then is back.
+    let changes = run(60, |t| {
+        let mut w = World::healthy(20.0);
+        if (20..28).contains(&t) {
+            w.broken.insert("eu-west", (1, "connect_refused"));
+        }
+        w
+    });
+    let (at, f) = opened(&changes, Kind::OriginFailure, "eu-west").expect("an origin failure");
+    assert_eq!(at, 22, "after three ticks");
+    assert_eq!(f.facts.origins, vec!["eu-west-origin-0", "eu-west-origin-0"]);
+    assert_eq!(kinds_opened(&changes), vec![(Kind::OriginFailure, "eu-west".into())], "nothing else");
+    assert!(changes.iter().any(|(t, c)| *t == 57 && matches!(c, Change::Resolve(k) if k.kind == Kind::OriginFailure)));
+}
+
+/// The cases where a whole data center fails, one per way of failing.
+#[test]
+fn a_failed_data_center_is_named_with_the_way_it_failed() {
+    let cases = [
+        ("connect_refused", None, "refused"),
+        ("connect_timeout", None, "blackhole"),
+        ("response_timeout", None, "blackhole"),
+        ("reset", None, "resets"),
+        ("status_5xx", None, "errors"),
+        // Answers still come from eu-west, but three seconds late.
+        ("response_timeout", Some(3000.0), "slow"),
+    ];
+    for (kind, late, mode) in cases {
+        let changes = run(40, |t| {
+            let mut w = World::healthy(20.0);
+            if t >= 20 {
+                w.broken.insert("eu-west", (2, kind));
+                w.west_late = late;
+            }
+            w
+        });
+        let (at, f) = opened(&changes, Kind::DatacenterFailure, "eu-west").unwrap_or_else(|| panic!("{kind}"));
+        assert_eq!(at, 21, "{kind}: two ticks after the fault");
+        assert_eq!(f.facts.mode.as_deref(), Some(mode), "{kind}");
+        assert_eq!(f.facts.moved_to, vec!["eu-central"], "{kind}");
+        assert_eq!(f.sites, vec!["shop-de", "shop-fr"]);
+        assert!(f.confidence >= 0.9, "{kind}: {}", f.confidence);
+        let kinds = kinds_opened(&changes);
+        assert_eq!(kinds, vec![(Kind::DatacenterFailure, "eu-west".into())], "{kind}: no origin failure as well");
+    }
+}
+
+#[test]
+fn a_datacenter_failure_resolves_after_its_hold_and_is_one_incident_if_it_flaps() {
+    let changes = run(120, |t| {
+        let mut w = World::healthy(20.0);
+        // Down 20..30, back for 5 s, down again 35..45, then well.
+        if (20..30).contains(&t) || (35..45).contains(&t) {
+            w.broken.insert("eu-west", (2, "connect_refused"));
+        }
+        w
+    });
+    let opens = changes.iter().filter(|(_, c)| matches!(c, Change::Open { .. })).count();
+    assert_eq!(opens, 1, "one incident for the flapping data center");
+    let cleared: Vec<u64> = changes.iter().filter(|(_, c)| matches!(c, Change::Cleared(_))).map(|(t, _)| *t).collect();
+    assert_eq!(cleared, vec![30, 45]);
+    let resolved: Vec<u64> = changes.iter().filter(|(_, c)| matches!(c, Change::Resolve(_))).map(|(t, _)| *t).collect();
+    assert_eq!(resolved, vec![74], "30 s after it last held (tick 44)");
+}
+
+#[test]
+fn a_flood_is_named_at_once_with_its_signature_and_sources() {
+    let changes = run(40, |t| {
+        let mut w = World::healthy(20.0);
+        if t >= 20 {
+            w.flood = Some(300.0 + t as f64);
+            w.suspicious = 0.9;
+        }
+        w
+    });
+    let (at, f) = opened(&changes, Kind::Flood, "*").expect("a flood");
+    assert_eq!(at, 21);
+    assert_eq!(f.facts.sources, Some(40));
+    assert_eq!(f.facts.signature.as_deref(), Some("no cookies, a new connection per request"));
+    assert_eq!(kinds_opened(&changes), vec![(Kind::Flood, "*".into())], "flood traffic is no flash crowd");
+}
+
+/// December 2010: eu-west's network fails during a flood. Both are named, apart.
+#[test]
+fn a_datacenter_failure_during_a_flood_is_both() {
+    let changes = run(60, |t| {
+        let mut w = World::healthy(20.0);
+        if t >= 15 {
+            w.flood = Some(600.0);
+            w.suspicious = 0.95;
+        }
+        if t >= 25 {
+            w.broken.insert("eu-west", (2, "response_timeout"));
+        }
+        w
+    });
+    let kinds = kinds_opened(&changes);
+    assert_eq!(kinds, vec![(Kind::Flood, "*".into()), (Kind::DatacenterFailure, "eu-west".into())]);
+    let (at, f) = opened(&changes, Kind::DatacenterFailure, "eu-west").unwrap();
+    assert_eq!((at, f.facts.mode.as_deref()), (26, Some("blackhole")));
+}
+
+#[test]
+fn ten_times_the_shoppers_is_a_flash_crowd_not_an_attack() {
+    let changes = run(60, |t| World::healthy(if (30..45).contains(&t) { 200.0 } else { 20.0 }));
+    let (at, f) = opened(&changes, Kind::FlashCrowd, "shop-de").expect("a flash crowd");
+    assert_eq!(at, 31);
+    assert_eq!(f.facts.usual_rps.map(|u| u.round()), Some(20.0));
+    assert_eq!(
+        kinds_opened(&changes),
+        vec![(Kind::FlashCrowd, "shop-de".into()), (Kind::FlashCrowd, "shop-fr".into())],
+        "nothing else: no flood, no overload while the origins keep up"
+    );
+    // The surge did not become the usual rate: a second one later is a surge again.
+    let changes = run(150, |t| {
+        let surge = (30..45).contains(&t) || (100..110).contains(&t);
+        World::healthy(if surge { 200.0 } else { 20.0 })
+    });
+    let opens = changes.iter().filter(|(_, c)| matches!(c, Change::Open { finding, .. } if finding.key.scope == "shop-de")).count();
+    assert_eq!(opens, 2);
+}
+
+#[test]
+fn a_rush_beyond_the_origins_capacity_is_an_overload_caused_by_the_crowd() {
+    let changes = run(60, |t| {
+        let mut w = World::healthy(20.0);
+        if (30..50).contains(&t) {
+            w.rate = 200.0;
+        }
+        if (32..50).contains(&t) {
+            w.saturated = true;
+            w.waiting = 30;
+        }
+        w
+    });
+    let (at, f) = opened(&changes, Kind::Overload, "shop-de").expect("an overload");
+    assert_eq!(at, 33);
+    assert_eq!(f.facts.cause.as_deref(), Some("flash_crowd"));
+    assert!(opened(&changes, Kind::FlashCrowd, "shop-de").is_some());
+    assert!(opened(&changes, Kind::Flood, "*").is_none());
+}
+
+#[test]
+fn an_overload_without_a_surge_has_no_named_cause() {
+    let changes = run(30, |t| {
+        let mut w = World::healthy(20.0);
+        w.saturated = t >= 10;
+        w
+    });
+    let (_, f) = opened(&changes, Kind::Overload, "shop-de").expect("an overload");
+    assert_eq!(f.facts.cause, None);
+    assert_eq!(kinds_opened(&changes).len(), 2, "both sites, nothing else");
+}
+
+#[test]
+fn no_surge_before_a_usual_rate_is_known() {
+    // Traffic starts at 200 requests a second: that is the usual rate, not a surge.
+    let changes = run(40, |_| World::healthy(200.0));
+    assert_eq!(changes, Vec::new());
+}

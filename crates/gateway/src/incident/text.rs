@@ -1,0 +1,396 @@
+//! The words of incidents: a plain English summary and timeline entries for the API and
+//! the webhooks, and the public status page's sentences in each of its languages (German,
+//! English, French, Italian). The public words name data centers and sites, never
+//! origins, clients or prefixes.
+
+use super::store::Incident;
+use super::{Kind, Stage};
+
+/// How a data center failed, in English.
+fn mode_phrase(mode: Option<&str>) -> &'static str {
+    match mode {
+        Some("refused") => "connections were refused (its origins' processes were gone)",
+        Some("blackhole") => "connections and requests got no answer (a black hole: its network or hardware)",
+        Some("resets") => "connections were reset",
+        Some("errors") => "its origins answered with errors",
+        Some("slow") => "its answers came seconds late",
+        _ => "it could not be reached",
+    }
+}
+
+fn list(items: &[String]) -> String {
+    match items {
+        [] => "none".into(),
+        [one] => one.clone(),
+        [rest @ .., last] => format!("{} and {last}", rest.join(", ")),
+    }
+}
+
+fn pct(part: u64, whole: u64) -> String {
+    if whole == 0 {
+        return "0%".into();
+    }
+    let p = part as f64 * 100.0 / whole as f64;
+    if p > 0.0 && p < 0.1 {
+        "under 0.1%".into()
+    } else {
+        format!("{p:.1}%")
+    }
+}
+
+/// One plain English sentence (or two) saying what happened; `related`: the kinds of the
+/// incidents open beside it on the same sites.
+pub(crate) fn summary(i: &Incident, related: &[Kind]) -> String {
+    let f = &i.facts;
+    let sites = list(&i.sites);
+    match i.kind {
+        Kind::DatacenterFailure => {
+            let dc = i.datacenters.first().cloned().unwrap_or_default();
+            let moved = if f.moved_to.is_empty() {
+                "no other data center took over".to_string()
+            } else {
+                format!("their traffic moved to {}", list(&f.moved_to))
+            };
+            let mut s = format!(
+                "Data center {dc} stopped serving {sites}: {}; {moved}.",
+                mode_phrase(f.mode.as_deref())
+            );
+            if related.contains(&Kind::Flood) {
+                s.push_str(" The errors shoppers saw meanwhile come from this failure, not from the flood.");
+            }
+            s
+        }
+        Kind::OriginFailure => {
+            let dc = i.datacenters.first().cloned().unwrap_or_default();
+            let n = f.origins.len().max(1);
+            let origins = if n == 1 { "One origin".to_string() } else { format!("{n} origins") };
+            format!("{origins} of data center {dc} failed; {dc} kept serving {sites} with its other origins.")
+        }
+        Kind::Flood => {
+            let peak = f.peak_rps.unwrap_or(0.0);
+            let sources = f.sources.unwrap_or(0);
+            let m = &i.impact;
+            let flood = m.flood_blocked + m.flood_leaked;
+            let signature = f.signature.as_deref().map(|s| format!(" ({s})")).unwrap_or_default();
+            let mut s = format!(
+                "A flood of up to {peak:.0} requests per second from {sources} blocked sources{signature} hit {sites}; \
+                 holdfast absorbed it: {} of its requests were stopped by the shield, {} reached the origins.",
+                pct(m.flood_blocked, flood),
+                pct(m.flood_leaked, flood),
+            );
+            if related.contains(&Kind::DatacenterFailure) {
+                s.push_str(" A data-center failure at the same time is a separate incident.");
+            }
+            s
+        }
+        Kind::FlashCrowd => {
+            let peak = f.peak_rps.unwrap_or(0.0);
+            let usual = f.usual_rps.unwrap_or(0.0).max(0.1);
+            format!(
+                "{sites} had {:.0} times its usual shoppers ({peak:.0} requests per second, usually {usual:.0}): \
+                 real shoppers, served as such, not an attack.",
+                peak / usual
+            )
+        }
+        Kind::Overload => {
+            let cause = match f.cause.as_deref() {
+                Some("flash_crowd") => " by a rush of shoppers",
+                Some("flood") => " during a flood",
+                Some("failover") => " after a failover moved traffic onto fewer origins",
+                _ => "",
+            };
+            let m = &i.impact;
+            format!(
+                "The origins of {sites} were saturated{cause}; checkouts and returning shoppers went first: \
+                 {} of {} checkouts placed, {} requests shed or refused.",
+                m.checkouts_placed, m.checkouts_attempted, m.refused_or_shed
+            )
+        }
+    }
+}
+
+/// The first timeline entry.
+pub(crate) fn opened(i: &Incident) -> String {
+    let how = match i.stage {
+        Stage::Investigating => "Investigating",
+        _ => "Identified",
+    };
+    format!("{how}: {}", i.summary)
+}
+
+pub(crate) fn cleared(i: &Incident) -> String {
+    match i.kind {
+        Kind::DatacenterFailure => format!(
+            "{} answers again; traffic returns to it gradually (slow start). Monitoring.",
+            i.datacenters.first().map_or("The data center", String::as_str)
+        ),
+        Kind::Flood => "The flood has stopped. Monitoring.".into(),
+        Kind::FlashCrowd => "The surge is over. Monitoring.".into(),
+        Kind::Overload => "The origins keep up again. Monitoring.".into(),
+        Kind::OriginFailure => "The origins are back. Monitoring.".into(),
+    }
+}
+
+pub(crate) fn came_back(_: &Incident) -> String {
+    "It came back.".into()
+}
+
+pub(crate) fn mode_changed(_: &Incident, mode: &str) -> String {
+    format!("More evidence: {}.", mode_phrase(Some(mode)))
+}
+
+pub(crate) fn resolved(i: &Incident) -> String {
+    let m = &i.impact;
+    format!(
+        "Resolved. {} requests while it lasted: {} served as usual, {} by another data center, {} from the cache, \
+         {} failed.",
+        m.requests, m.served, m.served_by_other_datacenter, m.served_stale, m.failed
+    )
+}
+
+/// The status page's languages.
+pub(crate) const LANGUAGES: [&str; 4] = ["de", "en", "fr", "it"];
+
+/// The status page's fixed words, in `lang` (English for others).
+pub(crate) struct Words {
+    pub(crate) title_suffix: &'static str,
+    pub(crate) operational: &'static str,
+    pub(crate) degraded: &'static str,
+    pub(crate) backup_datacenter: &'static str,
+    pub(crate) cached_pages: &'static str,
+    pub(crate) attack_mitigated: &'static str,
+    pub(crate) down: &'static str,
+    pub(crate) all_good: &'static str,
+    pub(crate) current: &'static str,
+    pub(crate) history: &'static str,
+    pub(crate) no_incidents: &'static str,
+    pub(crate) started: &'static str,
+    pub(crate) resolved: &'static str,
+    pub(crate) ongoing: &'static str,
+    pub(crate) updated: &'static str,
+    pub(crate) feed: &'static str,
+}
+
+pub(crate) fn words(lang: &str) -> &'static Words {
+    match lang {
+        "de" => &DE,
+        "fr" => &FR,
+        "it" => &IT,
+        _ => &EN,
+    }
+}
+
+static EN: Words = Words {
+    title_suffix: "status",
+    operational: "Operational",
+    degraded: "Degraded performance",
+    backup_datacenter: "Serving from a backup data center",
+    cached_pages: "Serving cached pages",
+    attack_mitigated: "Under attack, mitigated",
+    down: "Down",
+    all_good: "All shops are operational.",
+    current: "Now",
+    history: "Past incidents",
+    no_incidents: "No incidents.",
+    started: "Started",
+    resolved: "Resolved",
+    ongoing: "Ongoing",
+    updated: "Updated",
+    feed: "Incident history feed (Atom)",
+};
+
+static DE: Words = Words {
+    title_suffix: "Status",
+    operational: "In Betrieb",
+    degraded: "Eingeschränkt",
+    backup_datacenter: "Betrieb aus einem Ersatz-Rechenzentrum",
+    cached_pages: "Auslieferung zwischengespeicherter Seiten",
+    attack_mitigated: "Angriff, abgewehrt",
+    down: "Ausgefallen",
+    all_good: "Alle Shops sind in Betrieb.",
+    current: "Jetzt",
+    history: "Frühere Störungen",
+    no_incidents: "Keine Störungen.",
+    started: "Beginn",
+    resolved: "Behoben",
+    ongoing: "Andauernd",
+    updated: "Aktualisiert",
+    feed: "Verlauf der Störungen (Atom-Feed)",
+};
+
+static FR: Words = Words {
+    title_suffix: "état",
+    operational: "Opérationnel",
+    degraded: "Performances dégradées",
+    backup_datacenter: "Servi depuis un centre de données de secours",
+    cached_pages: "Pages servies depuis le cache",
+    attack_mitigated: "Attaque en cours, contenue",
+    down: "Hors service",
+    all_good: "Toutes les boutiques sont opérationnelles.",
+    current: "Maintenant",
+    history: "Incidents passés",
+    no_incidents: "Aucun incident.",
+    started: "Début",
+    resolved: "Résolu",
+    ongoing: "En cours",
+    updated: "Mis à jour",
+    feed: "Historique des incidents (flux Atom)",
+};
+
+static IT: Words = Words {
+    title_suffix: "stato",
+    operational: "Operativo",
+    degraded: "Prestazioni ridotte",
+    backup_datacenter: "Servito da un data center di riserva",
+    cached_pages: "Pagine servite dalla cache",
+    attack_mitigated: "Sotto attacco, contenuto",
+    down: "Non disponibile",
+    all_good: "Tutti i negozi sono operativi.",
+    current: "Adesso",
+    history: "Incidenti passati",
+    no_incidents: "Nessun incidente.",
+    started: "Inizio",
+    resolved: "Risolto",
+    ongoing: "In corso",
+    updated: "Aggiornato",
+    feed: "Cronologia degli incidenti (feed Atom)",
+};
+
+/// An incident for the public status page, in `lang`: a title and a sentence. Data
+/// centers and sites are named; origins, clients and prefixes never.
+pub(crate) fn public(i: &Incident, lang: &str) -> (String, String) {
+    let dc = i.datacenters.first().cloned().unwrap_or_default();
+    let sites = i.sites.join(", ");
+    let moved = i.facts.moved_to.join(", ");
+    let peak = i.facts.peak_rps.unwrap_or(0.0);
+    let m = &i.impact;
+    let blocked = pct(m.flood_blocked, m.flood_blocked + m.flood_leaked);
+    let mode = i.facts.mode.as_deref();
+    match lang {
+        "de" => match i.kind {
+            Kind::DatacenterFailure => (
+                format!("Ausfall des Rechenzentrums {dc}"),
+                format!(
+                    "Das Rechenzentrum {dc} hat {sites} nicht mehr bedient ({}). Die Shops wurden aus {} bedient.",
+                    match mode {
+                        Some("refused") => "Verbindungen abgewiesen",
+                        Some("blackhole") => "keine Antwort: Netz oder Hardware",
+                        Some("slow") => "Antworten mit Sekunden Verspätung",
+                        Some("resets") => "Verbindungen abgebrochen",
+                        Some("errors") => "Fehlerantworten",
+                        _ => "nicht erreichbar",
+                    },
+                    if moved.is_empty() { "dem Cache" } else { moved.as_str() }
+                ),
+            ),
+            Kind::OriginFailure => (
+                format!("Einzelne Server in {dc} gestört"),
+                format!("Einige Server im Rechenzentrum {dc} sind ausgefallen; {sites} lief mit den übrigen weiter."),
+            ),
+            Kind::Flood => (
+                "Angriff abgewehrt".into(),
+                format!("Eine Anfrageflut von bis zu {peak:.0} Anfragen pro Sekunde traf {sites}; {blocked} davon wurden abgewehrt."),
+            ),
+            Kind::FlashCrowd => (
+                "Großer Andrang".into(),
+                format!("Sehr viele Kundinnen und Kunden auf {sites} gleichzeitig: echter Andrang, kein Angriff."),
+            ),
+            Kind::Overload => (
+                "Hohe Auslastung".into(),
+                format!("Die Server von {sites} waren ausgelastet; Bestellungen wurden bevorzugt bearbeitet."),
+            ),
+        },
+        "fr" => match i.kind {
+            Kind::DatacenterFailure => (
+                format!("Panne du centre de données {dc}"),
+                format!(
+                    "Le centre de données {dc} ne servait plus {sites} ({}). Les boutiques ont été servies depuis {}.",
+                    match mode {
+                        Some("refused") => "connexions refusées",
+                        Some("blackhole") => "aucune réponse : réseau ou matériel",
+                        Some("slow") => "réponses avec des secondes de retard",
+                        Some("resets") => "connexions interrompues",
+                        Some("errors") => "réponses en erreur",
+                        _ => "injoignable",
+                    },
+                    if moved.is_empty() { "le cache" } else { moved.as_str() }
+                ),
+            ),
+            Kind::OriginFailure => (
+                format!("Serveurs isolés en panne à {dc}"),
+                format!("Quelques serveurs du centre de données {dc} sont tombés ; {sites} a continué avec les autres."),
+            ),
+            Kind::Flood => (
+                "Attaque contenue".into(),
+                format!("Un flot allant jusqu'à {peak:.0} requêtes par seconde a visé {sites} ; {blocked} a été bloqué."),
+            ),
+            Kind::FlashCrowd => (
+                "Forte affluence".into(),
+                format!("Une foule de clients sur {sites} en même temps : une vraie affluence, pas une attaque."),
+            ),
+            Kind::Overload => (
+                "Forte charge".into(),
+                format!("Les serveurs de {sites} étaient saturés ; les commandes sont passées en priorité."),
+            ),
+        },
+        "it" => match i.kind {
+            Kind::DatacenterFailure => (
+                format!("Guasto del data center {dc}"),
+                format!(
+                    "Il data center {dc} ha smesso di servire {sites} ({}). I negozi sono stati serviti da {}.",
+                    match mode {
+                        Some("refused") => "connessioni rifiutate",
+                        Some("blackhole") => "nessuna risposta: rete o hardware",
+                        Some("slow") => "risposte con secondi di ritardo",
+                        Some("resets") => "connessioni interrotte",
+                        Some("errors") => "risposte di errore",
+                        _ => "irraggiungibile",
+                    },
+                    if moved.is_empty() { "la cache" } else { moved.as_str() }
+                ),
+            ),
+            Kind::OriginFailure => (
+                format!("Singoli server guasti in {dc}"),
+                format!("Alcuni server del data center {dc} si sono guastati; {sites} ha continuato con gli altri."),
+            ),
+            Kind::Flood => (
+                "Attacco contenuto".into(),
+                format!("Un'ondata fino a {peak:.0} richieste al secondo ha colpito {sites}; {blocked} è stato bloccato."),
+            ),
+            Kind::FlashCrowd => (
+                "Grande affluenza".into(),
+                format!("Moltissimi clienti su {sites} allo stesso tempo: vera affluenza, non un attacco."),
+            ),
+            Kind::Overload => (
+                "Carico elevato".into(),
+                format!("I server di {sites} erano saturi; gli ordini hanno avuto la precedenza."),
+            ),
+        },
+        _ => match i.kind {
+            Kind::DatacenterFailure => (
+                format!("Data center {dc} failure"),
+                format!(
+                    "Data center {dc} stopped serving {sites}: {}. The shops were served from {}.",
+                    mode_phrase(mode),
+                    if moved.is_empty() { "the cache" } else { moved.as_str() }
+                ),
+            ),
+            Kind::OriginFailure => (
+                format!("Some servers in {dc} failed"),
+                format!("Some servers of data center {dc} failed; {sites} kept running on the others."),
+            ),
+            Kind::Flood => (
+                "Attack mitigated".into(),
+                format!("A flood of up to {peak:.0} requests per second hit {sites}; {blocked} of it was blocked."),
+            ),
+            Kind::FlashCrowd => (
+                "Rush of shoppers".into(),
+                format!("Many more shoppers than usual on {sites} at once: a real rush, not an attack."),
+            ),
+            Kind::Overload => (
+                "High load".into(),
+                format!("The servers of {sites} were saturated; orders were served first."),
+            ),
+        },
+    }
+}
