@@ -114,7 +114,7 @@ pub(crate) struct Event {
     /// fail slow: added delay.
     #[serde(default, with = "opt_dur")]
     pub(crate) delay: Option<Duration>,
-    /// fail errors: share of requests answered 503.
+    /// fail errors: share of requests answered 500.
     pub(crate) share: Option<f64>,
     /// flood: attacker kind, number of source addresses, requests per second in total.
     pub(crate) kind: Option<FloodKind>,

@@ -96,7 +96,8 @@ async fn route(shared: &Admin, req: Request<Incoming>) -> Response<Full<Bytes>> 
         }
         (&Method::GET, "/healthz") => respond(StatusCode::OK, "text/plain", "ok\n"),
         (&Method::GET, "/incidents.json") => {
-            let list: Vec<serde_json::Value> = shared.incidents.all().iter().map(crate::incident::view::admin).collect();
+            let list: Vec<serde_json::Value> =
+                shared.incidents.all().iter().map(crate::incident::view::admin).collect();
             json(StatusCode::OK, &serde_json::json!({ "incidents": list }))
         }
         (&Method::GET, path) if path.starts_with("/incidents/") => incident(shared, &path["/incidents/".len()..]),
@@ -238,6 +239,8 @@ struct Status {
     open_connections: usize,
     /// Client requests in flight now, by phase, and those cancelled by their clients.
     requests: crate::telemetry::RequestsView,
+    /// The incident engine: incidents open and kept, each site's usual request rate.
+    incidents: serde_json::Value,
     datacenters: Vec<DcStatus>,
     sites: Vec<SiteStatus>,
     /// Recent state changes (origins, data centers, floods, blocks, shedding), oldest first.
@@ -355,6 +358,7 @@ fn status(shared: &Admin) -> Status {
         last_reload: shared.reloader.last(),
         open_connections: shared.front.open_connections(),
         requests: shared.edge.telemetry.requests.view(),
+        incidents: shared.incidents.engine_view(),
         datacenters,
         sites,
         events: shared.edge.telemetry.events.recent(),

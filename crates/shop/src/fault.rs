@@ -3,7 +3,8 @@
 //! - `Blackhole`: connections are accepted and held, requests never answered (dead
 //!   network hardware), including requests on connections opened before;
 //! - `Slow(d)`: every response waits `d` more;
-//! - `Errors(p)`: a share `p` of requests get 503.
+//! - `Errors(p)`: a share `p` of requests get 500 (a broken release, a dead database
+//!   behind it); an overloaded origin's 503 is the capacity limit's (`ShopConfig::capacity`).
 
 use std::time::Duration;
 use tokio::sync::watch;
@@ -19,7 +20,7 @@ pub enum Fault {
     Blackhole,
     /// Every response waits this much more.
     Slow(Duration),
-    /// This share of requests gets 503.
+    /// This share of requests gets 500.
     Errors(f64),
 }
 

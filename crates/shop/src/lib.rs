@@ -217,7 +217,7 @@ async fn handle(shop: &Shop, peer: SocketAddr, req: Request<Incoming>) -> Resp {
         Fault::Blackhole => std::future::pending::<()>().await,
         Fault::Slow(d) => tokio::time::sleep(d).await,
         Fault::Errors(share) if rand::random::<f64>() < share => {
-            let mut r = page(shop, StatusCode::SERVICE_UNAVAILABLE, "no-store", shop.texts.busy.to_string());
+            let mut r = page(shop, StatusCode::INTERNAL_SERVER_ERROR, "no-store", shop.texts.busy.to_string());
             r.headers_mut().insert("x-datacenter", shop.datacenter.clone());
             return r;
         }

@@ -157,7 +157,7 @@ mod faults {
 
             faults.set(Fault::Errors(0.5));
             let errors =
-                (0..200).filter(|_| try_get(addr, Duration::from_secs(2)).unwrap().starts_with("HTTP/1.1 503")).count();
+                (0..200).filter(|_| try_get(addr, Duration::from_secs(2)).unwrap().starts_with("HTTP/1.1 500")).count();
             assert!((60..=140).contains(&errors), "about half of 200 fail: {errors}");
 
             faults.set(Fault::None);

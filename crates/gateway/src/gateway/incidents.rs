@@ -14,7 +14,7 @@ use crate::incident::{view, Incidents};
 use crate::proxy::Edge;
 use crate::snapshot::Snapshot;
 use crate::telemetry::Event as LogEvent;
-use crate::upstream::{health::State, ErrorKind, OriginCounts};
+use crate::upstream::{health::State, ErrorKind, Origin, OriginCounts};
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -27,7 +27,9 @@ const EVERY: Duration = Duration::from_secs(1);
 struct Memory {
     detector: Detector,
     sites: BTreeMap<String, Counts>,
-    origins: BTreeMap<usize, OriginCounts>,
+    /// Each origin's counters at the last tick, by address; the map holds the origin, so
+    /// that its address is not reused by another while it is here.
+    origins: BTreeMap<usize, (Arc<Origin>, OriginCounts)>,
     notifier: Option<Notifier>,
     last: tokio::time::Instant,
 }
@@ -72,6 +74,7 @@ pub(crate) async fn run(
         m.last = now;
         let (obs, totals) = observe(&snap, &edge, &mut m, secs);
         let changes = m.detector.step(&obs);
+        incidents.set_usual(m.detector.usual_rates());
         for (event, i) in incidents.apply(changes, &obs, &totals) {
             if let Some(j) = &journal {
                 j.record(&i);
@@ -119,16 +122,18 @@ fn observe(snap: &Snapshot, edge: &Edge, m: &mut Memory, secs: f64) -> (Observat
                 let key = Arc::as_ptr(o) as usize;
                 seen.push(key);
                 let now = o.stats.read();
-                let before = m.origins.insert(key, now).unwrap_or(now);
-                let failed: u64 = (0..6).map(|i| now.failed_tries[i] - before.failed_tries[i].min(now.failed_tries[i])).sum();
+                let before = m.origins.insert(key, (o.clone(), now)).map_or(now, |(_, c)| c);
+                let mut failed = 0;
+                for (i, e) in errors.iter_mut().take(6).enumerate() {
+                    let tries = now.failed_tries[i].saturating_sub(before.failed_tries[i]);
+                    failed += tries;
+                    *e += tries + now.failed_checks[i].saturating_sub(before.failed_checks[i]);
+                }
                 let answered = now.answered.saturating_sub(before.answered);
                 let fives = now.status_5xx.saturating_sub(before.status_5xx);
-                for i in 0..6 {
-                    errors[i] += now.failed_tries[i].saturating_sub(before.failed_tries[i])
-                        + now.failed_checks[i].saturating_sub(before.failed_checks[i]);
-                }
                 errors[6] += fives;
                 p.answered += answered;
+                p.busy += now.busy.saturating_sub(before.busy);
                 latency_us += now.answered_us.saturating_sub(before.answered_us);
                 let late = o.stats.late_answer_ms.swap(0, Relaxed);
                 if late > 0 {
@@ -175,6 +180,8 @@ fn flood(snap: &Snapshot, edge: &Edge) -> FloodObs {
         suspicious_per_second: f.rate,
         threshold: f64::from(cfg.signatures.flood_rate),
         blocked_prefixes: f.blocked as u64,
+        addresses: f.addresses,
+        prefixes: f.prefixes,
         signature: f.signature,
         new_prefix_burst: f.new_prefix_burst,
     }

@@ -93,7 +93,8 @@ impl Gateway {
             let local = l.local_addr()?;
             gw.status_addr = Some(local);
             tracing::info!(addr = %local, "status page listening");
-            let status = Arc::new(crate::status::Status { snapshot: snapshot.clone(), incidents: incidents.clone(), started });
+            let status =
+                Arc::new(crate::status::Status { snapshot: snapshot.clone(), incidents: incidents.clone(), started });
             gw.tasks.push(tokio::spawn(crate::status::serve(status, l, rx.clone())));
         }
         let mut admin_url = String::new();
@@ -103,8 +104,13 @@ impl Gateway {
             gw.admin_addr = Some(local);
             admin_url = format!("http://{local}");
             tracing::info!(addr = %local, "admin listening");
-            let admin =
-                Arc::new(Admin { edge: edge.clone(), front, reloader, incidents: incidents.clone(), started: SystemTime::now() });
+            let admin = Arc::new(Admin {
+                edge: edge.clone(),
+                front,
+                reloader,
+                incidents: incidents.clone(),
+                started: SystemTime::now(),
+            });
             gw.tasks.push(tokio::spawn(crate::admin::serve(admin, l, rx.clone())));
         }
         let status = &edge.snapshot.load().file.status;

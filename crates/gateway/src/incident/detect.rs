@@ -8,6 +8,9 @@
 //!   it failed comes from the errors seen while it lasts: refused, black hole (connections
 //!   or requests that get no answer), resets, errors (5xx, garbage), or slow (answers that
 //!   come, late).
+//!   A data center whose origins said "busy" (503, 429) in the last ten seconds, and that
+//!   shows nothing but timeouts, is saturated, not failed: its health checks time out
+//!   behind the queue. That is an overload (of its sites), not a data-center failure.
 //! - **origin_failure** (scope: a data center): some of its origins are unavailable or
 //!   failing while the data center still serves. Not while a failure of the whole data
 //!   center is open.
@@ -142,7 +145,9 @@ pub(crate) struct Detector {
     /// Per data center: errors by kind while its failure is watched; and the slowest
     /// answer seen then (ms).
     failure_errors: BTreeMap<String, (BTreeMap<&'static str, u64>, f64)>,
-    /// Per flood: the peak rate and most prefixes blocked while it lasts.
+    /// Per data center: when its origins last said "busy" (unix ms).
+    last_busy: BTreeMap<String, u64>,
+    /// Per flood: the peak rate, and the most distinct addresses seen, while it lasts.
     flood_peak: (f64, u64),
     /// Per site: the peak request rate while a surge lasts.
     surge_peak: BTreeMap<String, f64>,
@@ -158,6 +163,7 @@ struct Dc<'a> {
     answered: u64,
     latency_sum: f64,
     errors: u64,
+    busy: u64,
     kinds: BTreeMap<&'static str, u64>,
     sites: BTreeSet<&'a str>,
     down: Vec<String>,
@@ -169,6 +175,11 @@ struct Dc<'a> {
 impl Detector {
     pub(crate) fn new(tuning: Tuning) -> Detector {
         Detector { tuning, ..Detector::default() }
+    }
+
+    /// Each site's usual request rate (flood traffic left out) and whether it is known yet.
+    pub(crate) fn usual_rates(&self) -> BTreeMap<String, (f64, bool)> {
+        self.usual_rate.iter().map(|(s, u)| (s.clone(), (u.value, u.samples >= self.tuning.warmup_ticks))).collect()
     }
 
     /// New tuning (a reload); what was learnt is kept.
@@ -188,23 +199,35 @@ impl Detector {
     pub(crate) fn step(&mut self, obs: &Observation) -> Vec<Change> {
         let mut findings = Vec::new();
         let dcs = datacenters(obs);
-        let failed_dcs = self.datacenter_rules(obs, &dcs, &mut findings);
+        let (failed_dcs, saturated_dcs) = self.datacenter_rules(obs, &dcs, &mut findings);
         self.flood_rule(obs, &mut findings);
         self.surge_rules(obs, &mut findings);
-        self.overload_rules(obs, &failed_dcs, &mut findings);
+        self.overload_rules(obs, &failed_dcs, &saturated_dcs, &mut findings);
         self.learn(obs, &dcs, &findings);
         self.advance(obs.now, findings)
     }
 
-    /// Data-center and origin failures; returns the data centers that failed.
-    fn datacenter_rules(&mut self, obs: &Observation, dcs: &BTreeMap<&str, Dc>, out: &mut Vec<Finding>) -> Vec<String> {
-        let mut failed = Vec::new();
+    /// Data-center and origin failures; returns the data centers that failed, and those
+    /// that are saturated (busy, not failed).
+    fn datacenter_rules(
+        &mut self,
+        obs: &Observation,
+        dcs: &BTreeMap<&str, Dc>,
+        out: &mut Vec<Finding>,
+    ) -> (Vec<String>, Vec<String>) {
+        let (mut failed, mut saturated) = (Vec::new(), Vec::new());
         for (name, dc) in dcs {
+            if dc.busy > 0 {
+                self.last_busy.insert(name.to_string(), obs.now);
+            }
             let tries = dc.answered + dc.errors;
             let error_share = if tries == 0 { 0.0 } else { dc.errors as f64 / tries as f64 };
             let most_broken = dc.origins > 0 && dc.broken * 2 >= dc.origins && (dc.origins == 1 || dc.broken >= 2);
             let not_serving = dc.eligible < dc.pools || tries == 0 || error_share >= 0.5;
-            if most_broken && not_serving {
+            if dc.broken > 0 && self.busy_not_failed(name, dc, obs.now) {
+                self.failure_errors.remove(*name);
+                saturated.push(name.to_string());
+            } else if most_broken && not_serving {
                 failed.push(name.to_string());
                 out.push(self.datacenter_failure(obs, name, dc, error_share));
             } else {
@@ -214,7 +237,18 @@ impl Detector {
                 }
             }
         }
-        failed
+        (failed, saturated)
+    }
+
+    /// Said "busy" lately, and shows nothing but timeouts: saturated, not failed. A
+    /// failure already open stays a failure (a data center that fails while busy does
+    /// not turn into a busy one), and a hard error (refused, reset, 5xx, garbage) is a
+    /// failure whatever came before.
+    fn busy_not_failed(&self, name: &str, dc: &Dc, now: u64) -> bool {
+        const BUSY_MEMORY_MS: u64 = 10_000;
+        let busy_lately = self.last_busy.get(name).is_some_and(|t| now.saturating_sub(*t) <= BUSY_MEMORY_MS);
+        let only_timeouts = dc.kinds.keys().all(|k| matches!(*k, "connect_timeout" | "response_timeout"));
+        busy_lately && only_timeouts && !self.is_open(Kind::DatacenterFailure, name)
     }
 
     fn datacenter_failure(&mut self, obs: &Observation, name: &str, dc: &Dc, error_share: f64) -> Finding {
@@ -301,7 +335,7 @@ impl Detector {
             return;
         }
         self.flood_peak.0 = self.flood_peak.0.max(f.suspicious_per_second);
-        self.flood_peak.1 = self.flood_peak.1.max(f.blocked_prefixes);
+        self.flood_peak.1 = self.flood_peak.1.max(f.addresses);
         let mut sites: Vec<String> =
             obs.sites.iter().filter(|s| s.counts.suspicious[0] > 0).map(|s| s.name.clone()).collect();
         if sites.is_empty() {
@@ -317,12 +351,12 @@ impl Detector {
                 detail: f.signature.clone().unwrap_or_default(),
             },
             Evidence {
-                signal: "prefixes blocked as flood sources".into(),
-                value: f.blocked_prefixes as f64,
+                signal: "distinct addresses sending them".into(),
+                value: f.addresses as f64,
                 baseline: None,
                 threshold: 1.0,
                 unit: "count".into(),
-                detail: String::new(),
+                detail: format!("in {} prefixes; {} prefixes blocked", f.prefixes, f.blocked_prefixes),
             },
         ];
         if f.new_prefix_burst {
@@ -411,12 +445,26 @@ impl Detector {
         }
     }
 
-    fn overload_rules(&mut self, obs: &Observation, failed_dcs: &[String], out: &mut Vec<Finding>) {
+    fn overload_rules(
+        &mut self,
+        obs: &Observation,
+        failed_dcs: &[String],
+        saturated_dcs: &[String],
+        out: &mut Vec<Finding>,
+    ) {
         for s in &obs.sites {
-            if s.saturated.is_none() && s.waiting == 0 {
+            let busy_dcs: Vec<&str> = s
+                .pools
+                .iter()
+                .map(|p| p.datacenter.as_str())
+                .filter(|d| saturated_dcs.iter().any(|s| s == d))
+                .collect();
+            if s.saturated.is_none() && s.waiting == 0 && busy_dcs.is_empty() {
                 continue;
             }
-            let cause = if self.is_watched(Kind::FlashCrowd, &s.name) || out.iter().any(|f| f.key.kind == Kind::FlashCrowd && f.key.scope == s.name) {
+            let cause = if self.is_watched(Kind::FlashCrowd, &s.name)
+                || out.iter().any(|f| f.key.kind == Kind::FlashCrowd && f.key.scope == s.name)
+            {
                 Some("flash_crowd")
             } else if obs.flood.active {
                 Some("flood")
@@ -426,39 +474,57 @@ impl Detector {
                 None
             };
             let shed = s.counts.outcome(super::Outcome::Shed);
-            let reason = s.saturated.clone().unwrap_or_else(|| format!("{} requests waiting for a slot", s.waiting));
+            let reason = s.saturated.clone().unwrap_or_else(|| {
+                if busy_dcs.is_empty() {
+                    format!("{} requests waiting for a slot", s.waiting)
+                } else {
+                    format!("origins in {} answer busy (503) and their health checks time out", busy_dcs.join(", "))
+                }
+            });
+            let busy: u64 = s.pools.iter().map(|p| p.busy).sum();
+            let mut evidence = vec![
+                Evidence {
+                    signal: format!("admission's shed level for {}", s.name),
+                    value: s.shed_level,
+                    baseline: Some(0.0),
+                    threshold: 0.0,
+                    unit: "level".into(),
+                    detail: reason.clone(),
+                },
+                Evidence {
+                    signal: "requests waiting for a slot at the origins".into(),
+                    value: f64::from(s.waiting),
+                    baseline: Some(0.0),
+                    threshold: 0.0,
+                    unit: "count".into(),
+                    detail: String::new(),
+                },
+                Evidence {
+                    signal: "requests shed".into(),
+                    value: shed as f64 / obs.secs.max(0.001),
+                    baseline: Some(0.0),
+                    threshold: 0.0,
+                    unit: "per_second".into(),
+                    detail: String::new(),
+                },
+            ];
+            if busy > 0 || !busy_dcs.is_empty() {
+                evidence.push(Evidence {
+                    signal: "origin answers that said busy (503, 429)".into(),
+                    value: busy as f64 / obs.secs.max(0.001),
+                    baseline: Some(0.0),
+                    threshold: 0.0,
+                    unit: "per_second".into(),
+                    detail: String::new(),
+                });
+            }
             out.push(Finding {
                 key: Key { kind: Kind::Overload, scope: s.name.clone() },
                 sites: vec![s.name.clone()],
-                datacenters: Vec::new(),
-                facts: Facts { cause: cause.map(str::to_string), reason: Some(reason.clone()), ..Facts::default() },
-                evidence: vec![
-                    Evidence {
-                        signal: format!("admission's shed level for {}", s.name),
-                        value: s.shed_level,
-                        baseline: Some(0.0),
-                        threshold: 0.0,
-                        unit: "level".into(),
-                        detail: reason,
-                    },
-                    Evidence {
-                        signal: "requests waiting for a slot at the origins".into(),
-                        value: f64::from(s.waiting),
-                        baseline: Some(0.0),
-                        threshold: 0.0,
-                        unit: "count".into(),
-                        detail: String::new(),
-                    },
-                    Evidence {
-                        signal: "requests shed".into(),
-                        value: shed as f64 / obs.secs.max(0.001),
-                        baseline: Some(0.0),
-                        threshold: 0.0,
-                        unit: "per_second".into(),
-                        detail: String::new(),
-                    },
-                ],
-                confidence: if s.saturated.is_some() { 0.9 } else { 0.7 },
+                datacenters: busy_dcs.iter().map(|d| d.to_string()).collect(),
+                facts: Facts { cause: cause.map(str::to_string), reason: Some(reason), ..Facts::default() },
+                evidence,
+                confidence: if s.saturated.is_some() || !busy_dcs.is_empty() { 0.9 } else { 0.7 },
             });
         }
     }
@@ -497,7 +563,8 @@ impl Detector {
         let mut seen = BTreeSet::new();
         for f in findings {
             seen.insert(f.key.clone());
-            let needed = if f.key.kind == Kind::OriginFailure { self.tuning.origin_open_after } else { self.tuning.open_after };
+            let needed =
+                if f.key.kind == Kind::OriginFailure { self.tuning.origin_open_after } else { self.tuning.open_after };
             let t = self.tracks.entry(f.key.clone()).or_insert(Track {
                 first_seen: now,
                 last_seen: now,
@@ -567,6 +634,7 @@ fn add_pool(dc: &mut Dc, p: &PoolObs) {
     dc.answered += p.answered;
     dc.latency_sum += p.latency_ms * p.answered as f64;
     dc.errors += p.error_total();
+    dc.busy += p.busy;
     for (k, n) in &p.errors {
         *dc.kinds.entry(k).or_default() += n;
     }

@@ -57,7 +57,8 @@ impl Notifier {
         for h in hooks {
             let (tx, rx) = mpsc::channel(QUEUE);
             let url = h.url.get_ref().clone();
-            let label = url.parse::<http::Uri>().ok().and_then(|u| u.authority().map(|a| a.to_string())).unwrap_or_default();
+            let label =
+                url.parse::<http::Uri>().ok().and_then(|u| u.authority().map(|a| a.to_string())).unwrap_or_default();
             tokio::spawn(deliver(h.clone(), rx, cx.clone(), tls.clone(), telemetry.clone(), label.clone()));
             receivers.push((label, tx));
         }
@@ -99,7 +100,8 @@ async fn deliver(
                 let jitter = crate::util::unit(crate::util::next_random_local(&mut seed)) * 0.5 + 0.75;
                 tokio::time::sleep(Duration::from_secs(1 << (attempt - 1)).mul_f64(jitter)).await;
             }
-            let sent = tokio::time::timeout(hook.timeout.get(), post(&url, body.clone(), signature.as_deref(), &tls)).await;
+            let sent =
+                tokio::time::timeout(hook.timeout.get(), post(&url, body.clone(), signature.as_deref(), &tls)).await;
             match sent {
                 Ok(Ok(status)) if (200..300).contains(&status) => {
                     delivered = true;
@@ -162,9 +164,10 @@ fn body(format: WebhookFormat, m: &Message, cx: &Context) -> Vec<u8> {
                 "datacenters": i.datacenters.join(","),
             });
             let status = if firing { "firing" } else { "resolved" };
-            let ends = i.resolved_at.map_or_else(|| "0001-01-01T00:00:00Z".to_string(), |r| {
-                humantime::format_rfc3339_millis(std::time::UNIX_EPOCH + Duration::from_millis(r)).to_string()
-            });
+            let ends = i.resolved_at.map_or_else(
+                || "0001-01-01T00:00:00Z".to_string(),
+                |r| humantime::format_rfc3339_millis(std::time::UNIX_EPOCH + Duration::from_millis(r)).to_string(),
+            );
             let starts = humantime::format_rfc3339_millis(std::time::UNIX_EPOCH + Duration::from_millis(i.started_at));
             json!({
                 "version": "4",
@@ -202,7 +205,9 @@ fn tls_config() -> Arc<rustls::ClientConfig> {
         Ok(c) => Arc::new(c),
         // Unreachable with ring's defaults; an empty config fails every https delivery.
         Err(_) => Arc::new(
-            rustls::ClientConfig::builder().with_root_certificates(rustls::RootCertStore::empty()).with_no_client_auth(),
+            rustls::ClientConfig::builder()
+                .with_root_certificates(rustls::RootCertStore::empty())
+                .with_no_client_auth(),
         ),
     }
 }
@@ -230,7 +235,8 @@ async fn post(
     let req = req.body(Full::new(body)).map_err(|e| e.to_string())?;
     if https {
         let name = rustls_pki_types::ServerName::try_from(host).map_err(|e| e.to_string())?;
-        let stream = tokio_rustls::TlsConnector::from(tls.clone()).connect(name, tcp).await.map_err(|e| e.to_string())?;
+        let stream =
+            tokio_rustls::TlsConnector::from(tls.clone()).connect(name, tcp).await.map_err(|e| e.to_string())?;
         send(TokioIo::new(stream), req).await
     } else {
         send(TokioIo::new(tcp), req).await

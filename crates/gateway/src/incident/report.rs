@@ -27,7 +27,10 @@ pub(crate) fn html(i: &Incident) -> String {
     let end = i.series.last().map_or(i.updated_at, |p| p.t).max(start + 1000);
     let secs = (end - start) as f64 / 1000.0;
     let x = |p: &Point| (p.t.saturating_sub(start)) as f64 / 1000.0;
-    let band = ((i.started_at.saturating_sub(start)) as f64 / 1000.0, (i.resolved_at.unwrap_or(end).saturating_sub(start)) as f64 / 1000.0);
+    let band = (
+        (i.started_at.saturating_sub(start)) as f64 / 1000.0,
+        (i.resolved_at.unwrap_or(end).saturating_sub(start)) as f64 / 1000.0,
+    );
     let line = |name: &str, colour: &'static str, f: &dyn Fn(&Point) -> u64| Series {
         name: name.into(),
         colour,

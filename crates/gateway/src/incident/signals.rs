@@ -233,6 +233,8 @@ pub(crate) struct PoolObs {
     /// Failed tries by kind: `connect_refused`, `connect_timeout`, `response_timeout`,
     /// `reset`, `protocol`, `status_5xx` (and health-check failures by the same names).
     pub(crate) errors: Vec<(&'static str, u64)>,
+    /// Answers (to tries and health checks) that said "busy": 503 or 429.
+    pub(crate) busy: u64,
     /// Addresses of origins not available or failing (internal).
     pub(crate) down: Vec<String>,
 }
@@ -253,6 +255,9 @@ pub(crate) struct FloodObs {
     pub(crate) threshold: f64,
     /// Prefixes blocked now.
     pub(crate) blocked_prefixes: u64,
+    /// Distinct addresses and prefixes the flood's requests came from.
+    pub(crate) addresses: u64,
+    pub(crate) prefixes: u64,
     /// The latest block's reason: the flood's signature in words.
     pub(crate) signature: Option<String>,
     /// Never-seen prefixes arrive in a burst.

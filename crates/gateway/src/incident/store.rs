@@ -99,6 +99,8 @@ struct Inner {
     max: usize,
     /// Each site's state for the status page, and since when (unix ms).
     states: BTreeMap<String, (SiteState, u64)>,
+    /// What the detector counts as each site's usual request rate, and whether it knows it.
+    usual: BTreeMap<String, (f64, bool)>,
 }
 
 impl Incidents {
@@ -184,7 +186,16 @@ impl Incidents {
             .list
             .iter()
             .filter(|i| i.is_open())
-            .map(|i| (i.id.clone(), i.sites.iter().filter(|s| !i.base.contains_key(*s)).map(|s| (s.clone(), base_for(i.started_at, s, &inner))).collect()))
+            .map(|i| {
+                (
+                    i.id.clone(),
+                    i.sites
+                        .iter()
+                        .filter(|s| !i.base.contains_key(*s))
+                        .map(|s| (s.clone(), base_for(i.started_at, s, &inner)))
+                        .collect(),
+                )
+            })
             .collect();
         for (id, missing) in bases {
             if let Some(i) = inner.list.iter_mut().find(|i| i.id == id) {
@@ -235,6 +246,27 @@ impl Incidents {
         out
     }
 
+    /// Keeps the detector's usual rates for /status.json.
+    pub(crate) fn set_usual(&self, usual: BTreeMap<String, (f64, bool)>) {
+        self.lock().usual = usual;
+    }
+
+    /// The engine's state for /status.json: incidents open, and the usual rates.
+    pub(crate) fn engine_view(&self) -> serde_json::Value {
+        let inner = self.lock();
+        let usual: serde_json::Map<String, serde_json::Value> = inner
+            .usual
+            .iter()
+            .map(|(s, (rps, known))| {
+                (
+                    s.clone(),
+                    serde_json::json!({"requests_per_second": (rps * 10.0).round() / 10.0, "established": known}),
+                )
+            })
+            .collect();
+        serde_json::json!({"open": inner.open.len(), "kept": inner.list.len(), "usual": usual})
+    }
+
     /// The sites as the status page shows them, in the configuration's order.
     pub(crate) fn components(&self, snap: &crate::snapshot::Snapshot, started: u64) -> Vec<Component> {
         let inner = self.lock();
@@ -280,7 +312,8 @@ impl Inner {
     fn open_incident(&mut self, f: Finding, since: u64, now: u64) -> String {
         let id = format!("{}-{}-{}", f.key.kind.as_str().replace('_', "-"), slug(&f.key.scope), since / 1000);
         // The series starts a minute before the condition was first seen.
-        let series: Vec<Point> = self.recent.iter().filter(|p| p.t + (BEFORE as u64) * 1000 >= since).cloned().collect();
+        let series: Vec<Point> =
+            self.recent.iter().filter(|p| p.t + (BEFORE as u64) * 1000 >= since).cloned().collect();
         let stage = if f.confidence >= 0.8 { Stage::Identified } else { Stage::Investigating };
         let mut i = Incident {
             id: id.clone(),
@@ -410,7 +443,9 @@ fn point(obs: &Observation, sites: Option<&[String]>) -> Point {
         p.failed += c.failed();
         p.stale += c.outcome(super::Outcome::Stale);
         p.cache += c.outcome(super::Outcome::Cache);
-        p.shield += c.outcome(super::Outcome::Challenged) + c.outcome(super::Outcome::Refused) + c.outcome(super::Outcome::Shed);
+        p.shield += c.outcome(super::Outcome::Challenged)
+            + c.outcome(super::Outcome::Refused)
+            + c.outcome(super::Outcome::Shed);
         p.suspicious += c.suspicious[0];
         for (i, pool) in s.pools.iter().enumerate() {
             *p.datacenters.entry(pool.datacenter.clone()).or_default() += c.by_pool.get(i).copied().unwrap_or(0);
@@ -478,7 +513,8 @@ impl Incident {
         if self.series.len() > MAX_POINTS {
             // Thin the middle: every other point of the older half.
             let half = self.series.len() / 2;
-            let older: Vec<Point> = self.series.drain(..half).enumerate().filter(|(n, _)| n % 2 == 0).map(|(_, p)| p).collect();
+            let older: Vec<Point> =
+                self.series.drain(..half).enumerate().filter(|(n, _)| n % 2 == 0).map(|(_, p)| p).collect();
             self.series.splice(0..0, older);
         }
     }

@@ -46,15 +46,14 @@ pub(crate) fn summary(i: &Incident, related: &[Kind]) -> String {
     match i.kind {
         Kind::DatacenterFailure => {
             let dc = i.datacenters.first().cloned().unwrap_or_default();
-            let moved = if f.moved_to.is_empty() {
-                "no other data center took over".to_string()
+            let moved = if !f.moved_to.is_empty() {
+                format!("; their traffic moved to {}", list(&f.moved_to))
+            } else if i.impact.failed > 0 {
+                "; no other data center took over".to_string()
             } else {
-                format!("their traffic moved to {}", list(&f.moved_to))
+                String::new()
             };
-            let mut s = format!(
-                "Data center {dc} stopped serving {sites}: {}; {moved}.",
-                mode_phrase(f.mode.as_deref())
-            );
+            let mut s = format!("Data center {dc} stopped serving {sites}: {}{moved}.", mode_phrase(f.mode.as_deref()));
             if related.contains(&Kind::Flood) {
                 s.push_str(" The errors shoppers saw meanwhile come from this failure, not from the flood.");
             }
@@ -67,17 +66,17 @@ pub(crate) fn summary(i: &Incident, related: &[Kind]) -> String {
             format!("{origins} of data center {dc} failed; {dc} kept serving {sites} with its other origins.")
         }
         Kind::Flood => {
-            let peak = f.peak_rps.unwrap_or(0.0);
-            let sources = f.sources.unwrap_or(0);
             let m = &i.impact;
             let flood = m.flood_blocked + m.flood_leaked;
-            let signature = f.signature.as_deref().map(|s| format!(" ({s})")).unwrap_or_default();
-            let mut s = format!(
-                "A flood of up to {peak:.0} requests per second from {sources} blocked sources{signature} hit {sites}; \
-                 holdfast absorbed it: {} of its requests were stopped by the shield, {} reached the origins.",
-                pct(m.flood_blocked, flood),
-                pct(m.flood_leaked, flood),
-            );
+            let mut s = headline(i);
+            if flood > 0 {
+                s.pop(); // the full stop
+                s.push_str(&format!(
+                    "; holdfast absorbed it: {} of its requests were stopped by the shield, {} reached the origins.",
+                    pct(m.flood_blocked, flood),
+                    pct(m.flood_leaked, flood),
+                ));
+            }
             if related.contains(&Kind::DatacenterFailure) {
                 s.push_str(" A data-center failure at the same time is a separate incident.");
             }
@@ -109,13 +108,26 @@ pub(crate) fn summary(i: &Incident, related: &[Kind]) -> String {
     }
 }
 
-/// The first timeline entry.
+/// A flood in one sentence, without its impact (not known when it is named).
+fn headline(i: &Incident) -> String {
+    let f = &i.facts;
+    let signature = f.signature.as_deref().map(|s| format!(" ({s})")).unwrap_or_default();
+    format!(
+        "A flood of up to {:.0} requests per second from about {} addresses{signature} hit {}.",
+        f.peak_rps.unwrap_or(0.0),
+        f.sources.unwrap_or(0),
+        list(&i.sites)
+    )
+}
+
+/// The first timeline entry: what was seen (without an impact not counted yet).
 pub(crate) fn opened(i: &Incident) -> String {
     let how = match i.stage {
         Stage::Investigating => "Investigating",
         _ => "Identified",
     };
-    format!("{how}: {}", i.summary)
+    let what = if i.kind == Kind::Flood { headline(i) } else { i.summary.clone() };
+    format!("{how}: {what}")
 }
 
 pub(crate) fn cleared(i: &Incident) -> String {

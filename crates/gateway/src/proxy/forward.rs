@@ -119,13 +119,17 @@ pub(crate) async fn forward(trip: &Trip<'_>, req: Request<ReqBody>) -> Forwarded
         let (failure, kind, back) = match result {
             Ok(resp) => {
                 let status = resp.status().as_u16();
-                let passive = if status >= 500 { Passive::ServerError } else { Passive::Ok };
+                // 503 (and 429) say "overloaded": admission's signal, not a failure to eject
+                // for (ejecting an overloaded origin pours its load onto the others).
+                let passive = if status >= 500 && status != 503 { Passive::ServerError } else { Passive::Ok };
                 site.load.observe(now.duration_since(try_started), !matches!(status, 503 | 429));
                 origin.stats.answered(now.duration_since(try_started), status);
                 origin.health.observe_latency(now.duration_since(try_started).as_micros() as f64, now_ms);
                 report(telemetry, site, &origin, sel.pool, passive, sel.probe, now_ms);
-                let can_retry =
-                    !last_try && matches!(status, 502..=504) && retry_ok(Failure::Status(status)) && now < deadline;
+                let can_retry = !last_try
+                    && matches!(status, 500 | 502..=504)
+                    && retry_ok(Failure::Status(status))
+                    && now < deadline;
                 if can_retry
                     && site.retry_budget.try_retry(now_ms, cfg.retry.budget_ratio, cfg.retry.budget_min_per_second)
                 {

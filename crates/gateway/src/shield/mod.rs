@@ -19,6 +19,7 @@ pub(crate) mod signature;
 pub(crate) mod table;
 pub(crate) mod topk;
 mod view;
+mod witness;
 
 pub(crate) use admission::{Priority, SiteLoad};
 pub(crate) use flood::{Flood, FloodChange};
@@ -170,6 +171,8 @@ pub(crate) struct Shield {
     pub(crate) top: topk::TopK,
     keys: arc_swap::ArcSwap<(String, challenge::Keys)>,
     pub(crate) flood: Flood,
+    /// The sources and traits of requests that look like a flood's, while it lasts.
+    pub(crate) witness: witness::Witness,
     rng: AtomicU64,
 }
 
@@ -241,6 +244,7 @@ impl Shield {
             top: topk::TopK::new(32),
             keys: arc_swap::ArcSwap::from_pointee((secret, keys)),
             flood: Flood::default(),
+            witness: Default::default(),
             rng: AtomicU64::new(crate::clock::unix_secs() ^ 0x9e37_79b9_7f4a_7c15),
         }
     }
@@ -427,6 +431,9 @@ impl Shield {
     pub(crate) fn upkeep(&self, cfg: &Cfg, every: Duration, n: u64, now: Instant) -> Upkeep {
         let sig = &cfg.signatures;
         let flood = self.flood.tick(every, sig.flood_rate, sig.calm_after.get(), self.tick(now));
+        if flood == Some(FloodChange::Ended) {
+            self.witness.clear();
+        }
         if n % 4 == 0 {
             self.flood.tick_prefixes();
         }

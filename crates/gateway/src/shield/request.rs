@@ -93,6 +93,9 @@ impl Shield {
         }
         let suspicious = !cleared && signature::request_score(feats) >= 0.5;
         seen.suspicious = suspicious;
+        if suspicious {
+            self.witness.saw(client.ip, client.prefix, feats);
+        }
         let flood = if suspicious { self.flood.suspicious(sig.flood_rate, t) } else { self.flood.active() };
 
         // Rate limits, tightest first: the path class, the address, the prefix. A request

@@ -33,6 +33,9 @@ pub(crate) struct FloodNow {
     /// Prefixes blocked now.
     pub(crate) blocked: usize,
     pub(crate) signature: Option<String>,
+    /// Distinct addresses and prefixes its requests came from (estimates).
+    pub(crate) addresses: u64,
+    pub(crate) prefixes: u64,
     pub(crate) new_prefix_burst: bool,
 }
 
@@ -121,11 +124,15 @@ impl Shield {
                 (live.len(), signature)
             })
             .unwrap_or((0, None));
+        let seen = self.witness.seen();
         FloodNow {
             active: self.flood.active(),
             rate: self.flood.rate(),
             blocked,
-            signature,
+            // The traits of the flood's own requests, else the latest block's reason.
+            signature: seen.signature().or(signature),
+            addresses: seen.addresses,
+            prefixes: seen.prefixes,
             new_prefix_burst: self.flood.new_prefix_burst(),
         }
     }

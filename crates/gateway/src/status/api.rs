@@ -44,7 +44,13 @@ pub(super) fn incidents(
     json!({"page": view::page(page), "incidents": list})
 }
 
-pub(super) fn summary(page: &Page, components: &[Component], incidents: &[Incident], created: u64, lang: &str) -> Value {
+pub(super) fn summary(
+    page: &Page,
+    components: &[Component],
+    incidents: &[Incident],
+    created: u64,
+    lang: &str,
+) -> Value {
     let open: Vec<Value> = incidents
         .iter()
         .filter(|i| i.is_open())

@@ -30,7 +30,9 @@ pub(super) fn atom(page: &Page, incidents: &[Incident]) -> String {
                 .updates
                 .iter()
                 .map(|u| {
-                    let at = humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_millis(u.at));
+                    let at = humantime::format_rfc3339_seconds(
+                        std::time::UNIX_EPOCH + std::time::Duration::from_millis(u.at),
+                    );
                     format!("{at} {}: {}\n", u.stage.as_str(), u.text)
                 })
                 .collect();
@@ -40,7 +42,11 @@ pub(super) fn atom(page: &Page, incidents: &[Incident]) -> String {
                 updated: date(i.updated_at),
                 published: Some(date(i.started_at)),
                 summary: Some(Text::plain(sentence)),
-                content: Some(Content { value: Some(timeline), content_type: Some("text".into()), ..Content::default() }),
+                content: Some(Content {
+                    value: Some(timeline),
+                    content_type: Some("text".into()),
+                    ..Content::default()
+                }),
                 links: vec![link(format!("{}/#{public_id}", page.url), "alternate")],
                 categories: vec![atom_syndication::Category { term: i.kind.as_str().into(), ..Default::default() }],
                 ..Entry::default()

@@ -85,9 +85,15 @@ fn route(status: &Status, req: &Request<Incoming>) -> Response<Full<Bytes>> {
     let json = "application/json; charset=utf-8";
     let body = match path {
         "/" | "/index.html" => {
-            return respond(StatusCode::OK, "text/html; charset=utf-8", page::html(&page, &components, &incidents, &lang))
+            return respond(
+                StatusCode::OK,
+                "text/html; charset=utf-8",
+                page::html(&page, &components, &incidents, &lang),
+            )
         }
-        "/history.atom" => return respond(StatusCode::OK, "application/atom+xml; charset=utf-8", feed::atom(&page, &incidents)),
+        "/history.atom" => {
+            return respond(StatusCode::OK, "application/atom+xml; charset=utf-8", feed::atom(&page, &incidents))
+        }
         "/api/v2/summary.json" => api::summary(&page, &components, &incidents, status.started, &lang),
         "/api/v2/status.json" => api::status(&page, &components, &incidents),
         "/api/v2/components.json" => api::components(&page, &components, status.started),
@@ -140,9 +146,7 @@ fn best_language(value: &str) -> Option<&'static str> {
     for part in value.split(',') {
         let mut it = part.split(';');
         let tag = it.next().unwrap_or("").trim().to_ascii_lowercase();
-        let q = it
-            .find_map(|p| p.trim().strip_prefix("q=").and_then(|q| q.parse::<f32>().ok()))
-            .unwrap_or(1.0);
+        let q = it.find_map(|p| p.trim().strip_prefix("q=").and_then(|q| q.parse::<f32>().ok())).unwrap_or(1.0);
         let primary = tag.split('-').next().unwrap_or("");
         if let Some(l) = LANGUAGES.iter().find(|l| **l == primary) {
             if q > 0.0 && best.is_none_or(|(_, bq)| q > bq) {

@@ -81,7 +81,13 @@ impl Event {
     }
 
     /// An incident opened, changed or resolved (`id` and what it says in `reason`).
-    pub(crate) fn incident(kind: &'static str, site: &str, datacenter: Option<String>, id: &str, reason: String) -> Event {
+    pub(crate) fn incident(
+        kind: &'static str,
+        site: &str,
+        datacenter: Option<String>,
+        id: &str,
+        reason: String,
+    ) -> Event {
         Event {
             at: SystemTime::now(),
             kind,

@@ -2,7 +2,10 @@
 //! connection (so that a check never hides behind a pooled connection). The schedule, one
 //! task per origin, is the gateway's (`gateway::checkers`).
 //!
-//! A check that times out waiting for its answer is failed at once (failover must not
+//! An answer in the expected range passes, and so do 503 and 429: the origin is alive but
+//! busy, which is adaptive admission's to handle, not failover's (taking an overloaded
+//! origin out pours its load onto the others). A check that times out waiting for its
+//! answer is failed at once (failover must not
 //! wait), but the exchange goes on for a while in a task of its own: an answer that still
 //! comes says the origin is slow, not gone, and is recorded
 //! ([`OriginStats::late_answer_ms`](super::OriginStats)) for the incident engine to tell a
@@ -50,10 +53,16 @@ pub(crate) async fn check(o: &Arc<Origin>, host: &str, cfg: &crate::config::Heal
         }
         .await;
         let elapsed = started.elapsed();
-        if result.is_ok() && elapsed > timeout {
-            origin.stats.late_answer_ms.store(elapsed.as_millis().max(1) as u64, Relaxed);
+        if let Ok(resp) = &result {
+            if elapsed > timeout {
+                origin.stats.late_answer_ms.store(elapsed.as_millis().max(1) as u64, Relaxed);
+            }
+            origin.stats.answered_busy(resp.status().as_u16());
         }
-        let _ = tx.send(result.map(|resp| (expect[0]..=expect[1]).contains(&resp.status().as_u16())));
+        // 503 and 429 say "alive, but busy": an overloaded origin is admission's to spare,
+        // not failover's to take out (which would pour its load onto the others).
+        let up = |s: u16| (expect[0]..=expect[1]).contains(&s) || s == 503 || s == 429;
+        let _ = tx.send(result.map(|resp| up(resp.status().as_u16())));
     });
     match tokio::time::timeout(timeout, rx).await {
         Ok(Ok(Ok(true))) => Ok(()),

@@ -40,10 +40,13 @@ pub(crate) struct OriginStats {
     pub(crate) failed_tries: [AtomicU64; 6],
     /// Failed health checks by kind.
     pub(crate) failed_checks: [AtomicU64; 6],
-    /// Tries answered (a response head), their total time to it, and those that were 5xx.
+    /// Tries answered (a response head), their total time to it, and those that were 5xx
+    /// other than 503.
     pub(crate) answered: AtomicU64,
     pub(crate) answered_us: AtomicU64,
     pub(crate) status_5xx: AtomicU64,
+    /// Answers (to tries or health checks, late ones too) that said "busy": 503 or 429.
+    pub(crate) busy: AtomicU64,
     /// The latest answer to a health check that came after its timeout (ms; 0: none):
     /// the origin is slow, not gone.
     pub(crate) late_answer_ms: AtomicU64,
@@ -57,6 +60,7 @@ pub(crate) struct OriginCounts {
     pub(crate) answered: u64,
     pub(crate) answered_us: u64,
     pub(crate) status_5xx: u64,
+    pub(crate) busy: u64,
 }
 
 impl OriginStats {
@@ -68,6 +72,7 @@ impl OriginStats {
             answered: load(&self.answered),
             answered_us: load(&self.answered_us),
             status_5xx: load(&self.status_5xx),
+            busy: load(&self.busy),
         }
     }
 
@@ -75,8 +80,17 @@ impl OriginStats {
     pub(crate) fn answered(&self, elapsed: std::time::Duration, status: u16) {
         self.answered.fetch_add(1, Relaxed);
         self.answered_us.fetch_add(elapsed.as_micros() as u64, Relaxed);
-        if status >= 500 {
+        // 503 is an overloaded origin's answer, admission's to handle, not an error.
+        if status >= 500 && status != 503 {
             self.status_5xx.fetch_add(1, Relaxed);
+        }
+        self.answered_busy(status);
+    }
+
+    /// Counts an answer that says "alive, but busy" (503, 429).
+    pub(crate) fn answered_busy(&self, status: u16) {
+        if status == 503 || status == 429 {
+            self.busy.fetch_add(1, Relaxed);
         }
     }
 }

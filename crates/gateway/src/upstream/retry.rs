@@ -29,7 +29,8 @@ pub(crate) fn should_retry(failure: Failure, idempotent: bool, replayable: bool,
     match failure {
         Failure::NotSent => true,
         Failure::BeforeResponse => idempotent && replayable,
-        Failure::Status(502..=504) => on_5xx && idempotent && replayable,
+        // 500 too: a broken origin's answer, which another origin may not share.
+        Failure::Status(500 | 502..=504) => on_5xx && idempotent && replayable,
         Failure::Status(_) => false,
     }
 }
@@ -89,7 +90,8 @@ mod tests {
         assert!(!should_retry(Failure::BeforeResponse, true, false, true), "body already streamed");
         assert!(should_retry(Failure::Status(503), true, true, true));
         assert!(!should_retry(Failure::Status(503), true, true, false));
-        assert!(!should_retry(Failure::Status(500), true, true, true));
+        assert!(should_retry(Failure::Status(500), true, true, true));
+        assert!(!should_retry(Failure::Status(501), true, true, true), "not implemented: the same everywhere");
     }
 
     #[test]

@@ -12,6 +12,7 @@ mod examples;
 mod failover;
 mod framing;
 mod http1;
+mod incidents;
 mod lifecycle;
 mod limits;
 mod proxying;

@@ -23,6 +23,8 @@ struct World {
     waiting: u32,
     /// Share of requests with a flood's signature.
     suspicious: f64,
+    /// eu-west's origins answer this many requests a second with 503 (busy).
+    west_busy: u64,
 }
 
 impl World {
@@ -36,6 +38,7 @@ impl World {
             saturated: false,
             waiting: 0,
             suspicious: 0.0,
+            west_busy: 0,
         }
     }
 
@@ -58,6 +61,7 @@ impl World {
                             answered: 0,
                             latency_ms: 0.0,
                             errors: if broken > 0 { vec![(kind, 3 * u64::from(broken))] } else { Vec::new() },
+                            busy: if dc == "eu-west" { self.west_busy } else { 0 },
                             down: (0..broken).map(|i| format!("{dc}-origin-{i}")).collect(),
                         }
                     })
@@ -93,6 +97,8 @@ impl World {
                 suspicious_per_second: rate,
                 threshold: 50.0,
                 blocked_prefixes: 40,
+                addresses: 2000,
+                prefixes: 64,
                 signature: Some("no cookies, a new connection per request".into()),
                 new_prefix_burst: true,
             },
@@ -225,7 +231,7 @@ fn a_flood_is_named_at_once_with_its_signature_and_sources() {
     });
     let (at, f) = opened(&changes, Kind::Flood, "*").expect("a flood");
     assert_eq!(at, 21);
-    assert_eq!(f.facts.sources, Some(40));
+    assert_eq!(f.facts.sources, Some(2000));
     assert_eq!(f.facts.signature.as_deref(), Some("no cookies, a new connection per request"));
     assert_eq!(kinds_opened(&changes), vec![(Kind::Flood, "*".into())], "flood traffic is no flash crowd");
 }
@@ -266,7 +272,10 @@ fn ten_times_the_shoppers_is_a_flash_crowd_not_an_attack() {
         let surge = (30..45).contains(&t) || (100..110).contains(&t);
         World::healthy(if surge { 200.0 } else { 20.0 })
     });
-    let opens = changes.iter().filter(|(_, c)| matches!(c, Change::Open { finding, .. } if finding.key.scope == "shop-de")).count();
+    let opens = changes
+        .iter()
+        .filter(|(_, c)| matches!(c, Change::Open { finding, .. } if finding.key.scope == "shop-de"))
+        .count();
     assert_eq!(opens, 2);
 }
 
@@ -300,6 +309,41 @@ fn an_overload_without_a_surge_has_no_named_cause() {
     let (_, f) = opened(&changes, Kind::Overload, "shop-de").expect("an overload");
     assert_eq!(f.facts.cause, None);
     assert_eq!(kinds_opened(&changes).len(), 2, "both sites, nothing else");
+}
+
+/// eu-west's origins say "busy" (503), then their health checks time out behind their
+/// queue and the site fails over: saturated origins, an overload, not a black hole. A
+/// data center that refuses connections after being busy has failed all the same.
+#[test]
+fn busy_origins_whose_checks_time_out_are_an_overload_not_a_failure() {
+    let changes = run(40, |t| {
+        let mut w = World::healthy(20.0);
+        if t >= 20 {
+            w.west_busy = 8;
+        }
+        if t >= 22 {
+            w.broken.insert("eu-west", (2, "response_timeout"));
+        }
+        w
+    });
+    let (_, f) = opened(&changes, Kind::Overload, "shop-de").expect("an overload");
+    assert_eq!(f.datacenters, vec!["eu-west"]);
+    assert!(f.facts.reason.as_deref().is_some_and(|r| r.contains("eu-west answer busy")), "{:?}", f.facts.reason);
+    let kinds: Vec<Kind> = kinds_opened(&changes).into_iter().map(|(k, _)| k).collect();
+    assert_eq!(kinds, vec![Kind::Overload, Kind::Overload], "both sites, no failure");
+
+    for hard in ["connect_refused", "reset", "status_5xx"] {
+        let changes = run(40, |t| {
+            let mut w = World::healthy(20.0);
+            w.west_busy = if t >= 20 { 8 } else { 0 };
+            if t >= 22 {
+                w.broken.insert("eu-west", (2, hard));
+            }
+            w
+        });
+        let (at, _) = opened(&changes, Kind::DatacenterFailure, "eu-west").unwrap_or_else(|| panic!("{hard}"));
+        assert_eq!(at, 23, "{hard}");
+    }
 }
 
 #[test]
