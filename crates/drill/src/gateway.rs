@@ -76,12 +76,7 @@ impl GatewayProcess {
 
     /// GET on the admin listener; the body.
     pub(crate) fn admin_get(&self, path: &str) -> Option<String> {
-        let mut s = TcpStream::connect_timeout(&self.admin, Duration::from_secs(1)).ok()?;
-        s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-        write!(s, "GET {path} HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n").ok()?;
-        let mut out = String::new();
-        s.read_to_string(&mut out).ok()?;
-        out.split_once("\r\n\r\n").map(|(_, b)| b.to_string())
+        admin_get(self.admin, path)
     }
 
     /// CPU use since the last call (percent of one core) and resident memory (MiB).
@@ -127,6 +122,16 @@ impl GatewayProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// GET on an admin listener (blocking; run it off the runtime's workers); the body.
+pub(crate) fn admin_get(admin: SocketAddr, path: &str) -> Option<String> {
+    let mut s = TcpStream::connect_timeout(&admin, Duration::from_secs(1)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    write!(s, "GET {path} HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n").ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    out.split_once("\r\n\r\n").map(|(_, b)| b.to_string())
 }
 
 fn clock_ticks() -> f64 {

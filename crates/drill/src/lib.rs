@@ -17,6 +17,7 @@ mod report;
 pub mod scenario;
 mod shoppers;
 mod topology;
+mod verdicts;
 
 use anyhow::Context;
 use holdfast_shop::Fault;
@@ -84,6 +85,8 @@ pub(crate) struct RunResult {
     pub(crate) seconds: Vec<measure::Second>,
     /// The gateway's /status.json at the end of the run.
     pub(crate) gateway_status: Option<serde_json::Value>,
+    /// The incidents holdfast named, judged against the scenario's ground truth.
+    pub(crate) verdicts: Option<verdicts::Verdicts>,
 }
 
 /// The drill's result: every run's measurements (written as report.json and report.html).
@@ -93,6 +96,21 @@ pub struct Report {
     pub(crate) description: String,
     pub(crate) duration_s: f64,
     pub(crate) runs: Vec<RunResult>,
+}
+
+impl Report {
+    /// holdfast named what the scenario caused and nothing else (true when no gateway ran).
+    pub fn verdicts_right(&self) -> bool {
+        self.runs.iter().filter_map(|r| r.verdicts.as_ref()).all(|v| v.passed)
+    }
+}
+
+/// The verdicts of several scenarios together: each one's, the times to verdict, and the
+/// confusion matrix over all of them; printed, and written as `summary.json` and
+/// `summary.html` into `dir`. True when every verdict was right.
+pub fn summarize(reports: &[Report], dir: &std::path::Path) -> anyhow::Result<bool> {
+    report::summary(reports, dir)?;
+    Ok(reports.iter().all(Report::verdicts_right))
 }
 
 /// Runs the drill: holdfast, then (optionally) direct. Writes the report files.
@@ -150,6 +168,9 @@ pub(crate) async fn run_mode(opts: &Options, mode: Mode) -> anyhow::Result<RunRe
     let max_shoppers = (f64::from(normal) * max_factor).ceil() as u32;
 
     let start = Instant::now();
+    let start_ms =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+    let admin = gw.lock().ok().and_then(|g| g.as_ref().map(|g| g.admin));
     let rec = Arc::new(Recorder::new(start));
     let (stop_tx, stop_rx) = watch::channel(false);
     let (active_tx, active_rx) = watch::channel(normal);
@@ -164,14 +185,26 @@ pub(crate) async fn run_mode(opts: &Options, mode: Mode) -> anyhow::Result<RunRe
         tasks.push(tokio::spawn(shoppers::shopper(id, plan.clone(), rec.clone(), active_rx.clone(), stop_rx.clone())));
     }
 
-    // Once a second: flood counters, gateway CPU and memory, the progress line.
+    // Once a second: flood counters, gateway CPU and memory, the incidents named, the
+    // progress line.
     let bar = progress_bar(opts, mode);
     let sampler = {
         let (rec, gw, stop, bar) = (rec.clone(), gw.clone(), stop_rx.clone(), bar.clone());
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(1));
+            let mut told: Vec<String> = Vec::new();
             while !*stop.borrow() {
                 tick.tick().await;
+                if let Some(admin) = admin {
+                    let body = tokio::task::spawn_blocking(move || gateway::admin_get(admin, "/incidents.json"));
+                    for n in verdicts::parse(&body.await.ok().flatten().unwrap_or_default(), start_ms) {
+                        if !told.contains(&n.id) {
+                            let line = format!("  {:>5.1}s  holdfast names {}: {}", n.detected_s, n.kind, n.summary);
+                            say(bar.as_ref(), line);
+                            told.push(n.id);
+                        }
+                    }
+                }
                 let (cpu, rss) =
                     gw.lock().ok().and_then(|mut g| g.as_mut().map(|g| g.sample())).unwrap_or((None, None));
                 rec.sample(Instant::now(), cpu, rss);
@@ -192,9 +225,7 @@ pub(crate) async fn run_mode(opts: &Options, mode: Mode) -> anyhow::Result<RunRe
     for (at, ev) in &timeline {
         tokio::time::sleep_until((start + *at).into()).await;
         let what = apply(ev, &origins, &sites, &plan, &rec, &active_tx, normal, &mut flood_stops, mode);
-        if let Some(bar) = &bar {
-            bar.println(format!("  {:>5.1}s  {what}", at.as_secs_f64()));
-        }
+        say(bar.as_ref(), format!("  {:>5.1}s  {what}", at.as_secs_f64()));
         events.push(EventRecord { t: at.as_secs_f64(), what, action: Some(ev.action) });
     }
     tokio::time::sleep_until((start + opts.duration).into()).await;
@@ -221,6 +252,8 @@ pub(crate) async fn run_mode(opts: &Options, mode: Mode) -> anyhow::Result<RunRe
     let flood_sent = seconds.iter().map(|s| s.flood_sent).sum();
     let cpu: Vec<f64> = seconds.iter().filter_map(|s| s.gateway_cpu_percent).collect();
     let gateway_status = gw.lock().ok().and_then(|g| g.as_ref().and_then(|g| g.admin_get("/status.json")));
+    let incidents = gw.lock().ok().and_then(|g| g.as_ref().and_then(|g| g.admin_get("/incidents.json")));
+    let verdicts = incidents.map(|body| verdicts::judge(&sc.expects, verdicts::parse(&body, start_ms), opts.duration));
     if let Some(g) = gw.lock().ok().and_then(|mut g| g.take()) {
         tokio::task::spawn_blocking(move || g.stop()).await?;
     }
@@ -238,6 +271,7 @@ pub(crate) async fn run_mode(opts: &Options, mode: Mode) -> anyhow::Result<RunRe
         gateway_mean_cpu_percent: (!cpu.is_empty()).then(|| cpu.iter().sum::<f64>() / cpu.len() as f64),
         seconds,
         gateway_status: gateway_status.and_then(|s| serde_json::from_str(&s).ok()),
+        verdicts,
     };
     // The origins of this run go away (their listeners close).
     origins.set_fault("*", Fault::Refused);
@@ -266,12 +300,22 @@ fn apply(
                 Some(FailMode::Errors) => Fault::Errors(ev.share.unwrap_or(0.5)),
                 None => Fault::None,
             };
-            origins.set_fault(&dc, fault);
-            format!("data center {dc} fails ({fault:?})")
+            origins.set_fault_of(&dc, ev.site.as_deref(), ev.origins, fault);
+            match (ev.origins, ev.site.as_deref()) {
+                (None, None) => format!("data center {dc} fails ({fault:?})"),
+                (n, site) => format!(
+                    "{} origin(s) of {} in {dc} fail ({fault:?})",
+                    n.map_or("all".to_string(), |n| n.to_string()),
+                    site.unwrap_or("every site")
+                ),
+            }
         }
         Action::Recover => {
-            origins.set_fault(&dc, Fault::None);
-            format!("data center {dc} recovers")
+            origins.set_fault_of(&dc, ev.site.as_deref(), None, Fault::None);
+            match ev.site.as_deref() {
+                None => format!("data center {dc} recovers"),
+                Some(site) => format!("{site}'s origins in {dc} recover"),
+            }
         }
         Action::Flood => {
             let site = ev.site.as_deref().and_then(|n| sites.iter().find(|s| s.name == n)).unwrap_or(&sites[0]);
@@ -325,7 +369,12 @@ fn back_on_preferred(seconds: &[measure::Second], sites: &[topology::SiteTopo], 
         let (mut preferred, mut total) = (0u32, 0u32);
         for site in sites {
             if let Some(ss) = s.sites.get(&site.name) {
-                total += ss.by_datacenter.values().sum::<u32>();
+                total += ss
+                    .by_datacenter
+                    .iter()
+                    .filter(|(dc, _)| !dc.starts_with(shoppers::CACHE))
+                    .map(|(_, n)| n)
+                    .sum::<u32>();
                 preferred += ss.by_datacenter.get(&site.pools[0].0).copied().unwrap_or(0);
             }
         }
@@ -334,6 +383,16 @@ fn back_on_preferred(seconds: &[measure::Second], sites: &[topology::SiteTopo], 
         }
     }
     None
+}
+
+/// A line as the run goes: above the progress bar, or plainly when there is none to draw
+/// (not a terminal). Quiet when the run shows no progress (tests).
+fn say(bar: Option<&indicatif::ProgressBar>, line: String) {
+    match bar {
+        Some(bar) if !bar.is_hidden() => bar.println(line),
+        Some(_) => println!("{line}"),
+        None => {}
+    }
 }
 
 fn progress_bar(opts: &Options, mode: Mode) -> Option<indicatif::ProgressBar> {

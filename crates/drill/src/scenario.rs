@@ -1,6 +1,7 @@
-//! Scenarios: a shopper population and a timeline of events (failures, recoveries, floods,
-//! surges), as TOML. Event times are absolute (`"20s"`) or a share of the run (`"30%"`), so
-//! `--duration` scales the built-in scenarios. Documented in docs/drill.md.
+//! Scenarios: a shopper population, a timeline of events (failures, recoveries, floods,
+//! surges), and the incidents holdfast must name for them (the ground truth), as TOML.
+//! Times are absolute (`"20s"`) or a share of the run (`"30%"`), so `--duration` scales the
+//! built-in scenarios. Documented in docs/drill.md.
 
 use anyhow::{bail, Context};
 use serde::Deserialize;
@@ -19,6 +20,8 @@ pub const BUILT_IN: &[(&str, &str)] = &[
     ("christmas-rush", include_str!("../scenarios/christmas-rush.toml")),
     ("slowloris", include_str!("../scenarios/slowloris.toml")),
     ("total-outage", include_str!("../scenarios/total-outage.toml")),
+    ("origin-restart", include_str!("../scenarios/origin-restart.toml")),
+    ("calm", include_str!("../scenarios/calm.toml")),
 ];
 
 /// A scenario: shoppers, origins and a timeline of failures, floods and surges.
@@ -37,6 +40,72 @@ pub struct Scenario {
     pub(crate) origins: Origins,
     #[serde(default, rename = "event")]
     pub(crate) events: Vec<Event>,
+    /// The incidents holdfast must name (and, by their absence, the ones it must not).
+    #[serde(default, rename = "expect")]
+    pub(crate) expects: Vec<Expect>,
+}
+
+/// One incident the scenario causes: holdfast must name it, of this kind, about this
+/// scope, between `from` and `until`. An incident that no expectation accounts for is a
+/// false alarm.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Expect {
+    /// `datacenter_failure`, `origin_failure`, `flood`, `flash_crowd`, `overload`.
+    pub(crate) kind: String,
+    /// The data center it is about (datacenter_failure, origin_failure).
+    pub(crate) datacenter: Option<String>,
+    /// A site it must name (any of its sites, for kinds about several).
+    pub(crate) site: Option<String>,
+    /// How the data center failed: `refused`, `blackhole`, `resets`, `errors`, `slow`.
+    pub(crate) mode: Option<String>,
+    /// An overload's cause: `flash_crowd`, `flood`, `failover`.
+    pub(crate) cause: Option<String>,
+    /// When the truth begins (the fault), `"20s"` or `"30%"`; the time to verdict counts
+    /// from here.
+    pub(crate) from: String,
+    /// When it ends (the recovery); default: the end of the run.
+    pub(crate) until: Option<String>,
+    /// `false`: holdfast may name it (an honest consequence, such as a minor origin
+    /// failure while one machine restarts), but need not.
+    #[serde(default = "yes")]
+    pub(crate) required: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// The kinds of incident holdfast names.
+pub(crate) const KINDS: &[&str] = &["datacenter_failure", "origin_failure", "flood", "flash_crowd", "overload"];
+
+impl Expect {
+    /// Its window in a run of `duration`.
+    pub(crate) fn window(&self, duration: Duration) -> anyhow::Result<(Duration, Duration)> {
+        let from = at(&self.from, duration)?;
+        let until = self.until.as_deref().map_or(Ok(duration), |u| at(u, duration))?;
+        Ok((from, until.max(from)))
+    }
+
+    fn check(&self, duration: Duration) -> anyhow::Result<()> {
+        if !KINDS.contains(&self.kind.as_str()) {
+            bail!("expect kind {:?}: one of {}", self.kind, KINDS.join(", "));
+        }
+        self.window(duration).map(|_| ())
+    }
+}
+
+/// A time in a run of `duration`: `"20s"`, or `"30%"` of it.
+fn at(text: &str, duration: Duration) -> anyhow::Result<Duration> {
+    let at = text.trim();
+    if let Some(p) = at.strip_suffix('%') {
+        let p: f64 = p.trim().parse().with_context(|| format!("time {at:?}: expected a percentage like \"30%\""))?;
+        if !(0.0..=100.0).contains(&p) {
+            bail!("time {at:?}: a percentage from 0% to 100%");
+        }
+        return Ok(duration.mul_f64(p / 100.0));
+    }
+    humantime::parse_duration(at).with_context(|| format!("time {at:?}: expected \"20s\" or \"30%\""))
 }
 
 fn default_duration() -> Duration {
@@ -116,6 +185,9 @@ pub(crate) struct Event {
     pub(crate) delay: Option<Duration>,
     /// fail errors: share of requests answered 500.
     pub(crate) share: Option<f64>,
+    /// fail/recover: only this many of the data center's origins (per site; with `site`,
+    /// of that site only). Default: all of them.
+    pub(crate) origins: Option<u32>,
     /// flood: attacker kind, number of source addresses, requests per second in total.
     pub(crate) kind: Option<FloodKind>,
     pub(crate) sources: Option<u32>,
@@ -130,16 +202,7 @@ pub(crate) struct Event {
 impl Event {
     /// The event's time in a run of `duration`.
     pub(crate) fn time(&self, duration: Duration) -> anyhow::Result<Duration> {
-        let at = self.at.trim();
-        if let Some(p) = at.strip_suffix('%') {
-            let p: f64 =
-                p.trim().parse().with_context(|| format!("event at {at:?}: expected a percentage like \"30%\""))?;
-            if !(0.0..=100.0).contains(&p) {
-                bail!("event at {at:?}: a percentage from 0% to 100%");
-            }
-            return Ok(duration.mul_f64(p / 100.0));
-        }
-        humantime::parse_duration(at).with_context(|| format!("event at {at:?}: expected \"20s\" or \"30%\""))
+        at(&self.at, duration).context("event")
     }
 
     fn check(&self) -> anyhow::Result<()> {
@@ -175,11 +238,19 @@ impl Event {
 }
 
 impl Scenario {
+    /// Its name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
     pub(crate) fn parse(name: &str, text: &str) -> anyhow::Result<Scenario> {
         let s: Scenario = toml::from_str(text).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
         for e in &s.events {
             e.check().with_context(|| name.to_string())?;
             e.time(s.duration).with_context(|| name.to_string())?;
+        }
+        for e in &s.expects {
+            e.check(s.duration).with_context(|| name.to_string())?;
         }
         Ok(s)
     }
@@ -234,7 +305,8 @@ mod tests {
         for (name, _) in BUILT_IN {
             let s = Scenario::load(name).unwrap();
             assert_eq!(&s.name, name);
-            assert!(!s.events.is_empty() || *name == "baseline", "{name}");
+            assert!(!s.events.is_empty() || *name == "calm", "{name}");
+            assert!(!s.expects.is_empty() || *name == "calm", "{name}: its ground truth");
         }
     }
 

@@ -217,10 +217,21 @@ impl Session<'_> {
         let status = resp.status().as_u16();
         let h = resp.headers();
         let text = |name: &str| h.get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
+        let cache = text("cache-status").unwrap_or_default();
+        let stale = cache.contains("stale");
+        // Who answered: a data center, or holdfast's cache (a hit that asked no origin; the
+        // stored X-Datacenter is the one that answered long ago).
+        let datacenter = if cache.contains("; hit") && !cache.contains("fwd=") {
+            Some(CACHE.to_string())
+        } else if stale && !cache.contains("fwd-status=304") {
+            Some(CACHE_STALE.to_string())
+        } else {
+            text("x-datacenter")
+        };
         let mut answer = Answer {
             status: Some(status),
-            datacenter: text("x-datacenter"),
-            stale: text("cache-status").is_some_and(|v| v.contains("stale")),
+            datacenter,
+            stale,
             order: h.contains_key("x-order-id"),
             mitigated: text("holdfast-mitigated"),
             body: String::new(),
@@ -246,6 +257,10 @@ impl Session<'_> {
         Ok(answer)
     }
 }
+
+/// The "data center" of answers from holdfast's cache, fresh and stale.
+pub(crate) const CACHE: &str = "cache";
+pub(crate) const CACHE_STALE: &str = "cache (stale)";
 
 /// What a shopper got back.
 #[derive(Default)]

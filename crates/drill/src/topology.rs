@@ -86,7 +86,22 @@ impl Origins {
 
     /// Sets a fault on every origin of a data center (`"*"`: all).
     pub(crate) fn set_fault(&self, datacenter: &str, fault: Fault) {
+        self.set_fault_of(datacenter, None, None, fault);
+    }
+
+    /// Sets a fault on the origins of a data center (`"*"`: all), of one site or all, and
+    /// of each site's pool there the first `count` only, or all.
+    pub(crate) fn set_fault_of(&self, datacenter: &str, site: Option<&str>, count: Option<u32>, fault: Fault) {
+        let mut done: std::collections::HashMap<(&str, &str), u32> = std::collections::HashMap::new();
         for o in self.list.iter().filter(|o| datacenter == "*" || o.datacenter == datacenter) {
+            if site.is_some_and(|s| s != o.site) {
+                continue;
+            }
+            let n = done.entry((&o.site, &o.datacenter)).or_default();
+            if count.is_some_and(|c| *n >= c) {
+                continue;
+            }
+            *n += 1;
             o.shop.faults.set(fault);
         }
     }

@@ -74,7 +74,10 @@ enum Command {
     /// what shoppers experience, with holdfast and without it.
     Drill {
         /// A built-in scenario (christmas-2010, christmas-2010-outage, dc-blackhole, dc-refused,
-        /// dc-slow, dc-errors, payback, flash-crowd, slowloris, total-outage) or a TOML file.
+        /// dc-slow, dc-errors, payback, flash-crowd, christmas-rush, slowloris, total-outage,
+        /// origin-restart, calm) or a TOML file; several separated by commas, or `all` (every
+        /// built-in), each into a directory of its own under --report, with the verdicts of
+        /// all of them together. Exits 1 when holdfast named an incident wrongly.
         #[arg(long, default_value = "christmas-2010")]
         scenario: String,
         /// The gateway config to drill (default: the demo's five sites in three data centers).
@@ -142,7 +145,16 @@ fn main() -> ExitCode {
         Command::Demo { workers } => runtime(workers).and_then(|rt| rt.block_on(demo::run())),
         Command::Drill { scenario, config, duration, report, against } => runtime(None).and_then(|rt| {
             rt.block_on(async {
-                let scenario = holdfast_drill::scenario::Scenario::load(&scenario)?;
+                let names: Vec<String> = if scenario == "all" {
+                    holdfast_drill::scenario::BUILT_IN.iter().map(|(n, _)| n.to_string()).collect()
+                } else {
+                    scenario.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect()
+                };
+                // Every scenario loads before the first runs.
+                let scenarios = names
+                    .iter()
+                    .map(|n| holdfast_drill::scenario::Scenario::load(n))
+                    .collect::<anyhow::Result<Vec<_>>>()?;
                 let text = match &config {
                     Some(p) => std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?,
                     None => demo::CONFIG.to_string(),
@@ -151,16 +163,30 @@ fn main() -> ExitCode {
                 // The gateway's own loader gives the precise error for a bad config.
                 holdfast_gateway::config::parse_str(&name, &text)?;
                 let table: toml::Table = text.parse()?;
-                let opts = holdfast_drill::Options {
-                    duration: duration.unwrap_or(scenario.duration),
-                    scenario,
-                    config: table,
-                    report_dir: report,
-                    against_direct: against == Against::Direct,
-                    exe: std::env::current_exe()?,
-                    progress: true,
+                let several = scenarios.len() > 1;
+                let mut reports = Vec::new();
+                for scenario in scenarios {
+                    let report_dir = if several { report.join(scenario.name()) } else { report.clone() };
+                    let opts = holdfast_drill::Options {
+                        duration: duration.unwrap_or(scenario.duration),
+                        scenario,
+                        config: table.clone(),
+                        report_dir,
+                        against_direct: against == Against::Direct,
+                        exe: std::env::current_exe()?,
+                        progress: true,
+                    };
+                    reports.push(holdfast_drill::run(opts).await?);
+                }
+                let right = if several {
+                    holdfast_drill::summarize(&reports, &report)?
+                } else {
+                    reports.iter().all(holdfast_drill::Report::verdicts_right)
                 };
-                holdfast_drill::run(opts).await.map(|_| ())
+                if !right {
+                    anyhow::bail!("holdfast named an incident wrongly, or missed one: see the verdicts above");
+                }
+                Ok(())
             })
         }),
         Command::Shop { site, language, datacenter, listen, capacity, latency } => runtime(None).and_then(|rt| {

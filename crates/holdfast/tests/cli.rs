@@ -205,9 +205,10 @@ fn drill_runs_holdfast_and_direct_and_writes_the_report() {
     let scenario = temp("scenario.toml");
     std::fs::write(
         &scenario,
-        "name = \"cli-test\"\nduration = \"4s\"\n[shoppers]\ncount = 6\nthink = \"50ms\"\n\
+        "name = \"cli-test\"\nduration = \"8s\"\n[shoppers]\ncount = 6\nthink = \"50ms\"\n\
          [[event]]\nat = \"25%\"\naction = \"fail\"\ndatacenter = \"eu-west\"\nmode = \"refused\"\n\
-         [[event]]\nat = \"75%\"\naction = \"recover\"\ndatacenter = \"eu-west\"\n",
+         [[event]]\nat = \"75%\"\naction = \"recover\"\ndatacenter = \"eu-west\"\n\
+         [[expect]]\nkind = \"datacenter_failure\"\ndatacenter = \"eu-west\"\nmode = \"refused\"\nfrom = \"25%\"\nuntil = \"75%\"\n",
     )
     .unwrap();
     let out =
@@ -222,7 +223,13 @@ fn drill_runs_holdfast_and_direct_and_writes_the_report() {
     assert!(json["runs"][0]["summary"]["all"]["requests"].as_u64().unwrap() > 0);
     assert!(json["runs"][0]["gateway_peak_rss_mib"].as_f64().unwrap() > 0.0, "gateway memory measured");
     let html = std::fs::read_to_string(dir.join("report.html")).unwrap();
-    assert!(html.matches("<svg").count() >= 4, "availability, latency and two by-data-center charts");
+    assert!(html.matches("<svg").count() >= 5, "verdicts, availability, latency and two by-data-center charts");
+    assert!(html.contains("Confusion matrix"), "the verdicts are in the report");
+    // holdfast named the failure, rightly, within seconds of the fault, and nothing else.
+    let v = &json["runs"][0]["verdicts"];
+    assert_eq!(v["passed"], true, "{v}");
+    assert!(v["answers"][0]["time_to_verdict_s"].as_f64().is_some_and(|t| t < 4.0), "{v}");
+    assert!(stdout.contains("verdicts: right"), "{stdout}");
     assert!(!html.contains("http://") && !html.contains("https://"), "opens without network access");
     let _ = std::fs::remove_dir_all(dir);
     let _ = std::fs::remove_file(scenario);

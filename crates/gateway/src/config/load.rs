@@ -57,6 +57,28 @@ impl Source<'_> {
     pub(super) fn at<T>(&self, v: &Spanned<T>, message: impl Into<String>) -> ConfigError {
         self.error(Some(v.span()), message)
     }
+
+    /// An error about the value of the key at dotted `path` (`incidents.surge_factor`), at
+    /// the key's line, or at its table's when the key is not written (a default that
+    /// conflicts with another key).
+    pub(super) fn key(&self, path: &str, message: impl Into<String>) -> ConfigError {
+        self.error(self.key_span(path), message)
+    }
+
+    fn key_span(&self, path: &str) -> Option<Range<usize>> {
+        let doc = toml_edit::ImDocument::parse(self.text).ok()?;
+        let mut table: &dyn toml_edit::TableLike = doc.as_table();
+        let mut found = None;
+        for seg in path.split('.') {
+            let Some((k, item)) = table.get_key_value(seg) else { break };
+            found = k.span().or(found);
+            match item.as_table_like() {
+                Some(t) => table = t,
+                None => break,
+            }
+        }
+        found
+    }
 }
 
 /// Reads and validates a config file.
@@ -97,10 +119,10 @@ fn validate(src: &Source, file: &File) -> Result<(), ConfigError> {
         }
     }
     if file.limits.max_header_bytes.get() < 8192 {
-        return Err(src.error(None, "limits.max_header_bytes must be at least 8192"));
+        return Err(src.key("limits.max_header_bytes", "limits.max_header_bytes must be at least 8192"));
     }
     if file.limits.max_headers == 0 {
-        return Err(src.error(None, "limits.max_headers must be at least 1"));
+        return Err(src.key("limits.max_headers", "limits.max_headers must be at least 1"));
     }
     validate_shield(src, &file.shield)?;
     validate_incidents(src, &file.incidents, &file.status)?;
@@ -199,13 +221,13 @@ fn validate_incidents(
     status: &super::incidents::StatusPage,
 ) -> Result<(), ConfigError> {
     if !(1.5..=100.0).contains(&i.surge_factor) {
-        return Err(src.error(None, "incidents.surge_factor must be from 1.5 to 100"));
+        return Err(src.key("incidents.surge_factor", "incidents.surge_factor must be from 1.5 to 100"));
     }
     if !(i.surge_min_rps >= 0.0 && i.surge_min_rps.is_finite()) {
-        return Err(src.error(None, "incidents.surge_min_rps must be 0 or more"));
+        return Err(src.key("incidents.surge_min_rps", "incidents.surge_min_rps must be 0 or more"));
     }
     if i.max_incidents == 0 {
-        return Err(src.error(None, "incidents.max_incidents must be at least 1"));
+        return Err(src.key("incidents.max_incidents", "incidents.max_incidents must be at least 1"));
     }
     for w in &i.webhooks {
         let url = w.url.get_ref();
@@ -220,7 +242,7 @@ fn validate_incidents(
         }
     }
     if !matches!(status.language.as_str(), "de" | "en" | "fr" | "it") {
-        return Err(src.error(None, "status.language must be one of de, en, fr, it"));
+        return Err(src.key("status.language", "status.language must be one of de, en, fr, it"));
     }
     Ok(())
 }
@@ -234,14 +256,20 @@ fn validate_shield(src: &Source, s: &super::shield::Shield) -> Result<(), Config
         path_lists.into_iter().chain(s.rate.classes.iter().map(|c| ("shield.rate.class.paths", &c.paths)))
     {
         if let Some(p) = paths.iter().find(|p| !p.starts_with('/')) {
-            return Err(src.error(None, format!("{key}: {p:?} must start with '/'")));
+            return Err(src.key(key, format!("{key}: {p:?} must start with '/'")));
         }
     }
     if s.challenge.max_difficulty < s.challenge.difficulty {
-        return Err(src.error(None, "shield.challenge.max_difficulty must be at least shield.challenge.difficulty"));
+        return Err(src.key(
+            "shield.challenge.max_difficulty",
+            "shield.challenge.max_difficulty must be at least shield.challenge.difficulty",
+        ));
     }
-    if s.signatures.window.get().is_zero() || s.idle.get().is_zero() {
-        return Err(src.error(None, "shield.signatures.window and shield.idle must be more than 0"));
+    if s.signatures.window.get().is_zero() {
+        return Err(src.key("shield.signatures.window", "shield.signatures.window must be more than 0"));
+    }
+    if s.idle.get().is_zero() {
+        return Err(src.key("shield.idle", "shield.idle must be more than 0"));
     }
     Ok(())
 }
@@ -371,7 +399,26 @@ language = "de"
         let e = err(&format!("[shield]\nblock = [\"10.0.0.0/33\"]\n{GOOD}"));
         assert_eq!(e.line, 2, "{e}");
         let e = err(&format!("[shield.admission]\npriority_paths = [\"checkout\"]\n{GOOD}"));
-        assert!(e.message.contains("must start with '/'"), "{e}");
+        assert!(e.line == 2 && e.message.contains("must start with '/'"), "{e}");
+        let e = err(&format!("[shield.challenge]\n\ndifficulty = 22\n{GOOD}"));
+        assert!(
+            e.line == 1 && e.message.contains("max_difficulty must be at least"),
+            "the table, as max_difficulty is not written: {e}"
+        );
+    }
+
+    #[test]
+    fn incident_and_status_values_are_checked_where_they_are_written() {
+        let e = err(&format!("[incidents]\nresolve_after = \"5s\"\nsurge_factor = 1.1\n{GOOD}"));
+        assert!(e.line == 3 && e.message.contains("from 1.5 to 100"), "{e}");
+        let e = err(&format!("[incidents]\nmax_incidents = 0\n{GOOD}"));
+        assert!(e.line == 2 && e.message.contains("at least 1"), "{e}");
+        let e = err(&format!("[status]\ntitle = \"x\"\nlanguage = \"nl\"\n{GOOD}"));
+        assert!(e.line == 3 && e.message.contains("de, en, fr, it"), "{e}");
+        let e = err(&format!("[[incidents.webhook]]\nurl = \"ftp://x\"\n{GOOD}"));
+        assert!(e.line == 2 && e.message.contains("expected http://"), "{e}");
+        let e = err(&format!("[[incidents.webhook]]\nurl = \"http://127.0.0.1:1/\"\nformat = \"slack\"\n{GOOD}"));
+        assert!(e.line == 3 && e.message.contains("json"), "{e}");
     }
 
     #[test]

@@ -2,12 +2,16 @@
 //! `report.html` with charts over time (availability, p99 latency, requests by data center,
 //! events shaded) that opens in a browser without network access.
 //!
-//! Charts are SVG written here: plotters would need system fonts for its text layout, and
-//! the report must render the same anywhere, offline.
+//! Charts are SVG ([`svg`]); the verdicts against the ground truth have their own section
+//! ([`verdicts`]).
+
+mod svg;
+mod verdicts;
 
 use crate::{Mode, Report, RunResult};
 use std::fmt::Write;
 use std::path::Path;
+use svg::{chart, escape, Series};
 
 /// Prints the comparison table and writes report.json and report.html into `dir`.
 pub(crate) fn write(report: &Report, dir: &Path) -> anyhow::Result<()> {
@@ -132,6 +136,9 @@ pub(crate) fn table(report: &Report) -> String {
         }
     }
     out.push('\n');
+    if let Some(v) = hf.and_then(|r| r.verdicts.as_ref()) {
+        out.push_str(&verdicts::text(v));
+    }
     out
 }
 
@@ -162,93 +169,6 @@ fn bands(r: &RunResult, duration: f64) -> Vec<(f64, f64, &'static str, String)> 
         }
     }
     out
-}
-
-struct Series {
-    name: String,
-    colour: &'static str,
-    points: Vec<f64>,
-}
-
-fn chart(
-    title: &str,
-    unit: &str,
-    series: &[Series],
-    y_max: f64,
-    bands: &[(f64, f64, &str, String)],
-    duration: f64,
-) -> String {
-    let (w, h, left, right, top, bottom) = (900.0, 260.0, 60.0, 20.0, 30.0, 40.0);
-    let pw = w - left - right;
-    let ph = h - top - bottom;
-    let x = |t: f64| left + t / duration.max(1.0) * pw;
-    let y = |v: f64| top + ph - (v / y_max.max(f64::MIN_POSITIVE)).clamp(0.0, 1.0) * ph;
-    let mut s = format!(
-        "<svg viewBox=\"0 0 {w} {h}\" width=\"{w}\" height=\"{h}\" role=\"img\" aria-label=\"{title}\">\
-<text x=\"{left}\" y=\"18\" font-size=\"14\" font-family=\"sans-serif\">{title}</text>"
-    );
-    for (from, to, colour, label) in bands {
-        let _ = write!(
-            s,
-            "<rect x=\"{:.1}\" y=\"{top}\" width=\"{:.1}\" height=\"{ph}\" fill=\"{colour}\"><title>{}</title></rect>",
-            x(*from),
-            (x(*to) - x(*from)).max(1.0),
-            escape(label)
-        );
-    }
-    for i in 0..=4 {
-        let v = y_max * f64::from(i) / 4.0;
-        let _ = write!(
-            s,
-            "<line x1=\"{left}\" x2=\"{:.1}\" y1=\"{:.1}\" y2=\"{:.1}\" stroke=\"#ddd\"/><text x=\"{:.1}\" y=\"{:.1}\" font-size=\"10\" text-anchor=\"end\" font-family=\"sans-serif\">{}{unit}</text>",
-            left + pw,
-            y(v),
-            y(v),
-            left - 4.0,
-            y(v) + 3.0,
-            trim_num(v)
-        );
-    }
-    let step = (duration / 10.0).max(1.0).ceil();
-    let mut t = 0.0;
-    while t <= duration {
-        let _ = write!(s, "<text x=\"{:.1}\" y=\"{:.1}\" font-size=\"10\" text-anchor=\"middle\" font-family=\"sans-serif\">{t:.0}s</text>", x(t), h - bottom + 14.0);
-        t += step;
-    }
-    for (i, se) in series.iter().enumerate() {
-        let pts: Vec<String> =
-            se.points.iter().enumerate().map(|(t, v)| format!("{:.1},{:.1}", x(t as f64 + 0.5), y(*v))).collect();
-        let _ = write!(
-            s,
-            "<polyline fill=\"none\" stroke=\"{}\" stroke-width=\"2\" points=\"{}\"/>",
-            se.colour,
-            pts.join(" ")
-        );
-        let _ = write!(
-            s,
-            "<rect x=\"{:.1}\" y=\"{:.1}\" width=\"10\" height=\"10\" fill=\"{}\"/><text x=\"{:.1}\" y=\"{:.1}\" font-size=\"11\" font-family=\"sans-serif\">{}</text>",
-            left + 10.0 + i as f64 * 160.0,
-            h - 14.0,
-            se.colour,
-            left + 24.0 + i as f64 * 160.0,
-            h - 5.0,
-            escape(&se.name)
-        );
-    }
-    s.push_str("</svg>");
-    s
-}
-
-fn trim_num(v: f64) -> String {
-    if v >= 10.0 || v == 0.0 {
-        format!("{v:.0}")
-    } else {
-        format!("{v:.1}")
-    }
-}
-
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
 fn availability(r: &RunResult) -> Vec<f64> {
@@ -292,24 +212,143 @@ fn by_datacenter(r: &RunResult) -> Vec<Series> {
                 .iter()
                 .map(|s| f64::from(s.sites.values().filter_map(|x| x.by_datacenter.get(&dc)).sum::<u32>()))
                 .collect();
-            Series { name: dc, colour: PALETTE[i % PALETTE.len()], points }
+            let colour = match dc.as_str() {
+                crate::shoppers::CACHE => "#7f7f7f",
+                crate::shoppers::CACHE_STALE => "#bcbd22",
+                _ => PALETTE[i % PALETTE.len()],
+            };
+            Series { name: dc, colour, points }
         })
         .collect()
+}
+
+/// The verdicts of several scenarios: printed, and written as summary.json and summary.html.
+pub(crate) fn summary(reports: &[Report], dir: &Path) -> anyhow::Result<()> {
+    let mut matrix = std::collections::BTreeMap::new();
+    let mut rows = Vec::new();
+    for r in reports {
+        let Some(v) = r.runs.iter().find_map(|x| x.verdicts.as_ref()) else { continue };
+        crate::verdicts::add(&mut matrix, &v.matrix);
+        for a in &v.answers {
+            rows.push(serde_json::json!({
+                "scenario": r.scenario, "kind": a.kind, "scope": a.scope, "required": a.required,
+                "time_to_verdict_s": a.time_to_verdict_s, "details_right": a.details_right,
+            }));
+        }
+        let false_alarms = v.named.iter().filter(|n| n.role == "false_alarm" || n.role == "wrong").count();
+        rows.push(serde_json::json!({"scenario": r.scenario, "passed": v.passed, "false_or_wrong": false_alarms}));
+    }
+    let mut text = String::from("\nVerdicts over all scenarios\n");
+    for r in reports {
+        let Some(v) = r.runs.iter().find_map(|x| x.verdicts.as_ref()) else { continue };
+        let times: Vec<String> = v
+            .answers
+            .iter()
+            .map(|a| match a.time_to_verdict_s {
+                Some(t) => format!("{} in {t:.1} s", a.kind),
+                None if a.required => format!("{} MISSED", a.kind),
+                None => format!("{} not named (allowed)", a.kind),
+            })
+            .collect();
+        let wrong = v.named.iter().filter(|n| n.role == "false_alarm" || n.role == "wrong").count();
+        let _ = writeln!(
+            text,
+            "  {:<24} {:<6} {}{}",
+            r.scenario,
+            if v.passed { "right" } else { "WRONG" },
+            if times.is_empty() { "nothing to name".to_string() } else { times.join("; ") },
+            if wrong > 0 { format!("; {wrong} wrong or false") } else { String::new() }
+        );
+    }
+    text.push('\n');
+    text.push_str(&crate::verdicts::matrix_text(&matrix));
+    println!("{text}");
+    std::fs::write(
+        dir.join("summary.json"),
+        serde_json::to_vec_pretty(&serde_json::json!({"matrix": matrix, "rows": rows}))?,
+    )?;
+    let mut links = String::new();
+    for r in reports {
+        let ok = r.verdicts_right();
+        let _ = write!(
+            links,
+            "<li><a href=\"{0}/report.html\">{0}</a>: <span class=\"{1}\">{1}</span></li>",
+            escape(&r.scenario),
+            if ok { "right" } else { "wrong" }
+        );
+    }
+    let html = format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>holdfast drill: verdicts</title>\
+<style>body{{font-family:sans-serif;max-width:960px;margin:2em auto;color:#222}}pre{{font-size:12px;background:#f6f6f6;padding:1em}}\
+table{{border-collapse:collapse}}th,td{{border:1px solid #ccc;padding:.25em .6em}}table.matrix td{{text-align:center;min-width:4em}}\
+.right{{color:#1a7f1a;font-weight:bold}}.wrong{{color:#c62828;font-weight:bold}}</style></head><body>\
+<h1>holdfast drill: verdicts over {} scenarios</h1><ul>{links}</ul><h2>Confusion matrix</h2>{}<pre>{}</pre></body></html>\n",
+        reports.len(),
+        verdicts::matrix_html(&matrix),
+        escape(&text)
+    );
+    std::fs::write(dir.join("summary.html"), html)?;
+    println!("summary: {} and {}", dir.join("summary.json").display(), dir.join("summary.html").display());
+    Ok(())
+}
+
+/// Each site's figures, holdfast and direct side by side.
+fn sites_html(hf: Option<&RunResult>, direct: Option<&RunResult>) -> String {
+    let runs: Vec<(&str, &RunResult)> =
+        [("holdfast", hf), ("direct (2010)", direct)].into_iter().filter_map(|(n, r)| Some((n, r?))).collect();
+    let Some((_, first)) = runs.first() else { return String::new() };
+    let mut s = String::from(
+        "<h2>What shoppers experienced</h2><table><thead><tr><th>site</th><th>run</th><th>requests</th>\
+<th>success</th><th>checkouts placed</th><th>p50 ms</th><th>p99 ms</th><th>failed after the first second</th>\
+<th>answered by</th></tr></thead><tbody>",
+    );
+    for site in first.summary.keys() {
+        for (name, r) in &runs {
+            let Some(x) = r.summary.get(site) else { continue };
+            let total: u64 = x.by_datacenter.values().sum();
+            let by: Vec<String> = x
+                .by_datacenter
+                .iter()
+                .map(|(dc, n)| format!("{} {:.0}%", escape(dc), *n as f64 * 100.0 / total.max(1) as f64))
+                .collect();
+            let _ = write!(
+                s,
+                "<tr><th>{}</th><td>{name}</td><td class=\"num\">{}</td><td class=\"num\">{}</td>\
+<td class=\"num\">{}/{}</td><td class=\"num\">{:.1}</td><td class=\"num\">{:.1}</td><td class=\"num\">{}</td><td>{}</td></tr>",
+                escape(site),
+                x.requests,
+                pct(x.success_rate),
+                x.checkout_ok,
+                x.checkout_attempts,
+                x.p50_ms,
+                x.p99_ms,
+                x.failed_after_first_second,
+                by.join(", ")
+            );
+        }
+    }
+    s.push_str("</tbody></table>");
+    s
 }
 
 /// The HTML report: self-contained, no scripts, no network.
 pub(crate) fn html(report: &Report) -> String {
     let d = report.duration_s;
     let mut body = String::new();
-    let _ = write!(
-        body,
-        "<h1>holdfast drill: {}</h1><p>{}</p><pre>{}</pre>",
-        escape(&report.scenario),
-        escape(&report.description),
-        escape(&table(report))
-    );
+    let _ = write!(body, "<h1>holdfast drill: {}</h1><p>{}</p>", escape(&report.scenario), escape(&report.description));
     let hf = run_of(report, Mode::Holdfast);
     let direct = run_of(report, Mode::Direct);
+    if let Some(r) = hf.or(direct) {
+        body.push_str("<table><thead><tr><th>at</th><th>event</th></tr></thead><tbody>");
+        for e in &r.events {
+            let _ = write!(body, "<tr><td>{:.1} s</td><td>{}</td></tr>", e.t, escape(&e.what));
+        }
+        body.push_str("</tbody></table>");
+    }
+    body.push_str(&sites_html(hf, direct));
+    if let Some(v) = hf.and_then(|r| r.verdicts.as_ref()) {
+        body.push_str(&verdicts::html(v, d));
+    }
     if let Some(base) = hf.or(direct) {
         let b = bands(base, d);
         let mut avail = Vec::new();
@@ -330,7 +369,7 @@ pub(crate) fn html(report: &Report) -> String {
             let max = series.iter().flat_map(|s| s.points.iter().copied()).fold(1.0, f64::max);
             let name = if r.mode == Mode::Holdfast { "holdfast" } else { "direct" };
             body.push_str(&chart(
-                &format!("Successful requests per second by data center ({name})"),
+                &format!("Requests answered per second, by data center or holdfast's cache ({name})"),
                 "",
                 &series,
                 max,
@@ -338,12 +377,16 @@ pub(crate) fn html(report: &Report) -> String {
                 d,
             ));
         }
+        let _ = write!(body, "<h2>The whole run, as text</h2><pre>{}</pre>", escape(&table(report)));
         body.push_str("<p class=\"legend\"><span style=\"background:#f4cccc\">data-center failure</span> <span style=\"background:#fce5cd\">flood</span> <span style=\"background:#d9ead3\">surge</span></p>");
     }
     format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>holdfast drill: {}</title>\
 <style>body{{font-family:sans-serif;max-width:960px;margin:2em auto;color:#222}}pre{{font-size:12px;overflow-x:auto;background:#f6f6f6;padding:1em}}\
-svg{{display:block;margin:1em 0}}.legend span{{padding:0 .5em;margin-right:1em}}</style></head><body>{body}</body></html>\n",
+svg{{display:block;margin:1em 0}}.legend span{{padding:0 .5em;margin-right:1em}}\
+table{{border-collapse:collapse;margin:1em 0;font-size:13px}}th,td{{border:1px solid #ccc;padding:.25em .6em;text-align:left}}\
+td.num{{text-align:right}}.right{{color:#1a7f1a;font-weight:bold}}.wrong{{color:#c62828;font-weight:bold}}\
+table.matrix td{{text-align:center;min-width:4em}}</style></head><body>{body}</body></html>\n",
         escape(&report.scenario)
     )
 }
