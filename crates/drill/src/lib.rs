@@ -253,6 +253,10 @@ pub(crate) async fn run_mode(opts: &Options, mode: Mode) -> anyhow::Result<RunRe
     let cpu: Vec<f64> = seconds.iter().filter_map(|s| s.gateway_cpu_percent).collect();
     let gateway_status = gw.lock().ok().and_then(|g| g.as_ref().and_then(|g| g.admin_get("/status.json")));
     let incidents = gw.lock().ok().and_then(|g| g.as_ref().and_then(|g| g.admin_get("/incidents.json")));
+    if let Some(body) = &incidents {
+        // The incidents as holdfast gave them, evidence and all, beside the report.
+        let _ = std::fs::write(opts.report_dir.join("incidents.json"), body);
+    }
     let verdicts = incidents.map(|body| verdicts::judge(&sc.expects, verdicts::parse(&body, start_ms), opts.duration));
     if let Some(g) = gw.lock().ok().and_then(|mut g| g.take()) {
         tokio::task::spawn_blocking(move || g.stop()).await?;

@@ -28,14 +28,7 @@ pub(crate) struct Admin {
 }
 
 pub(crate) async fn serve(shared: Arc<Admin>, listener: TcpListener, mut shutdown: watch::Receiver<bool>) {
-    loop {
-        let (tcp, _) = tokio::select! {
-            _ = shutdown.changed() => return,
-            r = listener.accept() => match r {
-                Ok(a) => a,
-                Err(_) => { tokio::time::sleep(std::time::Duration::from_millis(20)).await; continue; }
-            },
-        };
+    while let Some(tcp) = crate::util::accept_until(&listener, &mut shutdown).await {
         let shared = shared.clone();
         tokio::spawn(async move {
             let svc = service_fn(move |req| {

@@ -122,3 +122,20 @@ pub(crate) fn next_random_local(x: &mut u64) -> u64 {
     *x ^= *x >> 27;
     x.wrapping_mul(0x2545_F491_4F6C_DD1D)
 }
+
+/// The next connection on a side listener (admin, status), or None once `shutdown` says
+/// so. An accept error (out of file descriptors) waits a moment rather than spinning.
+pub(crate) async fn accept_until(
+    listener: &tokio::net::TcpListener,
+    shutdown: &mut tokio::sync::watch::Receiver<bool>,
+) -> Option<tokio::net::TcpStream> {
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => return None,
+            r = listener.accept() => match r {
+                Ok((tcp, _)) => return Some(tcp),
+                Err(_) => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
+            },
+        }
+    }
+}

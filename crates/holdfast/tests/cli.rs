@@ -4,106 +4,13 @@
 // A test's helpers may unwrap and panic: a failed assumption is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::io::Write;
+use std::net::TcpStream;
+use std::process::Command;
 
-const BIN: &str = env!("CARGO_BIN_EXE_holdfast");
+mod common;
 
-fn temp(name: &str) -> std::path::PathBuf {
-    std::env::temp_dir().join(format!("holdfast-cli-{}-{name}", std::process::id()))
-}
-
-/// A child process whose JSON log lines (stdout, `--log-format json`) are collected as
-/// they come; killed when dropped.
-struct Proc {
-    child: Child,
-    log: Arc<Mutex<Vec<serde_json::Value>>>,
-}
-
-impl Proc {
-    fn spawn(mut cmd: Command) -> Proc {
-        let mut child = cmd.arg("--log-format").arg("json").stdout(Stdio::piped()).spawn().unwrap();
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let (out, lines) = (child.stdout.take().unwrap(), log.clone());
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines().map_while(Result::ok) {
-                if let Ok(v) = serde_json::from_str(&line) {
-                    lines.lock().unwrap().push(v);
-                }
-            }
-        });
-        Proc { child, log }
-    }
-
-    /// The log lines so far that `f` accepts.
-    fn lines(&self, f: impl Fn(&serde_json::Value) -> bool) -> Vec<serde_json::Value> {
-        self.log.lock().unwrap().iter().filter(|v| f(v)).cloned().collect()
-    }
-
-    /// The address in the first log line with this message (the process bound port 0 and
-    /// says which port it got: no port is chosen before the process binds it).
-    fn bound(&self, message: &str) -> SocketAddr {
-        wait_for(|| {
-            let lines = self.lines(|v| v["message"] == message && v["tls"] != true);
-            lines.first().and_then(|v| v["addr"].as_str()?.parse().ok())
-        })
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// `holdfast shop` for shop-de in `datacenter` on an ephemeral port.
-fn shop_process(datacenter: &str, extra: &[&str]) -> (Proc, SocketAddr) {
-    let mut cmd = Command::new(BIN);
-    cmd.args(["shop", "--site", "shop-de", "--language", "de", "--datacenter", datacenter, "--listen", "127.0.0.1:0"])
-        .args(extra);
-    let p = Proc::spawn(cmd);
-    let addr = p.bound("shop listening");
-    (p, addr)
-}
-
-/// `holdfast run` on `config`; returns it with its HTTP and admin addresses.
-fn gateway_process(config: &std::path::Path) -> (Proc, SocketAddr, SocketAddr) {
-    let mut cmd = Command::new(BIN);
-    cmd.args(["run", "--workers", "1", "--config"]).arg(config);
-    let p = Proc::spawn(cmd);
-    let (http, admin) = (p.bound("listening"), p.bound("admin listening"));
-    (p, http, admin)
-}
-
-fn signal(child: &Child, sig: &str) {
-    let ok = Command::new("kill").args(["-s", sig, &child.id().to_string()]).status().unwrap().success();
-    assert!(ok);
-}
-
-/// A plain HTTP/1.1 GET; returns the whole response text.
-fn http_get(addr: SocketAddr, host: &str, path: &str) -> Option<String> {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(s, "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").ok()?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).ok()?;
-    Some(out)
-}
-
-fn wait_for<T>(mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
+use common::*;
 
 #[test]
 fn check_accepts_valid_and_rejects_invalid_with_position() {
@@ -129,16 +36,6 @@ fn version_and_help() {
     for cmd in ["run", "check", "demo", "shop"] {
         assert!(help.contains(cmd), "{help}");
     }
-}
-
-fn site_config(origin: SocketAddr) -> String {
-    format!("[listen]\nhttp = [\"127.0.0.1:0\"]\nadmin = \"127.0.0.1:0\"\n[[datacenter]]\nname = \"eu\"\n[[site]]\nname = \"shop-de\"\nhosts = [\"shop.de\"]\nlanguage = \"de\"\n[[site.pool]]\ndatacenter = \"eu\"\norigins = [\"{origin}\"]\n")
-}
-
-/// The gateway's /status.json.
-fn status(admin: SocketAddr) -> Option<serde_json::Value> {
-    let text = http_get(admin, "admin", "/status.json")?;
-    serde_json::from_str(text.split_once("\r\n\r\n")?.1).ok()
 }
 
 #[test]
@@ -231,6 +128,12 @@ fn drill_runs_holdfast_and_direct_and_writes_the_report() {
     assert!(v["answers"][0]["time_to_verdict_s"].as_f64().is_some_and(|t| t < 4.0), "{v}");
     assert!(stdout.contains("verdicts: right"), "{stdout}");
     assert!(!html.contains("http://") && !html.contains("https://"), "opens without network access");
+    // As a browser draws it.
+    let url = format!("file://{}", dir.join("report.html").display());
+    if let Some(dom) = chromium(&["--dump-dom"], &url) {
+        assert!(dom.matches("<polyline").count() >= 4, "the charts' lines: {dom}");
+        assert!(dom.contains("class=\"matrix\""), "the confusion matrix: {dom}");
+    }
     let _ = std::fs::remove_dir_all(dir);
     let _ = std::fs::remove_file(scenario);
 }

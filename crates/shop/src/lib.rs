@@ -9,6 +9,7 @@
 
 mod capacity;
 mod catalog;
+pub mod control;
 mod fault;
 mod orders;
 mod pages;

@@ -11,7 +11,7 @@ fn truth_label(a: &Answer) -> String {
     format!(
         "{} {}{}{}",
         a.kind,
-        a.scope,
+        if a.scope == "*" { "(any)" } else { a.scope.as_str() },
         if detail.is_empty() { String::new() } else { format!(" ({})", detail.join(", ")) },
         if a.required { "" } else { " [may be named]" }
     )
@@ -27,10 +27,10 @@ fn verdict_label(a: &Answer) -> String {
 }
 
 fn about(n: &Named) -> String {
-    if n.datacenters.is_empty() {
-        n.sites.join(", ")
-    } else {
-        n.datacenters.join(", ")
+    match (n.datacenters.as_slice(), n.sites.as_slice()) {
+        ([], [one]) => one.clone(),
+        ([], sites) => format!("{} sites", sites.len()),
+        (dcs, _) => dcs.join(", "),
     }
 }
 

@@ -12,6 +12,7 @@ use crate::incident::signals::{Counts, FloodObs, Observation, PoolObs, SiteObs};
 use crate::incident::store::Event;
 use crate::incident::{view, Incidents};
 use crate::proxy::Edge;
+use crate::shield::slow::SlowNow;
 use crate::snapshot::Snapshot;
 use crate::telemetry::Event as LogEvent;
 use crate::upstream::{health::State, ErrorKind, Origin, OriginCounts};
@@ -32,6 +33,10 @@ struct Memory {
     origins: BTreeMap<usize, (Arc<Origin>, OriginCounts)>,
     notifier: Option<Notifier>,
     last: tokio::time::Instant,
+    /// Connections the shield refused from flood sources, and slow clients, at the last
+    /// tick.
+    refused: u64,
+    slow: SlowNow,
 }
 
 /// Runs until shutdown.
@@ -50,6 +55,8 @@ pub(crate) async fn run(
         origins: BTreeMap::new(),
         notifier: None,
         last: tokio::time::Instant::now(),
+        refused: 0,
+        slow: SlowNow::default(),
     };
     let mut ticks = tokio::time::interval(EVERY);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -168,16 +175,30 @@ fn observe(snap: &Snapshot, edge: &Edge, m: &mut Memory, secs: f64) -> (Observat
     }
     m.origins.retain(|k, _| seen.contains(k));
     m.sites.retain(|k, _| snap.sites.iter().any(|s| *s.name == **k));
-    let flood = flood(snap, edge);
+    let flood = flood(snap, edge, m, secs);
     (Observation { now: now_ms, secs, sites, flood }, totals)
 }
 
-fn flood(snap: &Snapshot, edge: &Edge) -> FloodObs {
+fn flood(snap: &Snapshot, edge: &Edge, m: &mut Memory, secs: f64) -> FloodObs {
     let cfg = &snap.file.shield;
     let f = edge.shield.flood_now();
+    // The total starts again with each flood.
+    let refused = f.refused.saturating_sub(m.refused.min(f.refused));
+    m.refused = f.refused;
+    let slow = edge.shield.slow.now(crate::clock::unix_ms());
+    let d = |now: u64, before: u64| now.saturating_sub(before) as f64 / secs;
+    let (heads_cut, bodies_cut) = (d(slow.heads_cut, m.slow.heads_cut), d(slow.bodies_cut, m.slow.bodies_cut));
+    let heads_begun = d(slow.heads_begun, m.slow.heads_begun);
+    m.slow = slow;
     FloodObs {
         active: f.active && cfg.enabled,
         suspicious_per_second: f.rate,
+        refused_per_second: refused as f64 / secs,
+        slow_partial_heads: slow.partial_heads,
+        slow_per_second: heads_begun + bodies_cut,
+        slow_cut_per_second: heads_cut + bodies_cut,
+        slow_sources: slow.sources,
+        slow_bodies: bodies_cut > heads_cut,
         threshold: f64::from(cfg.signatures.flood_rate),
         blocked_prefixes: f.blocked as u64,
         addresses: f.addresses,

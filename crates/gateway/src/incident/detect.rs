@@ -8,17 +8,22 @@
 //!   it failed comes from the errors seen while it lasts: refused, black hole (connections
 //!   or requests that get no answer), resets, errors (5xx, garbage), or slow (answers that
 //!   come, late).
-//!   A data center whose origins said "busy" (503, 429) in the last ten seconds, and that
-//!   shows nothing but timeouts, is saturated, not failed: its health checks time out
-//!   behind the queue. That is an overload (of its sites), not a data-center failure.
+//!   A data center that shows nothing but timeouts, and whose origins said "busy" (503,
+//!   429) in the last ten seconds, or still answer while a surge of shoppers is on its
+//!   sites, is saturated, not failed: its health checks time out behind the queue. That is
+//!   an overload (of its sites), not a data-center failure. A black hole answers nothing.
 //! - **origin_failure** (scope: a data center): some of its origins are unavailable or
 //!   failing while the data center still serves. Not while a failure of the whole data
 //!   center is open.
-//! - **flood** (scope: the gateway): the shield sees a flood.
+//! - **flood** (scope: the gateway): the shield sees a flood; or slow clients hold
+//!   connections (slowloris: request heads begun and never finished; slow POST: bodies
+//!   cut off below the upload pace) from many addresses.
 //! - **flash_crowd** (scope: a site): the site's requests per second, flood traffic left out,
-//!   are at least `surge_factor` times their usual rate and `surge_min_rps` above it. The
-//!   usual rate is a moving average (two minutes), established after ten ticks, that stops
-//!   learning while a surge lasts.
+//!   are at least `surge_factor` times their usual rate, `surge_min_rps` above it, and half
+//!   as much again as its recent peak. The usual rate is a moving average (two minutes),
+//!   established after ten ticks; the recent peak is the highest rate seen, fading over half
+//!   an hour (traffic back to its level after a lull is no surge). Neither learns while a
+//!   surge lasts.
 //! - **overload** (scope: a site): admission sees the site's origins, or holdfast, saturated,
 //!   or requests wait for a slot. Its cause is named when another condition explains it: a
 //!   flash crowd, a flood, or a failover onto fewer origins.
@@ -116,18 +121,35 @@ struct Track {
     cleared: bool,
 }
 
-/// A moving average with a warm-up: the plain mean until it has enough samples.
+/// A signal's baseline: a moving average with a warm-up (the plain mean until it has
+/// enough samples), and its recent peak, which fades with a time constant of half an hour.
 #[derive(Debug, Default, Clone, Copy)]
 struct Usual {
     value: f64,
+    peak: f64,
     samples: u32,
 }
+
+/// A slow-client attack (slowloris, slow POST): this many request heads begun and not
+/// finished at once, or this many slow heads or bodies cut off a second, from at least this
+/// many addresses. Browsers send a head in one piece; a head that takes seconds is rare,
+/// fifty at once from ten addresses is an attack.
+const SLOW_HEADS: u64 = 50;
+const SLOW_CUTS: f64 = 10.0;
+const SLOW_SOURCES: u64 = 10;
+
+/// How long a recent peak takes to fade (by 1/e).
+const PEAK_FADES_SECS: f64 = 1800.0;
+/// A surge goes this far beyond the recent peak: traffic back to its level after a lull is
+/// no surge.
+const PEAK_MARGIN: f64 = 1.5;
 
 impl Usual {
     fn learn(&mut self, x: f64, secs: f64, time_constant: f64) {
         self.samples = self.samples.saturating_add(1);
         let alpha = (secs / time_constant).max(1.0 / f64::from(self.samples)).min(1.0);
         self.value += alpha * (x - self.value);
+        self.peak = x.max(self.peak * (-secs / PEAK_FADES_SECS).exp());
     }
 }
 
@@ -145,8 +167,10 @@ pub(crate) struct Detector {
     /// Per data center: errors by kind while its failure is watched; and the slowest
     /// answer seen then (ms).
     failure_errors: BTreeMap<String, (BTreeMap<&'static str, u64>, f64)>,
-    /// Per data center: when its origins last said "busy" (unix ms).
+    /// Per data center: when its origins last said "busy" (unix ms) ...
     last_busy: BTreeMap<String, u64>,
+    /// ... and when they last answered anything (a try, or a health check, late or not).
+    last_alive: BTreeMap<String, u64>,
     /// Per flood: the peak rate, and the most distinct addresses seen, while it lasts.
     flood_peak: (f64, u64),
     /// Per site: the peak request rate while a surge lasts.
@@ -220,11 +244,19 @@ impl Detector {
             if dc.busy > 0 {
                 self.last_busy.insert(name.to_string(), obs.now);
             }
+            if dc.answered > 0 {
+                self.last_alive.insert(name.to_string(), obs.now);
+            }
+            // A surge of shoppers on a site this data center serves.
+            let surge = obs
+                .sites
+                .iter()
+                .any(|s| s.pools.iter().any(|p| p.datacenter == **name) && self.is_watched(Kind::FlashCrowd, &s.name));
             let tries = dc.answered + dc.errors;
             let error_share = if tries == 0 { 0.0 } else { dc.errors as f64 / tries as f64 };
             let most_broken = dc.origins > 0 && dc.broken * 2 >= dc.origins && (dc.origins == 1 || dc.broken >= 2);
             let not_serving = dc.eligible < dc.pools || tries == 0 || error_share >= 0.5;
-            if dc.broken > 0 && self.busy_not_failed(name, dc, obs.now) {
+            if dc.broken > 0 && self.busy_not_failed(name, dc, obs.now, surge) {
                 self.failure_errors.remove(*name);
                 saturated.push(name.to_string());
             } else if most_broken && not_serving {
@@ -240,15 +272,21 @@ impl Detector {
         (failed, saturated)
     }
 
-    /// Said "busy" lately, and shows nothing but timeouts: saturated, not failed. A
-    /// failure already open stays a failure (a data center that fails while busy does
-    /// not turn into a busy one), and a hard error (refused, reset, 5xx, garbage) is a
+    /// Shows nothing but timeouts, and either said "busy" lately, or still answers (tries,
+    /// or health checks late) while a surge of shoppers is on its sites: saturated, not
+    /// failed (its health checks time out behind its queue). A black hole answers nothing,
+    /// surge or not; a failure already open stays a failure (a data center that fails while
+    /// busy does not turn into a busy one); a hard error (refused, reset, 5xx, garbage) is a
     /// failure whatever came before.
-    fn busy_not_failed(&self, name: &str, dc: &Dc, now: u64) -> bool {
+    fn busy_not_failed(&self, name: &str, dc: &Dc, now: u64, surge: bool) -> bool {
         const BUSY_MEMORY_MS: u64 = 10_000;
-        let busy_lately = self.last_busy.get(name).is_some_and(|t| now.saturating_sub(*t) <= BUSY_MEMORY_MS);
+        const ALIVE_MEMORY_MS: u64 = 3_000;
+        let lately =
+            |m: &BTreeMap<String, u64>, within: u64| m.get(name).is_some_and(|t| now.saturating_sub(*t) <= within);
+        let busy_lately = lately(&self.last_busy, BUSY_MEMORY_MS);
+        let alive_in_surge = surge && lately(&self.last_alive, ALIVE_MEMORY_MS);
         let only_timeouts = dc.kinds.keys().all(|k| matches!(*k, "connect_timeout" | "response_timeout"));
-        busy_lately && only_timeouts && !self.is_open(Kind::DatacenterFailure, name)
+        (busy_lately || alive_in_surge) && only_timeouts && !self.is_open(Kind::DatacenterFailure, name)
     }
 
     fn datacenter_failure(&mut self, obs: &Observation, name: &str, dc: &Dc, error_share: f64) -> Finding {
@@ -328,37 +366,85 @@ impl Detector {
 
     fn flood_rule(&mut self, obs: &Observation, out: &mut Vec<Finding>) {
         let f = &obs.flood;
-        if !f.active {
+        let slow = (f.slow_partial_heads >= SLOW_HEADS || f.slow_cut_per_second >= SLOW_CUTS)
+            && f.slow_sources >= SLOW_SOURCES;
+        if !f.active && !slow {
             if !self.is_watched(Kind::Flood, "*") {
                 self.flood_peak = (0.0, 0);
             }
             return;
         }
-        self.flood_peak.0 = self.flood_peak.0.max(f.suspicious_per_second);
-        self.flood_peak.1 = self.flood_peak.1.max(f.addresses);
+        let rate = if f.active { f.suspicious_per_second + f.refused_per_second } else { 0.0 }
+            + if slow { f.slow_per_second } else { 0.0 };
+        self.flood_peak.0 = self.flood_peak.0.max(rate);
+        self.flood_peak.1 =
+            self.flood_peak.1.max(if f.active { f.addresses } else { 0 }.max(if slow { f.slow_sources } else { 0 }));
+        let slow_signature = if f.slow_bodies {
+            "request bodies trickled in, slower than the upload pace (slow POST)"
+        } else {
+            "request heads sent a line at a time and never finished (slowloris)"
+        };
+        let signature = if f.active { f.signature.clone() } else { Some(slow_signature.to_string()) };
         let mut sites: Vec<String> =
             obs.sites.iter().filter(|s| s.counts.suspicious[0] > 0).map(|s| s.name.clone()).collect();
         if sites.is_empty() {
             sites = obs.sites.iter().map(|s| s.name.clone()).collect();
         }
-        let mut evidence = vec![
-            Evidence {
+        let mut evidence = Vec::new();
+        if f.active {
+            evidence.push(Evidence {
                 signal: "requests with a flood's signature".into(),
                 value: f.suspicious_per_second,
                 baseline: None,
                 threshold: f.threshold,
                 unit: "per_second".into(),
                 detail: f.signature.clone().unwrap_or_default(),
-            },
-            Evidence {
+            });
+            evidence.push(Evidence {
                 signal: "distinct addresses sending them".into(),
                 value: f.addresses as f64,
                 baseline: None,
                 threshold: 1.0,
                 unit: "count".into(),
                 detail: format!("in {} prefixes; {} prefixes blocked", f.prefixes, f.blocked_prefixes),
-            },
-        ];
+            });
+        }
+        if slow {
+            evidence.push(Evidence {
+                signal: "request heads begun and not finished".into(),
+                value: f.slow_partial_heads as f64,
+                baseline: Some(0.0),
+                threshold: SLOW_HEADS as f64,
+                unit: "count".into(),
+                detail: slow_signature.into(),
+            });
+            evidence.push(Evidence {
+                signal: "connections cut off for a slow head or body".into(),
+                value: f.slow_cut_per_second,
+                baseline: Some(0.0),
+                threshold: SLOW_CUTS,
+                unit: "per_second".into(),
+                detail: String::new(),
+            });
+            evidence.push(Evidence {
+                signal: "distinct addresses of slow clients".into(),
+                value: f.slow_sources as f64,
+                baseline: None,
+                threshold: SLOW_SOURCES as f64,
+                unit: "count".into(),
+                detail: String::new(),
+            });
+        }
+        if f.refused_per_second > 0.0 {
+            evidence.push(Evidence {
+                signal: "connections from blocked flood sources, refused on accept".into(),
+                value: f.refused_per_second,
+                baseline: None,
+                threshold: 0.0,
+                unit: "per_second".into(),
+                detail: String::new(),
+            });
+        }
         if f.new_prefix_burst {
             evidence.push(Evidence {
                 signal: "never-seen prefixes arriving in a burst".into(),
@@ -369,13 +455,18 @@ impl Detector {
                 detail: String::new(),
             });
         }
-        let over = (f.suspicious_per_second / f.threshold.max(1.0) - 1.0).clamp(0.0, 1.0);
+        let over = if f.active {
+            f.suspicious_per_second / f.threshold.max(1.0) - 1.0
+        } else {
+            f.slow_partial_heads as f64 / SLOW_HEADS as f64 - 1.0
+        }
+        .clamp(0.0, 1.0);
         out.push(Finding {
             key: Key { kind: Kind::Flood, scope: "*".into() },
             sites,
             datacenters: Vec::new(),
             facts: Facts {
-                signature: f.signature.clone(),
+                signature,
                 peak_rps: Some(self.flood_peak.0),
                 sources: Some(self.flood_peak.1),
                 ..Facts::default()
@@ -396,7 +487,8 @@ impl Detector {
             let factor = if watched { t.surge_factor * 0.8 } else { t.surge_factor };
             let surging = usual.samples >= t.warmup_ticks
                 && rate >= factor * usual.value.max(1.0)
-                && rate - usual.value >= t.surge_min_rps;
+                && rate - usual.value >= t.surge_min_rps
+                && (watched || rate >= PEAK_MARGIN * usual.peak);
             if !surging {
                 if !watched {
                     self.surge_peak.remove(&s.name);
@@ -421,7 +513,7 @@ impl Detector {
                         baseline: Some(usual.value),
                         threshold: t.surge_factor * usual.value.max(1.0),
                         unit: "per_second".into(),
-                        detail: format!("{ratio:.1} times the usual rate"),
+                        detail: format!("{ratio:.1} times the usual rate; recent peak {:.0}/s", usual.peak),
                     },
                     Evidence {
                         signal: "requests from clients seen before the surge".into(),

@@ -142,7 +142,9 @@ td.num{text-align:right;font-variant-numeric:tabular-nums}.summary{font-size:1.1
 fn chart(title: &str, series: &[Series], secs: f64, band: (f64, f64)) -> Markup {
     let (w, h, left, right, top, bottom) = (900.0, 260.0, 60.0, 20.0, 30.0, 40.0);
     let (pw, ph) = (w - left - right, h - top - bottom);
-    let max = series.iter().flat_map(|s| s.points.iter().map(|p| p.1)).fold(1.0, f64::max);
+    // Counts per second: the axis goes to a multiple of 4, so its five labels are whole.
+    let max = series.iter().flat_map(|s| s.points.iter().map(|p| p.1)).fold(4.0, f64::max);
+    let max = (max / 4.0).ceil() * 4.0;
     let x = |t: f64| left + t / secs.max(1.0) * pw;
     let y = |v: f64| top + ph - (v / max).clamp(0.0, 1.0) * ph;
     let ticks: Vec<f64> = (0..=4).map(|n| max * f64::from(n) / 4.0).collect();

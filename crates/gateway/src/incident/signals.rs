@@ -251,6 +251,8 @@ pub(crate) struct FloodObs {
     pub(crate) active: bool,
     /// Requests with the flood signature per second (recent).
     pub(crate) suspicious_per_second: f64,
+    /// Connections from blocked flood sources refused on accept, per second in the tick.
+    pub(crate) refused_per_second: f64,
     /// The rate that makes a flood.
     pub(crate) threshold: f64,
     /// Prefixes blocked now.
@@ -262,4 +264,12 @@ pub(crate) struct FloodObs {
     pub(crate) signature: Option<String>,
     /// Never-seen prefixes arrive in a burst.
     pub(crate) new_prefix_burst: bool,
+    /// Slow clients: request heads begun and not finished now; slow heads and bodies
+    /// begun, and cut off, per second in the tick; their distinct addresses (recent); and
+    /// whether slow bodies (slow POST) outnumber slow heads (slowloris).
+    pub(crate) slow_partial_heads: u64,
+    pub(crate) slow_per_second: f64,
+    pub(crate) slow_cut_per_second: f64,
+    pub(crate) slow_sources: u64,
+    pub(crate) slow_bodies: bool,
 }

@@ -421,13 +421,15 @@ fn site_state(c: &Counts, open: &[Kind]) -> SiteState {
     let other: u64 = c.by_pool[1..].iter().sum();
     if failed >= 0.5 {
         SiteState::Down
+    } else if failed >= 0.05 {
+        SiteState::PartialOutage
     } else if open.contains(&Kind::DatacenterFailure) || (n >= 5.0 && other > c.by_pool[0]) {
         SiteState::BackupDatacenter
     } else if share(c.outcome(super::Outcome::Stale)) >= 0.3 {
         SiteState::CachedPages
     } else if open.contains(&Kind::Flood) && failed < 0.05 {
         SiteState::AttackMitigated
-    } else if failed >= 0.05 || open.iter().any(|k| matches!(k, Kind::Overload | Kind::OriginFailure | Kind::Flood)) {
+    } else if open.iter().any(|k| matches!(k, Kind::Overload | Kind::OriginFailure | Kind::Flood)) {
         SiteState::Degraded
     } else {
         SiteState::Operational
@@ -619,6 +621,27 @@ mod tests {
         assert_eq!(i.series.len(), 60);
         assert_eq!(i.series.iter().filter(|p| p.datacenters.get("eu-central") == Some(&20)).count(), 10);
         assert!(i.series.windows(2).all(|w| w[0].t < w[1].t), "one point a tick");
+    }
+
+    #[test]
+    fn a_sites_state_comes_from_its_last_seconds_and_its_open_incidents() {
+        let counts = |origin: u64, other: u64, failed: u64, stale: u64| {
+            let mut c = Counts { requests: origin + other + failed + stale, ..Counts::default() };
+            c.by_pool[0] = origin;
+            c.by_pool[1] = other;
+            c.outcomes[super::super::Outcome::Failed as usize] = failed;
+            c.outcomes[super::super::Outcome::Stale as usize] = stale;
+            c
+        };
+        assert_eq!(site_state(&counts(100, 0, 0, 0), &[]), SiteState::Operational);
+        assert_eq!(site_state(&counts(40, 0, 60, 0), &[]), SiteState::Down);
+        assert_eq!(site_state(&counts(90, 0, 10, 0), &[]), SiteState::PartialOutage);
+        assert_eq!(site_state(&counts(1, 99, 0, 0), &[]), SiteState::BackupDatacenter);
+        assert_eq!(site_state(&counts(60, 0, 0, 40), &[]), SiteState::CachedPages);
+        assert_eq!(site_state(&counts(100, 0, 0, 0), &[Kind::Flood]), SiteState::AttackMitigated);
+        assert_eq!(site_state(&counts(100, 0, 0, 0), &[Kind::Overload]), SiteState::Degraded);
+        // Too few requests to judge by: only what is open counts.
+        assert_eq!(site_state(&counts(1, 0, 2, 0), &[]), SiteState::Operational);
     }
 
     #[test]

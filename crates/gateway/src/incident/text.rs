@@ -113,7 +113,7 @@ fn headline(i: &Incident) -> String {
     let f = &i.facts;
     let signature = f.signature.as_deref().map(|s| format!(" ({s})")).unwrap_or_default();
     format!(
-        "A flood of up to {:.0} requests per second from about {} addresses{signature} hit {}.",
+        "A flood of up to {:.0} requests and connection attempts per second from about {} addresses{signature} hit {}.",
         f.peak_rps.unwrap_or(0.0),
         f.sources.unwrap_or(0),
         list(&i.sites)
@@ -168,6 +168,7 @@ pub(crate) struct Words {
     pub(crate) title_suffix: &'static str,
     pub(crate) operational: &'static str,
     pub(crate) degraded: &'static str,
+    pub(crate) partial_outage: &'static str,
     pub(crate) backup_datacenter: &'static str,
     pub(crate) cached_pages: &'static str,
     pub(crate) attack_mitigated: &'static str,
@@ -181,6 +182,19 @@ pub(crate) struct Words {
     pub(crate) ongoing: &'static str,
     pub(crate) updated: &'static str,
     pub(crate) feed: &'static str,
+    /// Investigating, identified, monitoring, resolved.
+    pub(crate) stages: [&'static str; 4],
+}
+
+impl Words {
+    pub(crate) fn stage(&self, s: Stage) -> &'static str {
+        self.stages[match s {
+            Stage::Investigating => 0,
+            Stage::Identified => 1,
+            Stage::Monitoring => 2,
+            Stage::Resolved => 3,
+        }]
+    }
 }
 
 pub(crate) fn words(lang: &str) -> &'static Words {
@@ -196,6 +210,7 @@ static EN: Words = Words {
     title_suffix: "status",
     operational: "Operational",
     degraded: "Degraded performance",
+    partial_outage: "Partial outage",
     backup_datacenter: "Serving from a backup data center",
     cached_pages: "Serving cached pages",
     attack_mitigated: "Under attack, mitigated",
@@ -209,12 +224,14 @@ static EN: Words = Words {
     ongoing: "Ongoing",
     updated: "Updated",
     feed: "Incident history feed (Atom)",
+    stages: ["Investigating", "Identified", "Monitoring", "Resolved"],
 };
 
 static DE: Words = Words {
     title_suffix: "Status",
     operational: "In Betrieb",
     degraded: "Eingeschränkt",
+    partial_outage: "Teilweise gestört",
     backup_datacenter: "Betrieb aus einem Ersatz-Rechenzentrum",
     cached_pages: "Auslieferung zwischengespeicherter Seiten",
     attack_mitigated: "Angriff, abgewehrt",
@@ -228,12 +245,14 @@ static DE: Words = Words {
     ongoing: "Andauernd",
     updated: "Aktualisiert",
     feed: "Verlauf der Störungen (Atom-Feed)",
+    stages: ["Untersuchung", "Ursache erkannt", "Beobachtung", "Behoben"],
 };
 
 static FR: Words = Words {
     title_suffix: "état",
     operational: "Opérationnel",
     degraded: "Performances dégradées",
+    partial_outage: "Panne partielle",
     backup_datacenter: "Servi depuis un centre de données de secours",
     cached_pages: "Pages servies depuis le cache",
     attack_mitigated: "Attaque en cours, contenue",
@@ -247,12 +266,14 @@ static FR: Words = Words {
     ongoing: "En cours",
     updated: "Mis à jour",
     feed: "Historique des incidents (flux Atom)",
+    stages: ["Analyse en cours", "Cause identifiée", "Surveillance", "Résolu"],
 };
 
 static IT: Words = Words {
     title_suffix: "stato",
     operational: "Operativo",
     degraded: "Prestazioni ridotte",
+    partial_outage: "Interruzione parziale",
     backup_datacenter: "Servito da un data center di riserva",
     cached_pages: "Pagine servite dalla cache",
     attack_mitigated: "Sotto attacco, contenuto",
@@ -266,7 +287,40 @@ static IT: Words = Words {
     ongoing: "In corso",
     updated: "Aggiornato",
     feed: "Cronologia degli incidenti (feed Atom)",
+    stages: ["In analisi", "Causa individuata", "Monitoraggio", "Risolto"],
 };
+
+/// What an incident did to shoppers, for the public status page in `lang`: the share of
+/// requests served and the orders placed. None before any request was counted.
+pub(crate) fn public_impact(i: &Incident, lang: &str) -> Option<String> {
+    let m = &i.impact;
+    if m.requests == 0 {
+        return None;
+    }
+    let served = (m.requests - m.failed.min(m.requests)) as f64 * 100.0 / m.requests as f64;
+    let share = if served < 100.0 { format!("{:.1}", (served * 10.0).floor() / 10.0) } else { "100".into() };
+    let (placed, tried) = (m.checkouts_placed, m.checkouts_attempted);
+    let decimal = share.replace('.', ",");
+    let orders = |text: String| if tried == 0 { String::new() } else { text };
+    Some(match lang {
+        "de" => format!(
+            "Für die Kundschaft: {decimal} % der Anfragen beantwortet{}.",
+            orders(format!("; {placed} von {tried} Bestellungen angenommen"))
+        ),
+        "fr" => format!(
+            "Pour les clients : {decimal} % des requêtes servies{}.",
+            orders(format!(" ; {placed} commandes passées sur {tried}"))
+        ),
+        "it" => format!(
+            "Per i clienti: {decimal}% delle richieste servite{}.",
+            orders(format!("; {placed} ordini accettati su {tried}"))
+        ),
+        _ => format!(
+            "For shoppers: {share}% of requests answered{}.",
+            orders(format!("; {placed} of {tried} orders placed"))
+        ),
+    })
+}
 
 /// An incident for the public status page, in `lang`: a title and a sentence. Data
 /// centers and sites are named; origins, clients and prefixes never.
@@ -276,7 +330,9 @@ pub(crate) fn public(i: &Incident, lang: &str) -> (String, String) {
     let moved = i.facts.moved_to.join(", ");
     let peak = i.facts.peak_rps.unwrap_or(0.0);
     let m = &i.impact;
-    let blocked = pct(m.flood_blocked, m.flood_blocked + m.flood_leaked);
+    // The share of its requests the shield stopped (none for a flood of slow connections).
+    let flood_requests = m.flood_blocked + m.flood_leaked;
+    let blocked = (flood_requests > 0).then(|| pct(m.flood_blocked, flood_requests));
     let mode = i.facts.mode.as_deref();
     match lang {
         "de" => match i.kind {
@@ -301,7 +357,10 @@ pub(crate) fn public(i: &Incident, lang: &str) -> (String, String) {
             ),
             Kind::Flood => (
                 "Angriff abgewehrt".into(),
-                format!("Eine Anfrageflut von bis zu {peak:.0} Anfragen pro Sekunde traf {sites}; {blocked} davon wurden abgewehrt."),
+                format!(
+                    "Eine Flut von bis zu {peak:.0} Anfragen und Verbindungsversuchen pro Sekunde traf {sites}{}.",
+                    blocked.map(|b| format!("; {b} der Anfragen wurden abgewehrt")).unwrap_or_default()
+                ),
             ),
             Kind::FlashCrowd => (
                 "Großer Andrang".into(),
@@ -334,7 +393,10 @@ pub(crate) fn public(i: &Incident, lang: &str) -> (String, String) {
             ),
             Kind::Flood => (
                 "Attaque contenue".into(),
-                format!("Un flot allant jusqu'à {peak:.0} requêtes par seconde a visé {sites} ; {blocked} a été bloqué."),
+                format!(
+                    "Un flot allant jusqu'à {peak:.0} requêtes et tentatives de connexion par seconde a visé {sites}{}.",
+                    blocked.map(|b| format!(" ; {b} des requêtes ont été bloquées")).unwrap_or_default()
+                ),
             ),
             Kind::FlashCrowd => (
                 "Forte affluence".into(),
@@ -367,7 +429,10 @@ pub(crate) fn public(i: &Incident, lang: &str) -> (String, String) {
             ),
             Kind::Flood => (
                 "Attacco contenuto".into(),
-                format!("Un'ondata fino a {peak:.0} richieste al secondo ha colpito {sites}; {blocked} è stato bloccato."),
+                format!(
+                    "Un'ondata fino a {peak:.0} richieste e tentativi di connessione al secondo ha colpito {sites}{}.",
+                    blocked.map(|b| format!("; il {b} delle richieste è stato bloccato")).unwrap_or_default()
+                ),
             ),
             Kind::FlashCrowd => (
                 "Grande affluenza".into(),
@@ -393,7 +458,10 @@ pub(crate) fn public(i: &Incident, lang: &str) -> (String, String) {
             ),
             Kind::Flood => (
                 "Attack mitigated".into(),
-                format!("A flood of up to {peak:.0} requests per second hit {sites}; {blocked} of it was blocked."),
+                format!(
+                    "A flood of up to {peak:.0} requests and connection attempts per second hit {sites}{}.",
+                    blocked.map(|b| format!("; {b} of its requests were blocked")).unwrap_or_default()
+                ),
             ),
             Kind::FlashCrowd => (
                 "Rush of shoppers".into(),

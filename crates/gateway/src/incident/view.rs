@@ -73,6 +73,8 @@ pub(crate) enum SiteState {
     /// Served by another data center than its own.
     BackupDatacenter,
     Degraded,
+    /// Some of its requests fail (5% or more).
+    PartialOutage,
     Down,
 }
 
@@ -84,6 +86,7 @@ impl SiteState {
             SiteState::AttackMitigated | SiteState::CachedPages | SiteState::BackupDatacenter | SiteState::Degraded => {
                 "degraded_performance"
             }
+            SiteState::PartialOutage => "partial_outage",
             SiteState::Down => "major_outage",
         }
     }
@@ -95,6 +98,7 @@ impl SiteState {
             SiteState::CachedPages => "serving_cached_pages",
             SiteState::BackupDatacenter => "serving_from_backup_datacenter",
             SiteState::Degraded => "degraded",
+            SiteState::PartialOutage => "partial_outage",
             SiteState::Down => "down",
         }
     }
@@ -217,7 +221,7 @@ pub(crate) fn indicator(components: &[Component], open: &[&Incident]) -> (&'stat
     });
     match (worst, impact) {
         (SiteState::Down, _) | (_, Some("critical")) => ("critical", "Major System Outage"),
-        (_, Some("major")) => ("major", "Partial System Outage"),
+        (SiteState::PartialOutage, _) | (_, Some("major")) => ("major", "Partial System Outage"),
         (SiteState::Operational, None | Some("none")) => ("none", "All Systems Operational"),
         _ => ("minor", "Minor Service Outage"),
     }

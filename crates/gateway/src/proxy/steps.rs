@@ -313,7 +313,10 @@ pub(super) fn respond(
             }
             let problem = match kind {
                 ErrorKind::BodyTooLarge => Problem::TooLarge,
-                ErrorKind::ClientTooSlow => Problem::TooSlow,
+                ErrorKind::ClientTooSlow => {
+                    cx.edge.shield.slow.body_cut(cx.conn.peer.ip());
+                    Problem::TooSlow
+                }
                 ErrorKind::ClientBody => Problem::BadRequest,
                 _ => Problem::Unavailable,
             };

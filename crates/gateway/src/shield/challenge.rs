@@ -234,7 +234,7 @@ mod tests {
     #[test]
     fn the_page_script_and_the_verifier_agree_on_the_work() {
         // 10512 is the first nonce pages.rs's script finds for this token (computed with
-        // node); scripts/check-challenge runs the whole exchange in headless Chromium.
+        // node); the binary's browser test runs the whole exchange in headless Chromium.
         assert_eq!(solve("1700000000.12.abcdef.0123"), Some(10512));
     }
 

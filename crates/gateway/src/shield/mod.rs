@@ -9,6 +9,7 @@
 pub(crate) mod admission;
 pub(crate) mod challenge;
 pub(crate) mod cidr;
+mod distinct;
 mod flood;
 pub(crate) mod gcra;
 pub(crate) mod identity;
@@ -16,6 +17,7 @@ pub(crate) mod identity;
 mod memory;
 mod request;
 pub(crate) mod signature;
+pub(crate) mod slow;
 pub(crate) mod table;
 pub(crate) mod topk;
 mod view;
@@ -173,6 +175,8 @@ pub(crate) struct Shield {
     pub(crate) flood: Flood,
     /// The sources and traits of requests that look like a flood's, while it lasts.
     pub(crate) witness: witness::Witness,
+    /// Slow clients (slowloris, slow POST), counted for the incident engine.
+    pub(crate) slow: slow::SlowClients,
     rng: AtomicU64,
 }
 
@@ -245,6 +249,7 @@ impl Shield {
             keys: arc_swap::ArcSwap::from_pointee((secret, keys)),
             flood: Flood::default(),
             witness: Default::default(),
+            slow: Default::default(),
             rng: AtomicU64::new(crate::clock::unix_secs() ^ 0x9e37_79b9_7f4a_7c15),
         }
     }
@@ -286,6 +291,9 @@ impl Shield {
         let mut would_refuse = None;
         if let Some(reason) = self.blocked(rt, ip, now) {
             if !dry {
+                if reason == "blocked" && self.flood.active() {
+                    self.witness.refused(ip, rt.prefix(ip));
+                }
                 return Err(reason);
             }
             would_refuse = Some(reason);

@@ -36,6 +36,8 @@ pub(crate) struct FloodNow {
     /// Distinct addresses and prefixes its requests came from (estimates).
     pub(crate) addresses: u64,
     pub(crate) prefixes: u64,
+    /// Connections from blocked sources refused on accept since the flood began.
+    pub(crate) refused: u64,
     pub(crate) new_prefix_burst: bool,
 }
 
@@ -133,6 +135,7 @@ impl Shield {
             signature: seen.signature().or(signature),
             addresses: seen.addresses,
             prefixes: seen.prefixes,
+            refused: seen.refused,
             new_prefix_burst: self.flood.new_prefix_burst(),
         }
     }

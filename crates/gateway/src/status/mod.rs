@@ -34,23 +34,31 @@ pub(crate) struct Status {
     pub(crate) started: u64,
 }
 
+/// Connections the status page serves at once at most; more are closed on accept. During
+/// an incident a crowd refreshes the page: a CDN in front takes most of it (the answers are
+/// cacheable for five seconds), and this bounds what reaches holdfast.
+const MAX_CONNECTIONS: usize = 1024;
+
 /// Serves the status page on `listener` until shutdown.
 pub(crate) async fn serve(status: Arc<Status>, listener: TcpListener, mut shutdown: watch::Receiver<bool>) {
-    loop {
-        let (tcp, _) = tokio::select! {
-            _ = shutdown.changed() => return,
-            r = listener.accept() => match r {
-                Ok(a) => a,
-                Err(_) => { tokio::time::sleep(std::time::Duration::from_millis(20)).await; continue; }
-            },
-        };
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    while let Some(tcp) = crate::util::accept_until(&listener, &mut shutdown).await {
+        // The permit lives as long as the connection's task, however it ends.
+        let Ok(permit) = slots.clone().try_acquire_owned() else { continue };
         let status = status.clone();
         tokio::spawn(async move {
+            let _permit = permit;
             let svc = service_fn(move |req| {
                 let status = status.clone();
                 async move { Ok::<_, Infallible>(route(&status, &req)) }
             });
-            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            builder
+                .http1()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(std::time::Duration::from_secs(10))
+                .max_buf_size(16 * 1024);
+            builder.http2().max_concurrent_streams(32);
             let serve = builder.serve_connection(TokioIo::new(tcp), svc);
             // A status page visitor gets a minute per connection at most.
             let _ = tokio::time::timeout(std::time::Duration::from_secs(60), serve).await;

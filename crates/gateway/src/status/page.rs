@@ -17,6 +17,7 @@ fn state_words(s: SiteState, w: &Words) -> &'static str {
         SiteState::CachedPages => w.cached_pages,
         SiteState::BackupDatacenter => w.backup_datacenter,
         SiteState::Degraded => w.degraded,
+        SiteState::PartialOutage => w.partial_outage,
         SiteState::Down => w.down,
     }
 }
@@ -24,7 +25,7 @@ fn state_words(s: SiteState, w: &Words) -> &'static str {
 fn state_class(s: SiteState) -> &'static str {
     match s {
         SiteState::Operational => "ok",
-        SiteState::Down => "down",
+        SiteState::Down | SiteState::PartialOutage => "down",
         _ => "warn",
     }
 }
@@ -66,7 +67,7 @@ pub(super) fn html(page: &Page, components: &[Component], incidents: &[Incident]
                         }
                     }
                 }
-                p.banner class=(state_class(worst)) { (banner) }
+                p class=(format!("banner {}", state_class(worst))) { (banner) }
                 table.sites {
                     @for c in components {
                         tr {
@@ -95,12 +96,28 @@ fn incident(i: &Incident, w: &Words, lang: &str, open: bool) -> Markup {
         article.incident id=(crate::incident::view::public_id(&i.id)) {
             h3 { (title) }
             p { (sentence) }
+            @if let Some(impact) = text::public_impact(i, lang) { p.impact { (impact) } }
             p.when {
                 (w.started) " " (time(i.started_at)) " · "
                 @if open { (w.ongoing) } @else { (w.resolved) " " (i.resolved_at.map_or(String::new(), time)) }
             }
+            // Its updates, newest first, as Statuspage shows them (the words of each in
+            // English only: the stage says it in every language).
+            ol.updates reversed {
+                @for u in i.updates.iter().rev() {
+                    li {
+                        strong { (w.stage(u.stage)) } " "
+                        time datetime=(time_attr(u.at)) { (time(u.at)) }
+                        @if lang == "en" { " – " (u.text) }
+                    }
+                }
+            }
         }
     }
+}
+
+fn time_attr(ms: u64) -> String {
+    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms)).to_string()
 }
 
 const STYLE: &str = "body{font-family:system-ui,sans-serif;max-width:860px;margin:1.5em auto;padding:0 1em;color:#222}\
@@ -109,4 +126,5 @@ header{display:flex;justify-content:space-between;align-items:baseline}nav.lang 
 .warn{background:#fff4e5;color:#663c00}.down{background:#fdecea;color:#611a15}\
 table.sites{width:100%;border-collapse:collapse}table.sites th,table.sites td{padding:.5em;border-bottom:1px solid #eee;text-align:left}\
 td.since{color:#777;font-size:.85em}article.incident{border-left:4px solid #ccc;padding:.2em 1em;margin:1em 0}\
-article.incident h3{margin:.3em 0}.when{color:#777;font-size:.85em}footer{margin-top:2em;font-size:.85em}";
+article.incident h3{margin:.3em 0}.when{color:#777;font-size:.85em}.impact{font-weight:500}\
+ol.updates{list-style:none;padding:0;margin:.5em 0;font-size:.9em}ol.updates li{margin:.2em 0}footer{margin-top:2em;font-size:.85em}";

@@ -283,31 +283,8 @@ async fn a_thin_flood_from_many_addresses_is_named_a_flood_and_shoppers_are_serv
     let shop = shoppers(http_addr(&w.gw), 3, Duration::from_millis(50), &stop);
     let started = Instant::now();
     // 2,000 addresses in 64 prefixes, a request or two each: no per-address limit sees it.
-    let addr = http_addr(&w.gw);
     let sent = Arc::new(AtomicU64::new(0));
-    let flood = {
-        let (stop, sent) = (stop.clone(), sent.clone());
-        tokio::spawn(async move {
-            for round in 0..4u32 {
-                for batch in (0..2000u32).collect::<Vec<_>>().chunks(50) {
-                    if stop.load(Ordering::SeqCst) {
-                        return;
-                    }
-                    let tasks: Vec<_> = batch
-                        .iter()
-                        .map(|&k| {
-                            let src = Ipv4Addr::new(127, 40 + (k % 64) as u8, (k / 64) as u8, 1 + round as u8);
-                            tokio::spawn(loic(src, addr, k + round * 2000))
-                        })
-                        .collect();
-                    for t in tasks {
-                        let _ = t.await;
-                    }
-                    sent.fetch_add(batch.len() as u64, Ordering::SeqCst);
-                }
-            }
-        })
-    };
+    let flood = loic_flood(http_addr(&w.gw), &stop, 4, &sent);
     let (i, took) = named(&w.gw, "flood", VERDICT).await.expect("a flood, named within 10 s");
     println!("flood named {took:?} after it began ({} requests sent)", sent.load(Ordering::SeqCst));
     assert!(started.elapsed() >= took);
@@ -350,11 +327,53 @@ async fn ten_times_the_shoppers_is_a_flash_crowd_not_an_attack() {
     assert!(!kinds(&incidents(&w.gw).await).contains(&"flood".to_string()));
 }
 
-/// Runs a LOIC flood from 2,000 addresses (in 64 prefixes) until `stop`.
-fn loic_flood(addr: SocketAddr, stop: &Arc<AtomicBool>) -> JoinHandle<()> {
-    let stop = stop.clone();
+/// Slowloris: 120 connections from 60 addresses, each sending a request head a line at a
+/// time and never finishing it. No request ever arrives, yet it is an attack: named a
+/// flood, with its signature, within 10 s; shoppers are served meanwhile.
+#[tokio::test]
+async fn slowloris_is_named_a_flood() {
+    let w = world("", None).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let shop = shoppers(http_addr(&w.gw), 3, Duration::from_millis(50), &stop);
+    let addr = http_addr(&w.gw);
+    let started = Instant::now();
+    let attackers: Vec<_> = (0..120u32)
+        .map(|k| {
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                let src = Ipv4Addr::new(127, 50, (k % 60) as u8, 1);
+                let Ok(mut s) = connect_from(src, addr).await else { return };
+                let _ = s.write_all(b"GET / HTTP/1.1\r\nHost: shop.test\r\n").await;
+                // A header line every half second, for at most 20 s.
+                for n in 0..40 {
+                    if stop.load(Ordering::SeqCst) || s.write_all(format!("X-a{n}: b\r\n").as_bytes()).await.is_err() {
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            })
+        })
+        .collect();
+    let (i, took) = named(&w.gw, "flood", VERDICT).await.expect("slowloris, named a flood within 10 s");
+    println!("slowloris named {took:?} after it began");
+    assert!(started.elapsed() >= took);
+    assert!(i["facts"]["signature"].as_str().is_some_and(|s| s.contains("slowloris")), "{i}");
+    assert!(i["facts"]["sources"].as_u64().is_some_and(|n| (50..=70).contains(&n)), "{i}");
+    stop.store(true, Ordering::SeqCst);
+    for a in attackers {
+        let _ = a.await;
+    }
+    assert!(futures_sum(shop).await > 20, "shoppers were served");
+    let all = kinds(&incidents(&w.gw).await);
+    assert_eq!(all, vec!["flood"], "nothing else");
+}
+
+/// Runs a LOIC flood from 2,000 addresses (in 64 prefixes), each sending `rounds`
+/// requests, until `stop`; counts what it sent in `sent`.
+fn loic_flood(addr: SocketAddr, stop: &Arc<AtomicBool>, rounds: u32, sent: &Arc<AtomicU64>) -> JoinHandle<()> {
+    let (stop, sent) = (stop.clone(), sent.clone());
     tokio::spawn(async move {
-        for round in 0..20u32 {
+        for round in 0..rounds {
             for batch in (0..2000u32).collect::<Vec<_>>().chunks(50) {
                 if stop.load(Ordering::SeqCst) {
                     return;
@@ -369,6 +388,7 @@ fn loic_flood(addr: SocketAddr, stop: &Arc<AtomicBool>) -> JoinHandle<()> {
                 for t in tasks {
                     let _ = t.await;
                 }
+                sent.fetch_add(batch.len() as u64, Ordering::SeqCst);
             }
         }
     })
@@ -381,7 +401,7 @@ async fn a_datacenter_failure_during_a_flood_is_named_as_both() {
     let w = world("[shield.signatures]\nflood_rate = 20\n", None).await;
     let stop = Arc::new(AtomicBool::new(false));
     let shop = shoppers(http_addr(&w.gw), 3, Duration::from_millis(50), &stop);
-    let flood = loic_flood(http_addr(&w.gw), &stop);
+    let flood = loic_flood(http_addr(&w.gw), &stop, 20, &Arc::new(AtomicU64::new(0)));
     assert!(named(&w.gw, "flood", VERDICT).await.is_some(), "the flood");
     w.set_west(Fault::Blackhole);
     let (dcf, took) = named(&w.gw, "datacenter_failure", VERDICT).await.expect("and the data-center failure");

@@ -25,6 +25,8 @@ struct World {
     suspicious: f64,
     /// eu-west's origins answer this many requests a second with 503 (busy).
     west_busy: u64,
+    /// Slow clients: request heads begun and not finished, and their addresses.
+    slow: (u64, u64),
 }
 
 impl World {
@@ -39,6 +41,7 @@ impl World {
             waiting: 0,
             suspicious: 0.0,
             west_busy: 0,
+            slow: (0, 0),
         }
     }
 
@@ -95,14 +98,22 @@ impl World {
             Some(rate) => FloodObs {
                 active: true,
                 suspicious_per_second: rate,
+                refused_per_second: 3.0 * rate,
                 threshold: 50.0,
                 blocked_prefixes: 40,
                 addresses: 2000,
                 prefixes: 64,
                 signature: Some("no cookies, a new connection per request".into()),
                 new_prefix_burst: true,
+                ..FloodObs::default()
             },
             None => FloodObs { threshold: 50.0, ..FloodObs::default() },
+        };
+        let flood = FloodObs {
+            slow_partial_heads: self.slow.0,
+            slow_sources: self.slow.1,
+            slow_per_second: self.slow.0 as f64 / 10.0,
+            ..flood
         };
         Observation { now: t * 1000, secs: 1.0, sites, flood }
     }
@@ -233,7 +244,32 @@ fn a_flood_is_named_at_once_with_its_signature_and_sources() {
     assert_eq!(at, 21);
     assert_eq!(f.facts.sources, Some(2000));
     assert_eq!(f.facts.signature.as_deref(), Some("no cookies, a new connection per request"));
+    // Its size counts the connections refused from blocked sources with its requests.
+    assert_eq!(f.facts.peak_rps, Some(4.0 * 321.0));
     assert_eq!(kinds_opened(&changes), vec![(Kind::Flood, "*".into())], "flood traffic is no flash crowd");
+}
+
+/// Slowloris: hundreds of connections from hundreds of addresses hold request heads open.
+/// No request ever arrives, yet it is an attack, named with its signature. A few slow
+/// heads from a few addresses (slow mobile links) are nothing.
+#[test]
+fn slow_heads_from_many_addresses_are_a_flood() {
+    let changes = run(40, |t| {
+        let mut w = World::healthy(20.0);
+        w.slow = if t >= 20 { (300, 450) } else { (3, 3) };
+        w
+    });
+    let (at, f) = opened(&changes, Kind::Flood, "*").expect("a flood");
+    assert_eq!(at, 21);
+    assert!(f.facts.signature.as_deref().is_some_and(|s| s.contains("slowloris")), "{:?}", f.facts.signature);
+    assert_eq!(f.facts.sources, Some(450));
+    assert_eq!(kinds_opened(&changes).len(), 1);
+    let calm = run(40, |_| {
+        let mut w = World::healthy(20.0);
+        w.slow = (20, 4);
+        w
+    });
+    assert_eq!(kinds_opened(&calm), Vec::new());
 }
 
 /// December 2010: eu-west's network fails during a flood. Both are named, apart.
@@ -344,6 +380,48 @@ fn busy_origins_whose_checks_time_out_are_an_overload_not_a_failure() {
         let (at, _) = opened(&changes, Kind::DatacenterFailure, "eu-west").unwrap_or_else(|| panic!("{hard}"));
         assert_eq!(at, 23, "{hard}");
     }
+}
+
+/// Five busy minutes, five quiet ones (the usual rate falls), then busy again: back to
+/// the evening's level, under its recent peak, which is no surge.
+#[test]
+fn traffic_back_after_a_lull_is_no_flash_crowd() {
+    let changes = run(780, |t| World::healthy(if (300..600).contains(&t) { 10.0 } else { 60.0 }));
+    assert_eq!(kinds_opened(&changes), Vec::new());
+    // While ten times the usual rate, from the same lull, is one.
+    let changes = run(780, |t| {
+        World::healthy(match t {
+            300..600 => 10.0,
+            600.. => 600.0,
+            _ => 60.0,
+        })
+    });
+    assert!(opened(&changes, Kind::FlashCrowd, "shop-de").is_some());
+}
+
+/// A rush on every site: eu-west's origins queue, their health checks time out and the
+/// sites fail over, but they still answer, slowly. An overload caused by the crowd, no
+/// failure. A black hole in the same rush (nothing answers) is a failure all the same.
+#[test]
+fn origins_swamped_by_a_surge_are_an_overload_and_a_black_hole_in_it_a_failure() {
+    let rush = |t: u64, answering: bool| {
+        let mut w = World::healthy(if t >= 20 { 200.0 } else { 20.0 });
+        w.saturated = t >= 21;
+        if t >= 24 {
+            w.broken.insert("eu-west", (2, "response_timeout"));
+            w.west_late = answering.then_some(900.0);
+        }
+        w
+    };
+    let changes = run(45, |t| rush(t, true));
+    let kinds: Vec<Kind> = kinds_opened(&changes).into_iter().map(|(k, _)| k).collect();
+    assert!(kinds.iter().all(|k| matches!(k, Kind::FlashCrowd | Kind::Overload)), "{kinds:?}");
+    let (_, f) = opened(&changes, Kind::Overload, "shop-de").expect("an overload");
+    assert_eq!(f.facts.cause.as_deref(), Some("flash_crowd"));
+    let changes = run(45, |t| rush(t, false));
+    let (at, f) = opened(&changes, Kind::DatacenterFailure, "eu-west").expect("a failure");
+    assert!(at <= 24 + 6, "within seconds: {at}");
+    assert_eq!(f.facts.mode.as_deref(), Some("blackhole"));
 }
 
 #[test]

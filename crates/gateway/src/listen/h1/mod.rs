@@ -26,6 +26,7 @@ use super::ConnState;
 use crate::body::ClientBody;
 use crate::proxy;
 use crate::proxy::Edge;
+use crate::shield::slow::SlowClients;
 use bytes::{Buf, BytesMut};
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Request, StatusCode, Uri, Version};
@@ -161,9 +162,11 @@ enum NoHead {
 
 /// Reads the next request head. While the connection is idle (nothing of a head read yet)
 /// the connection's watchdog keeps time; a head that has begun must complete within
-/// `client_header`.
-async fn read_head(inbound: &Inbound, state: &ConnState, s: &Settings) -> Result<Head, NoHead> {
+/// `client_header`. A head that does not arrive whole in one read is counted as a slow
+/// client while it is read, and when it is cut off (slowloris, for the incident engine).
+async fn read_head(inbound: &Inbound, state: &ConnState, s: &Settings, slow: &SlowClients) -> Result<Head, NoHead> {
     let mut timer: Option<Pin<Box<tokio::time::Sleep>>> = None;
+    let mut partial = None;
     poll_fn(|cx| {
         let mut r = inbound.lock();
         loop {
@@ -183,7 +186,13 @@ async fn read_head(inbound: &Inbound, state: &ConnState, s: &Settings) -> Result
             return if state.is_closing() { Poll::Ready(Err(NoHead::Closed)) } else { Poll::Pending };
         }
         let t = timer.get_or_insert_with(|| Box::pin(tokio::time::sleep(s.client_header)));
-        t.as_mut().poll(cx).map(|()| Err(NoHead::Closed))
+        if partial.is_none() {
+            partial = Some(slow.head_begun(state.peer.ip()));
+        }
+        t.as_mut().poll(cx).map(|()| {
+            slow.head_cut(state.peer.ip());
+            Err(NoHead::Closed)
+        })
     })
     .await
 }
@@ -205,7 +214,7 @@ where
         if !inbound.lock().skip_body() {
             break true;
         }
-        let head = match read_head(&inbound, &state, &settings).await {
+        let head = match read_head(&inbound, &state, &settings, &edge.shield.slow).await {
             Ok(head) => head,
             Err(NoHead::Closed) => break false,
             Err(NoHead::Refuse(status)) => {

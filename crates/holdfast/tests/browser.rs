@@ -1,0 +1,128 @@
+//! Pages as shoppers and operators see them, in a real browser (headless Chromium): the
+//! public status page in two languages and the post-incident report, after a real
+//! data-center failure; the proof-of-work challenge passed by the browser's own script.
+
+// A test's helpers may unwrap and panic: a failed assumption is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use common::*;
+use std::net::SocketAddr;
+
+fn incidents(admin: SocketAddr) -> Vec<serde_json::Value> {
+    let text = http_get(admin, "admin", "/incidents.json").unwrap_or_default();
+    let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    serde_json::from_str::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v["incidents"].as_array().cloned())
+        .unwrap_or_default()
+}
+
+#[test]
+fn the_status_page_and_the_report_of_a_datacenter_failure_render_in_chromium() {
+    let (west, west_addr) = shop_process("eu-west", &[]);
+    let (_central, central_addr) = shop_process("eu-central", &[]);
+    let path = temp("status.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[listen]\nhttp = [\"127.0.0.1:0\"]\nadmin = \"127.0.0.1:0\"\nstatus = \"127.0.0.1:0\"\n\
+             [status]\ntitle = \"Shop status\"\n\
+             [[datacenter]]\nname = \"eu-west\"\n[[datacenter]]\nname = \"eu-central\"\n\
+             [[site]]\nname = \"shop-de\"\nhosts = [\"shop.de\"]\nlanguage = \"de\"\n\
+             health = {{ interval = \"200ms\", timeout = \"150ms\" }}\n\
+             [[site.pool]]\ndatacenter = \"eu-west\"\norigins = [\"{west_addr}\"]\n\
+             [[site.pool]]\ndatacenter = \"eu-central\"\norigins = [\"{central_addr}\"]\n"
+        ),
+    )
+    .unwrap();
+    let (gw, http, admin) = gateway_process(&path);
+    let status_addr = gw.bound("status page listening");
+    wait_for(|| http_get(http, "shop.de", "/").filter(|r| r.contains("x-datacenter: eu-west")));
+
+    // eu-west's process goes away: the data center refuses.
+    drop(west);
+    let incident = wait_for(|| incidents(admin).into_iter().find(|i| i["kind"] == "datacenter_failure"));
+    // Shoppers meanwhile, served by eu-central: the incident's impact.
+    for n in 0..20 {
+        let r = http_get(http, "shop.de", &format!("/p/{n}")).unwrap();
+        assert!(r.contains("x-datacenter: eu-central"), "{r}");
+    }
+    wait_for(|| incidents(admin).into_iter().find(|i| i["impact"]["requests"].as_u64() >= Some(20)));
+    let public = format!("http://{status_addr}/");
+
+    // German by ?lang=, French by the browser's Accept-Language.
+    let Some(de) = chromium(&["--dump-dom"], &format!("{public}?lang=de")) else { return };
+    assert!(de.contains("<html lang=\"de\">"), "{de}");
+    assert!(de.contains("Ausfall des Rechenzentrums eu-west"), "{de}");
+    assert!(de.contains("Verbindungen abgewiesen"), "the way it failed: {de}");
+    assert!(de.contains("Für die Kundschaft: 100 % der Anfragen beantwortet"), "its impact: {de}");
+    let fr = chromium(&["--dump-dom", "--accept-lang=fr-CH,fr"], &public).unwrap();
+    assert!(fr.contains("<html lang=\"fr\">") && fr.contains("Panne du centre de données eu-west"), "{fr}");
+    for page in [&de, &fr] {
+        for secret in [west_addr.to_string(), central_addr.to_string(), admin.to_string(), "127.0.0.1".into()] {
+            assert!(!page.contains(&secret), "the public page shows {secret}");
+        }
+    }
+    let shot = temp("status.png");
+    chromium(&["--window-size=1000,1200", &format!("--screenshot={}", shot.display())], &format!("{public}?lang=it"))
+        .unwrap();
+    assert!(std::fs::metadata(&shot).map(|m| m.len()).unwrap_or(0) > 10_000, "a screenshot of the page");
+
+    // The post-incident report, on the admin listener: charts drawn, evidence listed.
+    let report =
+        chromium(&["--dump-dom"], &format!("http://{admin}/incidents/{}", incident["id"].as_str().unwrap())).unwrap();
+    assert!(report.matches("<polyline").count() >= 2, "{report}");
+    for heading in ["Timeline", "Evidence", "Impact", "Over time"] {
+        assert!(report.contains(&format!(">{heading}</h2>")), "{heading}: {report}");
+    }
+    assert!(report.contains("refused"), "{report}");
+    let report_shot = temp("report.png");
+    chromium(
+        &["--window-size=1000,2400", &format!("--screenshot={}", report_shot.display())],
+        &format!("http://{admin}/incidents/{}", incident["id"].as_str().unwrap()),
+    )
+    .unwrap();
+    assert!(std::fs::metadata(&report_shot).map(|m| m.len()).unwrap_or(0) > 10_000, "a screenshot of the report");
+    if std::env::var_os("HOLDFAST_KEEP_SCREENSHOTS").is_none() {
+        let _ = std::fs::remove_file(shot);
+        let _ = std::fs::remove_file(report_shot);
+    }
+    let _ = std::fs::remove_file(path);
+}
+
+/// holdfast in "under attack" mode before a shop: Chromium loads a product page, gets the
+/// challenge, runs its script, sends the answer, gets the clearance cookie and the
+/// redirect, and ends on the shop's page.
+#[test]
+fn a_browser_passes_the_proof_of_work_challenge() {
+    let (_shop, shop) = shop_process("eu-west", &[]);
+    let path = temp("challenge.toml");
+    // 127.0.0.1 is judged like any client here (the allow list names someone else).
+    std::fs::write(
+        &path,
+        format!(
+            "[listen]\nhttp = [\"127.0.0.1:0\"]\nadmin = \"127.0.0.1:0\"\n[shield]\nallow = [\"192.0.2.1/32\"]\n\
+             [shield.challenge]\nmode = \"on\"\n[[datacenter]]\nname = \"eu-west\"\n\
+             [[site]]\nname = \"shop-de\"\nhosts = [\"127.0.0.1\"]\nlanguage = \"de\"\nhealth = {{ enabled = false }}\n\
+             [[site.pool]]\ndatacenter = \"eu-west\"\norigins = [\"{shop}\"]\n"
+        ),
+    )
+    .unwrap();
+    let (_gw, http, admin) = gateway_process(&path);
+    let first = wait_for(|| http_get(http, "127.0.0.1", "/p/3"));
+    assert!(first.starts_with("HTTP/1.1 403"), "the challenge without a browser: {first}");
+    let Some(dom) = chromium(&["--dump-dom", "--virtual-time-budget=15000"], &format!("http://{http}/p/3")) else {
+        return;
+    };
+    assert!(!dom.contains("solve("), "Chromium is still on the challenge page: {dom}");
+    assert!(dom.contains("shop-de") || dom.to_lowercase().contains("shop"), "the shop's page: {dom}");
+    let metrics = http_get(admin, "admin", "/metrics").unwrap();
+    let solved = metrics
+        .lines()
+        .find(|l| l.contains("reason=\"challenge_solved\""))
+        .and_then(|l| l.rsplit(' ').next()?.parse::<u64>().ok());
+    assert!(solved >= Some(1), "{metrics}");
+    let _ = std::fs::remove_file(path);
+}
