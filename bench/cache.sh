@@ -1,17 +1,40 @@
 #!/usr/bin/env bash
-# Cache-hit benchmark: holdfast's cache against nginx proxy_cache and HAProxy's cache on
-# this machine, side by side. The origin (nginx, one worker) serves a ~2 KB page with
-# Cache-Control: public, max-age=3600, so after the first request every proxy answers from
-# its cache. One worker/thread each, no access log; `wrk -t1 -c64 -d${DURATION}s --latency`,
+# The cache's benchmarks, on this machine, side by side, loopback only; every process
+# started here is stopped by its PID.
+#
+# 1. Hits: holdfast's cache against nginx proxy_cache and HAProxy's cache. The origin
+#    (nginx, one worker) serves a ~2 KB page with Cache-Control: public, max-age=3600, so
+#    after the first request every proxy answers from its cache.
+# 2. Pages that change: the cache must never make a site slower than no cache. A file
+#    rewritten every second, served with Last-Modified only (heuristic freshness), and the
+#    same with Cache-Control: public, max-age=1 and an ETag; holdfast with its cache on (the
+#    default) against holdfast with it off, on the same origin.
+#
+# One worker/thread each, no access log; `wrk -t1 -c${CONNS} -d${DURATION}s --latency`,
 # interleaved, ${ROUNDS} rounds; prints requests/s, p50, p99, CPU microseconds per request
-# and the ratios. Loopback only; every process started here is stopped by its PID.
+# and the ratios.
 #
 # Usage: bench/cache.sh            (ROUNDS=3 DURATION=10 CONNS=64 by default)
 cd "$(dirname "$0")/.."
 source bench/lib.sh
 setup
 
-start_origin "$ORIGIN" 'add_header Cache-Control "public, max-age=3600";'
+# The pages that change: /heur/ (Last-Modified only: no ETag, no Cache-Control) and
+# /short/ (max-age=1 and an ETag). A location's own add_header keeps the server's
+# Cache-Control off it.
+start_origin "$ORIGIN" 'add_header Cache-Control "public, max-age=3600";
+  location /heur/ { etag off; add_header X-Page heuristic; }
+  location /short/ { add_header Cache-Control "public, max-age=1"; }'
+mkdir -p "$WORK/www/heur" "$WORK/www/short"
+rewrite_pages() {
+  for f in heur short; do
+    { date +%s.%N; head -c 2048 /dev/zero | tr '\0' 'y'; } > "$WORK/www/$f/page.tmp"
+    mv "$WORK/www/$f/page.tmp" "$WORK/www/$f/page.html"
+  done
+}
+rewrite_pages
+# Rewritten every second for as long as the benchmark can take, and no longer.
+( for _ in $(seq 1 $((ROUNDS * DURATION * 8 + 60))); do sleep 1; rewrite_pages; done ) & PIDS+=($!)
 
 mkdir -p "$WORK/proxy/cache"
 chmod 777 "$WORK/proxy/cache"
@@ -27,4 +50,31 @@ for port in "$P_NGINX" "$P_HAPROXY" "$P_HOLDFAST"; do curl -fs -o /dev/null -H '
 echo "nginx:    $(curl -fsI -H 'Host: bench.local' "http://127.0.0.1:$P_NGINX/" | grep -i '^x-cache-status' | tr -d '\r')"
 echo "holdfast: $(curl -fsI -H 'Host: bench.local' "http://127.0.0.1:$P_HOLDFAST/" | grep -i '^cache-status' | tr -d '\r')"
 
-run_rounds "holdfast cache-hit benchmark"
+run_rounds "1. cache hits"
+
+# 2. holdfast with its cache off beside it (its own ports), on the pages that change.
+P_OFF=$((BASE_PORT + 7))
+holdfast_config "$P_OFF" "$((BASE_PORT + 8))" "$ORIGIN" false > "$WORK/holdfast-off.toml"
+RUST_LOG=warn "$HOLDFAST" run --workers 1 --config "$WORK/holdfast-off.toml" & PIDS+=($!)
+OFF_PID=$!
+wait_serving "$P_OFF"
+for page in heur short; do
+  echo
+  echo "2. /$page/page.html ($([ $page = heur ] && echo 'Last-Modified only: heuristic freshness' || echo 'max-age=1 and an ETag')), rewritten every second"
+  echo "   origin: $(curl -fsI "http://127.0.0.1:$ORIGIN/$page/page.html" | grep -iE '^(cache-control|etag|last-modified):' | tr -d '\r' | tr '\n' ' ')"
+  for round in $(seq 1 "$ROUNDS"); do
+    BENCH_PATH=/$page/page.html measure cache-off "$P_OFF" "$OFF_PID" "$round"
+    BENCH_PATH=/$page/page.html measure cache-on "$P_HOLDFAST" "$HOLDFAST_PID" "$round"
+  done
+  echo "   holdfast: $(curl -fs "http://127.0.0.1:$P_ADMIN/metrics" | grep -E 'holdfast_cache_total\{site="bench"' | tr '\n' ' ')"
+  printf "%-9s %12s %10s %10s %12s\n" "" "req/s" "p50 ms" "p99 ms" "cpu us/req"
+  for name in cache-off cache-on; do
+    r=(); a=(); b=(); c=()
+    for round in $(seq 1 "$ROUNDS"); do
+      r+=("${RPS[$name,$round]}"); a+=("${P50[$name,$round]}"); b+=("${P99[$name,$round]}"); c+=("${CPU[$name,$round]}")
+    done
+    M_RPS[$name]=$(median "${r[@]}"); M_P99[$name]=$(median "${b[@]}"); M_CPU[$name]=$(median "${c[@]}")
+    printf "%-9s %12s %10s %10s %12s\n" "$name" "${M_RPS[$name]}" "$(median "${a[@]}")" "${M_P99[$name]}" "${M_CPU[$name]}"
+  done
+  echo "   cache on/off: req/s $(ratio "${M_RPS[cache-on]}" "${M_RPS[cache-off]}")x  p99 $(ratio "${M_P99[cache-on]}" "${M_P99[cache-off]}")x"
+done

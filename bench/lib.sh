@@ -84,10 +84,11 @@ declare -A RPS P50 P99 CPU USR
 # measure NAME PORT PID ROUND
 measure() {
   local name=$1 port=$2 pid=$3 round=$4
-  curl -fs -o /dev/null -H 'Host: bench.local' "http://127.0.0.1:$port/"
+  local path=${BENCH_PATH:-/}
+  curl -fs -o /dev/null -H 'Host: bench.local' "http://127.0.0.1:$port$path"
   local before after ubefore uafter out reqs errors
   before=$(cpu_ticks "$pid"); ubefore=$(user_ticks "$pid")
-  out=$(wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency -H 'Host: bench.local' "http://127.0.0.1:$port/")
+  out=$(wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency -H 'Host: bench.local' "http://127.0.0.1:$port$path")
   after=$(cpu_ticks "$pid"); uafter=$(user_ticks "$pid")
   reqs=$(echo "$out" | awk '/requests in/ {print $1}')
   errors=$(echo "$out" | awk '/Non-2xx|Socket errors/ {print}')

@@ -94,7 +94,8 @@ pub(crate) fn parse(body: &str, start_ms: u64) -> Vec<Named> {
                         mode: i["facts"]["mode"].as_str().map(str::to_string),
                         cause: i["facts"]["cause"].as_str().map(str::to_string),
                         started_s: secs(&i["started_at"])?,
-                        detected_s: secs(&i["detected_at"])?,
+                        // Named as the kind it is now (an escalated incident: when it was).
+                        detected_s: secs(&i["kind_since"]).or_else(|| secs(&i["detected_at"]))?,
                         resolved_s: secs(&i["resolved_at"]),
                         summary: i["summary"].as_str().unwrap_or_default().to_string(),
                         role: "false_alarm",

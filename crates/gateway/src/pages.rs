@@ -7,6 +7,8 @@ struct Texts {
     unavailable_title: &'static str,
     unavailable_body: &'static str,
     order_not_placed: &'static str,
+    /// An origin answered an order with an error: it may or may not have been placed.
+    order_check: &'static str,
     bad_request: &'static str,
     too_large: &'static str,
     retry: &'static str,
@@ -22,6 +24,7 @@ const EN: Texts = Texts {
     unavailable_title: "We'll be right back",
     unavailable_body: "The shop is briefly unavailable. Please try again in a moment.",
     order_not_placed: "Your order was NOT placed. Nothing has been charged. Please try again in a moment.",
+    order_check: "Your order may not have gone through. Please check your orders before you try again.",
     bad_request: "The request could not be understood.",
     too_large: "The request is too large.",
     retry: "Try again",
@@ -37,6 +40,7 @@ const DE: Texts = Texts {
     unavailable_body: "Der Shop ist kurzzeitig nicht erreichbar. Bitte versuchen Sie es in einem Moment erneut.",
     order_not_placed:
         "Ihre Bestellung wurde NICHT aufgegeben. Es wurde nichts berechnet. Bitte versuchen Sie es gleich noch einmal.",
+    order_check: "Ihre Bestellung ist möglicherweise nicht eingegangen. Bitte prüfen Sie Ihre Bestellungen, bevor Sie es erneut versuchen.",
     bad_request: "Die Anfrage konnte nicht verstanden werden.",
     too_large: "Die Anfrage ist zu groß.",
     retry: "Erneut versuchen",
@@ -51,6 +55,7 @@ const FR: Texts = Texts {
     unavailable_title: "Nous revenons tout de suite",
     unavailable_body: "La boutique est momentanément indisponible. Veuillez réessayer dans un instant.",
     order_not_placed: "Votre commande n'a PAS été passée. Rien n'a été débité. Veuillez réessayer dans un instant.",
+    order_check: "Votre commande n'a peut-être pas abouti. Veuillez vérifier vos commandes avant de réessayer.",
     bad_request: "La requête n'a pas pu être comprise.",
     too_large: "La requête est trop volumineuse.",
     retry: "Réessayer",
@@ -65,6 +70,7 @@ const IT: Texts = Texts {
     unavailable_title: "Torniamo subito",
     unavailable_body: "Il negozio è momentaneamente non disponibile. Riprova tra un momento.",
     order_not_placed: "Il tuo ordine NON è stato effettuato. Non è stato addebitato nulla. Riprova tra un momento.",
+    order_check: "Il tuo ordine potrebbe non essere andato a buon fine. Controlla i tuoi ordini prima di riprovare.",
     bad_request: "La richiesta non è stata compresa.",
     too_large: "La richiesta è troppo grande.",
     retry: "Riprova",
@@ -100,6 +106,9 @@ pub(crate) enum Problem {
     Blocked,
     /// A request body slower than the minimum upload rate (408).
     TooSlow,
+    /// An origin answered with this error status (500, 502, 503, 504): the maintenance
+    /// page with that status.
+    OriginError(StatusCode),
 }
 
 /// A page for a site. `unsafe_method` adds that an order (or other change) was not made.
@@ -115,13 +124,17 @@ pub(crate) fn site_page(language: &str, site: &str, problem: Problem, unsafe_met
         Problem::TooMany => (StatusCode::TOO_MANY_REQUESTS, t.too_many, ""),
         Problem::Blocked => (StatusCode::FORBIDDEN, t.blocked, ""),
         Problem::TooSlow => (StatusCode::REQUEST_TIMEOUT, t.too_slow, ""),
+        Problem::OriginError(status) => (status, t.unavailable_title, t.unavailable_body),
     };
-    let order = if unsafe_method && matches!(problem, Problem::Unavailable | Problem::Busy | Problem::TooMany) {
-        format!("<p class=\"order\"><strong>{}</strong></p>", t.order_not_placed)
-    } else {
-        String::new()
+    let order = match problem {
+        _ if !unsafe_method => String::new(),
+        Problem::Unavailable | Problem::Busy | Problem::TooMany => {
+            format!("<p class=\"order\"><strong>{}</strong></p>", t.order_not_placed)
+        }
+        Problem::OriginError(_) => format!("<p class=\"order\"><strong>{}</strong></p>", t.order_check),
+        _ => String::new(),
     };
-    let retry = if matches!(problem, Problem::Unavailable | Problem::Busy) {
+    let retry = if matches!(problem, Problem::Unavailable | Problem::Busy | Problem::OriginError(_)) {
         format!("<p><a href=\"\">{}</a></p>", t.retry)
     } else {
         String::new()

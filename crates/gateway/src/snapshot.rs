@@ -77,13 +77,10 @@ fn site_cache(s: &config::Site, previous: Option<&Snapshot>) -> Option<Arc<crate
     let reuse = previous_site(s, previous)
         .filter(|x| x.cfg.cache.max_bytes == c.max_bytes && x.cfg.cache.max_object_bytes == c.max_object_bytes)
         .and_then(|x| x.cache.clone());
-    reuse.or_else(|| {
-        Some(Arc::new(crate::cache::SiteCache::new(
-            c.max_bytes.get(),
-            c.max_object_bytes.get(),
-            c.serve_stale_on_error.get(),
-        )))
-    })
+    let cache =
+        reuse.unwrap_or_else(|| Arc::new(crate::cache::SiteCache::new(c.max_bytes.get(), c.max_object_bytes.get())));
+    cache.set_stale_rules(c.serve_stale_on_error.get(), c.stale_while_revalidate.get());
+    Some(cache)
 }
 
 impl Snapshot {

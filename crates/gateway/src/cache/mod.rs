@@ -7,30 +7,30 @@
 //! On top of them, holdfast's own rules: never store a response with Set-Cookie, never one
 //! to a request with Authorization (the policy also checks), and serve stale when every
 //! origin fails (RFC 5861 stale-if-error, or the site's `serve_stale_on_error`), never for
-//! must-revalidate, proxy-revalidate or no-cache.
+//! must-revalidate, proxy-revalidate, no-cache or s-maxage.
+//!
+//! - [`directives`]: Cache-Control as RFC 9111 reads it (any case, invalid values), Age;
+//! - [`variant`]: one stored response: freshness (with a heuristic that never leaves a
+//!   page without any), age, Vary, stale rules, the update by a 304;
+//! - [`conditional`]: the client's preconditions and ranges, answered from a full response.
+//!
+//! Misses and revalidations of one URL are collapsed: one request goes to the origin, the
+//! others wait for it ([`Leader`], [`Fill`]) and are answered from what it stored.
 
+mod conditional;
 mod directives;
+mod variant;
 
+pub(crate) use conditional::ClientAsks;
 pub(crate) use directives::Directives;
+pub(crate) use variant::Variant;
 
 use bytes::{Bytes, BytesMut};
 use http::{HeaderValue, Method, StatusCode};
 use http_cache_semantics::{BeforeRequest, CacheOptions, CachePolicy};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
-
-/// One stored response (one Vary variant of a URL).
-#[derive(Debug)]
-pub(crate) struct Variant {
-    pub(crate) policy: CachePolicy,
-    /// The response as stored (for answers served stale, with Age added).
-    pub(crate) status: StatusCode,
-    pub(crate) headers: http::HeaderMap,
-    pub(crate) body: Bytes,
-    /// When it stops being fresh.
-    pub(crate) fresh_until: SystemTime,
-    pub(crate) directives: Directives,
-}
 
 /// The variants of one URL (by Vary).
 type Entry = Arc<Vec<Arc<Variant>>>;
@@ -43,7 +43,10 @@ pub(crate) struct SiteCache {
     /// is dropped (and every follower sees it) when its [`Leader`] is.
     inflight: std::sync::Mutex<std::collections::HashMap<String, tokio::sync::watch::Sender<()>>>,
     pub(crate) max_object: usize,
-    pub(crate) serve_stale_on_error: Duration,
+    /// The operator's stale rules (ms), set by each snapshot: `serve_stale_on_error` and
+    /// `stale_while_revalidate`.
+    stale_on_error_ms: AtomicU64,
+    stale_while_revalidate_ms: AtomicU64,
     /// Entries evicted for space (moka's listener counts them).
     evictions: Arc<std::sync::atomic::AtomicU64>,
     /// Evictions already reported to the metrics counter.
@@ -52,11 +55,11 @@ pub(crate) struct SiteCache {
 
 /// What the cache holds for a request.
 pub(crate) enum Lookup {
-    /// Fresh: answer with these headers (Age updated) and the stored body.
-    Fresh(Arc<Variant>, http::response::Parts),
-    /// Stored but stale (or the request asks to revalidate): send this request (it carries
-    /// validators) to the origin; the variant can still serve on error.
-    Stale(Arc<Variant>, Box<http::request::Parts>),
+    /// Fresh: answer with it.
+    Fresh(Arc<Variant>),
+    /// Stored but stale (or the request asks to revalidate): revalidate it with its
+    /// validators; it can still serve on error.
+    Stale(Arc<Variant>),
     Miss,
 }
 
@@ -67,7 +70,7 @@ impl std::fmt::Debug for SiteCache {
 }
 
 impl SiteCache {
-    pub(crate) fn new(max_bytes: u64, max_object: u64, serve_stale_on_error: Duration) -> SiteCache {
+    pub(crate) fn new(max_bytes: u64, max_object: u64) -> SiteCache {
         let evictions = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let counter = evictions.clone();
         let store = moka::sync::Cache::builder()
@@ -87,10 +90,25 @@ impl SiteCache {
             refreshing: Default::default(),
             inflight: Default::default(),
             max_object: max_object as usize,
-            serve_stale_on_error,
+            stale_on_error_ms: AtomicU64::new(0),
+            stale_while_revalidate_ms: AtomicU64::new(0),
             evictions,
             evictions_reported: Default::default(),
         }
+    }
+
+    /// The operator's stale rules, from the site's config (a reload changes them).
+    pub(crate) fn set_stale_rules(&self, on_error: Duration, while_revalidating: Duration) {
+        self.stale_on_error_ms.store(on_error.as_millis() as u64, Relaxed);
+        self.stale_while_revalidate_ms.store(while_revalidating.as_millis() as u64, Relaxed);
+    }
+
+    pub(crate) fn serve_stale_on_error(&self) -> Duration {
+        Duration::from_millis(self.stale_on_error_ms.load(Relaxed))
+    }
+
+    pub(crate) fn stale_while_revalidate(&self) -> Duration {
+        Duration::from_millis(self.stale_while_revalidate_ms.load(Relaxed))
     }
 
     /// The key: host and target (method is GET for GET and HEAD; Vary picks the variant).
@@ -101,21 +119,22 @@ impl SiteCache {
         k
     }
 
+    /// The variant a request selects, fresh or stale. A request without directives of its
+    /// own is looked up without copying anything; one with them (no-cache, max-age,
+    /// max-stale, min-fresh) is judged by http-cache-semantics.
     pub(crate) fn lookup(&self, key: &str, req: &http::request::Parts, now: SystemTime) -> Lookup {
         let Some(entry) = self.store.get(key) else { return Lookup::Miss };
-        let mut stale = None;
-        for v in entry.iter() {
-            match v.policy.before_request(req, now) {
-                BeforeRequest::Fresh(parts) => return Lookup::Fresh(v.clone(), parts),
-                BeforeRequest::Stale { request, matches: true } if stale.is_none() => {
-                    stale = Some((v.clone(), Box::new(request)));
-                }
-                BeforeRequest::Stale { .. } => {}
-            }
-        }
-        match stale {
-            Some((v, r)) => Lookup::Stale(v, r),
-            None => Lookup::Miss,
+        let Some(v) = entry.iter().find(|v| v.selected_by(&req.headers)) else { return Lookup::Miss };
+        let fresh = if Directives::in_request(&req.headers) {
+            let req = normalized_request(req);
+            matches!(v.policy.before_request(&*req, now), BeforeRequest::Fresh(_)) && v.is_fresh(now)
+        } else {
+            v.is_fresh(now)
+        };
+        if fresh {
+            Lookup::Fresh(v.clone())
+        } else {
+            Lookup::Stale(v.clone())
         }
     }
 
@@ -131,8 +150,7 @@ impl SiteCache {
         if req.headers.contains_key(http::header::AUTHORIZATION) {
             return None;
         }
-        let opts = CacheOptions { shared: true, ..CacheOptions::default() };
-        let policy = CachePolicy::new_options(req, resp, now, opts);
+        let policy = policy(req, resp, now);
         // Worth storing: fresh for a while, or revalidatable with a conditional request.
         let useful = policy.time_to_live(now) > Duration::ZERO || Directives::revalidatable(&resp.headers);
         (policy.is_storable() && useful).then_some(policy)
@@ -144,22 +162,10 @@ impl SiteCache {
     }
 
     pub(crate) fn insert_shared(&self, key: String, variant: Arc<Variant>, req: &http::request::Parts) {
-        let now = SystemTime::now();
         let mut list: Vec<Arc<Variant>> = self
             .store
             .get(&key)
-            .map(|e| {
-                e.iter()
-                    .filter(|v| {
-                        !matches!(
-                            v.policy.before_request(req, now),
-                            BeforeRequest::Fresh(_) | BeforeRequest::Stale { matches: true, .. }
-                        )
-                    })
-                    .take(7)
-                    .cloned()
-                    .collect()
-            })
+            .map(|e| e.iter().filter(|v| !v.selected_by(&req.headers)).take(7).cloned().collect())
             .unwrap_or_default();
         list.push(variant);
         self.store.insert(key, Arc::new(list));
@@ -225,49 +231,32 @@ pub(crate) fn cache_request(parts: &http::request::Parts) -> http::request::Part
     r.into_parts().0
 }
 
-impl Variant {
-    /// Bytes it takes: body, headers, and a fixed share for the policy and bookkeeping.
-    fn weight(&self) -> usize {
-        let headers: usize = self.headers.iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum();
-        self.body.len() + headers + 256
-    }
-
-    /// The stored response's head as of `now` (Age updated).
-    pub(crate) fn parts(&self, now: SystemTime) -> http::response::Parts {
-        let mut r = http::Response::new(());
-        *r.status_mut() = self.status;
-        *r.headers_mut() = self.headers.clone();
-        r.headers_mut().insert(http::header::AGE, HeaderValue::from(self.policy.age(now).as_secs()));
-        r.into_parts().0
-    }
-
-    /// Seconds past freshness (negative while fresh).
-    pub(crate) fn staleness(&self, now: SystemTime) -> i64 {
-        match now.duration_since(self.fresh_until) {
-            Ok(d) => d.as_secs() as i64,
-            Err(e) => -(e.duration().as_secs() as i64),
+/// The policy of a response as http-cache-semantics sees it: a shared cache, the headers
+/// in their normal form.
+pub(crate) fn policy(req: &http::request::Parts, resp: &http::response::Parts, now: SystemTime) -> CachePolicy {
+    let opts = CacheOptions { shared: true, ..CacheOptions::default() };
+    match directives::normalize(&resp.headers) {
+        None => CachePolicy::new_options(req, resp, now, opts),
+        Some(headers) => {
+            let mut r = http::Response::new(());
+            *r.status_mut() = resp.status;
+            *r.headers_mut() = headers;
+            CachePolicy::new_options(req, &r.into_parts().0, now, opts)
         }
     }
+}
 
-    /// How long it has been stale (zero while fresh), exactly: a lifetime of "0s" allows
-    /// no staleness at all, not the rest of a second.
-    fn stale_for(&self, now: SystemTime) -> Duration {
-        now.duration_since(self.fresh_until).unwrap_or(Duration::ZERO)
-    }
-
-    /// May it answer when every origin failed (stale-if-error)?
-    pub(crate) fn serves_on_error(&self, now: SystemTime, operator_max: Duration) -> bool {
-        if self.directives.must_revalidate {
-            return false;
+/// The request with its Cache-Control in normal form (for http-cache-semantics).
+fn normalized_request(req: &http::request::Parts) -> std::borrow::Cow<'_, http::request::Parts> {
+    match directives::normalize(&req.headers) {
+        None => std::borrow::Cow::Borrowed(req),
+        Some(headers) => {
+            let mut r = http::Request::new(());
+            *r.method_mut() = req.method.clone();
+            *r.uri_mut() = req.uri.clone();
+            *r.headers_mut() = headers;
+            std::borrow::Cow::Owned(r.into_parts().0)
         }
-        let allowed = self.directives.stale_if_error.map_or(operator_max, |s| operator_max.max(Duration::from_secs(s)));
-        self.stale_for(now) <= allowed
-    }
-
-    /// May it answer now while a fresh copy is fetched (stale-while-revalidate)?
-    pub(crate) fn serves_while_revalidating(&self, now: SystemTime) -> bool {
-        !self.directives.must_revalidate
-            && self.directives.stale_while_revalidate.is_some_and(|s| self.stale_for(now) <= Duration::from_secs(s))
     }
 }
 
@@ -320,7 +309,6 @@ pub(crate) struct Tee {
     pub(crate) policy: CachePolicy,
     pub(crate) status: StatusCode,
     pub(crate) headers: http::HeaderMap,
-    pub(crate) directives: Directives,
     pub(crate) buf: BytesMut,
     /// Waiting requests are woken when the body is stored (or the tee is dropped).
     pub(crate) leader: Option<Leader>,
@@ -339,16 +327,8 @@ impl Tee {
     /// The body ended whole: store it (then the leader guard wakes the waiters).
     pub(crate) fn finish(mut self) {
         let leader = self.leader.take();
-        let now = SystemTime::now();
-        let fresh_until = now + self.policy.time_to_live(now);
-        let v = Variant {
-            policy: self.policy,
-            status: self.status,
-            headers: self.headers,
-            body: self.buf.freeze(),
-            fresh_until,
-            directives: self.directives,
-        };
+        let v =
+            Variant::new(self.policy, self.status, self.headers, self.buf.freeze(), &self.request, SystemTime::now());
         self.cache.insert(self.key, v, &self.request);
         drop(leader);
     }

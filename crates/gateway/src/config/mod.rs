@@ -246,9 +246,28 @@ pub struct Site {
     /// The shared HTTP cache of the site.
     #[serde(default)]
     pub cache: Cache,
+    /// `[site.errors]`: what becomes of the origins' own error responses.
+    #[serde(default)]
+    pub errors: Errors,
     /// Origin pools in failover order.
     #[serde(default, rename = "pool")]
     pub pools: Vec<Pool>,
+}
+
+/// `[site.errors]`: the origins' own error responses.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Errors {
+    /// An origin's 502, 503 or 504 (with no stale copy to answer instead) becomes the
+    /// site's own page in its language; false: it passes through as the origin wrote it,
+    /// and is cached or not as its headers say (nginx without `proxy_intercept_errors`).
+    pub replace_origin_errors: bool,
+}
+
+impl Default for Errors {
+    fn default() -> Self {
+        Errors { replace_origin_errors: true }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -262,8 +281,14 @@ pub struct Cache {
     /// Larger responses pass through without being stored.
     pub max_object_bytes: ByteSize,
     /// When every origin fails, serve a stored response this stale even if the origin
-    /// sent no stale-if-error (never for must-revalidate, proxy-revalidate, no-cache).
+    /// sent no stale-if-error (never for must-revalidate, proxy-revalidate, no-cache,
+    /// s-maxage).
     pub serve_stale_on_error: Dur,
+    /// Answer a stored response up to this stale at once while one request revalidates it
+    /// in the background, even if the origin sent no stale-while-revalidate (as nginx's
+    /// `proxy_cache_use_stale updating` with `proxy_cache_background_update`); 0: only as
+    /// the origin allows.
+    pub stale_while_revalidate: Dur,
 }
 
 impl Default for Cache {
@@ -273,6 +298,7 @@ impl Default for Cache {
             max_bytes: ByteSize(64 * 1024 * 1024),
             max_object_bytes: ByteSize(1024 * 1024),
             serve_stale_on_error: Dur::secs(6 * 3600),
+            stale_while_revalidate: Dur::secs(0),
         }
     }
 }

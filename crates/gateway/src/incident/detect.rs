@@ -110,6 +110,9 @@ pub(crate) enum Change {
     Cleared(Key),
     /// Its condition has been clear for `resolve_after`: resolved.
     Resolve(Key),
+    /// The open incident `from` (single origins failing in a data center) turns out to be
+    /// this one (the whole data center failing): the same incident, its kind upgraded.
+    Escalate { from: Key, finding: Finding },
 }
 
 #[derive(Debug)]
@@ -671,7 +674,16 @@ impl Detector {
                 changes.push(Change::Holds(f));
             } else if t.streak >= needed {
                 t.open = true;
-                changes.push(Change::Open { since: t.first_seen, finding: f });
+                let since = t.first_seen;
+                // Origins of a data center failing one after another, then the whole of it:
+                // one incident, escalated, not a second beside the first.
+                let smaller = Key { kind: Kind::OriginFailure, scope: f.key.scope.clone() };
+                if f.key.kind == Kind::DatacenterFailure && self.tracks.get(&smaller).is_some_and(|t| t.open) {
+                    self.tracks.remove(&smaller);
+                    changes.push(Change::Escalate { from: smaller, finding: f });
+                } else {
+                    changes.push(Change::Open { since, finding: f });
+                }
             }
         }
         let resolve_after = self.tuning.resolve_after_ms;

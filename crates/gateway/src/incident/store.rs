@@ -33,6 +33,10 @@ pub(crate) struct Incident {
     /// When it was named.
     #[serde(with = "crate::util::rfc3339_ms")]
     pub(crate) detected_at: u64,
+    /// When it was named as the kind it is now (later than `detected_at` when it was
+    /// escalated: origins failing, then the whole data center).
+    #[serde(with = "crate::util::rfc3339_ms", default)]
+    pub(crate) kind_since: u64,
     #[serde(with = "crate::util::rfc3339_ms_opt", default)]
     pub(crate) resolved_at: Option<u64>,
     #[serde(with = "crate::util::rfc3339_ms")]
@@ -175,6 +179,16 @@ impl Incidents {
                     }
                 }
                 Change::Resolve(key) => resolving.push(key),
+                Change::Escalate { from, finding } => {
+                    let Some(id) = inner.open.remove(&from) else { continue };
+                    let old = from.kind;
+                    inner.open.insert(finding.key.clone(), id.clone());
+                    if let Some(i) = inner.list.iter_mut().find(|i| i.id == id) {
+                        i.escalate(finding, now);
+                        self.escalated_metrics(i, old, now);
+                        touched.push((Event::Updated, id));
+                    }
+                }
             }
         }
         inner.remember(obs, totals);
@@ -288,6 +302,14 @@ impl Incidents {
         }
     }
 
+    fn escalated_metrics(&self, i: &Incident, old: Kind, now: u64) {
+        let m = &self.telemetry.metrics;
+        for (site, dc) in labels(i) {
+            m.incident_open(old.as_str(), &site, &dc, false);
+        }
+        self.opened_metrics(i, now);
+    }
+
     fn resolved_metrics(&self, i: &Incident) {
         for (site, dc) in labels(i) {
             self.telemetry.metrics.incident_open(i.kind.as_str(), &site, &dc, false);
@@ -321,6 +343,7 @@ impl Inner {
             stage,
             started_at: since,
             detected_at: now,
+            kind_since: now,
             resolved_at: None,
             updated_at: now,
             scope: f.key.scope.clone(),
@@ -466,6 +489,30 @@ impl Incident {
 
     /// Its condition holds: new evidence; true when something worth telling changed (it
     /// came back after clearing, or a data center's way of failing turned out otherwise).
+    /// Becomes the larger incident the finding names (single origins failing → the whole
+    /// data center): its kind, scope, facts and evidence, with an update saying so.
+    fn escalate(&mut self, f: Finding, now: u64) {
+        self.kind = f.key.kind;
+        self.kind_since = now;
+        self.scope = f.key.scope;
+        self.stage = Stage::Identified;
+        for s in f.sites {
+            if !self.sites.contains(&s) {
+                self.sites.push(s);
+            }
+        }
+        self.datacenters = f.datacenters;
+        self.facts.mode = f.facts.mode;
+        self.facts.moved_to = f.facts.moved_to;
+        self.facts.origins = merge(&self.facts.origins, &f.facts.origins);
+        self.evidence = f.evidence;
+        self.confidence = f.confidence;
+        self.updated_at = now;
+        self.summary = text::summary(self, &[]);
+        let text = format!("Escalated: {}", self.summary);
+        self.push_update(now, Stage::Identified, text);
+    }
+
     fn holds(&mut self, f: Finding, now: u64) -> bool {
         let mut told = false;
         if self.stage == Stage::Monitoring {
@@ -574,6 +621,32 @@ mod tests {
             sites: vec![SiteObs { name: "shop-de".into(), counts, pools, ..SiteObs::default() }],
             ..Observation::default()
         }
+    }
+
+    #[test]
+    fn an_origin_failure_that_spreads_is_escalated_in_place() {
+        let store = Incidents::new(Arc::new(Telemetry::new()), Vec::new(), 3_600_000, 10);
+        let mut d = Detector::new(Tuning::default());
+        let mut ids = Vec::new();
+        for t in 0..40 {
+            let mut o = obs(t, t >= 26, 0);
+            if (20..26).contains(&t) {
+                // One of eu-west's two origins down: the data center still serves.
+                o.sites[0].pools[0].available = 1;
+                o.sites[0].pools[0].errors = vec![("connect_refused", 2)];
+            }
+            let all = BTreeMap::from([("shop-de".to_string(), o.sites[0].counts.clone())]);
+            for (e, i) in store.apply(d.step(&o), &o, &all) {
+                ids.push((t, e, i.id.clone(), i.kind));
+            }
+        }
+        let all = store.all();
+        assert_eq!(all.len(), 1, "one incident: {ids:?}");
+        let i = &all[0];
+        assert_eq!(i.kind, Kind::DatacenterFailure);
+        assert!(i.kind_since > i.detected_at, "named a data-center failure later than first named");
+        assert!(i.updates.iter().any(|u| u.text.starts_with("Escalated:")), "{:?}", i.updates);
+        assert_eq!(store.lock().open.len(), 1);
     }
 
     #[test]

@@ -26,6 +26,7 @@ pub(crate) fn admin(i: &Incident) -> Value {
         "stage": i.stage.as_str(),
         "started_at": time(i.started_at),
         "detected_at": time(i.detected_at),
+        "kind_since": time(i.kind_since.max(i.detected_at)),
         "resolved_at": time_opt(i.resolved_at),
         "updated_at": time(i.updated_at),
         "sites": i.sites,

@@ -1,10 +1,11 @@
 //! The cache on the request path: what to do before forwarding (answer fresh; answer stale
-//! while revalidating in the background; add validators to revalidate) and after (store;
-//! answer a 304 from the stored body; answer stale when the origins failed), and
-//! invalidation by unsafe methods.
+//! while revalidating in the background; revalidate with the cache's own validators, one
+//! request at a time) and after (store; answer a 304 from the stored body; answer stale when
+//! the origins failed), the client's own preconditions and ranges answered from what the
+//! cache holds or fetched, and invalidation by unsafe methods.
 
 use super::body::RespBody;
-use crate::cache::{self, Lookup, SiteCache, Tee, Variant};
+use crate::cache::{self, ClientAsks, Lookup, SiteCache, Tee, Variant};
 use http::header::{self, HeaderName};
 use http::{Method, Response, StatusCode};
 use std::sync::Arc;
@@ -16,44 +17,56 @@ pub(crate) static CACHE_STATUS: HeaderName = HeaderName::from_static("cache-stat
 pub(crate) struct Plan {
     pub(crate) cache: Arc<SiteCache>,
     pub(crate) key: String,
-    /// The request as stored with a response (GET, origin-form, client headers).
+    /// The request as stored with a response (GET, origin-form, client headers but their
+    /// conditional and range fields).
     pub(crate) request: http::request::Parts,
     /// A stored response that is stale: for a 304, or to answer if the origins fail.
     pub(crate) stale: Option<Arc<Variant>>,
-    /// We added validators the client did not send: a 304 is ours, not the client's.
-    pub(crate) added_validators: bool,
-    pub(crate) head: bool,
-    /// This request fetches a miss that others wait for.
+    /// The request goes to the origin with the cache's validators, not the client's.
+    pub(crate) revalidating: bool,
+    pub(crate) method: Method,
+    /// The client's own preconditions and range, answered by the cache.
+    pub(crate) asks: ClientAsks,
+    /// This request fetches (or revalidates) for others that wait.
     pub(crate) leader: Option<cache::Leader>,
+}
+
+impl Plan {
+    pub(crate) fn head(&self) -> bool {
+        self.method == Method::HEAD
+    }
 }
 
 /// An answer from the cache.
 pub(crate) struct Hit {
     pub(crate) variant: Arc<Variant>,
     pub(crate) parts: http::response::Parts,
-    pub(crate) head: bool,
+    pub(crate) method: Method,
     /// The Cache-Status value after "holdfast; ".
     pub(crate) status: String,
+    pub(crate) asks: ClientAsks,
 }
 
 pub(crate) enum Before {
     /// Answer from the cache; when `refresh` is set, fetch a fresh copy in the background.
-    Hit(Hit, Option<Box<Plan>>),
-    /// Forward (validators may have been added to the request headers), then `after_response`.
+    Hit(Box<Hit>, Option<Box<Plan>>),
+    /// Forward (with the cache's validators when it revalidates), then `after_response`.
     Forward(Box<Plan>),
     /// Not a cacheable request.
     Bypass,
-    /// Another request is fetching this miss: wait for it, then look again.
+    /// Another request is fetching or revalidating this URL: wait for it, then look again.
     Wait(cache::Fill),
 }
 
-/// Before forwarding: look the request up. `may_wait`: join another request's fetch of the
-/// same miss (false on the second look, after waiting once).
+/// Before forwarding: look the request up. `waited_since`: when this request began to wait
+/// for another's fetch of the same URL (None on the first look); what that fetch stored
+/// after then answers it, even if it is stale already (it was validated after the request
+/// came).
 pub(crate) fn before(
     cache: &Option<Arc<SiteCache>>,
     host: &str,
     parts: &mut http::request::Parts,
-    may_wait: bool,
+    waited_since: Option<SystemTime>,
 ) -> Before {
     let Some(cache) = cache else { return Before::Bypass };
     if parts.method != Method::GET && parts.method != Method::HEAD {
@@ -61,53 +74,92 @@ pub(crate) fn before(
     }
     let target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
     let key = SiteCache::key(host, target);
-    let request = cache::cache_request(parts);
     let now = SystemTime::now();
-    let head = parts.method == Method::HEAD;
-    let mut plan =
-        Plan { cache: cache.clone(), key, request, stale: None, added_validators: false, head, leader: None };
-    match plan.cache.lookup(&plan.key, &plan.request, now) {
-        Lookup::Fresh(variant, parts) => {
-            let collapsed = if may_wait { "" } else { "; collapsed" };
+    let method = parts.method.clone();
+    let lookup = cache.lookup(&key, parts, now);
+    // A range asked of a URL the cache does not hold goes to the origin as it is (the
+    // origin's 206 is not stored; the next whole GET fills the cache).
+    if matches!(lookup, Lookup::Miss) && parts.headers.contains_key(header::RANGE) {
+        return Before::Bypass;
+    }
+    // The client's conditional and range fields are the cache's to answer; what goes to
+    // the origin carries the cache's validators, or none.
+    let asks = ClientAsks::take(&mut parts.headers);
+    let hit = |variant: Arc<Variant>, status: String| {
+        let asks = asks.clone();
+        Before::Hit(Box::new(Hit { parts: variant.parts(now), variant, method: method.clone(), status, asks }), None)
+    };
+    let variant = match lookup {
+        Lookup::Fresh(variant) => {
+            let collapsed = if waited_since.is_some() { "; collapsed" } else { "" };
             let status = format!("hit; ttl={}{collapsed}", -variant.staleness(now));
-            return Before::Hit(Hit { variant, parts, head, status }, None);
+            return hit(variant, status);
         }
-        Lookup::Stale(variant, revalidation) => {
-            if variant.serves_while_revalidating(now) {
+        Lookup::Stale(variant) if waited_since.is_some_and(|w| variant.stored_at >= w) => {
+            // Revalidated (or fetched) by the request this one waited for.
+            return hit(variant, "hit; collapsed".into());
+        }
+        lookup => lookup,
+    };
+    let request = cache::cache_request(parts);
+    let mut plan =
+        Plan { cache: cache.clone(), key, request, stale: None, revalidating: false, method, asks, leader: None };
+    let variant = match variant {
+        Lookup::Stale(variant) => {
+            if variant.serves_while_revalidating(now, plan.cache.stale_while_revalidate()) {
                 let status = format!("hit; fwd=stale; ttl={}; detail=stale-while-revalidate", -variant.staleness(now));
-                let hit = Hit { parts: variant.parts(now), variant, head, status };
-                let refresh = Plan { head: false, ..plan };
-                return Before::Hit(hit, Some(Box::new(refresh)));
+                let refresh = Plan {
+                    cache: plan.cache.clone(),
+                    key: plan.key.clone(),
+                    request: plan.request.clone(),
+                    stale: Some(variant.clone()),
+                    revalidating: true,
+                    method: Method::GET,
+                    asks: ClientAsks::default(),
+                    leader: None,
+                };
+                return Before::Hit(Box::new(plan.hit(variant, now, status)), Some(Box::new(refresh)));
             }
-            for name in [header::IF_NONE_MATCH, header::IF_MODIFIED_SINCE] {
-                if let (Some(value), false) = (revalidation.headers.get(&name), parts.headers.contains_key(&name)) {
-                    parts.headers.insert(name, value.clone());
-                    plan.added_validators = true;
-                }
-            }
-            plan.stale = Some(variant);
+            Some(variant)
         }
-        Lookup::Miss if !head => match plan.cache.lead_or_follow(&plan.key) {
+        Lookup::Fresh(_) | Lookup::Miss => None,
+    };
+    // One request to the origin per URL at a time: the others wait for it. (A HEAD that
+    // misses stores nothing, so it leads nobody.)
+    if variant.is_some() || plan.method == Method::GET {
+        match plan.cache.lead_or_follow(&plan.key) {
             Ok(leader) => plan.leader = Some(leader),
-            Err(notify) if may_wait => return Before::Wait(notify),
+            Err(fill) if waited_since.is_none() => return Before::Wait(fill),
             Err(_) => {}
-        },
-        Lookup::Miss => {}
+        }
+    }
+    if let Some(v) = variant {
+        for (name, value) in v.validators() {
+            parts.headers.insert(name, value);
+        }
+        plan.revalidating = true;
+        plan.stale = Some(v);
     }
     Before::Forward(Box::new(plan))
 }
 
-/// A response from the cache.
+impl Plan {
+    fn hit(&self, variant: Arc<Variant>, now: SystemTime, status: String) -> Hit {
+        Hit { parts: variant.parts(now), variant, method: self.method.clone(), status, asks: self.asks.clone() }
+    }
+}
+
+/// A response from the cache, the client's preconditions and range applied.
 pub(crate) fn answer(hit: Hit) -> Response<RespBody> {
-    let body = if hit.head { bytes::Bytes::new() } else { hit.variant.body.clone() };
-    let mut resp = Response::from_parts(hit.parts, RespBody::full(body));
-    resp.headers_mut().insert(CACHE_STATUS.clone(), cache::status(&hit.status));
-    resp
+    let (mut parts, body) = hit.asks.answer(&hit.method, hit.parts, hit.variant.body.clone());
+    parts.headers.insert(CACHE_STATUS.clone(), cache::status(&hit.status));
+    let body = if hit.method == Method::HEAD { bytes::Bytes::new() } else { body };
+    Response::from_parts(parts, RespBody::full(body))
 }
 
 pub(crate) enum After {
-    /// The cache answers (a 304 to our validators, or stale in place of a failure).
-    Hit(Hit),
+    /// The cache answers (a 304 to its validators, or stale in place of a failure).
+    Hit(Box<Hit>),
     /// Pass the origin's response on, storing it through the tee if there is one.
     Pass { tee: Option<Box<Tee>>, status: String },
 }
@@ -116,45 +168,33 @@ pub(crate) enum After {
 pub(crate) fn after_response(plan: &mut Plan, resp: &http::response::Parts) -> After {
     let now = SystemTime::now();
     let status = resp.status;
-    if let Some(v) = &plan.stale {
-        if status == StatusCode::NOT_MODIFIED && plan.added_validators {
-            // A 304 to validators the client did not send is never passed on. When its
-            // validators do not match the stored response (RFC 9111 §4.3.4) it cannot update
-            // it, but the origin did say the stored copy is current: answer with it as is.
-            let http_cache_semantics::AfterResponse::NotModified(policy, parts) =
-                v.policy.after_response(&plan.request, resp, now)
-            else {
+    if let Some(v) = plan.stale.clone() {
+        if status == StatusCode::NOT_MODIFIED && plan.revalidating {
+            // A 304 to the cache's validators is never passed on. When its validators do
+            // not match the stored response (RFC 9111 §4.3.4) it cannot update it, but the
+            // origin did say the stored copy is current: answer with it as is.
+            if !v.validated_by(&resp.headers) {
                 let status = "hit; fwd=stale; fwd-status=304; detail=not-updated".to_string();
-                return After::Hit(Hit { variant: v.clone(), parts: v.parts(now), head: plan.head, status });
-            };
-            {
-                let updated = Variant {
-                    fresh_until: now + policy.time_to_live(now),
-                    policy,
-                    status: parts.status,
-                    headers: parts.headers.clone(),
-                    body: v.body.clone(),
-                    directives: cache::Directives::of(&parts.headers),
-                };
-                let updated = Arc::new(updated);
-                // A cookie in the 304 was meant for this client only: never stored for all.
-                if !resp.headers.contains_key(header::SET_COOKIE) {
-                    plan.cache.insert_shared(plan.key.clone(), updated.clone(), &plan.request);
-                }
-                let hit =
-                    Hit { variant: updated, parts, head: plan.head, status: "hit; fwd=stale; fwd-status=304".into() };
-                return After::Hit(hit);
+                return After::Hit(Box::new(plan.hit(v, now, status)));
             }
+            let updated = Arc::new(v.updated_by(resp, &plan.request, now));
+            // A cookie in the 304 was meant for this client only: never stored for all.
+            if !resp.headers.contains_key(header::SET_COOKIE) {
+                plan.cache.insert_shared(plan.key.clone(), updated.clone(), &plan.request);
+            }
+            // The waiting requests look again now.
+            drop(plan.leader.take());
+            return After::Hit(Box::new(plan.hit(updated, now, "hit; fwd=stale; fwd-status=304".into())));
         }
         if cache::is_origin_failure(status) {
             if let Some(hit) = stale_on_error(plan, Some(status)) {
-                return After::Hit(hit);
+                return After::Hit(Box::new(hit));
             }
         }
     }
     let fwd = if plan.stale.is_some() { "stale" } else { "miss" };
     let code = status.as_u16();
-    if plan.head {
+    if plan.head() {
         return After::Pass { tee: None, status: format!("fwd={fwd}; fwd-status={code}") };
     }
     let Some(policy) = SiteCache::policy_for(&plan.request, resp, now) else {
@@ -167,12 +207,10 @@ pub(crate) fn after_response(plan: &mut Plan, resp: &http::response::Parts) -> A
     let tee = Tee {
         cache: plan.cache.clone(),
         key: plan.key.clone(),
-        // The plan is done with its request: the tee takes it rather than a copy.
-        request: std::mem::replace(&mut plan.request, http::Request::new(()).into_parts().0),
+        request: plan.request.clone(),
         policy,
         status,
         headers: resp.headers.clone(),
-        directives: cache::Directives::of(&resp.headers),
         buf: bytes::BytesMut::new(),
         leader: plan.leader.take(),
     };
@@ -183,12 +221,12 @@ pub(crate) fn after_response(plan: &mut Plan, resp: &http::response::Parts) -> A
 pub(crate) fn stale_on_error(plan: &Plan, fwd_status: Option<StatusCode>) -> Option<Hit> {
     let v = plan.stale.as_ref()?;
     let now = SystemTime::now();
-    if !v.serves_on_error(now, plan.cache.serve_stale_on_error) {
+    if !v.serves_on_error(now, plan.cache.serve_stale_on_error()) {
         return None;
     }
     let code = fwd_status.map_or_else(|| "fwd-status=none".to_string(), |s| format!("fwd-status={}", s.as_u16()));
     let status = format!("hit; fwd=stale; {code}; ttl={}; detail=stale-if-error", -v.staleness(now));
-    Some(Hit { variant: v.clone(), parts: v.parts(now), head: plan.head, status })
+    Some(plan.hit(v.clone(), now, status))
 }
 
 /// Invalidation: an unsafe request that succeeded makes the stored target (and its

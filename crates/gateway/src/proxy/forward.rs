@@ -77,6 +77,10 @@ pub(crate) async fn forward(trip: &Trip<'_>, req: Request<ReqBody>) -> Forwarded
     let mut tried = [0usize; 10];
     let mut last = ErrorKind::Connect;
     let mut overloaded = false;
+    let mut repeated = false;
+    // The last 5xx an origin answered while a retry was tried: the answer if no retry
+    // does better (the origin's own page, for `replace_origin_errors = false`).
+    let mut kept: Option<Forwarded> = None;
     for attempt in 1..=cfg.retry.attempts.min(10) {
         let idx = attempt as usize - 1;
         let (mut selection, changes) = upstream::choose(&site.pools, cfg, &tried[..idx], clock::ms(now), &site.rng);
@@ -85,11 +89,14 @@ pub(crate) async fn forward(trip: &Trip<'_>, req: Request<ReqBody>) -> Forwarded
         }
         if selection.is_none() && overloaded {
             // Every origin was tried and the last said 503 (overloaded): rather than fail, try
-            // them again after a short, jittered pause, as a browser's user would.
+            // them again once, after a short, jittered pause, as a browser's user would;
+            // never in a loop (an overloaded origin is not to be hammered).
+            overloaded = false;
             let pause = std::time::Duration::from_millis(
                 100 * u64::from(attempt) + upstream::balance::next_random(&site.rng) % 100,
             );
             if Instant::now() + pause < deadline {
+                repeated = true;
                 tokio::time::sleep(pause).await;
                 now = Instant::now();
                 selection = upstream::choose(&site.pools, cfg, &[], clock::ms(now), &site.rng).0;
@@ -133,9 +140,10 @@ pub(crate) async fn forward(trip: &Trip<'_>, req: Request<ReqBody>) -> Forwarded
                 if can_retry
                     && site.retry_budget.try_retry(now_ms, cfg.retry.budget_ratio, cfg.retry.budget_min_per_second)
                 {
-                    overloaded = status == 503;
+                    // Only the first round of 503s earns the pause and the repeat.
+                    overloaded = status == 503 && !repeated;
                     telemetry.metrics.retry(&site.name, "status_5xx");
-                    drop(resp);
+                    kept = Some(Forwarded::Response { resp, pool: sel.pool, origin: in_flight });
                     body = match &template {
                         Some(t) => t.replay().unwrap_or_else(ReqBody::empty),
                         None => return Forwarded::Failed { kind: ErrorKind::Protocol },
@@ -174,7 +182,7 @@ pub(crate) async fn forward(trip: &Trip<'_>, req: Request<ReqBody>) -> Forwarded
             (None, None) => break,
         };
     }
-    Forwarded::Failed { kind: last }
+    kept.unwrap_or(Forwarded::Failed { kind: last })
 }
 
 /// Feeds a try's result to the origin's passive health (spending its probe permit, if it

@@ -17,6 +17,7 @@ use crate::incident::Outcome;
 use crate::pages::{self, Problem};
 use crate::shield::{admission::Slot, Priority, Verdict};
 use crate::snapshot::SiteRt;
+use crate::telemetry::metrics::CacheResult;
 use crate::telemetry::{Phase, RequestPhase};
 use crate::upstream::ErrorKind;
 use bytes::Bytes;
@@ -113,25 +114,25 @@ pub(super) async fn cache(
     host_value: Option<&HeaderValue>,
     parts: &mut http::request::Parts,
 ) -> Step<Option<Box<Plan>>> {
-    let mut may_wait = true;
+    let mut waited_since = None;
     loop {
-        match cached::before(&site.cache, host, parts, may_wait) {
+        match cached::before(&site.cache, host, parts, waited_since) {
             cached::Before::Hit(hit, refresh) => {
                 if let (Some(plan), Some(hv)) = (refresh, host_value) {
                     refresh_in_background(cx, site.clone(), *plan, hv.clone());
                 }
-                cx.edge.telemetry.metrics.cache(&site.name, "hit");
+                site.metrics.cache(CacheResult::Hit);
                 cx.record.outcome = Outcome::Cache;
-                return Err(Stop::Answer(cached::answer(hit)));
+                return Err(Stop::Answer(cached::answer(*hit)));
             }
             cached::Before::Forward(plan) => return Ok(Some(plan)),
             cached::Before::Bypass => return Ok(None),
             cached::Before::Wait(fill) => {
+                waited_since = Some(std::time::SystemTime::now());
                 cx.record.phase.enter(Phase::CacheFill);
                 let wait = tokio::time::timeout(cx.snap.file.timeouts.origin_response.get(), fill.done());
                 let _ = Box::pin(wait).await;
                 cx.record.phase.enter(Phase::Route);
-                may_wait = false;
             }
         }
     }
@@ -171,7 +172,7 @@ pub(super) async fn admission(
         cx.edge.telemetry.metrics.shield.action(action, priority.as_str(), &site.name);
         if !dry {
             if let Some(hit) = plan.and_then(|p| cached::stale_on_error(p, None)) {
-                cx.edge.telemetry.metrics.cache(&site.name, "stale");
+                site.metrics.cache(CacheResult::Stale);
                 cx.record.outcome = Outcome::Stale;
                 return Err(Stop::Answer(cached::answer(hit)));
             }
@@ -267,7 +268,6 @@ pub(super) fn respond(
     plan: Option<&mut Plan>,
     (forwarded, invalidate): (Forwarded, Option<String>),
 ) -> Step<Response<RespBody>> {
-    let metrics = &cx.edge.telemetry.metrics;
     match forwarded {
         Forwarded::Response { resp, pool, origin } => {
             // Hop-by-hop fields were left out when the head was read (upstream::http1).
@@ -279,32 +279,47 @@ pub(super) fn respond(
                 cached::invalidate(&site.cache, host, target, &head);
             }
             let mut tee = None;
-            if let Some(plan) = plan {
+            let mut plan = plan;
+            if let Some(plan) = plan.as_deref_mut() {
                 match cached::after_response(plan, &head) {
                     cached::After::Hit(hit) => {
                         let stale = hit.status.contains("stale-if-error");
-                        metrics.cache(&site.name, if stale { "stale" } else { "revalidated" });
+                        site.metrics.cache(if stale { CacheResult::Stale } else { CacheResult::Revalidated });
                         cx.record.outcome = if stale { Outcome::Stale } else { Outcome::Cache };
                         // The origin's answer is not used; its connection is not reused.
                         drop((body, origin));
-                        return Ok(cached::answer(hit));
+                        return Ok(cached::answer(*hit));
                     }
                     cached::After::Pass { tee: t, status } => {
-                        metrics.cache(&site.name, "miss");
+                        site.metrics.cache(CacheResult::Miss);
                         head.headers.insert(cached::CACHE_STATUS.clone(), crate::cache::status(&status));
                         tee = t;
                     }
                 }
             }
+            let origin_of_body = origin.origin().clone();
             cx.record.served_by = Some((pool, origin));
             cx.record.outcome = Outcome::Origin;
+            // The origin's own error page, or the site's (`[site.errors]`).
+            let status = head.status;
+            if crate::cache::is_origin_failure(status) && site.cfg.errors.replace_origin_errors {
+                drop((body, tee));
+                return Ok(cx.page(site, Problem::OriginError(status), false));
+            }
+            // The client's own preconditions (taken off the request for the cache's sake),
+            // answered from the origin's head: 304 or 412 while the body goes on into the
+            // cache.
+            if let Some(bare) = plan.as_deref().and_then(|p| p.asks.without_content(&p.method, &head)) {
+                finish_in_background(body, tee, origin_of_body);
+                return Ok(Response::from_parts(bare, RespBody::full(bytes::Bytes::new())));
+            }
             Ok(Response::from_parts(head, RespBody::origin(body).with_tee(tee)))
         }
         // The client went away while its body was being sent: nobody is left to answer.
         Forwarded::Failed { kind: ErrorKind::ClientGone } => Err(Stop::Gone),
         Forwarded::Failed { kind } => {
             if let Some(hit) = plan.as_deref().and_then(|p| cached::stale_on_error(p, None)) {
-                metrics.cache(&site.name, "stale");
+                site.metrics.cache(CacheResult::Stale);
                 cx.record.outcome = Outcome::Stale;
                 return Ok(cached::answer(hit));
             }
@@ -330,6 +345,26 @@ pub(super) fn respond(
     }
 }
 
+/// Reads an origin's body to its end in a task of its own, through the tee that stores it
+/// (when the client got an answer that needs none of it); the connection goes back to the
+/// origin's pool when the body ended whole.
+fn finish_in_background(
+    body: crate::upstream::http1::OriginBody,
+    tee: Option<Box<crate::cache::Tee>>,
+    origin: Arc<crate::upstream::Origin>,
+) {
+    if tee.is_none() {
+        return; // nothing wants the body: dropping it closes the connection
+    }
+    tokio::spawn(async move {
+        let mut body = RespBody::origin(body).with_tee(tee);
+        while let Some(Ok(_)) = http_body_util::BodyExt::frame(&mut body).await {}
+        if let Some(conn) = body.take_finished_conn() {
+            origin.conns.checkin(conn, tokio::time::Instant::now());
+        }
+    });
+}
+
 /// stale-while-revalidate: fetch a fresh copy for the cache after answering stale, as a
 /// request of holdfast's own. One refresh per URL at a time (the claim is a guard).
 fn refresh_in_background(cx: &RequestCtx, site: Arc<SiteRt>, mut plan: Plan, host: HeaderValue) {
@@ -341,6 +376,12 @@ fn refresh_in_background(cx: &RequestCtx, site: Arc<SiteRt>, mut plan: Plan, hos
         *req.uri_mut() = plan.request.uri.clone();
         *req.headers_mut() = plan.request.headers.clone();
         headers::remove_hop_by_hop(req.headers_mut());
+        // The cache's validators, not the client's (those were taken off the request).
+        if let Some(v) = &plan.stale {
+            for (name, value) in v.validators() {
+                req.headers_mut().insert(name, value);
+            }
+        }
         req.headers_mut().insert(header::HOST, host);
         let phase = RequestPhase::uncounted();
         let forwarding = Bytes::new();

@@ -184,10 +184,14 @@ impl Metrics {
                     .clone()
             })
         };
+        let cache = CACHE_RESULTS.map(|reason| {
+            self.cache_results.get_or_create(&SiteReason { site: site.to_string(), reason: reason.to_string() }).clone()
+        });
         SiteMetrics {
             by_pool: datacenters.iter().map(|dc| class(dc)).collect(),
             local: class("none"),
             duration: self.duration.get_or_create(&SiteLabel { site: site.to_string() }).clone(),
+            cache,
         }
     }
 }
@@ -199,9 +203,28 @@ pub(crate) struct SiteMetrics {
     /// Answered by holdfast itself (no origin).
     local: [Counter; 5],
     pub(crate) duration: Histogram,
+    /// `holdfast_cache_total{site,reason}` by [`CacheResult`].
+    cache: [Counter; 4],
 }
 
+/// How the cache took part in a request (`holdfast_cache_total`'s reason).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum CacheResult {
+    Hit = 0,
+    Miss,
+    Revalidated,
+    Stale,
+}
+
+const CACHE_RESULTS: [&str; 4] = ["hit", "miss", "revalidated", "stale"];
+
 impl SiteMetrics {
+    /// Counts one request the cache took part in (a pre-resolved counter: no label
+    /// strings on the request path).
+    pub(crate) fn cache(&self, result: CacheResult) {
+        self.cache[result as usize].inc();
+    }
+
     /// Counts one response. `pool` is the index of the pool that served it, if any.
     pub(crate) fn count(&self, pool: Option<usize>, status: u16) {
         let idx = usize::from(status / 100).clamp(1, 5) - 1;
@@ -273,10 +296,6 @@ impl Metrics {
             cancelled.clone(),
         );
         (in_phase, cancelled)
-    }
-
-    pub(crate) fn cache(&self, site: &str, result: &str) {
-        self.cache_results.get_or_create(&SiteReason { site: site.to_string(), reason: result.to_string() }).inc();
     }
 
     pub(crate) fn retry(&self, site: &str, reason: &str) {

@@ -16,11 +16,26 @@ use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering::SeqCst};
 use std::sync::Arc;
 use std::time::Duration;
 
+/// Requests the origin was sent: path and header fields.
+pub(crate) type Seen = Arc<std::sync::Mutex<Vec<(String, http::HeaderMap)>>>;
+
 /// 0: up; 1: answers 503; 2: resets connections.
-struct Origin {
-    addr: SocketAddr,
-    hits: Arc<AtomicUsize>,
-    mode: Arc<AtomicU8>,
+pub(crate) struct Origin {
+    pub(crate) addr: SocketAddr,
+    pub(crate) hits: Arc<AtomicUsize>,
+    pub(crate) mode: Arc<AtomicU8>,
+    pub(crate) seen: Seen,
+}
+
+impl Origin {
+    /// The header field `name` of the requests for `path` the origin was sent.
+    pub(crate) fn sent(&self, path: &str, name: &str) -> Vec<Option<String>> {
+        let seen = self.seen.lock().unwrap();
+        seen.iter()
+            .filter(|(p, _)| p == path)
+            .map(|(_, h)| h.get(name).and_then(|v| v.to_str().ok()).map(str::to_string))
+            .collect()
+    }
 }
 
 async fn origin() -> Origin {
@@ -28,14 +43,18 @@ async fn origin() -> Origin {
     let addr = listener.local_addr().unwrap();
     let hits = Arc::new(AtomicUsize::new(0));
     let mode = Arc::new(AtomicU8::new(0));
-    let (h, m) = (hits.clone(), mode.clone());
+    let seen: Seen = Default::default();
+    let (h, m, sn) = (hits.clone(), mode.clone(), seen.clone());
     tokio::spawn(async move {
         loop {
             let Ok((tcp, _)) = listener.accept().await else { continue };
-            let (h, m) = (h.clone(), m.clone());
+            let (h, m, sn) = (h.clone(), m.clone(), sn.clone());
             tokio::spawn(async move {
                 let m2 = m.clone();
-                let svc = service_fn(move |req| respond(req, h.clone(), m2.clone()));
+                let svc = service_fn(move |req: Request<Incoming>| {
+                    sn.lock().unwrap().push((req.uri().path().to_string(), req.headers().clone()));
+                    respond(req, h.clone(), m2.clone())
+                });
                 let conn = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(tcp), svc);
                 tokio::pin!(conn);
                 loop {
@@ -49,8 +68,11 @@ async fn origin() -> Origin {
             });
         }
     });
-    Origin { addr, hits, mode }
+    Origin { addr, hits, mode, seen }
 }
+
+/// A fixed Last-Modified of the range and conditional pages.
+pub(crate) const LM_FIXED: &str = "Sun, 12 Dec 2010 19:00:00 GMT";
 
 async fn respond(
     req: Request<Incoming>,
@@ -74,6 +96,82 @@ async fn respond(
             .unwrap());
     }
     let now = std::time::SystemTime::now();
+    let inm = req.headers().get("if-none-match").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    // The pages of the RFC 9111 / 9110 cases (tests in cache_rfc.rs).
+    let plain = |status: u16, headers: &[(&str, String)], body: &str| {
+        let mut r = Response::builder().status(status);
+        for (k, v) in headers {
+            r = r.header(*k, v.as_str());
+        }
+        Ok(r.body(Full::new(Bytes::from(body.to_string()))).unwrap())
+    };
+    match path.as_str() {
+        // Stale at once; its revalidation takes 300 ms.
+        "/reval" => {
+            let h = [("cache-control", "max-age=0".to_string()), ("etag", "\"r1\"".to_string())];
+            if inm == "\"r1\"" {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                return plain(304, &h, "");
+            }
+            return plain(200, &h, &format!("/reval #{n}"));
+        }
+        // Rewritten a second ago, no freshness given: heuristic freshness.
+        "/recent" => {
+            let lm = httpdate::fmt_http_date(now - Duration::from_secs(1));
+            return plain(
+                200,
+                &[("last-modified", lm), ("date", httpdate::fmt_http_date(now))],
+                &format!("/recent #{n}"),
+            );
+        }
+        "/cond" => {
+            let h = [
+                ("cache-control", "public, max-age=60".to_string()),
+                ("etag", "\"c1\"".to_string()),
+                ("last-modified", LM_FIXED.to_string()),
+                ("content-type", "text/plain".to_string()),
+            ];
+            if inm == "\"c1\"" {
+                return plain(304, &h, "");
+            }
+            return plain(200, &h, "0123456789abcdefghij");
+        }
+        "/agebad" => {
+            return plain(
+                200,
+                &[("cache-control", "public, max-age=60".into()), ("age", "abc".into())],
+                &format!("#{n}"),
+            )
+        }
+        "/smaxage-short" => return plain(200, &[("cache-control", "s-maxage=1".into())], &format!("#{n}")),
+        "/upper" => {
+            return plain(
+                200,
+                &[("cache-control", "No-Cache, Max-Age=60".into()), ("etag", "\"up\"".into())],
+                &format!("#{n}"),
+            )
+        }
+        "/private-smaxage" => return plain(200, &[("cache-control", "private, s-maxage=60".into())], &format!("#{n}")),
+        "/err503" => return plain(503, &[("cache-control", "no-store".into())], "the origin's own 503 page"),
+        "/upd" => {
+            if inm == "\"u1\"" {
+                let h = [
+                    ("cache-control", "max-age=60".to_string()),
+                    ("etag", "\"u1\"".to_string()),
+                    ("x-version", "2".to_string()),
+                    ("content-length", "0".to_string()),
+                ];
+                return plain(304, &h, "");
+            }
+            let h = [
+                ("cache-control", "max-age=1".to_string()),
+                ("etag", "\"u1\"".to_string()),
+                ("x-version", "1".to_string()),
+            ];
+            return plain(200, &h, "updated body");
+        }
+        _ => {}
+    }
     let extra: &[(&str, String)] = &match path.as_str() {
         "/expires" => vec![("expires", httpdate::fmt_http_date(now + Duration::from_secs(60)))],
         "/age" => vec![("age", "100".into())],
@@ -139,16 +237,25 @@ async fn respond(
     Ok(r.body(Full::new(Bytes::from(body))).unwrap())
 }
 
-async fn world(extra_site: &str) -> (Origin, Gateway) {
+pub(crate) async fn world(extra_site: &str) -> (Origin, Gateway) {
+    world_with(extra_site, "retry = { attempts = 1 }\n").await
+}
+
+/// A gateway with shop-de before the scripted origin; `extra_site` and `retry` go into
+/// the site.
+pub(crate) async fn world_with(extra_site: &str, retry: &str) -> (Origin, Gateway) {
     let o = origin().await;
-    let text = config(&[("shop-de", &["shop.de"], o.addr)], "[timeouts]\norigin_response = \"2s\"\n").replace(
-        "health = { enabled = false }\n",
-        &format!("health = {{ enabled = false }}\nretry = {{ attempts = 1 }}\n{extra_site}"),
-    );
+    let text = config(&[("shop-de", &["shop.de"], o.addr)], "[timeouts]\norigin_response = \"2s\"\n")
+        .replace("health = { enabled = false }\n", &format!("health = {{ enabled = false }}\n{retry}{extra_site}"));
     (o, gateway(&text).await)
 }
 
-async fn fetch(gw: &Gateway, method: &str, path: &str, headers: &[(&str, &str)]) -> (u16, http::HeaderMap, String) {
+pub(crate) async fn fetch(
+    gw: &Gateway,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (u16, http::HeaderMap, String) {
     let mut req = http::Request::builder().method(method).uri(path).header("host", "shop.de");
     for (k, v) in headers {
         req = req.header(*k, *v);
@@ -156,7 +263,7 @@ async fn fetch(gw: &Gateway, method: &str, path: &str, headers: &[(&str, &str)])
     send(http_addr(gw), req.body(Full::new(Bytes::new())).unwrap()).await
 }
 
-fn cache_status(h: &http::HeaderMap) -> String {
+pub(crate) fn cache_status(h: &http::HeaderMap) -> String {
     h.get("cache-status").and_then(|v| v.to_str().ok()).unwrap_or("").to_string()
 }
 
@@ -164,7 +271,7 @@ fn cache_status(h: &http::HeaderMap) -> String {
 /// fresh copy (the origin is not asked, nothing changes) it is asked again a little later;
 /// the first answer that is not a fresh hit is returned. Freshness lifetimes here are one
 /// second (HTTP's resolution), so this is the wait for the lifetime to pass.
-async fn fetch_when_stale(gw: &Gateway, path: &str) -> (u16, http::HeaderMap, String) {
+pub(crate) async fn fetch_when_stale(gw: &Gateway, path: &str) -> (u16, http::HeaderMap, String) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
         let r = fetch(gw, "GET", path, &[]).await;

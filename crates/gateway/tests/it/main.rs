@@ -6,6 +6,7 @@
 
 mod admin;
 mod cache;
+mod cache_rfc;
 mod cancel;
 mod common;
 mod examples;

@@ -212,6 +212,31 @@ fn a_failed_data_center_is_named_with_the_way_it_failed() {
     }
 }
 
+/// Half a data center's origins fail (an origin failure), then all of them: one incident,
+/// escalated to a data-center failure, not a second one beside the first.
+#[test]
+fn origins_failing_then_the_whole_data_center_is_one_escalated_incident() {
+    let changes = run(40, |t| {
+        let mut w = World::healthy(20.0);
+        if t >= 20 {
+            w.broken.insert("eu-west", (if t >= 26 { 2 } else { 1 }, "status_5xx"));
+        }
+        w
+    });
+    assert_eq!(kinds_opened(&changes), vec![(Kind::OriginFailure, "eu-west".into())]);
+    let escalated: Vec<(u64, Kind)> = changes
+        .iter()
+        .filter_map(|(t, c)| match c {
+            Change::Escalate { from, finding } if from.kind == Kind::OriginFailure => Some((*t, finding.key.kind)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(escalated, vec![(27, Kind::DatacenterFailure)]);
+    assert!(!changes
+        .iter()
+        .any(|(_, c)| matches!(c, Change::Open { finding, .. } if finding.key.kind == Kind::DatacenterFailure)));
+}
+
 #[test]
 fn a_datacenter_failure_resolves_after_its_hold_and_is_one_incident_if_it_flaps() {
     let changes = run(120, |t| {
