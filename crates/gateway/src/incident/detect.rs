@@ -266,7 +266,11 @@ impl Detector {
                 failed.push(name.to_string());
                 out.push(self.datacenter_failure(obs, name, dc, error_share));
             } else {
-                self.failure_errors.remove(*name);
+                // What it failed with is kept while its failure is watched: a tick that
+                // flickers (an origin back for a moment) does not forget the way it failed.
+                if !self.is_watched(Kind::DatacenterFailure, name) {
+                    self.failure_errors.remove(*name);
+                }
                 if dc.broken > 0 && !self.is_open(Kind::DatacenterFailure, name) {
                     out.push(origin_failure(name, dc));
                 }
