@@ -15,6 +15,7 @@
 # and the ratios.
 #
 # Usage: bench/cache.sh            (ROUNDS=3 DURATION=10 CONNS=64 by default)
+#        BASELINE=/path/to/an/older/holdfast bench/cache.sh   (that build beside this one)
 cd "$(dirname "$0")/.."
 source bench/lib.sh
 setup
@@ -55,20 +56,25 @@ run_rounds "1. cache hits"
 # 2. holdfast with its cache off beside it (its own ports), on the pages that change.
 P_OFF=$((BASE_PORT + 7))
 holdfast_config "$P_OFF" "$((BASE_PORT + 8))" "$ORIGIN" false > "$WORK/holdfast-off.toml"
-RUST_LOG=warn "$HOLDFAST" run --workers 1 --config "$WORK/holdfast-off.toml" & PIDS+=($!)
+RUST_LOG=error "$HOLDFAST" run --workers 1 --config "$WORK/holdfast-off.toml" & PIDS+=($!)
 OFF_PID=$!
 wait_serving "$P_OFF"
 for page in heur short; do
   echo
   echo "2. /$page/page.html ($([ $page = heur ] && echo 'Last-Modified only: heuristic freshness' || echo 'max-age=1 and an ETag')), rewritten every second"
   echo "   origin: $(curl -fsI "http://127.0.0.1:$ORIGIN/$page/page.html" | grep -iE '^(cache-control|etag|last-modified):' | tr -d '\r' | tr '\n' ' ')"
+  names=(cache-off cache-on)
   for round in $(seq 1 "$ROUNDS"); do
     BENCH_PATH=/$page/page.html measure cache-off "$P_OFF" "$OFF_PID" "$round"
     BENCH_PATH=/$page/page.html measure cache-on "$P_HOLDFAST" "$HOLDFAST_PID" "$round"
+    if [ -n "${BASELINE_PID:-}" ]; then
+      BENCH_PATH=/$page/page.html measure baseline-on "$P_BASELINE" "$BASELINE_PID" "$round"
+      names=(cache-off cache-on baseline-on)
+    fi
   done
   echo "   holdfast: $(curl -fs "http://127.0.0.1:$P_ADMIN/metrics" | grep -E 'holdfast_cache_total\{site="bench"' | tr '\n' ' ')"
   printf "%-9s %12s %10s %10s %12s\n" "" "req/s" "p50 ms" "p99 ms" "cpu us/req"
-  for name in cache-off cache-on; do
+  for name in "${names[@]}"; do
     r=(); a=(); b=(); c=()
     for round in $(seq 1 "$ROUNDS"); do
       r+=("${RPS[$name,$round]}"); a+=("${P50[$name,$round]}"); b+=("${P99[$name,$round]}"); c+=("${CPU[$name,$round]}")
@@ -77,4 +83,5 @@ for page in heur short; do
     printf "%-9s %12s %10s %10s %12s\n" "$name" "${M_RPS[$name]}" "$(median "${a[@]}")" "${M_P99[$name]}" "${M_CPU[$name]}"
   done
   echo "   cache on/off: req/s $(ratio "${M_RPS[cache-on]}" "${M_RPS[cache-off]}")x  p99 $(ratio "${M_P99[cache-on]}" "${M_P99[cache-off]}")x"
+  [ -z "${BASELINE_PID:-}" ] || echo "   baseline (cache on)/off: req/s $(ratio "${M_RPS[baseline-on]}" "${M_RPS[cache-off]}")x  p99 $(ratio "${M_P99[baseline-on]}" "${M_P99[cache-off]}")x"
 done

@@ -227,12 +227,12 @@ run_rounds() {
 # config (its own ports), so that both figures come from one run; sets BASELINE_PID.
 start_holdfast() {
   holdfast_config "$P_HOLDFAST" "$P_ADMIN" "$ORIGIN" "$1" > "$WORK/holdfast.toml"
-  RUST_LOG=warn "$HOLDFAST" run --workers 1 --config "$WORK/holdfast.toml" & PIDS+=($!)
+  RUST_LOG=error "$HOLDFAST" run --workers 1 --config "$WORK/holdfast.toml" & PIDS+=($!)
   HOLDFAST_PID=$!
   if [ -n "${BASELINE:-}" ]; then
     P_BASELINE=$((BASE_PORT + 5))
     holdfast_config "$P_BASELINE" "$((BASE_PORT + 6))" "$ORIGIN" "$1" > "$WORK/baseline.toml"
-    RUST_LOG=warn "$BASELINE" run --workers 1 --config "$WORK/baseline.toml" & PIDS+=($!)
+    RUST_LOG=error "$BASELINE" run --workers 1 --config "$WORK/baseline.toml" & PIDS+=($!)
     BASELINE_PID=$!
   fi
 }
