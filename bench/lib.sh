@@ -34,7 +34,8 @@ setup() {
 }
 
 cleanup() {
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  # (A stopped process, such as a frozen Redis, is continued first, or it would not end.)
+  for pid in "${PIDS[@]}"; do kill -CONT "$pid" 2>/dev/null || true; kill "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
   rm -rf "$WORK"
 }
@@ -81,6 +82,8 @@ to_ms() { # wrk latency ("812.00us", "1.23ms", "1.01s") to ms
 }
 
 declare -A RPS P50 P99 CPU USR
+# Extra wrk arguments (headers) for every measurement.
+WRK_EXTRA=()
 # measure NAME PORT PID ROUND
 measure() {
   local name=$1 port=$2 pid=$3 round=$4
@@ -88,11 +91,13 @@ measure() {
   curl -fs -o /dev/null -H 'Host: bench.local' "http://127.0.0.1:$port$path"
   local before after ubefore uafter out reqs errors
   before=$(cpu_ticks "$pid"); ubefore=$(user_ticks "$pid")
-  out=$(wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency -H 'Host: bench.local' "http://127.0.0.1:$port$path")
+  out=$(wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency -H 'Host: bench.local' "${WRK_EXTRA[@]}" "http://127.0.0.1:$port$path")
   after=$(cpu_ticks "$pid"); uafter=$(user_ticks "$pid")
   reqs=$(echo "$out" | awk '/requests in/ {print $1}')
   errors=$(echo "$out" | awk '/Non-2xx|Socket errors/ {print}')
-  [ -z "$errors" ] || echo "  $name: $errors" >&2
+  if [ -n "$errors" ]; then
+    echo "  $name: $errors (a request now: $(curl -s -o /dev/null -w '%{http_code}' -H 'Host: bench.local' "${WRK_EXTRA[@]}" "http://127.0.0.1:$port$path"))" >&2
+  fi
   RPS[$name,$round]=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
   P50[$name,$round]=$(to_ms "$(echo "$out" | awk '$1 == "50%" {print $2}')")
   P99[$name,$round]=$(to_ms "$(echo "$out" | awk '$1 == "99%" {print $2}')")
@@ -119,6 +124,7 @@ summary() {
     printf "%-9s %12s %10s %10s %12s\n" "$name" "${M_RPS[$name]}" "$(median "${a[@]}")" "${M_P99[$name]}" "${M_CPU[$name]}"
   done
   echo
+  [ -n "${M_RPS[holdfast]+x}" ] || return 0 # no "holdfast" among them: no ratios
   local best=0
   for name in "$@"; do
     [ "$name" = holdfast ] && continue

@@ -30,7 +30,9 @@ pub(crate) struct Flood {
     pub(crate) rate: u32,
     pub(crate) host: String,
     pub(crate) path: String,
-    pub(crate) target: SocketAddr,
+    /// Where it is sent: each source address sticks to one of them (as DNS or anycast
+    /// sends a client to one point of presence of a fleet).
+    pub(crate) targets: Vec<SocketAddr>,
 }
 
 /// Attack requests in flight at most, so the drill stays within its file descriptors.
@@ -72,7 +74,9 @@ pub(crate) async fn run(flood: Flood, rec: Arc<Recorder>, stop: watch::Receiver<
                 rec.flood_failed.fetch_add(1, Relaxed); // the drill itself is saturated
                 continue;
             };
-            let src = client::source_addr(2, next_source % flood.sources);
+            let index = next_source % flood.sources;
+            let src = client::source_addr(2, index);
+            let Some(&dst) = flood.targets.get(index as usize % flood.targets.len().max(1)) else { return };
             next_source = next_source.wrapping_add(1);
             let f = flood.clone();
             let rec = rec.clone();
@@ -82,11 +86,11 @@ pub(crate) async fn run(flood: Flood, rec: Arc<Recorder>, stop: watch::Receiver<
             tokio::spawn(async move {
                 let mut rng = SmallRng::seed_from_u64(seed);
                 let ok = match f.kind {
-                    FloodKind::Loic => loic(&f, src, &mut rng).await,
-                    FloodKind::Hoic => hoic(&f, src, &mut rng).await,
-                    FloodKind::Smart => smart_request(&f, src, &mut rng, smart).await,
-                    FloodKind::Slowloris => slow(&f, src, false, &rec, stop).await,
-                    FloodKind::SlowPost => slow(&f, src, true, &rec, stop).await,
+                    FloodKind::Loic => loic(&f, src, dst, &mut rng).await,
+                    FloodKind::Hoic => hoic(&f, src, dst, &mut rng).await,
+                    FloodKind::Smart => smart_request(&f, src, dst, &mut rng, smart).await,
+                    FloodKind::Slowloris => slow(&f, src, dst, false, &rec, stop).await,
+                    FloodKind::SlowPost => slow(&f, src, dst, true, &rec, stop).await,
                 };
                 rec.flood_sent.fetch_add(1, Relaxed);
                 if !ok {
@@ -98,8 +102,8 @@ pub(crate) async fn run(flood: Flood, rec: Arc<Recorder>, stop: watch::Receiver<
     }
 }
 
-async fn loic(f: &Flood, src: std::net::Ipv4Addr, rng: &mut SmallRng) -> bool {
-    let Ok(Ok(mut s)) = tokio::time::timeout(Duration::from_secs(2), connect_from(src, f.target)).await else {
+async fn loic(f: &Flood, src: std::net::Ipv4Addr, dst: SocketAddr, rng: &mut SmallRng) -> bool {
+    let Ok(Ok(mut s)) = tokio::time::timeout(Duration::from_secs(2), connect_from(src, dst)).await else {
         return false;
     };
     let ok = s.write_all(loic_request(&f.path, &f.host, rng).as_bytes()).await.is_ok();
@@ -107,8 +111,8 @@ async fn loic(f: &Flood, src: std::net::Ipv4Addr, rng: &mut SmallRng) -> bool {
     ok
 }
 
-async fn hoic(f: &Flood, src: std::net::Ipv4Addr, rng: &mut SmallRng) -> bool {
-    let Ok(Ok(mut s)) = tokio::time::timeout(Duration::from_secs(2), connect_from(src, f.target)).await else {
+async fn hoic(f: &Flood, src: std::net::Ipv4Addr, dst: SocketAddr, rng: &mut SmallRng) -> bool {
+    let Ok(Ok(mut s)) = tokio::time::timeout(Duration::from_secs(2), connect_from(src, dst)).await else {
         return false;
     };
     let req = format!(
@@ -129,14 +133,20 @@ async fn hoic(f: &Flood, src: std::net::Ipv4Addr, rng: &mut SmallRng) -> bool {
 
 type SmartPool = Option<Arc<tokio::sync::Mutex<Vec<hyper::client::conn::http1::SendRequest<Full<Bytes>>>>>>;
 
-async fn smart_request(f: &Flood, src: std::net::Ipv4Addr, rng: &mut SmallRng, pool: SmartPool) -> bool {
+async fn smart_request(
+    f: &Flood,
+    src: std::net::Ipv4Addr,
+    dst: SocketAddr,
+    rng: &mut SmallRng,
+    pool: SmartPool,
+) -> bool {
     let reuse = match &pool {
         Some(p) => p.lock().await.pop(),
         None => None,
     };
     let mut conn = match reuse {
         Some(c) if !c.is_closed() => c,
-        _ => match client::http1_from(src, f.target).await {
+        _ => match client::http1_from(src, dst).await {
             Ok(c) => c,
             Err(_) => return false,
         },
@@ -175,8 +185,15 @@ async fn smart_request(f: &Flood, src: std::net::Ipv4Addr, rng: &mut SmallRng, p
 
 /// Slowloris (headers never end) or slow POST (body trickles): holds a connection open as
 /// long as the server lets it, sending a little every few seconds; counts it as open.
-async fn slow(f: &Flood, src: std::net::Ipv4Addr, post: bool, rec: &Recorder, mut stop: watch::Receiver<bool>) -> bool {
-    let Ok(Ok(mut s)) = tokio::time::timeout(Duration::from_secs(2), connect_from(src, f.target)).await else {
+async fn slow(
+    f: &Flood,
+    src: std::net::Ipv4Addr,
+    dst: SocketAddr,
+    post: bool,
+    rec: &Recorder,
+    mut stop: watch::Receiver<bool>,
+) -> bool {
+    let Ok(Ok(mut s)) = tokio::time::timeout(Duration::from_secs(2), connect_from(src, dst)).await else {
         return false;
     };
     let head = if post {

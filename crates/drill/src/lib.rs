@@ -13,6 +13,7 @@ mod attackers;
 mod client;
 mod gateway;
 mod measure;
+mod redis;
 mod report;
 pub mod scenario;
 mod shoppers;
@@ -46,6 +47,10 @@ pub struct Options {
     pub exe: PathBuf,
     /// Show a live progress line.
     pub progress: bool,
+    /// Points of presence: this many gateways share one Redis (started by the drill), and
+    /// shoppers and attackers are spread over them as DNS or anycast would. None: the
+    /// scenario's `fleet`, or one gateway on its own.
+    pub fleet: Option<u32>,
 }
 
 /// Whom the shoppers go to.
@@ -139,17 +144,32 @@ pub(crate) async fn run_mode(opts: &Options, mode: Mode) -> anyhow::Result<RunRe
         anyhow::bail!("site {} has a pool without origins", s.name);
     }
     let origins = Arc::new(topology::Origins::start(&sites, sc.origins.capacity).await?);
-    let mut gw = None;
+    let mut gws = Vec::new();
+    let mut redis = None;
     let targets: Vec<shoppers::Target> = match mode {
         Mode::Holdfast => {
             let cfg = origins.rewrite_config(&opts.config);
-            let (exe, dir) = (opts.exe.clone(), opts.report_dir.clone());
-            let g = tokio::task::spawn_blocking(move || gateway::GatewayProcess::start(&exe, &cfg, &dir)).await??;
-            let http = g.http;
-            gw = Some(g);
+            let pops = opts.fleet.or(sc.fleet).unwrap_or(1).clamp(1, 16);
+            if pops > 1 {
+                redis = Some(tokio::task::spawn_blocking(redis::RedisProcess::start).await??);
+            }
+            for i in 1..=pops {
+                let (exe, mut cfg, mut dir) = (opts.exe.clone(), cfg.clone(), opts.report_dir.clone());
+                if let Some(r) = &redis {
+                    // One point of presence of the fleet, in a directory of its own.
+                    let mut fleet = toml::Table::new();
+                    fleet.insert("redis".into(), r.url().into());
+                    fleet.insert("instance".into(), format!("pop-{i}").into());
+                    cfg.insert("fleet".into(), fleet.into());
+                    dir = dir.join(format!("pop-{i}"));
+                    std::fs::create_dir_all(&dir)?;
+                }
+                gws.push(tokio::task::spawn_blocking(move || gateway::GatewayProcess::start(&exe, &cfg, &dir)).await??);
+            }
+            let http: Vec<_> = gws.iter().map(|g| g.http).collect();
             sites
                 .iter()
-                .map(|s| shoppers::Target { site: s.name.clone(), host: s.host.clone(), addrs: vec![http] })
+                .map(|s| shoppers::Target { site: s.name.clone(), host: s.host.clone(), addrs: http.clone() })
                 .collect()
         }
         Mode::Direct => sites
@@ -161,7 +181,7 @@ pub(crate) async fn run_mode(opts: &Options, mode: Mode) -> anyhow::Result<RunRe
             })
             .collect(),
     };
-    let gw = Arc::new(Mutex::new(gw));
+    let gw = Arc::new(Mutex::new(gws));
     let timeline = sc.timeline(opts.duration);
     let max_factor = timeline.iter().filter_map(|(_, e)| e.factor).fold(1.0f64, f64::max);
     let normal = sc.shoppers.count;
@@ -170,7 +190,8 @@ pub(crate) async fn run_mode(opts: &Options, mode: Mode) -> anyhow::Result<RunRe
     let start = Instant::now();
     let start_ms =
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
-    let admin = gw.lock().ok().and_then(|g| g.as_ref().map(|g| g.admin));
+    // Any point of presence shows the fleet's incidents: the first one's are read.
+    let admin = gw.lock().ok().and_then(|g| g.first().map(|g| g.admin));
     let rec = Arc::new(Recorder::new(start));
     let (stop_tx, stop_rx) = watch::channel(false);
     let (active_tx, active_rx) = watch::channel(normal);
@@ -205,8 +226,16 @@ pub(crate) async fn run_mode(opts: &Options, mode: Mode) -> anyhow::Result<RunRe
                         }
                     }
                 }
-                let (cpu, rss) =
-                    gw.lock().ok().and_then(|mut g| g.as_mut().map(|g| g.sample())).unwrap_or((None, None));
+                // The fleet's CPU and memory: every gateway's, added up.
+                let (cpu, rss) = gw
+                    .lock()
+                    .ok()
+                    .map(|mut gws| {
+                        gws.iter_mut()
+                            .map(|g| g.sample())
+                            .fold((None, None), |(c, r), (gc, gr)| (add(c, gc), add(r, gr)))
+                    })
+                    .unwrap_or((None, None));
                 rec.sample(Instant::now(), cpu, rss);
                 if let Some(bar) = &bar {
                     bar.set_position(start.elapsed().as_secs());
@@ -251,16 +280,16 @@ pub(crate) async fn run_mode(opts: &Options, mode: Mode) -> anyhow::Result<RunRe
     let (orders_placed, duplicate_orders) = origins.orders();
     let flood_sent = seconds.iter().map(|s| s.flood_sent).sum();
     let cpu: Vec<f64> = seconds.iter().filter_map(|s| s.gateway_cpu_percent).collect();
-    let gateway_status = gw.lock().ok().and_then(|g| g.as_ref().and_then(|g| g.admin_get("/status.json")));
-    let incidents = gw.lock().ok().and_then(|g| g.as_ref().and_then(|g| g.admin_get("/incidents.json")));
+    let gateway_status = gw.lock().ok().and_then(|g| g.first().and_then(|g| g.admin_get("/status.json")));
+    let incidents = gw.lock().ok().and_then(|g| g.first().and_then(|g| g.admin_get("/incidents.json")));
     if let Some(body) = &incidents {
         // The incidents as holdfast gave them, evidence and all, beside the report.
         let _ = std::fs::write(opts.report_dir.join("incidents.json"), body);
     }
     let verdicts = incidents.map(|body| verdicts::judge(&sc.expects, verdicts::parse(&body, start_ms), opts.duration));
-    if let Some(g) = gw.lock().ok().and_then(|mut g| g.take()) {
-        tokio::task::spawn_blocking(move || g.stop()).await?;
-    }
+    let gws = gw.lock().map(|mut g| std::mem::take(&mut *g)).unwrap_or_default();
+    tokio::task::spawn_blocking(move || gws.into_iter().for_each(gateway::GatewayProcess::stop)).await?;
+    drop(redis);
     let recover_at = timeline.iter().find(|(_, e)| e.action == Action::Recover).map(|(t, _)| t.as_secs_f64());
     let result = RunResult {
         mode,
@@ -323,15 +352,19 @@ fn apply(
         }
         Action::Flood => {
             let site = ev.site.as_deref().and_then(|n| sites.iter().find(|s| s.name == n)).unwrap_or(&sites[0]);
-            let target = plan.targets.iter().find(|t| t.site == site.name).and_then(|t| t.addrs.first().copied());
-            let Some(target) = target else { return "flood skipped: no target".into() };
+            let targets =
+                plan.targets.iter().find(|t| t.site == site.name).map(|t| t.addrs.clone()).unwrap_or_default();
+            if targets.is_empty() {
+                return "flood skipped: no target".into();
+            }
+            let spread = targets.len();
             let flood = attackers::Flood {
                 kind: ev.kind.unwrap_or(scenario::FloodKind::Loic),
                 sources: ev.sources.unwrap_or(1000),
                 rate: ev.rate.unwrap_or(100),
                 host: site.host.clone(),
                 path: ev.path.clone().unwrap_or_else(|| "/".into()),
-                target,
+                targets,
             };
             let (tx, rx) = watch::channel(false);
             flood_stops.push(tx);
@@ -342,7 +375,11 @@ fn apply(
                 flood.rate,
                 flood.host,
                 flood.path,
-                if mode == Mode::Holdfast { "through holdfast" } else { "at the origin" }
+                match (mode, spread) {
+                    (Mode::Holdfast, 1) => "through holdfast".to_string(),
+                    (Mode::Holdfast, n) => format!("spread over {n} points of presence"),
+                    _ => "at the origin".to_string(),
+                }
             );
             tokio::spawn(attackers::run(flood, rec.clone(), rx));
             what
@@ -362,6 +399,14 @@ fn apply(
             active.send_replace(normal);
             format!("calm: {normal} shoppers")
         }
+    }
+}
+
+/// The sum of two measurements, either of which may be missing.
+fn add(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a + b),
+        (a, b) => a.or(b),
     }
 }
 

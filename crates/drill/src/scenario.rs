@@ -22,6 +22,7 @@ pub const BUILT_IN: &[(&str, &str)] = &[
     ("total-outage", include_str!("../scenarios/total-outage.toml")),
     ("origin-restart", include_str!("../scenarios/origin-restart.toml")),
     ("calm", include_str!("../scenarios/calm.toml")),
+    ("distributed-flood", include_str!("../scenarios/distributed-flood.toml")),
 ];
 
 /// A scenario: shoppers, origins and a timeline of failures, floods and surges.
@@ -34,6 +35,10 @@ pub struct Scenario {
     /// How long a run takes unless `--duration` says otherwise.
     #[serde(default = "default_duration", with = "dur")]
     pub duration: Duration,
+    /// Points of presence to run, sharing one Redis, unless `--fleet` says otherwise
+    /// (default 1: one gateway on its own).
+    #[serde(default)]
+    pub fleet: Option<u32>,
     #[serde(default)]
     pub(crate) shoppers: Shoppers,
     #[serde(default)]

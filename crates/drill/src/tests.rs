@@ -54,6 +54,7 @@ fn options(dir: &std::path::Path) -> Options {
         against_direct: true,
         exe: "/nonexistent/holdfast".into(),
         progress: false,
+        fleet: None,
     }
 }
 
@@ -109,7 +110,7 @@ mod attackers {
         let _ = shop.stats.flood_sources.set(crate::topology::ATTACK_NET);
         let rec = Arc::new(Recorder::new(Instant::now()));
         let (stop_tx, stop_rx) = watch::channel(false);
-        let f = Flood { kind, sources: 20, rate: 100, host: "shop.de".into(), path: "/".into(), target: addr };
+        let f = Flood { kind, sources: 20, rate: 100, host: "shop.de".into(), path: "/".into(), targets: vec![addr] };
         let task = tokio::spawn(run(f, rec.clone(), stop_rx));
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
         while !enough(shop.stats.flood_requests.load(Relaxed), rec.attack_open.load(Relaxed))

@@ -8,6 +8,7 @@ mod cache;
 mod clock;
 mod codec;
 pub mod config;
+mod fleet;
 mod gateway;
 mod incident;
 mod listen;

@@ -75,7 +75,7 @@ enum Command {
     Drill {
         /// A built-in scenario (christmas-2010, christmas-2010-outage, dc-blackhole, dc-refused,
         /// dc-slow, dc-errors, payback, flash-crowd, christmas-rush, slowloris, total-outage,
-        /// origin-restart, calm) or a TOML file; several separated by commas, or `all` (every
+        /// origin-restart, calm, distributed-flood) or a TOML file; several separated by commas, or `all` (every
         /// built-in), each into a directory of its own under --report, with the verdicts of
         /// all of them together. Exits 1 when holdfast named an incident wrongly.
         #[arg(long, default_value = "christmas-2010")]
@@ -92,6 +92,11 @@ enum Command {
         /// Also replay against the primary data center directly (`direct`), or not (`none`).
         #[arg(long, value_enum, default_value_t = Against::Direct)]
         against: Against,
+        /// Run N points of presence (gateways) sharing one Redis that the drill starts
+        /// (redis-server must be installed), with shoppers and attackers spread over them;
+        /// default: the scenario's `fleet`, or one gateway.
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=16))]
+        fleet: Option<u32>,
     },
     /// Run one simulated shop origin.
     Shop {
@@ -143,7 +148,7 @@ fn main() -> ExitCode {
             })
         }),
         Command::Demo { workers } => runtime(workers).and_then(|rt| rt.block_on(demo::run())),
-        Command::Drill { scenario, config, duration, report, against } => runtime(None).and_then(|rt| {
+        Command::Drill { scenario, config, duration, report, against, fleet } => runtime(None).and_then(|rt| {
             rt.block_on(async {
                 let names: Vec<String> = if scenario == "all" {
                     holdfast_drill::scenario::BUILT_IN.iter().map(|(n, _)| n.to_string()).collect()
@@ -175,6 +180,7 @@ fn main() -> ExitCode {
                         against_direct: against == Against::Direct,
                         exe: std::env::current_exe()?,
                         progress: true,
+                        fleet,
                     };
                     reports.push(holdfast_drill::run(opts).await?);
                 }

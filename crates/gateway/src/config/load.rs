@@ -126,6 +126,9 @@ fn validate(src: &Source, file: &File) -> Result<(), ConfigError> {
     }
     validate_shield(src, &file.shield)?;
     validate_incidents(src, &file.incidents, &file.status)?;
+    if let Some(f) = &file.fleet {
+        validate_fleet(src, f)?;
+    }
     let mut site_names: HashMap<&str, ()> = HashMap::new();
     let mut hosts: HashMap<String, &str> = HashMap::new();
     for site in &file.sites {
@@ -243,6 +246,24 @@ fn validate_incidents(
     }
     if !matches!(status.language.as_str(), "de" | "en" | "fr" | "it") {
         return Err(src.key("status.language", "status.language must be one of de, en, fr, it"));
+    }
+    Ok(())
+}
+
+fn validate_fleet(src: &Source, f: &super::fleet::Fleet) -> Result<(), ConfigError> {
+    f.redis.get_ref().target().map_err(|e| src.at(&f.redis, format!("fleet.redis {e}")))?;
+    let name_ok = |n: &str| {
+        (1..=64).contains(&n.len()) && n.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+    };
+    if !name_ok(&f.instance) {
+        return Err(src.key("fleet.instance", "fleet.instance: 1 to 64 letters, digits, '-', '_', '.'"));
+    }
+    let sync = f.sync_interval.get();
+    if sync < std::time::Duration::from_millis(10) || sync > std::time::Duration::from_secs(10) {
+        return Err(src.key("fleet.sync_interval", "fleet.sync_interval must be from 10ms to 10s"));
+    }
+    if f.key_rotation.get() < std::time::Duration::from_secs(1) {
+        return Err(src.key("fleet.key_rotation", "fleet.key_rotation must be at least 1s"));
     }
     Ok(())
 }

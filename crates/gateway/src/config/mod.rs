@@ -3,6 +3,7 @@
 //!
 //! Every key is documented in `docs/config.md`; keep the two in step.
 
+pub mod fleet;
 pub mod incidents;
 mod load;
 pub mod shield;
@@ -47,6 +48,9 @@ pub struct File {
     #[serde(default)]
     /// `[status]`: the public status page.
     pub status: incidents::StatusPage,
+    /// `[fleet]`: points of presence sharing their state through Redis; None: alone.
+    #[serde(default)]
+    pub fleet: Option<fleet::Fleet>,
     #[serde(default, rename = "datacenter")]
     /// `[[datacenter]]`: the data centers that pools live in.
     pub datacenters: Vec<Datacenter>,

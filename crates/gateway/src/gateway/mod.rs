@@ -120,6 +120,17 @@ impl Gateway {
             url: status.url.clone(),
             updated_at: started,
         };
+        if let Some(cfg) = edge.snapshot.load().file.fleet.clone() {
+            tracing::info!(instance = %cfg.instance, "fleet: syncing through Redis");
+            let fleet = Arc::new(crate::fleet::Fleet {
+                static_secret: !edge.snapshot.load().file.shield.challenge.secret.is_empty(),
+                cfg,
+                shield: edge.shield.clone(),
+                telemetry: edge.telemetry.clone(),
+                incidents: incidents.clone(),
+            });
+            gw.tasks.push(tokio::spawn(fleet.run(rx.clone())));
+        }
         gw.tasks.push(tokio::spawn(incidents::run(edge, incidents, journal, page, admin_url, rx.clone())));
         Ok(gw)
     }

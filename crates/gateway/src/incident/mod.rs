@@ -16,6 +16,7 @@
 //! Nothing here runs on the request path but the tally's few atomic additions.
 
 pub(crate) mod detect;
+pub(crate) mod fleet;
 pub(crate) mod journal;
 pub(crate) mod notify;
 pub(crate) mod report;

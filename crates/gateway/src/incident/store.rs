@@ -55,6 +55,11 @@ pub(crate) struct Incident {
     pub(crate) related: Vec<String>,
     pub(crate) updates: Vec<Update>,
     pub(crate) series: Vec<Point>,
+    /// In a fleet: the points of presence that saw it, and how many were live.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) seen_from: Vec<String>,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub(crate) fleet_size: usize,
     /// Each site's counts when it opened (its impact is what came after).
     #[serde(skip)]
     base: BTreeMap<String, Counts>,
@@ -64,6 +69,10 @@ impl Incident {
     pub(crate) fn is_open(&self) -> bool {
         self.stage != Stage::Resolved
     }
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// What happened to an incident in a tick, for those told about it.
@@ -88,6 +97,8 @@ impl Event {
 pub(crate) struct Incidents {
     inner: Mutex<Inner>,
     telemetry: Arc<Telemetry>,
+    /// In a fleet: the others' incidents, for [`Incidents::all`].
+    fleet: Mutex<Option<super::fleet::FleetView>>,
 }
 
 #[derive(Default)]
@@ -121,7 +132,7 @@ impl Incidents {
             }
             inner.list.push_back(i);
         }
-        Incidents { inner: Mutex::new(inner), telemetry }
+        Incidents { inner: Mutex::new(inner), telemetry, fleet: Mutex::new(None) }
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -129,12 +140,29 @@ impl Incidents {
     }
 
     /// Every incident kept, newest first.
+    /// The incidents, newest first; in a fleet, the fleet's (see [`super::fleet`]).
     pub(crate) fn all(&self) -> Vec<Incident> {
-        self.lock().list.iter().rev().cloned().collect()
+        let local: Vec<Incident> = self.lock().list.iter().rev().cloned().collect();
+        match self.fleet.lock().ok().and_then(|f| f.clone()) {
+            Some(f) => super::fleet::merge(local, &f),
+            None => local,
+        }
     }
 
     pub(crate) fn get(&self, id: &str) -> Option<Incident> {
-        self.lock().list.iter().find(|i| i.id == id).cloned()
+        self.all().into_iter().find(|i| i.id == id)
+    }
+
+    /// This instance's own incidents, newest first (what it tells its fleet).
+    pub(crate) fn local(&self) -> Vec<Incident> {
+        self.lock().list.iter().rev().cloned().collect()
+    }
+
+    /// What the other instances of the fleet named (the fleet's sync task).
+    pub(crate) fn set_fleet(&self, view: super::fleet::FleetView) {
+        if let Ok(mut f) = self.fleet.lock() {
+            *f = Some(view);
+        }
     }
 
     /// New retention limits (a reload).
@@ -359,6 +387,8 @@ impl Inner {
             related: Vec::new(),
             updates: Vec::new(),
             series,
+            seen_from: Vec::new(),
+            fleet_size: 0,
             base: BTreeMap::new(),
         };
         i.summary = text::summary(&i, &[]);

@@ -322,6 +322,37 @@ pub(crate) fn public_impact(i: &Incident, lang: &str) -> Option<String> {
     })
 }
 
+/// Where a fleet saw an incident from, for the public status page in `lang` (docs/fleet.md):
+/// confirmed by n of N points of presence, or one point's own problem. None outside a fleet.
+pub(crate) fn public_fleet(i: &Incident, lang: &str) -> Option<String> {
+    if i.fleet_size < 2 || i.seen_from.is_empty() {
+        return None;
+    }
+    let (n, of) = (i.seen_from.len(), i.fleet_size);
+    let pops = i.seen_from.join(", ");
+    if n == 1 && i.kind == super::Kind::DatacenterFailure {
+        let dc = i.datacenters.first().map_or("", String::as_str);
+        let others = of - 1;
+        let one = others == 1;
+        return Some(match lang {
+            "de" if one => format!("Nur von {pops} aus gesehen: Der andere Standort erreicht {dc}. Ein Problem des Netzes von {pops}."),
+            "de" => format!("Nur von {pops} aus gesehen: Die anderen {others} Standorte erreichen {dc}. Ein Problem des Netzes von {pops}."),
+            "fr" if one => format!("Vu depuis {pops} seulement : l'autre point de présence atteint {dc}. Un problème du réseau de {pops}."),
+            "fr" => format!("Vu depuis {pops} seulement : les {others} autres points de présence atteignent {dc}. Un problème du réseau de {pops}."),
+            "it" if one => format!("Visto solo da {pops}: l'altro punto di presenza raggiunge {dc}. Un problema della rete di {pops}."),
+            "it" => format!("Visto solo da {pops}: gli altri {others} punti di presenza raggiungono {dc}. Un problema della rete di {pops}."),
+            _ if one => format!("Seen from {pops} only: the other point of presence reaches {dc}. A problem of {pops}'s own network."),
+            _ => format!("Seen from {pops} only: the other {others} points of presence reach {dc}. A problem of {pops}'s own network."),
+        });
+    }
+    Some(match lang {
+        "de" => format!("Bestätigt von {n} von {of} Standorten ({pops})."),
+        "fr" => format!("Confirmé par {n} points de présence sur {of} ({pops})."),
+        "it" => format!("Confermato da {n} punti di presenza su {of} ({pops})."),
+        _ => format!("Seen from {n} of {of} points of presence ({pops})."),
+    })
+}
+
 /// An incident for the public status page, in `lang`: a title and a sentence. Data
 /// centers and sites are named; origins, clients and prefixes never.
 pub(crate) fn public(i: &Incident, lang: &str) -> (String, String) {

@@ -38,6 +38,8 @@ pub(crate) fn admin(i: &Incident) -> Value {
         "severity": i.severity.as_str(),
         "confidence": (i.confidence * 100.0).round() / 100.0,
         "related": i.related,
+        "points_of_presence": i.seen_from,
+        "seen_from": if i.fleet_size > 0 { Value::String(format!("{} of {}", i.seen_from.len(), i.fleet_size)) } else { Value::Null },
         "updates": i.updates.iter().map(|u| json!({"at": time(u.at), "stage": u.stage.as_str(), "text": u.text})).collect::<Vec<_>>(),
     })
 }

@@ -2,9 +2,11 @@
 //! passing one earns (bound to the client's prefix, expiring), and the visitor cookie every
 //! client gets (its issue time says whether the client was here before a surge).
 //!
-//! Everything is stateless: tokens and cookies carry their times and an HMAC-SHA-256 over
-//! them (ring), so any instance with the same secret can check them, and nothing is stored
-//! per client.
+//! Everything is stateless: tokens and cookies carry their times, the id of the key that
+//! signed them, and an HMAC-SHA-256 over them (ring), so any instance with that key can
+//! check them, and nothing is stored per client. [`Keys`] is a keyring: one key signs,
+//! every key still valid verifies (a fleet rotates its shared keys without rejecting a
+//! cookie signed before).
 
 use ring::hmac;
 use std::fmt::Write;
@@ -40,25 +42,59 @@ impl Refused {
     }
 }
 
+/// The keyring: the key that signs (its id first in every token and cookie) and the keys
+/// that verify (the signing one among them).
 pub(crate) struct Keys {
-    key: hmac::Key,
+    signing: (String, hmac::Key),
+    verifying: Vec<(String, hmac::Key)>,
 }
 
 impl Keys {
-    /// From the configured secret, or a random one when it is empty.
+    /// From the configured secret (every instance with the same secret has the same key,
+    /// and the same id), or a random key of this process when it is empty.
     pub(crate) fn new(secret: &str) -> Keys {
-        let key = if secret.is_empty() {
+        let (id, key) = if secret.is_empty() {
             let rng = ring::rand::SystemRandom::new();
-            hmac::Key::generate(hmac::HMAC_SHA256, &rng)
-                .unwrap_or_else(|_| hmac::Key::new(hmac::HMAC_SHA256, &random_fallback()))
+            let mut id = [0u8; 4];
+            let _ = ring::rand::SecureRandom::fill(&rng, &mut id);
+            let key = hmac::Key::generate(hmac::HMAC_SHA256, &rng)
+                .unwrap_or_else(|_| hmac::Key::new(hmac::HMAC_SHA256, &random_fallback()));
+            (format!("l{}", hex(&id)), key)
         } else {
-            hmac::Key::new(hmac::HMAC_SHA256, secret.as_bytes())
+            (
+                format!("s{}", &hex(&sha256(secret.as_bytes()))[..8]),
+                hmac::Key::new(hmac::HMAC_SHA256, secret.as_bytes()),
+            )
         };
-        Keys { key }
+        Keys { verifying: vec![(id.clone(), key.clone())], signing: (id, key) }
     }
 
-    fn mac(&self, parts: &[&str]) -> String {
-        let mut ctx = hmac::Context::with_key(&self.key);
+    /// A keyring of shared keys: `current` signs, all of `ring` (id, secret) verify, and
+    /// so do the keys of `also` (the local key cookies were signed with before the ring
+    /// was known).
+    pub(crate) fn from_ring(ring: &[(String, Vec<u8>)], current: &str, also: Option<&Keys>) -> Option<Keys> {
+        let (_, secret) = ring.iter().find(|(id, _)| id == current)?;
+        let key = |s: &[u8]| hmac::Key::new(hmac::HMAC_SHA256, s);
+        let mut verifying: Vec<(String, hmac::Key)> = ring.iter().map(|(id, s)| (id.clone(), key(s))).collect();
+        if let Some(old) = also {
+            // This instance's own keys (`l…`, `s…`) go on verifying; the fleet's (`f…`) are
+            // the ring's to keep or drop.
+            for (id, k) in old.verifying.iter().filter(|(id, _)| !id.starts_with('f')) {
+                if !verifying.iter().any(|(i, _)| i == id) {
+                    verifying.push((id.clone(), k.clone()));
+                }
+            }
+        }
+        Some(Keys { signing: (current.to_string(), key(secret)), verifying })
+    }
+
+    /// The id of the key that signs.
+    pub(crate) fn id(&self) -> &str {
+        &self.signing.0
+    }
+
+    fn mac_with(key: &hmac::Key, parts: &[&str]) -> String {
+        let mut ctx = hmac::Context::with_key(key);
         for p in parts {
             ctx.update(p.as_bytes());
             ctx.update(b"|");
@@ -66,27 +102,35 @@ impl Keys {
         hex(&ctx.sign().as_ref()[..16])
     }
 
-    fn check(&self, parts: &[&str], mac: &str) -> bool {
-        crate::util::ct_eq(self.mac(parts).as_bytes(), mac.as_bytes())
+    fn mac(&self, parts: &[&str]) -> String {
+        Keys::mac_with(&self.signing.1, parts)
     }
 
-    /// A challenge token for a client of `prefix`: `issued.difficulty.salt.mac`.
+    /// Does `mac` sign `parts` under the key `id`?
+    fn check(&self, id: &str, parts: &[&str], mac: &str) -> bool {
+        self.verifying
+            .iter()
+            .find(|(k, _)| k == id)
+            .is_some_and(|(_, key)| crate::util::ct_eq(Keys::mac_with(key, parts).as_bytes(), mac.as_bytes()))
+    }
+
+    /// A challenge token for a client of `prefix`: `key.issued.difficulty.salt.mac`.
     pub(crate) fn token(&self, prefix: &str, difficulty: u8, now_unix: u64, salt: u64) -> String {
         let (issued, d, salt) = (now_unix.to_string(), difficulty.to_string(), format!("{salt:016x}"));
         let mac = self.mac(&["t", &issued, &d, &salt, prefix]);
-        format!("{issued}.{d}.{salt}.{mac}")
+        format!("{}.{issued}.{d}.{salt}.{mac}", self.id())
     }
 
     /// Checks an answer to a token; Ok when the token is ours, fresh, for this prefix, and
     /// `nonce` proves the work.
     pub(crate) fn verify(&self, token: &str, nonce: &str, prefix: &str, now_unix: u64) -> Result<(), Refused> {
         let mut it = token.split('.');
-        let (Some(issued), Some(d), Some(salt), Some(mac), None) =
-            (it.next(), it.next(), it.next(), it.next(), it.next())
+        let (Some(id), Some(issued), Some(d), Some(salt), Some(mac), None) =
+            (it.next(), it.next(), it.next(), it.next(), it.next(), it.next())
         else {
             return Err(Refused::Malformed);
         };
-        if !self.check(&["t", issued, d, salt, prefix], mac) {
+        if !self.check(id, &["t", issued, d, salt, prefix], mac) {
             return Err(Refused::NotOurs);
         }
         let issued: u64 = issued.parse().map_err(|_| Refused::Malformed)?;
@@ -107,30 +151,34 @@ impl Keys {
     pub(crate) fn clearance(&self, prefix: &str, expires_unix: u64) -> String {
         let e = expires_unix.to_string();
         let mac = self.mac(&["c", &e, prefix]);
-        format!("{e}.{mac}")
+        format!("{}.{e}.{mac}", self.id())
     }
 
     pub(crate) fn clearance_ok(&self, value: &str, prefix: &str, now_unix: u64) -> bool {
-        let Some((e, mac)) = value.split_once('.') else { return false };
-        e.parse::<u64>().is_ok_and(|exp| exp > now_unix) && self.check(&["c", e, prefix], mac)
+        let mut it = value.split('.');
+        let (Some(id), Some(e), Some(mac), None) = (it.next(), it.next(), it.next(), it.next()) else { return false };
+        e.parse::<u64>().is_ok_and(|exp| exp > now_unix) && self.check(id, &["c", e, prefix], mac)
     }
 
     /// A visitor cookie value issued at `now_unix`.
     pub(crate) fn visitor(&self, now_unix: u64, salt: u64) -> String {
         let (i, salt) = (now_unix.to_string(), format!("{salt:016x}"));
         let mac = self.mac(&["v", &i, &salt]);
-        format!("{i}.{salt}.{mac}")
+        format!("{}.{i}.{salt}.{mac}", self.id())
     }
 
     /// When a valid, unexpired visitor cookie was issued.
     pub(crate) fn visitor_issued(&self, value: &str, now_unix: u64) -> Option<u64> {
         let mut it = value.split('.');
-        let (Some(i), Some(salt), Some(mac), None) = (it.next(), it.next(), it.next(), it.next()) else {
+        let (Some(id), Some(i), Some(salt), Some(mac), None) = (it.next(), it.next(), it.next(), it.next(), it.next())
+        else {
             return None;
         };
         let issued: u64 = i.parse().ok()?;
-        (issued <= now_unix + 60 && now_unix < issued.saturating_add(VISITOR_TTL) && self.check(&["v", i, salt], mac))
-            .then_some(issued)
+        (issued <= now_unix + 60
+            && now_unix < issued.saturating_add(VISITOR_TTL)
+            && self.check(id, &["v", i, salt], mac))
+        .then_some(issued)
     }
 }
 
@@ -167,7 +215,12 @@ pub(crate) fn leading_zero_bits(h: &[u8]) -> u32 {
 /// Finds a nonce for `token` (what the page's script does; used by tests and the drill's
 /// shoppers, who play browsers).
 pub fn solve(token: &str) -> Option<u64> {
-    let d: u32 = token.split('.').nth(1)?.parse().ok()?;
+    // `key.issued.difficulty.salt.mac` (and the keyless form of before: `issued.difficulty.…`).
+    let fields: Vec<&str> = token.split('.').collect();
+    let d: u32 = fields.get(if fields.len() >= 5 { 2 } else { 1 })?.parse().ok()?;
+    if d > 64 {
+        return None;
+    }
     (0..u64::MAX).find(|n| leading_zero_bits(&sha256(format!("{token}:{n}").as_bytes())) >= d)
 }
 
@@ -250,6 +303,28 @@ mod tests {
         assert_eq!(k.visitor_issued(&v, 2000), Some(1000));
         assert_eq!(k.visitor_issued(&v.replace("1000", "0999"), 2000), None);
         assert_eq!(k.visitor_issued(&v, 1000 + VISITOR_TTL), None);
+    }
+
+    #[test]
+    fn a_keyring_signs_with_its_current_key_and_verifies_with_every_key() {
+        let ring = vec![("k1".to_string(), b"one".to_vec()), ("k2".to_string(), b"two".to_vec())];
+        let a = Keys::from_ring(&ring, "k1", None).unwrap();
+        let b = Keys::from_ring(&ring, "k2", None).unwrap();
+        let old = a.visitor(1000, 1);
+        assert!(old.starts_with("k1."));
+        assert_eq!(b.visitor_issued(&old, 2000), Some(1000), "signed before the rotation, still valid");
+        let c = b.clearance("10.0.0.0/24", 5000);
+        assert!(a.clearance_ok(&c, "10.0.0.0/24", 4000));
+        // A key that left the ring no longer verifies; a local key kept beside it does.
+        let local = Keys::new("");
+        let mine = local.visitor(1000, 2);
+        let merged = Keys::from_ring(&ring[1..], "k2", Some(&local)).unwrap();
+        assert_eq!(merged.visitor_issued(&old, 2000), None);
+        assert_eq!(merged.visitor_issued(&mine, 2000), Some(1000));
+        assert!(Keys::from_ring(&ring, "k9", None).is_none());
+        // The same configured secret gives every instance the same key id.
+        assert_eq!(Keys::new("shared").id(), Keys::new("shared").id());
+        assert_ne!(Keys::new("").id(), Keys::new("").id());
     }
 
     #[test]

@@ -54,6 +54,20 @@ impl Gcra {
         Ok(())
     }
 
+    /// As [`Gcra::check`], for the `share` of the limit this instance enforces in a fleet
+    /// (the rest is the other instances'): one request every `t ÷ share`, the same burst
+    /// tolerance in time. A share of 0 refuses (the fleet's limits are closed).
+    pub(crate) fn check_share(&self, tat: &mut Tick, now: Tick, share: f32) -> Result<(), Duration> {
+        if share >= 0.999 {
+            return self.check(tat, now);
+        }
+        if share <= 0.0 {
+            return Err(Duration::from_secs(1));
+        }
+        let t = (f64::from(self.t) / f64::from(share)).round().min(f64::from(u32::MAX / 4)) as u32;
+        Gcra { t: t.max(1), tau: self.tau }.check(tat, now)
+    }
+
     /// The cell has been idle for at least `idle` ticks at `now`.
     pub(crate) fn idle(tat: Tick, now: Tick, idle: u64) -> bool {
         diff(now, tat) > idle as i64

@@ -16,6 +16,7 @@ pub(crate) mod identity;
 #[cfg(test)]
 mod memory;
 mod request;
+pub(crate) mod shared;
 pub(crate) mod signature;
 pub(crate) mod slow;
 pub(crate) mod table;
@@ -175,6 +176,8 @@ pub(crate) struct Shield {
     pub(crate) flood: Flood,
     /// The sources and traits of requests that look like a flood's, while it lasts.
     pub(crate) witness: witness::Witness,
+    /// What this instance shares with its fleet, if it has one.
+    pub(crate) shared: shared::Shared,
     /// Slow clients (slowloris, slow POST), counted for the incident engine.
     pub(crate) slow: slow::SlowClients,
     rng: AtomicU64,
@@ -249,6 +252,7 @@ impl Shield {
             keys: arc_swap::ArcSwap::from_pointee((secret, keys)),
             flood: Flood::default(),
             witness: Default::default(),
+            shared: Default::default(),
             slow: Default::default(),
             rng: AtomicU64::new(crate::clock::unix_secs() ^ 0x9e37_79b9_7f4a_7c15),
         }
@@ -331,7 +335,7 @@ impl Shield {
         let secs = self.secs(now);
         let prefix = self.prefixes.with(
             pkey,
-            || self.new_prefix_cell(t, secs),
+            || self.new_prefix_cell(net, t, secs),
             |cell| {
                 cell.last = t;
                 if c.per_prefix > 0 && cell.conns >= c.per_prefix {
@@ -366,8 +370,9 @@ impl Shield {
         }
     }
 
-    fn new_prefix_cell(&self, t: Tick, secs: u32) -> PrefixCell {
+    fn new_prefix_cell(&self, net: IpNet, t: Tick, secs: u32) -> PrefixCell {
         let new_in_burst = self.flood.count_new_prefix();
+        self.shared.publish_prefix(net);
         PrefixCell {
             conns: 0,
             req_tat: t,
@@ -397,6 +402,12 @@ impl Shield {
     /// Blocks `net` for `duration` from `now` (dynamic; expires by itself) and reports it
     /// as a `prefix_blocked` event. `why` is the reason, e.g. "by an operator".
     pub(crate) fn block(&self, net: IpNet, now: Instant, duration: Duration, why: &str, rep: &Telemetry) {
+        self.shared.publish_block(shared::BlockNote { net, duration, reason: why.to_string() });
+        self.block_here(net, now, duration, why, rep);
+    }
+
+    /// A block on this instance only (one the fleet told of: not told back).
+    pub(crate) fn block_here(&self, net: IpNet, now: Instant, duration: Duration, why: &str, rep: &Telemetry) {
         let until = crate::clock::later(now, duration);
         if let Ok(mut d) = self.dynamic.write() {
             d.insert(net, Blocked { until, reason: why.to_string(), since: SystemTime::now() });
@@ -407,7 +418,40 @@ impl Shield {
     }
 
     pub(crate) fn unblock(&self, net: &IpNet) -> bool {
+        self.shared.publish_block(shared::BlockNote { net: *net, duration: Duration::ZERO, reason: String::new() });
+        self.unblock_here(net)
+    }
+
+    /// An unblock on this instance only (one the fleet told of).
+    pub(crate) fn unblock_here(&self, net: &IpNet) -> bool {
         self.dynamic.write().ok().and_then(|mut d| d.remove(net)).is_some()
+    }
+
+    /// A prefix the fleet first saw at `first_seen_unix_ms`: known here from then too
+    /// (admission counts its clients as known, not new, when that was before a surge).
+    pub(crate) fn know_prefix(&self, net: IpNet, first_seen_unix_ms: u64, now: Instant) {
+        let t = self.tick(now);
+        let since = (first_seen_unix_ms / 1000).saturating_sub(self.epoch_unix).min(u64::from(u32::MAX)) as u32;
+        let key = self.prefixes.key(&net);
+        let cell = PrefixCell {
+            conns: 0,
+            req_tat: t,
+            last: t,
+            first_seen: since,
+            new_in_burst: false,
+            window: signature::Window::default(),
+            reported: u32::MAX,
+        };
+        self.prefixes.with(key, || cell, |c| c.first_seen = c.first_seen.min(since));
+    }
+
+    /// The fleet's shared keys (when no secret is configured): they sign and verify from now
+    /// on; the keys of before still verify (`Keys::from_ring` keeps them).
+    pub(crate) fn set_shared_keys(&self, keys: challenge::Keys) {
+        let secret = self.keys.load().0.clone();
+        if secret.is_empty() {
+            self.keys.store(Arc::new((secret, keys)));
+        }
     }
 }
 

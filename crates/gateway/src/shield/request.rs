@@ -96,7 +96,9 @@ impl Shield {
         if suspicious {
             self.witness.saw(client.ip, client.prefix, feats);
         }
-        let flood = if suspicious { self.flood.suspicious(sig.flood_rate, t) } else { self.flood.active() };
+        let flood = if suspicious { self.flood.suspicious(sig.flood_rate, t) } else { self.flood.active() }
+            // Another point of presence of the fleet is in a flood: so is this one.
+            || self.shared.fleet_flood.load(std::sync::atomic::Ordering::Relaxed);
 
         // Rate limits, tightest first: the path class, the address, the prefix. A request
         // over one limit takes no token from the next.
@@ -108,12 +110,13 @@ impl Shield {
             if let Some(g) = &class.gcra {
                 let key = self.classes.key(&(client.ip, class.index));
                 let fresh = ClassCell { tat: t, last: t };
+                let share = self.share_of(shared::LimitKey::Class(class.index as u16, client.ip), true);
                 let wait = self.classes.with(
                     key,
                     || fresh,
                     |c| {
                         c.last = t;
-                        g.check(&mut c.tat, t).err()
+                        g.check_share(&mut c.tat, t, share).err()
                     },
                 );
                 if let Some(Some(wait)) = wait {
@@ -125,12 +128,13 @@ impl Shield {
         if let (None, Some(g)) = (over, &rt.per_address) {
             let akey = self.addrs.key(&client.ip);
             let fresh = AddrCell { req_tat: t, conn_tat: t, conns: 0, last: t };
+            let share = self.share_of(shared::LimitKey::Address(client.ip), self.shared.per_address());
             let wait = self.addrs.with(
                 akey,
                 || fresh,
                 |cell| {
                     cell.last = t;
-                    g.check(&mut cell.req_tat, t).err()
+                    g.check_share(&mut cell.req_tat, t, share).err()
                 },
             );
             if let Some(Some(wait)) = wait {
@@ -140,11 +144,13 @@ impl Shield {
 
         // The prefix: its signature window, and its rate.
         let pkey = self.prefixes.key(&client.prefix);
+        let prefix_share =
+            if rt.per_prefix.is_some() { self.share_of(shared::LimitKey::Prefix(client.prefix), true) } else { 1.0 };
         let dry = sig.dry_run || cfg.mode == ShieldMode::DryRun;
         let (mut block, mut report) = (None, None);
         self.prefixes.with(
             pkey,
-            || self.new_prefix_cell(t, secs),
+            || self.new_prefix_cell(client.prefix, t, secs),
             |cell| {
                 cell.last = t;
                 seen.first_seen = Some(cell.first_seen);
@@ -169,7 +175,7 @@ impl Shield {
                     }
                 }
                 if let (None, Some(g)) = (over, &rt.per_prefix) {
-                    if let Err(wait) = g.check(&mut cell.req_tat, t) {
+                    if let Err(wait) = g.check_share(&mut cell.req_tat, t, prefix_share) {
                         over = Some((cfg.rate.action, wait, "rate_prefix"));
                     }
                 }
@@ -221,6 +227,16 @@ impl Shield {
             self.block(net, now, rt.cfg.signatures.block_for.get(), &why, rep);
         }
         (Kind::Close, "flood_signature")
+    }
+
+    /// The share of a shared limit this instance enforces for `key` (counting the request
+    /// for the fleet); 1 without a fleet, or when the limit is not shared.
+    fn share_of(&self, key: shared::LimitKey, shared_limit: bool) -> f32 {
+        if shared_limit && self.shared.enabled() {
+            self.shared.count(key)
+        } else {
+            1.0
+        }
     }
 
     /// When the current surge began (unix seconds): a flood, or the site shedding.

@@ -22,6 +22,21 @@ pub(crate) struct ShieldView {
     pub(crate) tracked_prefixes: usize,
     pub(crate) table_bytes: usize,
     pub(crate) sites: BTreeMap<String, LoadView>,
+    /// This instance's side of the fleet (docs/fleet.md); absent when it runs alone.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) fleet: Option<FleetShieldView>,
+}
+
+/// The shield's fleet state.
+#[derive(Debug, Serialize)]
+pub(crate) struct FleetShieldView {
+    /// How shared limits are enforced now: `shared` (Redis answers), or the `on_redis_down`
+    /// mode (`local`, `open`, `closed`).
+    pub(crate) limits: &'static str,
+    /// The id of the key that signs challenges and cookies (`local`: this instance's own).
+    pub(crate) key: String,
+    /// Another point of presence is in a flood.
+    pub(crate) fleet_flood: bool,
 }
 
 /// The flood state at one moment.
@@ -106,6 +121,16 @@ impl Shield {
             tracked_prefixes: self.prefixes.len(),
             table_bytes: self.table_bytes(),
             sites,
+            fleet: self.shared.enabled().then(|| FleetShieldView {
+                limits: match self.shared.mode() {
+                    super::shared::Mode::Shared => "shared",
+                    super::shared::Mode::Local => "local",
+                    super::shared::Mode::Open => "open",
+                    super::shared::Mode::Closed => "closed",
+                },
+                key: self.keys().1.id().to_string(),
+                fleet_flood: self.shared.fleet_flood.load(std::sync::atomic::Ordering::Relaxed),
+            }),
         }
     }
 

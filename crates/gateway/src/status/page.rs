@@ -97,6 +97,7 @@ fn incident(i: &Incident, w: &Words, lang: &str, open: bool) -> Markup {
             h3 { (title) }
             p { (sentence) }
             @if let Some(impact) = text::public_impact(i, lang) { p.impact { (impact) } }
+            @if let Some(fleet) = text::public_fleet(i, lang) { p.fleet { (fleet) } }
             p.when {
                 (w.started) " " (time(i.started_at)) " · "
                 @if open { (w.ongoing) } @else { (w.resolved) " " (i.resolved_at.map_or(String::new(), time)) }

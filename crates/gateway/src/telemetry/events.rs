@@ -99,6 +99,19 @@ impl Event {
         }
     }
 
+    /// The fleet: its Redis gone or back, keys shared (`reason` says what).
+    pub(crate) fn fleet(kind: &'static str, reason: String) -> Event {
+        Event {
+            at: SystemTime::now(),
+            kind,
+            site: "-".into(),
+            datacenter: "-".into(),
+            origin: None,
+            prefix: None,
+            reason,
+        }
+    }
+
     /// A shield event (`site` "-" when it is not about one site).
     pub(crate) fn shield(kind: &'static str, site: &str, prefix: Option<String>, reason: String) -> Event {
         Event {

@@ -60,6 +60,10 @@ pub(crate) struct Metrics {
     incident_open: Family<IncidentLabels, Gauge>,
     incident_verdict: Histogram,
     webhooks: Family<WebhookLabels, Counter>,
+    /// The fleet: Redis reachable (1) or not (0); live instances; sync rounds by result.
+    pub(crate) fleet_redis_up: Gauge,
+    pub(crate) fleet_instances: Gauge,
+    pub(crate) fleet_syncs: Family<ReasonLabel, Counter>,
 }
 
 impl Default for Metrics {
@@ -135,7 +139,24 @@ impl Metrics {
             incident_verdict.clone(),
         );
         registry.register("webhook_deliveries", "Incident notifications by receiver and result", webhooks.clone());
+        let fleet_redis_up = Gauge::default();
+        let fleet_instances = Gauge::default();
+        let fleet_syncs = Family::<ReasonLabel, Counter>::default();
+        registry.register(
+            "fleet_redis_up",
+            "1 while the fleet's Redis answers (0 without a fleet)",
+            fleet_redis_up.clone(),
+        );
+        registry.register("fleet_instances", "Live instances of the fleet, this one included", fleet_instances.clone());
+        registry.register(
+            "fleet_syncs",
+            "Sync rounds with the fleet's Redis, by result (ok, error, timeout)",
+            fleet_syncs.clone(),
+        );
         Metrics {
+            fleet_redis_up,
+            fleet_instances,
+            fleet_syncs,
             incidents,
             incident_open,
             incident_verdict,

@@ -21,12 +21,11 @@
 
 use super::ErrorKind;
 use crate::body::{self as client_body, ReqBody};
-use crate::codec::fields::{is_forwarding_field, is_hop_by_hop};
 use crate::codec::io::unwritten;
 use crate::codec::{self, Chunked};
 use crate::telemetry::{Phase, RequestPhase};
-use bytes::{Buf, Bytes, BytesMut};
-use http::header::{self, HeaderMap, HeaderValue};
+use bytes::{Bytes, BytesMut};
+use http::header::{self, HeaderMap};
 #[cfg(test)]
 use http::Request;
 use http::{Method, Response, StatusCode, Version};
@@ -40,8 +39,6 @@ use tokio::net::TcpStream;
 
 /// Largest response head accepted (status line and header fields).
 const MAX_HEAD: usize = 64 * 1024;
-/// Most header fields in a response head.
-const MAX_HEADERS: usize = 128;
 /// Room made in the read buffer before each read.
 const READ_CHUNK: usize = 16 * 1024;
 
@@ -258,24 +255,7 @@ impl Conn {
     /// Drops complete interim responses at the front of the buffer; whether what is left
     /// begins something else (a final response, or bytes that are no response at all).
     fn skip_interim(&mut self) -> bool {
-        while !self.buf.is_empty() {
-            let mut slots = [const { std::mem::MaybeUninit::<httparse::Header>::uninit() }; MAX_HEADERS];
-            let mut parsed = httparse::Response::new(&mut []);
-            match httparse::ParserConfig::default().parse_response_with_uninit_headers(
-                &mut parsed,
-                &self.buf,
-                &mut slots,
-            ) {
-                Ok(httparse::Status::Complete(len))
-                    if parsed.code.is_some_and(|c| (100..200).contains(&c) && c != 101) =>
-                {
-                    self.buf.advance(len)
-                }
-                Ok(httparse::Status::Partial) => return false, // not yet known
-                _ => return true,
-            }
-        }
-        false
+        holdfast_http1::response::skip_interim(&mut self.buf)
     }
 
     /// Reads more from the origin into the buffer; Ok(0) at its end.
@@ -333,52 +313,16 @@ impl Conn {
     }
 }
 
-/// Writes the request line and header fields into `out` (with `forwarding` instead of the
-/// request's own forwarding fields, if given); returns whether the body goes chunked (its
-/// length unknown).
+/// Writes the request head into `out` (`holdfast_http1::encode`); whether the body goes
+/// chunked (its length unknown).
 fn encode_head(req: &http::request::Parts, body: &ReqBody, forwarding: &Bytes, out: &mut Vec<u8>) -> bool {
-    let target = req.uri.path_and_query().map_or("/", |pq| pq.as_str());
-    out.extend_from_slice(req.method.as_str().as_bytes());
-    out.push(b' ');
-    out.extend_from_slice(target.as_bytes());
-    out.extend_from_slice(b" HTTP/1.1\r\n");
-    let has_length = req.headers.contains_key(header::CONTENT_LENGTH);
-    let replace = !forwarding.is_empty();
-    for (name, value) in &req.headers {
-        // Framing is this hop's: hop-by-hop fields were removed, Transfer-Encoding is ours.
-        if name == header::TRANSFER_ENCODING || (replace && is_forwarding_field(name)) {
-            continue;
-        }
-        let (name, value) = (name.as_str().as_bytes(), value.as_bytes());
-        out.reserve(name.len() + value.len() + 4);
-        out.extend_from_slice(name);
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value);
-        out.extend_from_slice(b"\r\n");
-    }
-    out.extend_from_slice(forwarding);
-    let mut chunked = false;
-    if !has_length {
-        match body.size_hint().exact() {
-            Some(0) if body.is_end_stream() => {
-                // A method that carries content says it has none (as hyper's client does).
-                if matches!(req.method, Method::POST | Method::PUT | Method::PATCH) {
-                    out.extend_from_slice(b"content-length: 0\r\n");
-                }
-            }
-            Some(n) => {
-                out.extend_from_slice(b"content-length: ");
-                out.extend_from_slice(codec::itoa(n, &mut [0; 20]));
-                out.extend_from_slice(b"\r\n");
-            }
-            None => {
-                out.extend_from_slice(b"transfer-encoding: chunked\r\n");
-                chunked = true;
-            }
-        }
-    }
-    out.extend_from_slice(b"\r\n");
-    chunked
+    use holdfast_http1::encode::BodyLen;
+    let len = match body.size_hint().exact() {
+        Some(0) if body.is_end_stream() => BodyLen::Empty,
+        Some(n) => BodyLen::Known(n),
+        None => BodyLen::Unknown,
+    };
+    holdfast_http1::encode::encode_request_head(req, len, forwarding, out)
 }
 
 struct Head {
@@ -389,98 +333,17 @@ struct Head {
     keep_alive: bool,
 }
 
-/// Parses a response head from the front of `buf` (consuming it), None if incomplete.
-/// Err: the head breaks HTTP/1.1 ([`ErrorKind::Protocol`]).
+/// Parses a response head from the front of `buf` (consuming it), None if incomplete
+/// (`holdfast_http1::response`). Err: the head breaks HTTP/1.1 ([`ErrorKind::Protocol`]).
 fn parse_head(buf: &mut BytesMut) -> Result<Option<Head>, ErrorKind> {
-    let protocol = || ErrorKind::Protocol;
-    if buf.is_empty() {
-        return Ok(None);
-    }
-    // Slots left uninitialised: httparse writes those it fills (4 KiB not cleared per read).
-    let mut slots = [const { std::mem::MaybeUninit::<httparse::Header>::uninit() }; MAX_HEADERS];
-    let mut parsed = httparse::Response::new(&mut []);
-    let len = match httparse::ParserConfig::default().parse_response_with_uninit_headers(&mut parsed, buf, &mut slots) {
-        Ok(httparse::Status::Complete(len)) => len,
-        Ok(httparse::Status::Partial) => return Ok(None),
-        Err(_) => return Err(protocol()),
+    use holdfast_http1::response::{parse_response, ResponseFraming};
+    let Some(h) = parse_response(buf).map_err(|_| ErrorKind::Protocol)? else { return Ok(None) };
+    let framing = match h.framing {
+        ResponseFraming::Length(n) => Framing::Length(n),
+        ResponseFraming::Chunked => Framing::Chunked(Chunked::new()),
+        ResponseFraming::UntilClose => Framing::UntilClose,
     };
-    let status = parsed.code.and_then(|c| StatusCode::from_u16(c).ok()).ok_or_else(protocol)?;
-    let version = if parsed.version == Some(0) { Version::HTTP_10 } else { Version::HTTP_11 };
-    // Names, and where the values lie, before the head is split off as shared bytes.
-    let base = buf.as_ptr() as usize;
-    let mut fields = Vec::with_capacity(parsed.headers.len());
-    for h in parsed.headers.iter() {
-        let name = crate::codec::fields::field_name(h.name.as_bytes()).map_err(|_| protocol())?;
-        fields.push((name, codec::range_in(base, len, h.value).ok_or_else(protocol)?));
-    }
-    let head = buf.split_to(len).freeze();
-    let mut headers = HeaderMap::with_capacity(fields.len());
-    let mut length: Option<u64> = None;
-    let mut te_chunked = None;
-    let mut close = false;
-    let mut keep_alive_token = false;
-    // Fields named by Connection besides its usual tokens, removed at the end (rare).
-    let mut listed: Vec<Bytes> = Vec::new();
-    for (name, range) in fields {
-        // SAFETY: httparse accepted these bytes as a field value (HTAB, SP, VCHAR and
-        // obs-text: no other control bytes, no DEL), all of which HeaderValue allows.
-        // Audited: checking them again costs a pass over every value of every head.
-        #[allow(unsafe_code)]
-        let value = unsafe { HeaderValue::from_maybe_shared_unchecked(head.slice(range)) };
-        if name == header::CONTENT_LENGTH {
-            let n = parse_length(value.as_bytes()).ok_or_else(protocol)?;
-            if length.is_some_and(|l| l != n) {
-                return Err(protocol()); // differing Content-Length values
-            }
-            length = Some(n);
-        } else if name == header::TRANSFER_ENCODING {
-            // Only the last coding matters: chunked there delimits the body.
-            let last = value.as_bytes().rsplit(|&b| b == b',').next().unwrap_or_default();
-            te_chunked = Some(last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
-        } else if name == header::CONNECTION {
-            for token in value.as_bytes().split(|&b| b == b',') {
-                let token = token.trim_ascii();
-                if token.eq_ignore_ascii_case(b"close") {
-                    close = true;
-                } else if token.eq_ignore_ascii_case(b"keep-alive") {
-                    keep_alive_token = true;
-                } else if !token.is_empty() {
-                    listed.push(Bytes::copy_from_slice(token));
-                }
-            }
-        }
-        // Hop-by-hop fields stay on this hop (RFC 9110 §7.6.1); framing is redone downstream.
-        if !is_hop_by_hop(&name) {
-            headers.append(name, value);
-        }
-    }
-    for name in &listed {
-        if let Ok(name) = std::str::from_utf8(name) {
-            headers.remove(name);
-        }
-    }
-    let (framing, te) = match (te_chunked, length) {
-        (Some(true), _) => (Framing::Chunked(Chunked::new()), true),
-        (Some(false), _) => (Framing::UntilClose, true),
-        (None, Some(n)) => (Framing::Length(n), false),
-        (None, None) => (Framing::UntilClose, false),
-    };
-    let keep_alive = !close && (version == Version::HTTP_11 || keep_alive_token) && !(te && length.is_some());
-    Ok(Some(Head { status, version, headers, framing, keep_alive }))
-}
-
-/// An origin's Content-Length: digits, or a list of equal values, which RFC 9110 §8.6
-/// lets a recipient take as one (client requests get no such leeway: `listen::h1`).
-fn parse_length(v: &[u8]) -> Option<u64> {
-    let mut value = None;
-    for part in v.split(|&b| b == b',') {
-        let n = codec::parse_length(part)?;
-        if value.is_some_and(|v| v != n) {
-            return None;
-        }
-        value = Some(n);
-    }
-    value
+    Ok(Some(Head { status: h.status, version: h.version, headers: h.headers, framing, keep_alive: h.keep_alive }))
 }
 
 fn timed_out() -> io::Error {

@@ -583,3 +583,49 @@ async fn webhooks_are_told_signed_and_the_history_survives_a_restart() {
     assert!(kept.iter().any(|i| i["id"] == id.as_str() && i["status"] == "resolved"), "{kept:?}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A fleet of two points of presence (docs/fleet.md): a data center unreachable from one of
+/// them only is that point's own problem; unreachable from both, it is confirmed by both,
+/// and every instance's `/incidents.json` and status page say so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_fleet_confirms_a_failure_seen_from_every_point_of_presence() {
+    let redis = crate::redis::Redis::start();
+    let fleet = |pop: &str| format!("[fleet]\nredis = \"{}\"\ninstance = \"{pop}\"\n", redis.url());
+    let a = world(&fleet("pop-a"), None).await;
+    let b = world(&fleet("pop-b"), None).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut shop = shoppers(http_addr(&a.gw), 3, Duration::from_millis(50), &stop);
+    shop.extend(shoppers(http_addr(&b.gw), 3, Duration::from_millis(50), &stop));
+    let dcf = |all: Vec<Value>| all.into_iter().find(|i| i["kind"] == "datacenter_failure");
+    // From pop-a only (its path to eu-west, say): pop-a's own problem, on both pages.
+    a.set_west(Fault::Blackhole);
+    let only_a = eventually(VERDICT + Duration::from_secs(3), || async {
+        let (ia, ib) = (dcf(incidents(&a.gw).await), dcf(incidents(&b.gw).await));
+        [ia, ib].iter().all(|i| {
+            i.as_ref().is_some_and(|i| {
+                i["points_of_presence"] == serde_json::json!(["pop-a"])
+                    && i["summary"].as_str().is_some_and(|s| s.contains("from pop-a only"))
+            })
+        })
+    })
+    .await;
+    assert!(only_a, "{:#?}\n{:#?}", incidents(&a.gw).await, incidents(&b.gw).await);
+    // From pop-b too: confirmed by both.
+    b.set_west(Fault::Blackhole);
+    let both = eventually(VERDICT + Duration::from_secs(3), || async {
+        dcf(incidents(&b.gw).await).is_some_and(|i| {
+            i["points_of_presence"] == serde_json::json!(["pop-a", "pop-b"])
+                && i["seen_from"] == "2 of 2"
+                && i["summary"].as_str().is_some_and(|s| s.contains("Seen from 2 of 2 points of presence"))
+        })
+    })
+    .await;
+    assert!(both, "{:#?}", incidents(&b.gw).await);
+    let said = eventually(Duration::from_secs(5), || async {
+        status_get(&a.gw, "/", &[]).await.1.contains("Bestätigt von 2 von 2 Standorten (pop-a, pop-b)")
+    })
+    .await;
+    assert!(said, "the status page says who saw it: {}", status_get(&a.gw, "/", &[]).await.1);
+    stop.store(true, Ordering::SeqCst);
+    futures_sum(shop).await;
+}

@@ -27,8 +27,8 @@ use crate::body::ClientBody;
 use crate::proxy;
 use crate::proxy::Edge;
 use crate::shield::slow::SlowClients;
-use bytes::{Buf, BytesMut};
-use http::header::{self, HeaderMap, HeaderValue};
+use bytes::BytesMut;
+use http::header::HeaderMap;
 use http::{Method, Request, StatusCode, Uri, Version};
 use std::future::{poll_fn, Future};
 use std::pin::{pin, Pin};
@@ -38,8 +38,6 @@ use std::task::Poll;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
-/// Most header fields httparse is given room for (`limits.max_headers` is capped here).
-const MAX_HEADERS: usize = 256;
 const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 
 /// What the connection is held to (from the configuration when it opened).
@@ -53,7 +51,8 @@ pub(crate) struct Settings {
 }
 
 use crate::body::h1::{Framing, Inbound, RequestBody};
-use crate::codec::{self, BadFraming, Chunked};
+use crate::codec::{BadFraming, Chunked};
+use holdfast_http1::request::BodyFraming;
 #[cfg(test)]
 use write::date;
 use write::{refuse, write_response, Sender};
@@ -71,85 +70,22 @@ struct Head {
 }
 
 /// Parses a request head from the front of `buf` (consuming it); Ok(None) if incomplete,
-/// Err(status) for a head that cannot be served at all.
+/// Err(status) for a head that cannot be served at all (`holdfast_http1::request`).
 fn parse_head(buf: &mut BytesMut, max_head: usize, max_headers: usize) -> Result<Option<Head>, StatusCode> {
-    // RFC 9112 §2.2: empty lines before the request line are ignored.
-    let skip = buf.iter().take_while(|b| **b == b'\r' || **b == b'\n').count();
-    buf.advance(skip);
-    if buf.is_empty() {
-        return Ok(None);
-    }
-    // Slots left uninitialised: httparse writes those it fills (nothing cleared per head).
-    let mut slots = [const { std::mem::MaybeUninit::<httparse::Header>::uninit() }; MAX_HEADERS];
-    let slots = &mut slots[..max_headers.clamp(1, MAX_HEADERS)];
-    let mut req = httparse::Request::new(&mut []);
-    let len = match httparse::ParserConfig::default().parse_request_with_uninit_headers(&mut req, buf, slots) {
-        Ok(httparse::Status::Complete(len)) => len,
-        Ok(httparse::Status::Partial) => return Ok(None),
-        Err(httparse::Error::TooManyHeaders) => return Err(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE),
-        Err(httparse::Error::Version) => return Err(StatusCode::HTTP_VERSION_NOT_SUPPORTED),
-        Err(_) => return Err(StatusCode::BAD_REQUEST),
-    };
-    if len > max_head {
-        return Err(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
-    }
-    let bad = || StatusCode::BAD_REQUEST;
-    let (Some(method), Some(path)) = (req.method, req.path) else { return Err(bad()) };
-    let method = Method::from_bytes(method.as_bytes()).map_err(|_| bad())?;
-    if method == Method::CONNECT {
-        return Err(StatusCode::METHOD_NOT_ALLOWED); // a gateway, not a tunnel
-    }
-    let version = if req.version == Some(0) { Version::HTTP_10 } else { Version::HTTP_11 };
-    let (base, end) = (buf.as_ptr() as usize, len);
-    let path_range = codec::range_in(base, end, path.as_bytes()).ok_or_else(bad)?;
-    // Names, and where the values lie, before the head is split off as shared bytes; the
-    // framing fields on the way (one pass).
-    let mut fields = Vec::with_capacity(req.headers.len());
-    let (mut te, mut te_chunked, mut length, mut framing_ok) = (0usize, false, None::<u64>, true);
-    let (mut close, mut keep_alive_token, mut expects_continue) = (false, false, false);
-    for h in req.headers.iter() {
-        let name = crate::codec::fields::field_name(h.name.as_bytes()).map_err(|_| bad())?;
-        let v = h.value;
-        if name == header::TRANSFER_ENCODING {
-            te += 1;
-            te_chunked = v.trim_ascii().eq_ignore_ascii_case(b"chunked");
-        } else if name == header::CONTENT_LENGTH {
-            // Plain digits only: no sign, no list ("5, 5"), which some parsers accept.
-            match codec::parse_length(v) {
-                Some(n) if length.is_none_or(|l| l == n) => length = Some(n),
-                _ => framing_ok = false,
-            }
-        } else if name == header::CONNECTION {
-            for token in v.split(|&b| b == b',') {
-                let token = token.trim_ascii();
-                close |= token.eq_ignore_ascii_case(b"close");
-                keep_alive_token |= token.eq_ignore_ascii_case(b"keep-alive");
-            }
-        } else if name == header::EXPECT {
-            expects_continue = v.trim_ascii().eq_ignore_ascii_case(b"100-continue");
-        }
-        fields.push((name, codec::range_in(base, end, v).ok_or_else(bad)?));
-    }
-    let framing = match (te, length) {
-        _ if !framing_ok => None,
-        (0, None) => Some(Framing::Length(0)),
-        (0, Some(n)) => Some(Framing::Length(n)),
-        (1, None) if te_chunked && version == Version::HTTP_11 => Some(Framing::Chunked(Chunked::new())),
-        _ => None,
-    };
-    let head = buf.split_to(len).freeze();
-    let uri = Uri::from_maybe_shared(head.slice(path_range)).map_err(|_| bad())?;
-    let mut headers = HeaderMap::with_capacity(fields.len());
-    for (name, range) in fields {
-        // SAFETY: httparse accepted these bytes as a field value (HTAB, SP, VCHAR and
-        // obs-text: no other control bytes, no DEL), all of which HeaderValue allows.
-        // Audited: checking them again costs a pass over every value of every head.
-        #[allow(unsafe_code)]
-        let value = unsafe { HeaderValue::from_maybe_shared_unchecked(head.slice(range)) };
-        headers.append(name, value);
-    }
-    let keep_alive = !close && (version == Version::HTTP_11 || keep_alive_token);
-    Ok(Some(Head { method, uri, version, headers, framing, keep_alive, expects_continue }))
+    let Some(h) = holdfast_http1::request::parse_request(buf, max_head, max_headers)? else { return Ok(None) };
+    let framing = h.framing.map(|f| match f {
+        BodyFraming::Length(n) => Framing::Length(n),
+        BodyFraming::Chunked => Framing::Chunked(Chunked::new()),
+    });
+    Ok(Some(Head {
+        method: h.method,
+        uri: h.uri,
+        version: h.version,
+        headers: h.headers,
+        framing,
+        keep_alive: h.keep_alive,
+        expects_continue: h.expects_continue,
+    }))
 }
 
 /// How waiting for a request head ended without one.

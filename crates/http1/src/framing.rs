@@ -20,7 +20,7 @@ const MAX_TRAILERS: usize = 16 * 1024;
 
 /// A Content-Length value (RFC 9110 §8.6): plain digits only (no sign, no list), at most
 /// 19 of them so that it fits a u64.
-pub(crate) fn parse_length(v: &[u8]) -> Option<u64> {
+pub fn parse_length(v: &[u8]) -> Option<u64> {
     let v = v.trim_ascii();
     if v.is_empty() || v.len() > 19 || !v.iter().all(u8::is_ascii_digit) {
         return None;
@@ -31,7 +31,7 @@ pub(crate) fn parse_length(v: &[u8]) -> Option<u64> {
 /// A message's Content-Length: None when it has none, or when its value is not plain
 /// digits, or when several fields disagree. The one reading of Content-Length for the
 /// request path, the cache and both HTTP/1 sides.
-pub(crate) fn content_length(headers: &http::HeaderMap) -> Option<u64> {
+pub fn content_length(headers: &http::HeaderMap) -> Option<u64> {
     let mut values = headers.get_all(http::header::CONTENT_LENGTH).iter();
     let first = parse_length(values.next()?.as_bytes())?;
     values.all(|v| parse_length(v.as_bytes()) == Some(first)).then_some(first)
@@ -39,7 +39,7 @@ pub(crate) fn content_length(headers: &http::HeaderMap) -> Option<u64> {
 
 /// Where `part` (a slice httparse returned) lies in the head that starts at address `base`
 /// and is `len` bytes long. An empty part anywhere is an empty range.
-pub(crate) fn range_in(base: usize, len: usize, part: &[u8]) -> Option<Range<usize>> {
+pub fn range_in(base: usize, len: usize, part: &[u8]) -> Option<Range<usize>> {
     if part.is_empty() {
         return Some(0..0);
     }
@@ -47,9 +47,12 @@ pub(crate) fn range_in(base: usize, len: usize, part: &[u8]) -> Option<Range<usi
     (start + part.len() <= len).then(|| start..start + part.len())
 }
 
-/// A chunked body being decoded.
+/// A chunked body being decoded (its state is its own).
 #[derive(Debug)]
-pub(crate) enum Chunked {
+pub struct Chunked(State);
+
+#[derive(Debug)]
+enum State {
     /// A chunk-size line: the value so far, its digits, the line's length, whether
     /// whitespace followed the size (then only more of it, `;` or the CR may come), whether
     /// an extension has begun, and whether the CR was seen.
@@ -72,24 +75,25 @@ impl Default for Chunked {
 
 impl Chunked {
     /// At the start of a chunked body.
-    pub(crate) fn new() -> Chunked {
-        Chunked::Size { value: 0, digits: 0, line: 0, ws: false, ext: false, cr: false }
+    pub fn new() -> Chunked {
+        Chunked(State::Size { value: 0, digits: 0, line: 0, ws: false, ext: false, cr: false })
     }
 
-    pub(crate) fn is_done(&self) -> bool {
-        matches!(self, Chunked::Done)
+    /// The last chunk and the trailer section have been read.
+    pub fn is_done(&self) -> bool {
+        matches!(self.0, State::Done)
     }
 
     /// Advances over `buf`, consuming what it uses: Some(data), or None when it needs more
     /// bytes or has reached the end ([`Chunked::is_done`]). Err: the body breaks the coding.
-    pub(crate) fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Bytes>, &'static str> {
+    pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Bytes>, &'static str> {
         while !buf.is_empty() {
-            if let Chunked::Data(left) = self {
+            if let State::Data(left) = &mut self.0 {
                 let n = (*left).min(buf.len() as u64) as usize;
                 *left -= n as u64;
                 let data = buf.split_to(n).freeze();
                 if *left == 0 {
-                    *self = Chunked::DataEnd { cr: false };
+                    self.0 = State::DataEnd { cr: false };
                 }
                 return Ok(Some(data));
             }
@@ -98,15 +102,17 @@ impl Chunked {
             }
             let b = buf[0];
             buf.advance(1);
-            self.step(b)?;
+            self.0.step(b)?;
         }
         Ok(None)
     }
+}
 
+impl State {
     /// One byte of a size line, of the CRLF after chunk data, or of the trailer section.
     fn step(&mut self, b: u8) -> Result<(), &'static str> {
         match self {
-            Chunked::Size { value, digits, line, ws, ext, cr } => {
+            State::Size { value, digits, line, ws, ext, cr } => {
                 *line += 1;
                 if *line > MAX_CHUNK_LINE {
                     return Err("chunk-size line too long");
@@ -114,9 +120,9 @@ impl Chunked {
                 match b {
                     b'\n' if *cr && *digits > 0 => {
                         *self = if *value == 0 {
-                            Chunked::Trailers { total: 0, line: 0, cr: false }
+                            State::Trailers { total: 0, line: 0, cr: false }
                         } else {
-                            Chunked::Data(*value)
+                            State::Data(*value)
                         };
                     }
                     _ if *cr => return Err("bare CR in chunk-size line"),
@@ -141,33 +147,33 @@ impl Chunked {
                     }
                 }
             }
-            Chunked::DataEnd { cr } => match (b, *cr) {
+            State::DataEnd { cr } => match (b, *cr) {
                 (b'\r', false) => *cr = true,
-                (b'\n', true) => *self = Chunked::new(),
+                (b'\n', true) => *self = Chunked::new().0,
                 _ => return Err("no CRLF after chunk data"),
             },
-            Chunked::Trailers { total, line, cr } => {
+            State::Trailers { total, line, cr } => {
                 *total += 1;
                 if *total > MAX_TRAILERS {
                     return Err("trailer section too large");
                 }
                 match b {
                     b'\n' if !*cr => return Err("trailer line not ended by CRLF"),
-                    b'\n' if *line == 0 => *self = Chunked::Done,
+                    b'\n' if *line == 0 => *self = State::Done,
                     b'\n' => (*line, *cr) = (0, false),
                     _ if *cr => return Err("bare CR in trailer section"),
                     b'\r' => *cr = true,
                     _ => *line += 1,
                 }
             }
-            Chunked::Data(_) | Chunked::Done => {}
+            State::Data(_) | State::Done => {}
         }
         Ok(())
     }
 }
 
 /// "{size:x}\r\n", the line before a chunk of `n` bytes.
-pub(crate) fn chunk_size_line(mut n: usize, buf: &mut [u8; 20]) -> &[u8] {
+pub fn chunk_size_line(mut n: usize, buf: &mut [u8; 20]) -> &[u8] {
     let mut i = buf.len() - 2;
     buf[i..].copy_from_slice(b"\r\n");
     loop {
@@ -181,7 +187,7 @@ pub(crate) fn chunk_size_line(mut n: usize, buf: &mut [u8; 20]) -> &[u8] {
 }
 
 /// `n` in decimal (a Content-Length), without allocating.
-pub(crate) fn itoa(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
+pub fn itoa(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
     let mut i = buf.len();
     loop {
         i -= 1;

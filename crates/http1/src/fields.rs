@@ -4,19 +4,25 @@
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
-pub(crate) static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-pub(crate) static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
-pub(crate) static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
-pub(crate) static FORWARDED: HeaderName = HeaderName::from_static("forwarded");
-pub(crate) static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
-pub(crate) static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+/// `X-Forwarded-For`.
+pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+/// `X-Forwarded-Proto`.
+pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+/// `X-Forwarded-Host`.
+pub static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+/// `Forwarded` (RFC 7239).
+pub static FORWARDED: HeaderName = HeaderName::from_static("forwarded");
+/// `Keep-Alive`.
+pub static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+/// `Proxy-Connection` (hop-by-hop in practice).
+pub static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
 /// A field name as read off the wire and accepted by httparse (a token). The names clients
 /// and origins send most are matched here first: one candidate picked by length and first
 /// letter, compared a word at a time. That costs a fraction of `HeaderName::from_bytes`'
 /// general lookup (callgrind: ~150 instructions a name there), which every other name
 /// still goes through.
-pub(crate) fn field_name(name: &[u8]) -> Result<HeaderName, http::header::InvalidHeaderName> {
+pub fn field_name(name: &[u8]) -> Result<HeaderName, http::header::InvalidHeaderName> {
     use header::*;
     let first = name.first().map_or(0, u8::to_ascii_lowercase);
     let (text, known): (&[u8], HeaderName) = match (name.len(), first) {
@@ -84,12 +90,12 @@ fn fixed_hop_by_hop() -> [&'static HeaderName; 5] {
 }
 
 /// Connection and the hop-by-hop fields removed whether or not Connection names them.
-pub(crate) fn is_hop_by_hop(name: &HeaderName) -> bool {
+pub fn is_hop_by_hop(name: &HeaderName) -> bool {
     name == header::CONNECTION || fixed_hop_by_hop().contains(&name)
 }
 
 /// Removes hop-by-hop fields: those named by Connection, and the fixed list.
-pub(crate) fn remove_hop_by_hop(headers: &mut HeaderMap) {
+pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     // One pass over the names finds which are present (most messages carry none, or only
     // Connection); only those are looked up and removed.
     let mut connection = false;
@@ -130,7 +136,7 @@ pub(crate) fn remove_hop_by_hop(headers: &mut HeaderMap) {
 }
 
 /// Fields this hop sets for an untrusted client, replacing whatever the client sent.
-pub(crate) fn is_forwarding_field(name: &HeaderName) -> bool {
+pub fn is_forwarding_field(name: &HeaderName) -> bool {
     name == X_FORWARDED_FOR || name == FORWARDED || name == X_FORWARDED_PROTO || name == X_FORWARDED_HOST
 }
 

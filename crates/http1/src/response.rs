@@ -1,0 +1,153 @@
+//! Response heads from origins: parsed with httparse (strict), their framing (RFC 9112
+//! §6.3), keep-alive, and the hop-by-hop fields that stay on this hop.
+//!
+//! An origin is trusted more than a client, but not blindly: differing Content-Length
+//! values, or one that is not digits, are a protocol error (the connection is not reused,
+//! and a response split in two cannot poison the pool); a response with both
+//! Transfer-Encoding and Content-Length is read by Transfer-Encoding and its connection is
+//! not reused.
+
+use crate::fields::{field_name, is_hop_by_hop};
+use crate::framing::range_in;
+use bytes::{Bytes, BytesMut};
+use http::header::{self, HeaderMap, HeaderValue};
+use http::{StatusCode, Version};
+
+/// Most header fields a response head may have.
+pub const MAX_HEADERS: usize = 256;
+
+/// How a response's body is delimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResponseFraming {
+    /// Exactly this many bytes.
+    Length(u64),
+    /// The chunked coding.
+    Chunked,
+    /// Until the origin closes the connection.
+    UntilClose,
+}
+
+/// A parsed response head.
+#[derive(Debug)]
+pub struct ResponseHead {
+    /// The status (interim ones included: see [`skip_interim`]).
+    pub status: StatusCode,
+    /// HTTP/1.0 or HTTP/1.1.
+    pub version: Version,
+    /// Without the hop-by-hop fields (and those `Connection` names).
+    pub headers: HeaderMap,
+    /// How the body is delimited (a HEAD request's response, 1xx, 204 and 304 have none
+    /// whatever this says: the caller knows its request).
+    pub framing: ResponseFraming,
+    /// The connection may carry another request.
+    pub keep_alive: bool,
+}
+
+/// Why a response head was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BadResponse;
+
+/// Parses a response head from the front of `buf` (consuming it). Ok(None): incomplete.
+pub fn parse_response(buf: &mut BytesMut) -> Result<Option<ResponseHead>, BadResponse> {
+    if buf.is_empty() {
+        return Ok(None);
+    }
+    // Slots left uninitialised: httparse writes those it fills (4 KiB not cleared per read).
+    let mut slots = [const { std::mem::MaybeUninit::<httparse::Header>::uninit() }; MAX_HEADERS];
+    let mut parsed = httparse::Response::new(&mut []);
+    let len = match httparse::ParserConfig::default().parse_response_with_uninit_headers(&mut parsed, buf, &mut slots) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(_) => return Err(BadResponse),
+    };
+    let status = parsed.code.and_then(|c| StatusCode::from_u16(c).ok()).ok_or(BadResponse)?;
+    let version = if parsed.version == Some(0) { Version::HTTP_10 } else { Version::HTTP_11 };
+    // Names, and where the values lie, before the head is split off as shared bytes.
+    let base = buf.as_ptr() as usize;
+    let mut fields = Vec::with_capacity(parsed.headers.len());
+    for h in parsed.headers.iter() {
+        let name = field_name(h.name.as_bytes()).map_err(|_| BadResponse)?;
+        fields.push((name, range_in(base, len, h.value).ok_or(BadResponse)?));
+    }
+    let head = buf.split_to(len).freeze();
+    let mut headers = HeaderMap::with_capacity(fields.len());
+    let mut length: Option<u64> = None;
+    let mut te_chunked = None;
+    let mut close = false;
+    let mut keep_alive_token = false;
+    // Fields named by Connection besides its usual tokens, removed at the end (rare).
+    let mut listed: Vec<Bytes> = Vec::new();
+    for (name, range) in fields {
+        let value = HeaderValue::from_maybe_shared(head.slice(range)).map_err(|_| BadResponse)?;
+        if name == header::CONTENT_LENGTH {
+            let n = origin_length(value.as_bytes()).ok_or(BadResponse)?;
+            if length.is_some_and(|l| l != n) {
+                return Err(BadResponse); // differing Content-Length values
+            }
+            length = Some(n);
+        } else if name == header::TRANSFER_ENCODING {
+            // Only the last coding matters: chunked there delimits the body.
+            let last = value.as_bytes().rsplit(|&b| b == b',').next().unwrap_or_default();
+            te_chunked = Some(last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+        } else if name == header::CONNECTION {
+            for token in value.as_bytes().split(|&b| b == b',') {
+                let token = token.trim_ascii();
+                if token.eq_ignore_ascii_case(b"close") {
+                    close = true;
+                } else if token.eq_ignore_ascii_case(b"keep-alive") {
+                    keep_alive_token = true;
+                } else if !token.is_empty() {
+                    listed.push(Bytes::copy_from_slice(token));
+                }
+            }
+        }
+        // Hop-by-hop fields stay on this hop (RFC 9110 §7.6.1); framing is redone downstream.
+        if !is_hop_by_hop(&name) {
+            headers.append(name, value);
+        }
+    }
+    for name in &listed {
+        if let Ok(name) = std::str::from_utf8(name) {
+            headers.remove(name);
+        }
+    }
+    let (framing, te) = match (te_chunked, length) {
+        (Some(true), _) => (ResponseFraming::Chunked, true),
+        (Some(false), _) => (ResponseFraming::UntilClose, true),
+        (None, Some(n)) => (ResponseFraming::Length(n), false),
+        (None, None) => (ResponseFraming::UntilClose, false),
+    };
+    let keep_alive = !close && (version == Version::HTTP_11 || keep_alive_token) && !(te && length.is_some());
+    Ok(Some(ResponseHead { status, version, headers, framing, keep_alive }))
+}
+
+/// An origin's Content-Length: digits, or a list of equal values, which RFC 9110 §8.6
+/// lets a recipient take as one (client requests get no such leeway: [`crate::request`]).
+pub fn origin_length(v: &[u8]) -> Option<u64> {
+    let mut value = None;
+    for part in v.split(|&b| b == b',') {
+        let n = crate::framing::parse_length(part)?;
+        if value.is_some_and(|v| v != n) {
+            return None;
+        }
+        value = Some(n);
+    }
+    value
+}
+
+/// Drops complete interim (1xx but 101) responses at the front of `buf`; whether what is
+/// left begins something else (a final response, or bytes that are no response at all).
+pub fn skip_interim(buf: &mut BytesMut) -> bool {
+    while !buf.is_empty() {
+        let mut slots = [const { std::mem::MaybeUninit::<httparse::Header>::uninit() }; MAX_HEADERS];
+        let mut parsed = httparse::Response::new(&mut []);
+        match httparse::ParserConfig::default().parse_response_with_uninit_headers(&mut parsed, buf, &mut slots) {
+            Ok(httparse::Status::Complete(len)) if parsed.code.is_some_and(|c| (100..200).contains(&c) && c != 101) => {
+                bytes::Buf::advance(buf, len)
+            }
+            Ok(httparse::Status::Partial) => return false, // not yet known
+            _ => return true,
+        }
+    }
+    false
+}
