@@ -91,12 +91,12 @@ measure() {
   curl -fs -o /dev/null -H 'Host: bench.local' "http://127.0.0.1:$port$path"
   local before after ubefore uafter out reqs errors
   before=$(cpu_ticks "$pid"); ubefore=$(user_ticks "$pid")
-  out=$(wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency -H 'Host: bench.local' "${WRK_EXTRA[@]}" "http://127.0.0.1:$port$path")
+  out=$(wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency -s bench/status.lua -H 'Host: bench.local' "${WRK_EXTRA[@]}" "http://127.0.0.1:$port$path")
   after=$(cpu_ticks "$pid"); uafter=$(user_ticks "$pid")
   reqs=$(echo "$out" | awk '/requests in/ {print $1}')
   errors=$(echo "$out" | awk '/Non-2xx|Socket errors/ {print}')
   if [ -n "$errors" ]; then
-    echo "  $name: $errors (a request now: $(curl -s -o /dev/null -w '%{http_code}' -H 'Host: bench.local' "${WRK_EXTRA[@]}" "http://127.0.0.1:$port$path"))" >&2
+    echo "  $name: $errors; by status: $(echo "$out" | awk '/^status/ {printf "%s %s ", $2, $3}')" >&2
   fi
   RPS[$name,$round]=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
   P50[$name,$round]=$(to_ms "$(echo "$out" | awk '$1 == "50%" {print $2}')")

@@ -22,10 +22,9 @@ pub enum BodyLen {
 /// `name: value\r\n` lines, instead of the request's own forwarding fields when it is not
 /// empty); returns whether the body goes chunked.
 pub fn encode_request_head(req: &http::request::Parts, body: BodyLen, forwarding: &[u8], out: &mut Vec<u8>) -> bool {
-    let target = req.uri.path_and_query().map_or("/", |pq| pq.as_str());
     out.extend_from_slice(req.method.as_str().as_bytes());
     out.push(b' ');
-    out.extend_from_slice(target.as_bytes());
+    out.extend_from_slice(origin_form(&req.uri).as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
     let has_length = req.headers.contains_key(header::CONTENT_LENGTH);
     let replace = !forwarding.is_empty();
@@ -64,4 +63,14 @@ pub fn encode_request_head(req: &http::request::Parts, body: BodyLen, forwarding
     }
     out.extend_from_slice(b"\r\n");
     chunked
+}
+
+/// The target in origin form (RFC 9112 §3.2.1): the path and query of an absolute-form
+/// target, with `/` for an empty path (`http://shop.test?q` is `/?q`).
+pub fn origin_form(uri: &http::Uri) -> std::borrow::Cow<'_, str> {
+    match uri.path_and_query().map(|pq| pq.as_str()) {
+        Some(pq) if pq.starts_with('/') || pq == "*" => std::borrow::Cow::Borrowed(pq),
+        Some(pq) => std::borrow::Cow::Owned(format!("/{pq}")),
+        None => std::borrow::Cow::Borrowed("/"),
+    }
 }

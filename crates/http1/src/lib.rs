@@ -10,7 +10,8 @@
 //! - [`encode`]: request heads written to origins;
 //! - [`fields`]: header field names (the fast lookup), hop-by-hop and forwarding fields;
 //! - [`host`]: the request's Host, and Host values as routing keys;
-//! - [`proxy_v2`]: the PROXY protocol v2 header.
+//! - [`proxy_v2`]: the PROXY protocol v2 header;
+//! - [`split`]: a stream split into requests as the server reads it (for fuzzing and tests).
 //!
 //! Heads are parsed with httparse (the parser hyper uses); everything after the head is
 //! written here, for the reasons `docs/architecture.md` gives (measured).
@@ -24,5 +25,6 @@ pub mod host;
 pub mod proxy_v2;
 pub mod request;
 pub mod response;
+pub mod split;
 
 pub use framing::*;

@@ -55,9 +55,17 @@ pub fn parse_request(
     max_head: usize,
     max_headers: usize,
 ) -> Result<Option<RequestHead>, StatusCode> {
-    let skip = buf.iter().take_while(|b| **b == b'\r' || **b == b'\n').count();
-    buf.advance(skip);
-    if buf.is_empty() {
+    // Empty lines (CRLF, or a bare LF) only: a lone CR is no empty line.
+    loop {
+        if buf.starts_with(b"\r\n") {
+            buf.advance(2);
+        } else if buf.starts_with(b"\n") {
+            buf.advance(1);
+        } else {
+            break;
+        }
+    }
+    if buf.is_empty() || &buf[..] == b"\r" {
         return Ok(None);
     }
     // Slots left uninitialised: httparse writes those it fills (nothing cleared per head).
@@ -86,6 +94,7 @@ pub fn parse_request(
     let version = if req.version == Some(0) { Version::HTTP_10 } else { Version::HTTP_11 };
     let (base, end) = (buf.as_ptr() as usize, len);
     let path_range = range_in(base, end, path.as_bytes()).ok_or_else(bad)?;
+    let target_start = path.as_bytes().first().copied();
     // Names, and where the values lie, before the head is split off as shared bytes; the
     // framing fields on the way (one pass).
     let mut fields = Vec::with_capacity(req.headers.len());
@@ -98,9 +107,11 @@ pub fn parse_request(
             te += 1;
             te_chunked = v.trim_ascii().eq_ignore_ascii_case(b"chunked");
         } else if name == header::CONTENT_LENGTH {
-            // Plain digits only: no sign, no list ("5, 5"), which some parsers accept.
+            // Plain digits only: no sign, no list ("5, 5"), which some parsers accept. The
+            // same value twice is one (RFC 9110 §8.6), and passed on once.
             match parse_length(v) {
-                Some(n) if length.is_none_or(|l| l == n) => length = Some(n),
+                Some(n) if length == Some(n) => continue,
+                Some(n) if length.is_none() => length = Some(n),
                 _ => framing_ok = false,
             }
         } else if name == header::CONNECTION {
@@ -123,6 +134,15 @@ pub fn parse_request(
     };
     let head = buf.split_to(len).freeze();
     let uri = Uri::from_maybe_shared(head.slice(path_range)).map_err(|_| bad())?;
+    // RFC 9112 §3.2: origin form (`/…`), absolute form (`http://host/…`), or `*` for
+    // OPTIONS. Anything else (`?x`, a bare host) is a target no origin reads the same way
+    // (found by the differential test).
+    let origin_form = target_start == Some(b'/');
+    let absolute_form = matches!(uri.scheme_str(), Some("http" | "https")) && uri.authority().is_some();
+    let asterisk = uri == "*" && method == Method::OPTIONS;
+    if !(origin_form || absolute_form || asterisk) {
+        return Err(bad());
+    }
     let mut headers = HeaderMap::with_capacity(fields.len());
     for (name, range) in fields {
         // httparse accepted these bytes as a field value; HeaderValue checks them again

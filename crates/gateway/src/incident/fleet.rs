@@ -41,6 +41,15 @@ pub(crate) fn merge(local: Vec<Incident>, view: &FleetView) -> Vec<Incident> {
             Some(o) => {
                 if !o.seen_from.contains(&inst) {
                     o.seen_from.push(inst);
+                    if o.kind == Kind::Flood {
+                        // Each PoP saw its part of the flood (anycast and DNS keep a source at
+                        // one): the fleet's is their sum.
+                        o.facts.peak_rps = sum(o.facts.peak_rps, i.facts.peak_rps);
+                        o.facts.sources = match (o.facts.sources, i.facts.sources) {
+                            (Some(a), Some(b)) => Some(a + b),
+                            (a, b) => a.or(b),
+                        };
+                    }
                 }
                 // The merged incident lasts as long as any of them.
                 o.started_at = o.started_at.min(i.started_at);
@@ -84,7 +93,20 @@ fn with_fleet_words(i: &Incident, fleet_size: usize) -> String {
             i.summary
         );
     }
-    format!("{} Seen from {n} of {fleet_size} points of presence ({}).", i.summary, i.seen_from.join(", "))
+    let total = match (i.kind, i.facts.peak_rps, i.facts.sources) {
+        (Kind::Flood, Some(rps), Some(sources)) if n > 1 => format!(
+            " Across the fleet: up to {rps:.0} requests and connection attempts per second from about {sources} addresses."
+        ),
+        _ => String::new(),
+    };
+    format!("{} Seen from {n} of {fleet_size} points of presence ({}).{total}", i.summary, i.seen_from.join(", "))
+}
+
+fn sum(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a + b),
+        (a, b) => a.or(b),
+    }
 }
 
 #[cfg(test)]
@@ -146,5 +168,27 @@ mod tests {
         let alone = FleetView { me: "fra".into(), live: vec!["fra".into()], others: HashMap::new() };
         let merged = merge(vec![incident(Kind::DatacenterFailure, "eu-west", 1_000)], &alone);
         assert_eq!(merged[0].summary, "Data center eu-west stopped serving shop-de.");
+    }
+
+    #[test]
+    fn a_flood_spread_over_the_fleet_is_given_its_whole_size() {
+        let part = |rps: f64, sources: u64| {
+            let mut i = incident(Kind::Flood, "*", 1_000);
+            i.facts.peak_rps = Some(rps);
+            i.facts.sources = Some(sources);
+            i
+        };
+        let view = FleetView {
+            me: "fra".into(),
+            live: vec!["fra".into(), "ams".into(), "par".into()],
+            others: HashMap::from([
+                ("ams".to_string(), vec![part(1900.0, 990)]),
+                ("par".to_string(), vec![part(2100.0, 1010)]),
+            ]),
+        };
+        let merged = merge(vec![part(2000.0, 1000)], &view);
+        assert_eq!(merged.len(), 1);
+        assert_eq!((merged[0].facts.peak_rps, merged[0].facts.sources), (Some(6000.0), Some(3000)));
+        assert!(merged[0].summary.ends_with("from about 3000 addresses."), "{}", merged[0].summary);
     }
 }

@@ -33,7 +33,7 @@ use http_body::{Body, Frame, SizeHint};
 use std::future::poll_fn;
 use std::io::{self, IoSlice};
 use std::pin::Pin;
-use std::task::{ready, Context, Poll};
+use std::task::{Context, Poll};
 use tokio::io::AsyncWrite;
 use tokio::net::TcpStream;
 
@@ -54,6 +54,10 @@ pub(crate) struct Conn {
     /// for each request: that costs no timer-wheel work, where a timer per request costs
     /// an insertion and a removal.
     timer: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// The longest the origin may pause while it sends a body (`timeouts.origin_response`,
+    /// as nginx's `proxy_read_timeout`), and when it last sent something.
+    read_idle: std::time::Duration,
+    last_read: tokio::time::Instant,
 }
 
 /// A request on its way to an origin: the head (origin-form target, headers prepared;
@@ -79,7 +83,14 @@ pub(crate) enum SendError {
 
 impl Conn {
     pub(crate) fn new(io: TcpStream) -> Conn {
-        Conn { io, buf: BytesMut::new(), head: Vec::with_capacity(512), timer: None }
+        Conn {
+            io,
+            buf: BytesMut::new(),
+            head: Vec::with_capacity(512),
+            timer: None,
+            read_idle: std::time::Duration::from_secs(30),
+            last_read: tokio::time::Instant::now(),
+        }
     }
 
     /// Whether an idle connection still looks usable: the origin has neither closed it nor
@@ -115,6 +126,7 @@ impl Conn {
             Some(t) => t.as_mut().reset(deadline),
             None => self.timer = Some(Box::pin(tokio::time::sleep_until(deadline))),
         }
+        self.read_idle = deadline.saturating_duration_since(tokio::time::Instant::now());
         let head_request = head.method == Method::HEAD;
         let (parts, mut head) = (head, std::mem::take(&mut self.head));
         head.clear();
@@ -231,6 +243,23 @@ impl Conn {
         self.timer.as_mut().is_some_and(|t| std::future::Future::poll(t.as_mut(), cx).is_ready())
     }
 
+    /// While a body is read: whether the origin has sent nothing for `read_idle`. The timer
+    /// is moved only when it fires early (the origin sent something meanwhile), not on
+    /// every read.
+    fn stalled(&mut self, cx: &mut Context<'_>) -> bool {
+        if !self.expired(cx) {
+            return false;
+        }
+        let due = self.last_read + self.read_idle;
+        if due <= tokio::time::Instant::now() {
+            return true;
+        }
+        if let Some(t) = self.timer.as_mut() {
+            t.as_mut().reset(due);
+        }
+        self.expired(cx)
+    }
+
     /// Whether the origin has begun its answer (or closed) while the request is still being
     /// written: what it sent is kept in the buffer for the response. Interim responses
     /// (`100 Continue` to a forwarded `Expect`, `103 Early Hints`) are not an answer: they
@@ -292,7 +321,9 @@ impl Conn {
         }
     }
 
-    fn into_response(self, head: Head, head_request: bool, reusable: bool) -> Response<OriginBody> {
+    fn into_response(mut self, head: Head, head_request: bool, reusable: bool) -> Response<OriginBody> {
+        // The body's pauses count from here.
+        self.last_read = tokio::time::Instant::now();
         let Head { status, version, mut headers, framing, keep_alive } = head;
         let framing = if head_request || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
             Framing::Length(0)
@@ -435,7 +466,12 @@ impl Body for OriginBody {
             }
             let Some(conn) = this.conn.as_mut() else { return Poll::Ready(None) };
             if conn.buf.is_empty() {
-                match ready!(conn.poll_fill(cx)) {
+                let filled = match conn.poll_fill(cx) {
+                    Poll::Pending if conn.stalled(cx) => return this.fail("the origin stopped sending it"),
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(r) => r,
+                };
+                match filled {
                     Ok(0) => {
                         if matches!(this.framing, Framing::UntilClose) {
                             this.done = true;
@@ -444,7 +480,7 @@ impl Body for OriginBody {
                         }
                         return this.fail("closed before its end");
                     }
-                    Ok(_) => {}
+                    Ok(_) => conn.last_read = tokio::time::Instant::now(),
                     Err(_) => return this.fail("read failed"),
                 }
             }

@@ -20,4 +20,5 @@ mod limits;
 mod proxying;
 mod redis;
 mod shield;
+mod strange;
 mod tls_h2;
