@@ -111,13 +111,21 @@ pub fn parse_response(buf: &mut BytesMut) -> Result<Option<ResponseHead>, BadRes
             headers.remove(name);
         }
     }
+    // RFC 9112 §6.3: 1xx, 204 and 304 have no body whatever their fields say (a HEAD
+    // request's response neither: the caller knows its request).
+    let bodiless = status.is_informational() || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED;
     let (framing, te) = match (te_chunked, length) {
+        _ if bodiless => (ResponseFraming::Length(0), te_chunked.is_some()),
         (Some(true), _) => (ResponseFraming::Chunked, true),
         (Some(false), _) => (ResponseFraming::UntilClose, true),
         (None, Some(n)) => (ResponseFraming::Length(n), false),
         (None, None) => (ResponseFraming::UntilClose, false),
     };
-    let keep_alive = !close && (version == Version::HTTP_11 || keep_alive_token) && !(te && length.is_some());
+    // A body until close ends the connection (found by fuzzing: it was marked reusable).
+    let keep_alive = !close
+        && (version == Version::HTTP_11 || keep_alive_token)
+        && !(te && length.is_some())
+        && framing != ResponseFraming::UntilClose;
     Ok(Some(ResponseHead { status, version, headers, framing, keep_alive }))
 }
 
@@ -150,4 +158,31 @@ pub fn skip_interim(buf: &mut BytesMut) -> bool {
         }
     }
     false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> ResponseHead {
+        parse_response(&mut BytesMut::from(text)).unwrap().unwrap()
+    }
+
+    #[test]
+    fn framing_and_keep_alive() {
+        let h = parse("HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc");
+        assert_eq!((h.framing, h.keep_alive), (ResponseFraming::Length(3), true));
+        let h = parse("HTTP/1.1 200 OK\r\n\r\n");
+        assert_eq!((h.framing, h.keep_alive), (ResponseFraming::UntilClose, false), "until close: never reused");
+        // Fuzz crash-857bccdd: a 204 after an interim response, without a length.
+        let h = parse("HTTP/1.1 204 No Content\r\n\r\n");
+        assert_eq!((h.framing, h.keep_alive), (ResponseFraming::Length(0), true));
+        let h = parse("HTTP/1.1 304 Not Modified\r\nTransfer-Encoding: chunked\r\n\r\n");
+        assert_eq!(h.framing, ResponseFraming::Length(0), "no body whatever the fields say");
+        let h = parse("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n");
+        assert_eq!((h.framing, h.keep_alive), (ResponseFraming::Chunked, false));
+        assert!(parse_response(&mut BytesMut::from("HTTP/1.1 200 OK\r\nContent-Length: 3, 4\r\n\r\n")).is_err());
+        let h = parse("HTTP/1.1 200 OK\r\nConnection: close, x-p\r\nX-P: 1\r\nContent-Length: 0\r\n\r\n");
+        assert!(!h.keep_alive && !h.headers.contains_key("x-p") && !h.headers.contains_key("connection"));
+    }
 }
