@@ -131,7 +131,12 @@ impl Fleet {
                         OnRedisDown::Open => "limits are enforced per instance",
                         OnRedisDown::Closed => "requests under shared limits are refused",
                     };
-                    ("fleet_redis_down", format!("the fleet's Redis does not answer ({ok}); {mode}"))
+                    let key = if st.up.is_none() && !self.static_secret {
+                        "; challenges and cookies are signed with this instance's own key until it answers"
+                    } else {
+                        ""
+                    };
+                    ("fleet_redis_down", format!("the fleet's Redis does not answer ({ok}); {mode}{key}"))
                 };
                 if st.up.is_some() || !up {
                     self.telemetry.event(Event::fleet(kind, why));
@@ -198,10 +203,11 @@ impl Fleet {
                 .arg("by")
                 .arg(me)
                 .ignore();
+            // The live blocks: a sorted set by expiry (pruned as they expire).
             if b.duration.is_zero() {
-                p.cmd("HDEL").arg(key("blocked")).arg(b.net.to_string()).ignore();
+                p.cmd("ZREM").arg(key("blocked")).arg(b.net.to_string()).ignore();
             } else {
-                p.cmd("HSET").arg(key("blocked")).arg(b.net.to_string()).arg(format!("{until}|{}", b.reason)).ignore();
+                p.cmd("ZADD").arg(key("blocked")).arg(until).arg(b.net.to_string()).ignore();
             }
         }
         // What others blocked: from where the stream was read, or the live set whole.
@@ -211,7 +217,7 @@ impl Fleet {
             }
             None => {
                 p.cmd("XREVRANGE").arg(key("blocks")).arg("+").arg("-").arg("COUNT").arg(1);
-                p.cmd("HGETALL").arg(key("blocked"));
+                p.cmd("ZRANGEBYSCORE").arg(key("blocked")).arg(now).arg("+inf").arg("WITHSCORES");
             }
         }
         // The flood state.
@@ -240,6 +246,7 @@ impl Fleet {
         if slow_round {
             p.cmd("HGETALL").arg(key("keys"));
             p.cmd("ZREMRANGEBYRANK").arg(key("known")).arg(0).arg(-(KNOWN_MAX as i64) - 1).ignore();
+            p.cmd("ZREMRANGEBYSCORE").arg(key("blocked")).arg("-inf").arg(now).ignore();
             if st.stream_id.is_none() {
                 // A resync (a start, or Redis back, maybe empty): write everything again.
                 st.incidents_written = None;
@@ -260,7 +267,7 @@ impl Fleet {
             self.apply_stream(read, st, me);
         } else {
             let last = a.next();
-            let live_set: HashMap<String, String> = take_map(a.next());
+            let live_set = take_pairs(a.next());
             st.stream_id = Some(last_stream_id(last).unwrap_or_else(|| "0-0".into()));
             self.apply_live_blocks(&live_set, now);
         }
@@ -344,13 +351,13 @@ impl Fleet {
         }
     }
 
-    fn apply_live_blocks(&self, live: &HashMap<String, String>, now_ms: u64) {
+    /// The live blocks (network, expiry), read whole after a start or a resync.
+    fn apply_live_blocks(&self, live: &[(String, u64)], now_ms: u64) {
         let now = Instant::now();
-        for (net, v) in live {
-            let Some((until, reason)) = v.split_once('|') else { continue };
-            let (Ok(net), Ok(until)) = (net.parse(), until.parse::<u64>()) else { continue };
-            if until > now_ms {
-                self.block_locally(net, until, reason, "the fleet", now);
+        for (net, until) in live {
+            let Ok(net) = net.parse() else { continue };
+            if *until > now_ms {
+                self.block_locally(net, *until, "", "the fleet", now);
             }
         }
     }

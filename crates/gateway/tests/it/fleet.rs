@@ -386,6 +386,11 @@ async fn holdfast_starts_before_redis_and_joins_when_it_comes() {
         eventually(Duration::from_secs(5), || async { metric(&a, "holdfast_fleet_redis_up").await == Some(0.0) }).await
     );
     assert!(key_of(&a).await.starts_with('l'), "a local key until the fleet's is known");
+    let says = eventually(Duration::from_secs(5), || async {
+        status_json(&a).await["events"].to_string().contains("this instance's own key")
+    })
+    .await;
+    assert!(says, "and it says so: {}", status_json(&a).await["events"]);
     let redis = tokio::task::spawn_blocking(move || {
         let mut r = Redis::start();
         // The same port: restart there.
