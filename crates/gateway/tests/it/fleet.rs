@@ -17,6 +17,7 @@ const BROWSER: &[(&str, &str)] = &[
     ("user-agent", "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"),
     ("accept", "text/html,application/xhtml+xml,*/*;q=0.8"),
     ("accept-language", "de-DE,de;q=0.9"),
+    ("accept-encoding", "gzip"),
 ];
 
 /// A shop behind a gateway of the fleet on `redis` (a TOML value), named `instance`.
@@ -498,4 +499,52 @@ async fn redis_over_tls_with_an_acl_user() {
         gw.stop().await;
     }
     drop(redis);
+}
+
+/// LOIC's request from `src`: a new connection, `GET /checkout` with a random suffix, a
+/// Host header only; the answer as text (empty when closed without one).
+async fn loic(src: Ipv4Addr, dst: SocketAddr, i: u32) -> String {
+    let Ok(mut s) = connect_from(src, dst).await else { return String::new() };
+    let req = format!("GET /checkout{i:06} HTTP/1.1\r\nHost: shop.test\r\nConnection: close\r\n\r\n");
+    if tokio::io::AsyncWriteExt::write_all(&mut s, req.as_bytes()).await.is_err() {
+        return String::new();
+    }
+    read_all(&mut s, Duration::from_secs(2)).await.0
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_at_one_point_of_presence_puts_the_fleet_in_the_flood_state() {
+    let redis = Redis::start();
+    let origin = echo_origin("o").await;
+    let url = format!("{:?}", redis.url());
+    // Signatures off: only the flood detector and the challenge act here.
+    let shield = "[shield.signatures]\nenabled = false\nflood_rate = 10\n";
+    let a = gateway(&shop(origin.addr, &url, "pop-a", "", shield)).await;
+    let b = gateway(&shop(origin.addr, &url, "pop-b", "", shield)).await;
+    fleet_of(&[&a, &b], 2).await;
+    // Before: a LOIC request at pop-b is served (no flood anywhere).
+    assert!(loic(Ipv4Addr::new(127, 4, 101, 1), http_addr(&b), 0).await.starts_with("HTTP/1.1 200"));
+    // A flood at pop-a only.
+    for batch in 0..4u32 {
+        let tasks: Vec<_> = (0..20u32)
+            .map(|i| tokio::spawn(loic(Ipv4Addr::new(127, 4, 100, (batch * 20 + i + 1) as u8), http_addr(&a), i)))
+            .collect();
+        for t in tasks {
+            let _ = t.await;
+        }
+    }
+    assert_eq!(status_json(&a).await["shield"]["flood"]["active"], true, "pop-a sees the flood");
+    let b_knows = eventually(Duration::from_secs(5), || async {
+        status_json(&b).await["shield"]["fleet"]["fleet_flood"] == true
+    })
+    .await;
+    assert!(b_knows, "pop-b is told: {}", status_json(&b).await["shield"]);
+    assert_eq!(status_json(&b).await["shield"]["flood"]["active"], false, "pop-b saw no flood itself");
+    // So challenge "auto" tightens at pop-b too: LOIC there is challenged, a browser served.
+    let text = loic(Ipv4Addr::new(127, 4, 102, 1), http_addr(&b), 1).await;
+    assert!(text.starts_with("HTTP/1.1 403") && text.contains("holdfast-mitigated: challenge"), "{text}");
+    assert_eq!(get_from(Ipv4Addr::new(127, 4, 103, 1), http_addr(&b), "/", BROWSER).await.unwrap().0, 200);
+    for gw in [a, b] {
+        gw.stop().await;
+    }
 }
