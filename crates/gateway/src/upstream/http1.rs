@@ -55,9 +55,10 @@ pub(crate) struct Conn {
     /// an insertion and a removal.
     timer: Option<Pin<Box<tokio::time::Sleep>>>,
     /// The longest the origin may pause while it sends a body (`timeouts.origin_response`,
-    /// as nginx's `proxy_read_timeout`), and when it last sent something.
+    /// as nginx's `proxy_read_timeout`), and since when the body has been waiting for the
+    /// origin (None: not waiting; time the client takes to read does not count).
     read_idle: std::time::Duration,
-    last_read: tokio::time::Instant,
+    waiting_since: Option<tokio::time::Instant>,
 }
 
 /// A request on its way to an origin: the head (origin-form target, headers prepared;
@@ -89,7 +90,7 @@ impl Conn {
             head: Vec::with_capacity(512),
             timer: None,
             read_idle: std::time::Duration::from_secs(30),
-            last_read: tokio::time::Instant::now(),
+            waiting_since: None,
         }
     }
 
@@ -243,19 +244,21 @@ impl Conn {
         self.timer.as_mut().is_some_and(|t| std::future::Future::poll(t.as_mut(), cx).is_ready())
     }
 
-    /// While a body is read: whether the origin has sent nothing for `read_idle`. The timer
-    /// is moved only when it fires early (the origin sent something meanwhile), not on
-    /// every read.
+    /// While a body is read and nothing is buffered: whether the origin has now sent nothing
+    /// for `read_idle`. The wait starts when a read first finds nothing (a client that reads
+    /// slowly makes holdfast read slowly, and that is not the origin's pause); the timer is
+    /// moved once per wait, not on every read.
     fn stalled(&mut self, cx: &mut Context<'_>) -> bool {
-        if !self.expired(cx) {
-            return false;
-        }
-        let due = self.last_read + self.read_idle;
-        if due <= tokio::time::Instant::now() {
+        let now = tokio::time::Instant::now();
+        let since = *self.waiting_since.get_or_insert(now);
+        let due = since + self.read_idle;
+        if due <= now {
             return true;
         }
         if let Some(t) = self.timer.as_mut() {
-            t.as_mut().reset(due);
+            if t.deadline() != due {
+                t.as_mut().reset(due);
+            }
         }
         self.expired(cx)
     }
@@ -322,8 +325,7 @@ impl Conn {
     }
 
     fn into_response(mut self, head: Head, head_request: bool, reusable: bool) -> Response<OriginBody> {
-        // The body's pauses count from here.
-        self.last_read = tokio::time::Instant::now();
+        self.waiting_since = None;
         let Head { status, version, mut headers, framing, keep_alive } = head;
         let framing = if head_request || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
             Framing::Length(0)
@@ -480,7 +482,7 @@ impl Body for OriginBody {
                         }
                         return this.fail("closed before its end");
                     }
-                    Ok(_) => conn.last_read = tokio::time::Instant::now(),
+                    Ok(_) => conn.waiting_since = None,
                     Err(_) => return this.fail("read failed"),
                 }
             }
