@@ -240,18 +240,17 @@ impl Drop for Outgoing<'_> {
             return;
         }
         // Older first, as they were made; the bounds still hold.
-        if let Ok(mut o) = self.shared.outbox.lock() {
-            let newer = std::mem::take(&mut *o);
-            *o = std::mem::take(&mut self.blocks);
-            o.extend(newer);
-            o.truncate(OUTBOX_MAX);
-        }
-        if let Ok(mut p) = self.shared.new_prefixes.lock() {
-            let newer = std::mem::take(&mut *p);
-            *p = std::mem::take(&mut self.prefixes);
-            p.extend(newer);
-            p.truncate(NEW_PREFIXES_MAX);
-        }
+        requeue(&self.shared.outbox, std::mem::take(&mut self.blocks), OUTBOX_MAX);
+        requeue(&self.shared.new_prefixes, std::mem::take(&mut self.prefixes), NEW_PREFIXES_MAX);
+    }
+}
+
+/// Puts `older` back in front of what `slot` gathered meanwhile, keeping at most `max`.
+fn requeue<T>(slot: &Mutex<Vec<T>>, older: Vec<T>, max: usize) {
+    if let Ok(mut v) = slot.lock() {
+        let newer = std::mem::replace(&mut *v, older);
+        v.extend(newer);
+        v.truncate(max);
     }
 }
 
