@@ -14,6 +14,12 @@
 use bytes::{Buf, Bytes, BytesMut};
 use std::ops::Range;
 
+/// Whether a response with this status has a body (RFC 9112 §6.3: 1xx, 204 and 304 never
+/// do, whatever their fields say; a HEAD request's response neither, which the caller knows).
+pub fn status_has_body(status: http::StatusCode) -> bool {
+    !(status.is_informational() || status == http::StatusCode::NO_CONTENT || status == http::StatusCode::NOT_MODIFIED)
+}
+
 /// Largest chunk-size line and trailer section accepted.
 const MAX_CHUNK_LINE: usize = 4 * 1024;
 const MAX_TRAILERS: usize = 16 * 1024;

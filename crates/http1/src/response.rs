@@ -111,9 +111,7 @@ pub fn parse_response(buf: &mut BytesMut) -> Result<Option<ResponseHead>, BadRes
             headers.remove(name);
         }
     }
-    // RFC 9112 §6.3: 1xx, 204 and 304 have no body whatever their fields say (a HEAD
-    // request's response neither: the caller knows its request).
-    let bodiless = status.is_informational() || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED;
+    let bodiless = !crate::framing::status_has_body(status);
     let (framing, te) = match (te_chunked, length) {
         _ if bodiless => (ResponseFraming::Length(0), te_chunked.is_some()),
         (Some(true), _) => (ResponseFraming::Chunked, true),

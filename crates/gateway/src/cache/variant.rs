@@ -12,6 +12,10 @@
 //! - the update of the stored header fields by a 304 (§3.2, §4.3.4): every field of the 304
 //!   replaces the stored ones of its name, and new ones are added, except Content-Length,
 //!   the fields the stored body depends on, and hop-by-hop fields.
+//!
+//! A variant also keeps its fields encoded as HTTP/1 field lines ([`Variant::wire`]), made
+//! once when it is stored: a plain hit writes them as they are instead of copying the
+//! header map and serializing it again on every request.
 
 use super::Directives;
 use http::header::{self, HeaderName, HeaderValue};
@@ -61,6 +65,43 @@ pub(crate) struct Variant {
     age_at_store: Duration,
     pub(crate) directives: Directives,
     selection: Selection,
+    /// Its fields as HTTP/1 field lines (`name: value\r\n`...), for a plain hit: all but
+    /// Age (each answer has its own), the framing fields (Content-Length, Transfer-Encoding:
+    /// each hop's own) and Connection; and `Accept-Ranges: bytes` on a 200, whose ranges the
+    /// cache answers.
+    pub(crate) wire: Wire,
+}
+
+/// A stored response's fields, encoded once (see [`Variant::wire`]).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Wire {
+    pub(crate) lines: bytes::Bytes,
+    /// Whether they carry a Date (else each hop adds its own).
+    pub(crate) has_date: bool,
+}
+
+impl Wire {
+    fn encode(status: StatusCode, headers: &HeaderMap) -> Wire {
+        let mut lines =
+            Vec::with_capacity(headers.iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum::<usize>() + 24);
+        let mut has_date = false;
+        for (name, value) in headers {
+            if matches!(*name, header::AGE | header::CONTENT_LENGTH | header::TRANSFER_ENCODING | header::CONNECTION)
+                || (status == StatusCode::OK && name == header::ACCEPT_RANGES)
+            {
+                continue;
+            }
+            has_date |= name == header::DATE;
+            lines.extend_from_slice(name.as_str().as_bytes());
+            lines.extend_from_slice(b": ");
+            lines.extend_from_slice(value.as_bytes());
+            lines.extend_from_slice(b"\r\n");
+        }
+        if status == StatusCode::OK {
+            lines.extend_from_slice(b"accept-ranges: bytes\r\n");
+        }
+        Wire { lines: lines.into(), has_date }
+    }
 }
 
 impl Variant {
@@ -84,6 +125,7 @@ impl Variant {
             heuristic(&headers, now).map_or(Duration::ZERO, |h| h.saturating_sub(age_at_store))
         };
         let selection = selection(&headers, &req.headers);
+        let wire = Wire::encode(status, &headers);
         Variant {
             policy,
             status,
@@ -94,6 +136,7 @@ impl Variant {
             age_at_store,
             directives,
             selection,
+            wire,
         }
     }
 
@@ -103,10 +146,11 @@ impl Variant {
         fields.iter().all(|(name, stored)| req.get_all(name).iter().eq(stored.iter()))
     }
 
-    /// Bytes it takes: body, headers, and a fixed share for the policy and bookkeeping.
+    /// Bytes it takes: body, headers (as a map and encoded), and a fixed share for the
+    /// policy and bookkeeping.
     pub(crate) fn weight(&self) -> usize {
         let headers: usize = self.headers.iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum();
-        self.body.len() + headers + 256
+        self.body.len() + headers + self.wire.lines.len() + 256
     }
 
     /// Its age at `now` (RFC 9111 §4.2.3).
@@ -364,5 +408,41 @@ mod tests {
         };
         assert!(!v.validated_by(&other("\"v2\"")));
         assert!(v.validated_by(&other("W/\"v1\"")));
+    }
+
+    #[test]
+    fn the_encoded_fields_leave_out_age_framing_and_connection_and_follow_a_304() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let r = req(&[]);
+        let v = stored(
+            &[
+                ("cache-control", "max-age=60".into()),
+                ("etag", "\"v1\"".into()),
+                ("date", date(now)),
+                ("age", "3".into()),
+                ("content-length", "4".into()),
+                ("accept-ranges", "none".into()),
+                ("x-two", "a".into()),
+                ("x-two", "b".into()),
+            ],
+            &r,
+            now,
+        );
+        let text = std::str::from_utf8(&v.wire.lines).unwrap();
+        assert_eq!(
+            text,
+            format!(
+                "cache-control: max-age=60\r\netag: \"v1\"\r\ndate: {}\r\nx-two: a\r\nx-two: b\r\naccept-ranges: bytes\r\n",
+                date(now)
+            )
+        );
+        assert!(v.wire.has_date);
+        // A 304 that changes the ETag changes what a hit writes.
+        let mut not_modified = http::Response::new(());
+        *not_modified.status_mut() = StatusCode::NOT_MODIFIED;
+        not_modified.headers_mut().insert(header::ETAG, HeaderValue::from_static("\"v2\""));
+        let updated = v.updated_by(&not_modified.into_parts().0, &r, now);
+        let text = std::str::from_utf8(&updated.wire.lines).unwrap();
+        assert!(text.contains("etag: \"v2\"\r\n") && !text.contains("v1"), "{text}");
     }
 }

@@ -1,6 +1,7 @@
 //! What goes back to the client: [`RespBody`], an origin's body or a page of our own. It
 //! counts the bytes, stores a cacheable body as it passes (the tee), and when it is dropped
-//! (sent, or abandoned by the client) the request's record ends with it.
+//! (sent, or abandoned by the client) the request's record ends with it. A cache hit's
+//! header fields may come with it already encoded ([`Encoded`]).
 
 use super::record::Record;
 use crate::body::BoxError;
@@ -23,16 +24,65 @@ pub(crate) struct RespBody {
     record: Option<Box<Record>>,
     /// Collects the body for the cache; stored when the body ends whole.
     tee: Option<Box<crate::cache::Tee>>,
+    /// Header fields already encoded, before those of the response's header map.
+    encoded: Option<Encoded>,
+}
+
+/// Header fields of a response already encoded as HTTP/1 field lines (`name: value\r\n`
+/// ...): a cache hit's stored fields, shared by every hit of the variant, and its own (Age,
+/// Cache-Status). They are never framing or connection fields. The HTTP/1 writer writes
+/// them as they are; HTTP/2 takes them back into the header map ([`Encoded::into_headers`]).
+#[derive(Debug, Clone)]
+pub(crate) struct Encoded {
+    pub(crate) stored: Bytes,
+    pub(crate) own: Bytes,
+    /// Whether they carry a Date.
+    pub(crate) has_date: bool,
+}
+
+impl Encoded {
+    /// The fields, appended to `headers`. Lines that are not a valid field (none are: they
+    /// were encoded from a header map) are left out.
+    pub(crate) fn into_headers(self, headers: &mut http::HeaderMap) {
+        for lines in [&self.stored, &self.own] {
+            for line in lines.split(|&b| b == b'\n') {
+                let line = line.strip_suffix(b"\r").unwrap_or(line);
+                let Some(colon) = line.iter().position(|&b| b == b':') else { continue };
+                let (name, value) = (&line[..colon], line[colon + 1..].trim_ascii());
+                if let (Ok(name), Ok(value)) =
+                    (http::HeaderName::from_bytes(name), http::HeaderValue::from_bytes(value))
+                {
+                    headers.append(name, value);
+                }
+            }
+        }
+    }
 }
 
 impl RespBody {
     pub(crate) fn origin(body: OriginBody) -> RespBody {
-        RespBody { source: Source::Origin(body), record: None, tee: None }
+        RespBody { source: Source::Origin(body), record: None, tee: None, encoded: None }
     }
 
     pub(crate) fn full(bytes: impl Into<Bytes>) -> RespBody {
         let b: Bytes = bytes.into();
-        RespBody { source: Source::Full(if b.is_empty() { None } else { Some(b) }), record: None, tee: None }
+        RespBody {
+            source: Source::Full(if b.is_empty() { None } else { Some(b) }),
+            record: None,
+            tee: None,
+            encoded: None,
+        }
+    }
+
+    /// Header fields that go with it, already encoded.
+    pub(crate) fn with_encoded(mut self, encoded: Encoded) -> RespBody {
+        self.encoded = Some(encoded);
+        self
+    }
+
+    /// Its encoded header fields, taken to be written (or moved into a header map).
+    pub(crate) fn take_encoded(&mut self) -> Option<Encoded> {
+        self.encoded.take()
     }
 
     /// The origin connection once the body has been read to its end and it may carry
@@ -60,6 +110,14 @@ impl RespBody {
             r.bytes += n as u64;
         }
     }
+}
+
+/// The response with its encoded fields (if any) moved into its header map.
+pub(crate) fn encoded_into_map(mut resp: http::Response<RespBody>) -> http::Response<RespBody> {
+    if let Some(encoded) = resp.body_mut().take_encoded() {
+        encoded.into_headers(resp.headers_mut());
+    }
+    resp
 }
 
 impl Drop for RespBody {
@@ -117,5 +175,26 @@ impl Body for RespBody {
             Source::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
             Source::Origin(body) => body.size_hint(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encoded_fields_go_back_into_a_header_map_as_they_were() {
+        let encoded = Encoded {
+            stored: Bytes::from_static(b"etag: \"a\"\r\nx-two: 1\r\nx-two: 2\r\n"),
+            own: Bytes::from_static(b"age: 7\r\ncache-status: holdfast; hit; ttl=3\r\n"),
+            has_date: false,
+        };
+        let mut h = http::HeaderMap::new();
+        encoded.into_headers(&mut h);
+        assert_eq!(h["etag"], "\"a\"");
+        assert_eq!(h.get_all("x-two").iter().collect::<Vec<_>>(), ["1", "2"]);
+        assert_eq!(h["age"], "7");
+        assert_eq!(h["cache-status"], "holdfast; hit; ttl=3");
+        assert_eq!(h.len(), 5);
     }
 }

@@ -4,9 +4,9 @@
 //! the origins failed), the client's own preconditions and ranges answered from what the
 //! cache holds or fetched, and invalidation by unsafe methods.
 
-use super::body::RespBody;
+use super::body::{Encoded, RespBody};
 use crate::cache::{self, ClientAsks, Lookup, SiteCache, Tee, Variant};
-use http::header::{self, HeaderName};
+use http::header::{self, HeaderName, HeaderValue};
 use http::{Method, Response, StatusCode};
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -40,11 +40,65 @@ impl Plan {
 /// An answer from the cache.
 pub(crate) struct Hit {
     pub(crate) variant: Arc<Variant>,
-    pub(crate) parts: http::response::Parts,
+    /// When it was looked up (its Age is as of then).
+    pub(crate) now: SystemTime,
     pub(crate) method: Method,
     /// The Cache-Status value after "holdfast; ".
-    pub(crate) status: String,
+    pub(crate) status: Said,
     pub(crate) asks: ClientAsks,
+}
+
+/// What Cache-Status says of a hit, after "holdfast; ". A fresh hit's (by far the most
+/// common) is written as it is needed, without formatting; the others are spelled out.
+pub(crate) enum Said {
+    /// `hit; ttl=N`, and `; collapsed` when it waited for another request's fetch.
+    Fresh {
+        ttl: i64,
+        collapsed: bool,
+    },
+    Text(String),
+}
+
+impl From<&str> for Said {
+    fn from(s: &str) -> Said {
+        Said::Text(s.to_string())
+    }
+}
+
+impl From<String> for Said {
+    fn from(s: String) -> Said {
+        Said::Text(s)
+    }
+}
+
+impl Said {
+    fn write(&self, out: &mut Vec<u8>) {
+        match self {
+            Said::Fresh { ttl, collapsed } => {
+                out.extend_from_slice(b"hit; ttl=");
+                if *ttl < 0 {
+                    out.push(b'-');
+                }
+                out.extend_from_slice(crate::codec::itoa(ttl.unsigned_abs(), &mut [0; 20]));
+                if *collapsed {
+                    out.extend_from_slice(b"; collapsed");
+                }
+            }
+            Said::Text(s) => out.extend_from_slice(s.as_bytes()),
+        }
+    }
+
+    /// The whole Cache-Status field value.
+    fn value(&self) -> HeaderValue {
+        let mut v = b"holdfast; ".to_vec();
+        self.write(&mut v);
+        HeaderValue::from_maybe_shared(bytes::Bytes::from(v)).unwrap_or(HeaderValue::from_static("holdfast"))
+    }
+
+    /// Answered stale because the origins failed (stale-if-error).
+    pub(crate) fn is_stale_if_error(&self) -> bool {
+        matches!(self, Said::Text(s) if s.contains("stale-if-error"))
+    }
 }
 
 pub(crate) enum Before {
@@ -85,14 +139,13 @@ pub(crate) fn before(
     // The client's conditional and range fields are the cache's to answer; what goes to
     // the origin carries the cache's validators, or none.
     let asks = ClientAsks::take(&mut parts.headers);
-    let hit = |variant: Arc<Variant>, status: String| {
+    let hit = |variant: Arc<Variant>, status: Said| {
         let asks = asks.clone();
-        Before::Hit(Box::new(Hit { parts: variant.parts(now), variant, method: method.clone(), status, asks }), None)
+        Before::Hit(Box::new(Hit { variant, now, method: method.clone(), status, asks }), None)
     };
     let variant = match lookup {
         Lookup::Fresh(variant) => {
-            let collapsed = if waited_since.is_some() { "; collapsed" } else { "" };
-            let status = format!("hit; ttl={}{collapsed}", -variant.staleness(now));
+            let status = Said::Fresh { ttl: -variant.staleness(now), collapsed: waited_since.is_some() };
             return hit(variant, status);
         }
         Lookup::Stale(variant) if waited_since.is_some_and(|w| variant.stored_at >= w) => {
@@ -118,7 +171,7 @@ pub(crate) fn before(
                     asks: ClientAsks::default(),
                     leader: None,
                 };
-                return Before::Hit(Box::new(plan.hit(variant, now, status)), Some(Box::new(refresh)));
+                return Before::Hit(Box::new(plan.hit(variant, now, status.into())), Some(Box::new(refresh)));
             }
             Some(variant)
         }
@@ -144,16 +197,42 @@ pub(crate) fn before(
 }
 
 impl Plan {
-    fn hit(&self, variant: Arc<Variant>, now: SystemTime, status: String) -> Hit {
-        Hit { parts: variant.parts(now), variant, method: self.method.clone(), status, asks: self.asks.clone() }
+    fn hit(&self, variant: Arc<Variant>, now: SystemTime, status: Said) -> Hit {
+        Hit { variant, now, method: self.method.clone(), status, asks: self.asks.clone() }
     }
 }
 
 /// A response from the cache, the client's preconditions and range applied.
 pub(crate) fn answer(hit: Hit) -> Response<RespBody> {
-    let (mut parts, body) = hit.asks.answer(&hit.method, hit.parts, hit.variant.body.clone());
-    parts.headers.insert(CACHE_STATUS.clone(), cache::status(&hit.status));
-    let body = if hit.method == Method::HEAD { bytes::Bytes::new() } else { body };
+    let head = hit.method == Method::HEAD;
+    let v = &hit.variant;
+    if hit.asks.is_empty() {
+        // The stored response as it is: its fields as encoded when stored, then this
+        // answer's own (Age, Cache-Status; and for HEAD the length a GET would have).
+        let mut own = Vec::with_capacity(96);
+        own.extend_from_slice(b"age: ");
+        own.extend_from_slice(crate::codec::itoa(v.age(hit.now).as_secs(), &mut [0; 20]));
+        own.extend_from_slice(b"\r\ncache-status: holdfast; ");
+        hit.status.write(&mut own);
+        own.extend_from_slice(b"\r\n");
+        let body = if head {
+            if crate::codec::status_has_body(v.status) {
+                own.extend_from_slice(b"content-length: ");
+                own.extend_from_slice(crate::codec::itoa(v.body.len() as u64, &mut [0; 20]));
+                own.extend_from_slice(b"\r\n");
+            }
+            bytes::Bytes::new()
+        } else {
+            v.body.clone()
+        };
+        let encoded = Encoded { stored: v.wire.lines.clone(), own: own.into(), has_date: v.wire.has_date };
+        let mut resp = Response::new(RespBody::full(body).with_encoded(encoded));
+        *resp.status_mut() = v.status;
+        return resp;
+    }
+    let (mut parts, body) = hit.asks.answer(&hit.method, v.parts(hit.now), v.body.clone());
+    parts.headers.insert(CACHE_STATUS.clone(), hit.status.value());
+    let body = if head { bytes::Bytes::new() } else { body };
     Response::from_parts(parts, RespBody::full(body))
 }
 
@@ -175,7 +254,7 @@ pub(crate) fn after_response(plan: &mut Plan, resp: &http::response::Parts) -> A
             // origin did say the stored copy is current: answer with it as is.
             if !v.validated_by(&resp.headers) {
                 let status = "hit; fwd=stale; fwd-status=304; detail=not-updated".to_string();
-                return After::Hit(Box::new(plan.hit(v, now, status)));
+                return After::Hit(Box::new(plan.hit(v, now, status.into())));
             }
             let updated = Arc::new(v.updated_by(resp, &plan.request, now));
             // A cookie in the 304 was meant for this client only: never stored for all.
@@ -226,7 +305,7 @@ pub(crate) fn stale_on_error(plan: &Plan, fwd_status: Option<StatusCode>) -> Opt
     }
     let code = fwd_status.map_or_else(|| "fwd-status=none".to_string(), |s| format!("fwd-status={}", s.as_u16()));
     let status = format!("hit; fwd=stale; {code}; ttl={}; detail=stale-if-error", -v.staleness(now));
-    Some(plan.hit(v.clone(), now, status))
+    Some(plan.hit(v.clone(), now, status.into()))
 }
 
 /// Invalidation: an unsafe request that succeeded makes the stored target (and its

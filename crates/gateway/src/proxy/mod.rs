@@ -64,9 +64,10 @@ pub(crate) type Step<T> = Result<T, Stop>;
 /// Serves one client request. Err: the shield's "close", no answer at all (the connection
 /// is dropped).
 ///
-/// This future is what the connection holds per request and moves around: its rarely taken
-/// waits (a new origin connection, buffering a body for retries, waiting for a cache fill
-/// or an admission slot) are boxed so that it stays small.
+/// This future is what the connection holds per request and moves around: what only a
+/// request to the origins needs is boxed ([`pipeline`]), and so are the rarely taken waits
+/// (a new origin connection, buffering a body for retries, waiting for a cache fill or an
+/// admission slot), so that it stays small.
 pub(crate) async fn handle(
     edge: Arc<Edge>,
     conn: Arc<ConnState>,
@@ -91,6 +92,12 @@ pub(crate) async fn handle(
 }
 
 /// The steps, in order. Each may answer the request (`?`); the last one always does.
+///
+/// Everything up to the cache runs without waiting in the common case (a hit, a refusal):
+/// the steps that go to the origins are a future of their own, boxed, so that the future
+/// every request builds and moves stays small (measured: the request's future went from
+/// 5,264 to 1,752 bytes with the forward boxed, and callgrind counted ~1,300 instructions
+/// of memcpy per cache hit before).
 #[allow(clippy::result_large_err)] // see `steps`: an early answer is returned by value
 async fn pipeline(cx: &mut RequestCtx<'_>, req: Request<ClientBody>) -> Step<Response<RespBody>> {
     steps::framing(cx, &req)?;
@@ -101,16 +108,32 @@ async fn pipeline(cx: &mut RequestCtx<'_>, req: Request<ClientBody>) -> Step<Res
     let (host, host_value) = (host.as_deref().unwrap_or_default(), host_value.as_ref());
     let verdict = steps::shield(cx, &site, &parts)?;
     steps::limits(cx, &site, &parts)?;
-    let mut plan = steps::cache(cx, &site, host, host_value, &mut parts).await?;
-    let slot = steps::admission(cx, &site, verdict.priority, plan.as_deref()).await?;
-    let out = steps::prepare(cx, &site, host, host_value, parts, body);
-    let forwarded = steps::forward(cx, &site, out).await;
-    drop(slot); // the origin has answered (or failed): its slot is free for the next request
-    let mut resp = steps::respond(cx, &site, host, plan.as_deref_mut(), forwarded)?;
+    let plan = steps::cache(cx, &site, host, host_value, &mut parts).await?;
+    let to_origins = Box::pin(to_origins(cx, &site, host, host_value, verdict.priority, plan, parts, body)).await;
+    let mut resp = to_origins?;
     if verdict.give_visitor_cookie {
         shielded::give_visitor_cookie(&cx.edge.shield, &mut resp, cx.conn.https);
     }
     Ok(resp)
+}
+
+/// The steps for a request the origins answer: admission, prepare, forward, respond.
+#[allow(clippy::result_large_err, clippy::too_many_arguments)]
+async fn to_origins(
+    cx: &mut RequestCtx<'_>,
+    site: &Arc<SiteRt>,
+    host: &str,
+    host_value: Option<&HeaderValue>,
+    priority: crate::shield::Priority,
+    mut plan: Option<Box<cached::Plan>>,
+    parts: http::request::Parts,
+    body: ClientBody,
+) -> Step<Response<RespBody>> {
+    let slot = steps::admission(cx, site, priority, plan.as_deref()).await?;
+    let out = steps::prepare(cx, site, host, host_value, parts, body);
+    let forwarded = steps::forward(cx, site, out).await;
+    drop(slot); // the origin has answered (or failed): its slot is free for the next request
+    steps::respond(cx, site, host, plan.as_deref_mut(), forwarded)
 }
 
 impl RequestCtx<'_> {

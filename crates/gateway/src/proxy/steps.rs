@@ -283,7 +283,7 @@ pub(super) fn respond(
             if let Some(plan) = plan.as_deref_mut() {
                 match cached::after_response(plan, &head) {
                     cached::After::Hit(hit) => {
-                        let stale = hit.status.contains("stale-if-error");
+                        let stale = hit.status.is_stale_if_error();
                         site.metrics.cache(if stale { CacheResult::Stale } else { CacheResult::Revalidated });
                         cx.record.outcome = if stale { Outcome::Stale } else { Outcome::Cache };
                         // The origin's answer is not used; its connection is not reused.

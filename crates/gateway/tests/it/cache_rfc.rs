@@ -189,3 +189,51 @@ async fn origin_error_pages_are_replaced_or_passed_through() {
     assert_eq!((s, b.as_str()), (503, "the origin's own 503 page"));
     assert!(o.hits.load(SeqCst) <= 2);
 }
+
+/// A hit's fields (written from the encoding made when the response was stored): each
+/// stored field once, Age and Cache-Status of its own, Accept-Ranges once, its length; the
+/// same over HTTP/1.1 and HTTP/2; a HEAD hit has the length a GET has, and no body
+/// (RFC 9110 §9.3.2).
+#[tokio::test]
+async fn a_hit_has_its_stored_fields_once_over_http1_and_http2() {
+    let (o, gw) = world("").await;
+    let _ = fetch(&gw, "GET", "/cond", &[]).await;
+    let check = |proto: &str, h: &http::HeaderMap| {
+        for name in ["etag", "last-modified", "cache-control", "content-type", "date", "age", "accept-ranges"] {
+            assert_eq!(h.get_all(name).iter().count(), 1, "{proto}: one {name}: {h:?}");
+        }
+        assert_eq!(h["etag"], "\"c1\"");
+        assert_eq!(h["content-type"], "text/plain");
+        assert_eq!(h["accept-ranges"], "bytes");
+        assert_eq!(h["content-length"], "20", "{proto}");
+        assert!(cache_status(h).starts_with("holdfast; hit; ttl="), "{proto}: {h:?}");
+        assert!(!h.contains_key("transfer-encoding") && !h.contains_key("connection"), "{proto}: {h:?}");
+    };
+    let (s, h, b) = fetch(&gw, "GET", "/cond", &[]).await;
+    assert_eq!((s, b.as_str()), (200, "0123456789abcdefghij"));
+    check("HTTP/1.1", &h);
+    let (s, h, b) = fetch(&gw, "HEAD", "/cond", &[]).await;
+    assert_eq!((s, b.as_str()), (200, ""));
+    check("HTTP/1.1 HEAD", &h);
+
+    let tcp = tokio::net::TcpStream::connect(crate::common::http_addr(&gw)).await.unwrap();
+    let (mut tx, conn) =
+        hyper::client::conn::http2::handshake(crate::common::executor(), hyper_util::rt::TokioIo::new(tcp))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    for method in ["GET", "HEAD"] {
+        let req = http::Request::builder()
+            .method(method)
+            .uri("http://shop.de/cond")
+            .body(http_body_util::Empty::<bytes::Bytes>::new())
+            .unwrap();
+        let resp = tx.send_request(req).await.unwrap();
+        assert_eq!(resp.status(), 200);
+        let h = resp.headers().clone();
+        let body = http_body_util::BodyExt::collect(resp.into_body()).await.unwrap().to_bytes();
+        check(&format!("HTTP/2 {method}"), &h);
+        assert_eq!(&body[..], if method == "GET" { &b"0123456789abcdefghij"[..] } else { b"" });
+    }
+    assert_eq!(o.hits.load(SeqCst), 1, "all answered from the cache");
+}

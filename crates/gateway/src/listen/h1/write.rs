@@ -48,10 +48,7 @@ pub(super) async fn write_response<W: AsyncWrite + Unpin>(
 ) -> io::Result<bool> {
     let (parts, mut body) = resp.into_parts();
     let status = parts.status;
-    let no_body = head_request
-        || status.is_informational()
-        || status == StatusCode::NO_CONTENT
-        || status == StatusCode::NOT_MODIFIED;
+    let no_body = head_request || !codec::status_has_body(status);
     let length = if no_body { None } else { body.size_hint().exact() };
     let chunked = !no_body && length.is_none() && version == Version::HTTP_11;
     let mut close = !keep_alive || (!no_body && length.is_none() && !chunked);
@@ -63,6 +60,12 @@ pub(super) async fn write_response<W: AsyncWrite + Unpin>(
     out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
     out.extend_from_slice(b"\r\n");
     let mut has_date = false;
+    // A cache hit's fields, encoded when stored (never framing or connection fields).
+    if let Some(encoded) = body.take_encoded() {
+        out.extend_from_slice(&encoded.stored);
+        out.extend_from_slice(&encoded.own);
+        has_date = encoded.has_date;
+    }
     for (name, value) in &parts.headers {
         // Framing and the connection's fate are this hop's to say; a response that asks to
         // close (our own pages may) is closed after.
