@@ -77,22 +77,39 @@ wait_serving() {
 TICK=$(getconf CLK_TCK)
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 user_ticks() { awk '{print $14}' "/proc/$1/stat"; }
-to_ms() { # wrk latency ("812.00us", "1.23ms", "1.01s") to ms
-  awk -v v="$1" 'BEGIN { n = v + 0; if (v ~ /us$/) n /= 1000; else if (v ~ /ms$/) n *= 1; else if (v ~ /s$/) n *= 1000; printf "%.3f", n }'
+to_ms() { # wrk latency ("812.00us", "1.23ms", "1.01s") to ms; "n/a" for none
+  # (wrk's table says 0.00us for a percentile its histogram lost, as it can in pipelined runs)
+  awk -v v="$1" 'BEGIN { n = v + 0; if (v ~ /us$/) n /= 1000; else if (v ~ /ms$/) n *= 1; else if (v ~ /s$/) n *= 1000;
+    if (n > 0) printf "%.3f", n; else printf "n/a" }'
 }
 
-declare -A RPS P50 P99 CPU USR
+# CHILDREN_CPU: CPU seconds (user + system) of this shell's finished children (wrk's, once
+# it has ended). `times` runs in this shell (a subshell would have no children yet).
+children_cpu() {
+  times > "$WORK/times"
+  CHILDREN_CPU=$(awk 'NR == 2 { u = $1; s = $2; sub(/m/, " ", u); sub(/s/, "", u); sub(/m/, " ", s); sub(/s/, "", s);
+    split(u, a, " "); split(s, b, " "); printf "%.3f", a[1] * 60 + a[2] + b[1] * 60 + b[2] }' "$WORK/times")
+}
+
+declare -A RPS P50 P99 CPU USR CLIENT
 # Extra wrk arguments (headers) for every measurement.
 WRK_EXTRA=()
+# The wrk script of every measurement; empty: none. status.lua counts answers by status
+# (for the message when some were not 2xx); its Lua call per response costs wrk a share of
+# its core, which matters when wrk itself is the limit.
+WRK_SCRIPT=${WRK_SCRIPT-bench/status.lua}
 # measure NAME PORT PID ROUND
 measure() {
   local name=$1 port=$2 pid=$3 round=$4
   local path=${BENCH_PATH:-/}
   curl -fs -o /dev/null -H 'Host: bench.local' "http://127.0.0.1:$port$path"
   local before after ubefore uafter out reqs errors
-  before=$(cpu_ticks "$pid"); ubefore=$(user_ticks "$pid")
-  out=$(wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency -s bench/status.lua -H 'Host: bench.local' "${WRK_EXTRA[@]}" "http://127.0.0.1:$port$path")
-  after=$(cpu_ticks "$pid"); uafter=$(user_ticks "$pid")
+  local cbefore cafter
+  before=$(cpu_ticks "$pid"); ubefore=$(user_ticks "$pid"); children_cpu; cbefore=$CHILDREN_CPU
+  local script=()
+  [ -z "$WRK_SCRIPT" ] || script=(-s "$WRK_SCRIPT")
+  out=$(wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency "${script[@]}" -H 'Host: bench.local' "${WRK_EXTRA[@]}" "http://127.0.0.1:$port$path")
+  after=$(cpu_ticks "$pid"); uafter=$(user_ticks "$pid"); children_cpu; cafter=$CHILDREN_CPU
   reqs=$(echo "$out" | awk '/requests in/ {print $1}')
   errors=$(echo "$out" | awk '/Non-2xx|Socket errors/ {print}')
   if [ -n "$errors" ]; then
@@ -103,12 +120,16 @@ measure() {
   P99[$name,$round]=$(to_ms "$(echo "$out" | awk '$1 == "99%" {print $2}')")
   CPU[$name,$round]=$(awk -v d="$((after - before))" -v t="$TICK" -v r="$reqs" 'BEGIN { printf "%.1f", d / t * 1e6 / r }')
   USR[$name,$round]=$(awk -v d="$((uafter - ubefore))" -v t="$TICK" -v r="$reqs" 'BEGIN { printf "%.1f", d / t * 1e6 / r }')
-  printf "  round %d %-9s %10s req/s  p50 %7s ms  p99 %7s ms  cpu %6s us/req (user %s)\n" "$round" "$name" \
-    "${RPS[$name,$round]}" "${P50[$name,$round]}" "${P99[$name,$round]}" "${CPU[$name,$round]}" "${USR[$name,$round]}"
+  # The load generator's own share of a core: near 100%, it (not the proxy) sets the pace.
+  CLIENT[$name,$round]=$(awk -v a="$cbefore" -v b="$cafter" -v d="$DURATION" 'BEGIN { printf "%.0f", (b - a) / d * 100 }')
+  printf "  round %d %-9s %10s req/s  p50 %7s ms  p99 %7s ms  cpu %6s us/req (user %s)  wrk %s%%\n" "$round" "$name" \
+    "${RPS[$name,$round]}" "${P50[$name,$round]}" "${P99[$name,$round]}" "${CPU[$name,$round]}" "${USR[$name,$round]}" \
+    "${CLIENT[$name,$round]}"
 }
 
-median() { printf '%s\n' "$@" | sort -g | awk '{a[NR] = $1} END { print a[int((NR + 1) / 2)] }'; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
+# median VALUE...: of the numeric ones ("n/a" when there are none)
+median() { printf '%s\n' "$@" | { grep -E '^[0-9.]+$' || true; } | sort -g | awk '{a[NR] = $1} END { if (NR) print a[int((NR + 1) / 2)]; else print "n/a" }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a ~ /^[0-9.]+$/ && b ~ /^[0-9.]+$/ && b > 0) printf "%.2f", a / b; else print "n/a" }'; }
 
 declare -A M_RPS M_P99 M_CPU
 # summary NAME... (holdfast last): medians over rounds and ratios holdfast/each

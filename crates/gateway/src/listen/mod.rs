@@ -318,9 +318,9 @@ async fn serve_http<IO>(
     let svc_edge = edge.clone();
     let svc_state = state.clone();
     let svc = service_fn(move |req: http::Request<hyper::body::Incoming>| {
-        let handled = proxy::handle(svc_edge.clone(), svc_state.clone(), req.map(ClientBody::H2));
+        let handled = proxy::handle(&svc_edge, &svc_state, req.map(ClientBody::H2));
         // HTTP/2 encodes fields itself: a cache hit's, encoded for HTTP/1, go back into the map.
-        async move { handled.await.map(proxy::body::encoded_into_map) }
+        async move { handled.answer().await.map(proxy::body::encoded_into_map) }
     });
     let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
     builder

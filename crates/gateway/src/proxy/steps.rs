@@ -103,38 +103,67 @@ pub(super) fn limits(cx: &RequestCtx, site: &SiteRt, parts: &http::request::Part
     Ok(())
 }
 
-/// Step 5: The cache: a fresh copy answers (a stale one under stale-while-revalidate answers and
-/// is refreshed in the background); a miss that another request is fetching waits for it
-/// (bounded) and looks again; else the request goes on with the cache's plan for its
-/// response (validators added, a stale copy kept for failures).
-pub(super) async fn cache(
+/// What the cache step found for a request it did not answer.
+pub(crate) enum Cached {
+    /// Go on to the origins with the cache's plan for the response (validators added, a
+    /// stale copy kept for failures), or none (not a cacheable request).
+    Go(Option<Box<Plan>>),
+    /// Another request is fetching this URL: wait for it, then look again.
+    Wait(crate::cache::Fill),
+}
+
+/// Step 5: The cache: a fresh copy answers (a stale one under stale-while-revalidate answers
+/// and is refreshed in the background); a miss that another request is fetching waits for
+/// it ([`wait_for_fill`]); else the request goes on with the cache's plan for its response.
+/// `waited_since`: when the request began to wait for another's fetch (None on the first
+/// look).
+pub(super) fn cache(
     cx: &mut RequestCtx<'_>,
     site: &Arc<SiteRt>,
     host: &str,
     host_value: Option<&HeaderValue>,
     parts: &mut http::request::Parts,
-) -> Step<Option<Box<Plan>>> {
-    let mut waited_since = None;
-    loop {
-        match cached::before(&site.cache, host, parts, waited_since) {
-            cached::Before::Hit(hit, refresh) => {
-                if let (Some(plan), Some(hv)) = (refresh, host_value) {
-                    refresh_in_background(cx, site.clone(), *plan, hv.clone());
-                }
-                site.metrics.cache(CacheResult::Hit);
-                cx.record.outcome = Outcome::Cache;
-                return Err(Stop::Answer(cached::answer(*hit)));
+    waited_since: Option<std::time::SystemTime>,
+) -> Step<Cached> {
+    match cached::before(&site.cache, host, parts, waited_since) {
+        cached::Before::Hit(hit, refresh) => {
+            if let (Some(plan), Some(hv)) = (refresh, host_value) {
+                refresh_in_background(cx, site.clone(), *plan, hv.clone());
             }
-            cached::Before::Forward(plan) => return Ok(Some(plan)),
-            cached::Before::Bypass => return Ok(None),
-            cached::Before::Wait(fill) => {
-                waited_since = Some(std::time::SystemTime::now());
-                cx.record.phase.enter(Phase::CacheFill);
-                let wait = tokio::time::timeout(cx.snap.file.timeouts.origin_response.get(), fill.done());
-                let _ = Box::pin(wait).await;
-                cx.record.phase.enter(Phase::Route);
-            }
+            site.metrics.cache(CacheResult::Hit);
+            cx.record.outcome = Outcome::Cache;
+            Err(Stop::Answer(cached::answer(*hit)))
         }
+        cached::Before::Forward(plan) => Ok(Cached::Go(Some(plan))),
+        cached::Before::Bypass => Ok(Cached::Go(None)),
+        cached::Before::Wait(fill) => Ok(Cached::Wait(fill)),
+    }
+}
+
+/// Step 5, waiting: while another request fetches the URL, this one waits for it
+/// (bounded by `timeouts.origin_response`), then looks again; what that fetch stored
+/// answers it. It waits once: if the URL is still being fetched, it goes on by itself.
+pub(super) async fn wait_for_fill(
+    cx: &mut RequestCtx<'_>,
+    site: &Arc<SiteRt>,
+    host: &str,
+    host_value: Option<&HeaderValue>,
+    parts: &mut http::request::Parts,
+    cached: Cached,
+) -> Step<Option<Box<Plan>>> {
+    let fill = match cached {
+        Cached::Go(plan) => return Ok(plan),
+        Cached::Wait(fill) => fill,
+    };
+    let waited_since = Some(std::time::SystemTime::now());
+    cx.record.phase.enter(Phase::CacheFill);
+    let wait = tokio::time::timeout(cx.snap.file.timeouts.origin_response.get(), fill.done());
+    let _ = Box::pin(wait).await;
+    cx.record.phase.enter(Phase::Route);
+    match cache(cx, site, host, host_value, parts, waited_since)? {
+        Cached::Go(plan) => Ok(plan),
+        // Never: `cached::before` asks a request to wait once only.
+        Cached::Wait(_) => Ok(None),
     }
 }
 

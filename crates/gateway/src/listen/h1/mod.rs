@@ -25,7 +25,7 @@ mod write;
 use super::ConnState;
 use crate::body::ClientBody;
 use crate::proxy;
-use crate::proxy::Edge;
+use crate::proxy::{Edge, Handled};
 use crate::shield::slow::SlowClients;
 use bytes::BytesMut;
 use http::header::HeaderMap;
@@ -177,10 +177,17 @@ where
         if bad_framing {
             req.extensions_mut().insert(BadFraming);
         }
-        let handled = proxy::handle(edge.clone(), state.clone(), req);
-        // The client leaving drops the request where it stands (its guards release what it
-        // held, its record says where it was cancelled).
-        let Some(resp) = serve_request(handled, &inbound, &mut wr.io, expects_continue).await else { break false };
+        let resp = match proxy::handle(&edge, &state, req) {
+            Handled::Now(resp) => resp,
+            // The client leaving drops the request where it stands (its guards release what
+            // it held, its record says where it was cancelled).
+            Handled::Later(handled) => {
+                let Some(resp) = serve_request(handled, &inbound, &mut wr.io, expects_continue).await else {
+                    break false;
+                };
+                resp
+            }
+        };
         let Ok(resp) = resp else { break false }; // the shield's "close": no answer at all
         let keep_alive = keep_alive && !bad_framing && !state.is_closing();
         match write_response(&mut wr, &mut out, resp, head_request, version, keep_alive, &inbound).await {
