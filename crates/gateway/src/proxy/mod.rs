@@ -93,7 +93,7 @@ impl Handled {
 /// no future is built for it, moved or polled. Only a request that goes on (to the
 /// origins, or to wait for a fill) gets one, boxed ([`to_origins`]). Measured on cache
 /// hits (callgrind, instructions per hit): 12.9k with one async pipeline for all requests,
-/// whose future (1.7 kB) was built and moved on every request.
+/// whose future (1.7 kB) was built and moved on every request; 11.8k answered at once.
 pub(crate) fn handle(edge: &Arc<Edge>, conn: &Arc<ConnState>, req: Request<ClientBody>) -> Handled {
     let snap = edge.snapshot.load_full();
     let target = snap.file.log.access.then(|| req.uri().path_and_query().map_or("/", |pq| pq.as_str()).to_string());
