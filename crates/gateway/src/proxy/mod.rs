@@ -2,9 +2,10 @@
 //! design, one step per line: framing, route, shield, limits, cache (the steps that never
 //! wait: [`handle`] answers what they answer at once), then the cache fill being made,
 //! admission, forward, respond. Each step (in [`steps`]) calls into the module that owns
-//! its decision and may answer the request itself. What one request holds lives in its [`RequestCtx`], whose [`Record`] is the
-//! guard that ends the request exactly once however it stops: answered, or dropped at any
-//! `.await` because its client reset the stream or hung up.
+//! its decision and may answer the request itself. What one request holds lives in its
+//! [`RequestCtx`], whose [`Record`] is the guard that ends the request exactly once however
+//! it stops: answered, or dropped at any `.await` because its client reset the stream or
+//! hung up.
 
 pub(crate) mod body;
 pub(crate) mod cached;
@@ -113,7 +114,7 @@ pub(crate) fn handle(edge: &Arc<Edge>, conn: &Arc<ConnState>, req: Request<Clien
 }
 
 /// A request the steps up to the cache let through, and what they found.
-pub(crate) struct Front {
+struct Front {
     site: Arc<SiteRt>,
     /// The normalized host (routing, the cache key) and the Host field as sent.
     host: String,
