@@ -57,6 +57,15 @@ pub(crate) enum Framing {
     Chunked(Chunked),
 }
 
+impl From<holdfast_http1::request::BodyFraming> for Framing {
+    fn from(f: holdfast_http1::request::BodyFraming) -> Framing {
+        match f {
+            holdfast_http1::request::BodyFraming::Length(n) => Framing::Length(n),
+            holdfast_http1::request::BodyFraming::Chunked => Framing::Chunked(Chunked::new()),
+        }
+    }
+}
+
 impl Inbound {
     pub(crate) fn new(io: Box<dyn AsyncRead + Send + Sync + Unpin>, read: BytesMut) -> Inbound {
         let mut buf = read;

@@ -13,7 +13,7 @@
 //! `limit × sync_interval` per shift. The bounds, measured, are in docs/fleet.md.
 
 use crate::shield::shared::LimitKey;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 /// One window of counts (milliseconds).
 pub(crate) const WINDOW_MS: u64 = 1000;
@@ -24,25 +24,34 @@ pub(crate) struct Windows {
     /// The current window's id and counts, and the previous window's.
     current: (u64, HashMap<LimitKey, u64>),
     previous: (u64, HashMap<LimitKey, u64>),
+    /// Keys of the current window whose count Redis does not have yet (a sync that failed
+    /// or was cancelled leaves them to the next).
+    unwritten: HashSet<LimitKey>,
 }
 
 impl Windows {
     /// Adds the requests counted since the last sync, at `now_ms`; returns the current
-    /// window's id and the keys whose count changed in it (to write).
+    /// window's id and the keys whose count Redis does not have yet, with their counts (to
+    /// write; [`Windows::written`] once they are).
     pub(crate) fn add(&mut self, counts: HashMap<LimitKey, u32>, now_ms: u64) -> (u64, Vec<(LimitKey, u64)>) {
         let w = now_ms / WINDOW_MS;
         if self.current.0 != w {
             let old = std::mem::take(&mut self.current);
             self.previous = if old.0 + 1 == w { old } else { (w.saturating_sub(1), HashMap::new()) };
             self.current.0 = w;
+            self.unwritten.clear();
         }
-        let mut changed = Vec::with_capacity(counts.len());
         for (k, n) in counts {
-            let c = self.current.1.entry(k).or_default();
-            *c += u64::from(n);
-            changed.push((k, *c));
+            *self.current.1.entry(k).or_default() += u64::from(n);
+            self.unwritten.insert(k);
         }
+        let changed = self.unwritten.iter().map(|k| (*k, self.current.1.get(k).copied().unwrap_or(0))).collect();
         (w, changed)
+    }
+
+    /// Redis has the counts [`Windows::add`] returned.
+    pub(crate) fn written(&mut self) {
+        self.unwritten.clear();
     }
 
     /// The keys this instance enforces now: those it saw in this window or the previous.
@@ -104,6 +113,19 @@ mod tests {
         w.add(HashMap::from([(a, 500)]), 7_000);
         let shares = w.shares(&w.keys(), &HashMap::from([(a, 100)]), &HashMap::new(), 7_000);
         assert!((shares[&a] - 500.0 / 600.0).abs() < 0.001);
+    }
+
+    #[test]
+    fn counts_a_failed_sync_did_not_write_are_written_by_the_next() {
+        let (a, b) = (key("10.0.0.0/24"), key("10.0.1.0/24"));
+        let mut w = Windows::default();
+        w.add(HashMap::from([(a, 10)]), 3_100); // this sync fails: not written
+        let (_, mut changed) = w.add(HashMap::from([(b, 5)]), 3_200);
+        changed.sort_unstable();
+        assert_eq!(changed, vec![(a, 10), (b, 5)], "a's count goes again, whole");
+        w.written();
+        let (_, changed) = w.add(HashMap::from([(b, 1)]), 3_300);
+        assert_eq!(changed, vec![(b, 6)], "once written, only what changed");
     }
 
     #[test]

@@ -255,6 +255,7 @@ impl Fleet {
         }
         let answers = link.send(&p).await?;
         out.sent();
+        st.windows.written();
         let mut a = answers.into_iter();
         // (Ignored commands have no answer in the list.)
         let instances: HashMap<String, u64> = take_map(a.next());

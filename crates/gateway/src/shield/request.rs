@@ -144,8 +144,13 @@ impl Shield {
 
         // The prefix: its signature window, and its rate.
         let pkey = self.prefixes.key(&client.prefix);
-        let prefix_share =
-            if rt.per_prefix.is_some() { self.share_of(shared::LimitKey::Prefix(client.prefix), true) } else { 1.0 };
+        // Counted for the fleet only when it is checked here (a request over a tighter limit
+        // takes no token from the prefix, here or in the fleet's count).
+        let prefix_share = if over.is_none() && rt.per_prefix.is_some() {
+            self.share_of(shared::LimitKey::Prefix(client.prefix), true)
+        } else {
+            1.0
+        };
         let dry = sig.dry_run || cfg.mode == ShieldMode::DryRun;
         let (mut block, mut report) = (None, None);
         self.prefixes.with(

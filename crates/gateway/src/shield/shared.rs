@@ -184,15 +184,7 @@ impl Shared {
         if !self.enabled() {
             return;
         }
-        if let Ok(mut o) = self.outbox.lock() {
-            if o.len() < OUTBOX_MAX {
-                o.push(note);
-            }
-        }
-    }
-
-    pub(crate) fn take_blocks(&self) -> Vec<BlockNote> {
-        self.outbox.lock().map(|mut o| std::mem::take(&mut *o)).unwrap_or_default()
+        push_bounded(&self.outbox, note, OUTBOX_MAX);
     }
 
     /// A prefix seen here for the first time, to tell the fleet.
@@ -200,22 +192,14 @@ impl Shared {
         if !self.enabled() {
             return;
         }
-        if let Ok(mut p) = self.new_prefixes.lock() {
-            if p.len() < NEW_PREFIXES_MAX {
-                p.push(net);
-            }
-        }
-    }
-
-    pub(crate) fn take_prefixes(&self) -> Vec<IpNet> {
-        self.new_prefixes.lock().map(|mut p| std::mem::take(&mut *p)).unwrap_or_default()
+        push_bounded(&self.new_prefixes, net, NEW_PREFIXES_MAX);
     }
 
     /// Takes the blocks and prefixes to tell the fleet; they go back to be told on the next
     /// sync unless [`Outgoing::sent`] is called (a sync that fails, or is cancelled at any
     /// await, loses nothing).
     pub(crate) fn outgoing(&self) -> Outgoing<'_> {
-        Outgoing { shared: self, blocks: self.take_blocks(), prefixes: self.take_prefixes(), sent: false }
+        Outgoing { shared: self, blocks: take_all(&self.outbox), prefixes: take_all(&self.new_prefixes), sent: false }
     }
 }
 
@@ -243,6 +227,20 @@ impl Drop for Outgoing<'_> {
         requeue(&self.shared.outbox, std::mem::take(&mut self.blocks), OUTBOX_MAX);
         requeue(&self.shared.new_prefixes, std::mem::take(&mut self.prefixes), NEW_PREFIXES_MAX);
     }
+}
+
+/// Adds `item` to `slot` unless it holds `max` already.
+fn push_bounded<T>(slot: &Mutex<Vec<T>>, item: T, max: usize) {
+    if let Ok(mut v) = slot.lock() {
+        if v.len() < max {
+            v.push(item);
+        }
+    }
+}
+
+/// Everything `slot` holds, taken out.
+fn take_all<T>(slot: &Mutex<Vec<T>>) -> Vec<T> {
+    slot.lock().map(|mut v| std::mem::take(&mut *v)).unwrap_or_default()
 }
 
 /// Puts `older` back in front of what `slot` gathered meanwhile, keeping at most `max`.

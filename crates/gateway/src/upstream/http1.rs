@@ -25,10 +25,11 @@ use crate::codec::io::unwritten;
 use crate::codec::{self, Chunked};
 use crate::telemetry::{Phase, RequestPhase};
 use bytes::{Bytes, BytesMut};
-use http::header::{self, HeaderMap};
+use holdfast_http1::response::{parse_response, ResponseFraming, ResponseHead};
+use http::header;
 #[cfg(test)]
 use http::Request;
-use http::{Method, Response, StatusCode, Version};
+use http::{Method, Response, StatusCode};
 use http_body::{Body, Frame, SizeHint};
 use std::future::poll_fn;
 use std::io::{self, IoSlice};
@@ -297,7 +298,8 @@ impl Conn {
 
     async fn read_response(mut self, head_request: bool, reusable: bool) -> Result<Response<OriginBody>, SendError> {
         loop {
-            match parse_head(&mut self.buf).map_err(SendError::Failed)? {
+            // (`holdfast_http1::response`; a head that breaks HTTP/1.1 is a protocol error.)
+            match parse_response(&mut self.buf).map_err(|_| SendError::Failed(ErrorKind::Protocol))? {
                 Some(head) if head.status.is_informational() => {
                     // 100 Continue, 103 Early Hints: interim, skipped. 101 is never asked for.
                     if head.status == StatusCode::SWITCHING_PROTOCOLS {
@@ -324,14 +326,11 @@ impl Conn {
         }
     }
 
-    fn into_response(mut self, head: Head, head_request: bool, reusable: bool) -> Response<OriginBody> {
+    fn into_response(mut self, head: ResponseHead, head_request: bool, reusable: bool) -> Response<OriginBody> {
         self.waiting_since = None;
-        let Head { status, version, mut headers, framing, keep_alive } = head;
-        let framing = if head_request || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
-            Framing::Length(0)
-        } else {
-            framing
-        };
+        let ResponseHead { status, version, mut headers, framing, keep_alive } = head;
+        // (204 and 304 have no body whatever their fields say: the parser's framing says so.)
+        let framing = if head_request { Framing::Length(0) } else { Framing::from(framing) };
         if !matches!(framing, Framing::Length(_)) && headers.contains_key(header::CONTENT_LENGTH) {
             headers.remove(header::CONTENT_LENGTH); // RFC 9112 §6.3: Transfer-Encoding wins
         }
@@ -356,27 +355,6 @@ fn encode_head(req: &http::request::Parts, body: &ReqBody, forwarding: &Bytes, o
         None => BodyLen::Unknown,
     };
     holdfast_http1::encode::encode_request_head(req, len, forwarding, out)
-}
-
-struct Head {
-    status: StatusCode,
-    version: Version,
-    headers: HeaderMap,
-    framing: Framing,
-    keep_alive: bool,
-}
-
-/// Parses a response head from the front of `buf` (consuming it), None if incomplete
-/// (`holdfast_http1::response`). Err: the head breaks HTTP/1.1 ([`ErrorKind::Protocol`]).
-fn parse_head(buf: &mut BytesMut) -> Result<Option<Head>, ErrorKind> {
-    use holdfast_http1::response::{parse_response, ResponseFraming};
-    let Some(h) = parse_response(buf).map_err(|_| ErrorKind::Protocol)? else { return Ok(None) };
-    let framing = match h.framing {
-        ResponseFraming::Length(n) => Framing::Length(n),
-        ResponseFraming::Chunked => Framing::Chunked(Chunked::new()),
-        ResponseFraming::UntilClose => Framing::UntilClose,
-    };
-    Ok(Some(Head { status: h.status, version: h.version, headers: h.headers, framing, keep_alive: h.keep_alive }))
 }
 
 fn timed_out() -> io::Error {
@@ -411,6 +389,16 @@ enum Framing {
     Length(u64),
     Chunked(Chunked),
     UntilClose,
+}
+
+impl From<ResponseFraming> for Framing {
+    fn from(f: ResponseFraming) -> Framing {
+        match f {
+            ResponseFraming::Length(n) => Framing::Length(n),
+            ResponseFraming::Chunked => Framing::Chunked(Chunked::new()),
+            ResponseFraming::UntilClose => Framing::UntilClose,
+        }
+    }
 }
 
 /// The response body, read from the origin's socket as it is polled.

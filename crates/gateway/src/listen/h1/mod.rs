@@ -28,8 +28,7 @@ use crate::proxy;
 use crate::proxy::{Edge, Handled};
 use crate::shield::slow::SlowClients;
 use bytes::BytesMut;
-use http::header::HeaderMap;
-use http::{Method, Request, StatusCode, Uri, Version};
+use http::{Method, Request, StatusCode};
 use std::future::{poll_fn, Future};
 use std::pin::{pin, Pin};
 use std::sync::atomic::Ordering::Relaxed;
@@ -51,42 +50,11 @@ pub(crate) struct Settings {
 }
 
 use crate::body::h1::{Framing, Inbound, RequestBody};
-use crate::codec::{BadFraming, Chunked};
-use holdfast_http1::request::BodyFraming;
+use crate::codec::BadFraming;
+use holdfast_http1::request::{parse_request, BodyFraming, RequestHead};
 #[cfg(test)]
 use write::date;
 use write::{refuse, write_response, Sender};
-
-/// A parsed request head and what the connection needs to know about it.
-struct Head {
-    method: Method,
-    uri: Uri,
-    version: Version,
-    headers: HeaderMap,
-    /// None: ambiguous framing.
-    framing: Option<Framing>,
-    keep_alive: bool,
-    expects_continue: bool,
-}
-
-/// Parses a request head from the front of `buf` (consuming it); Ok(None) if incomplete,
-/// Err(status) for a head that cannot be served at all (`holdfast_http1::request`).
-fn parse_head(buf: &mut BytesMut, max_head: usize, max_headers: usize) -> Result<Option<Head>, StatusCode> {
-    let Some(h) = holdfast_http1::request::parse_request(buf, max_head, max_headers)? else { return Ok(None) };
-    let framing = h.framing.map(|f| match f {
-        BodyFraming::Length(n) => Framing::Length(n),
-        BodyFraming::Chunked => Framing::Chunked(Chunked::new()),
-    });
-    Ok(Some(Head {
-        method: h.method,
-        uri: h.uri,
-        version: h.version,
-        headers: h.headers,
-        framing,
-        keep_alive: h.keep_alive,
-        expects_continue: h.expects_continue,
-    }))
-}
 
 /// How waiting for a request head ended without one.
 enum NoHead {
@@ -100,13 +68,18 @@ enum NoHead {
 /// the connection's watchdog keeps time; a head that has begun must complete within
 /// `client_header`. A head that does not arrive whole in one read is counted as a slow
 /// client while it is read, and when it is cut off (slowloris, for the incident engine).
-async fn read_head(inbound: &Inbound, state: &ConnState, s: &Settings, slow: &SlowClients) -> Result<Head, NoHead> {
+async fn read_head(
+    inbound: &Inbound,
+    state: &ConnState,
+    s: &Settings,
+    slow: &SlowClients,
+) -> Result<RequestHead, NoHead> {
     let mut timer: Option<Pin<Box<tokio::time::Sleep>>> = None;
     let mut partial = None;
     poll_fn(|cx| {
         let mut r = inbound.lock();
         loop {
-            if let Some(head) = parse_head(&mut r.buf, s.max_head, s.max_headers).map_err(NoHead::Refuse)? {
+            if let Some(head) = parse_request(&mut r.buf, s.max_head, s.max_headers).map_err(NoHead::Refuse)? {
                 return Poll::Ready(Ok(head));
             }
             if r.buf.len() >= s.max_head {
@@ -158,14 +131,14 @@ where
                 break true;
             }
         };
-        let Head { method, uri, version, headers, framing, keep_alive, expects_continue } = head;
+        let RequestHead { method, uri, version, headers, framing, keep_alive, expects_continue } = head;
         let head_request = method == Method::HEAD;
         let bad_framing = framing.is_none();
         let body = match framing {
-            Some(Framing::Length(0)) | None => ClientBody::Empty,
+            Some(BodyFraming::Length(0)) | None => ClientBody::Empty,
             Some(framing) => {
                 inbound.want_continue.store(false, Relaxed);
-                let seq = inbound.lock().start_body(framing);
+                let seq = inbound.lock().start_body(Framing::from(framing));
                 ClientBody::H1(RequestBody::new(inbound.clone(), seq, expects_continue))
             }
         };
