@@ -7,6 +7,7 @@
 //! rotation never rejects a valid cookie.
 
 use crate::shield::challenge::VISITOR_TTL;
+use crate::util::{hex, unhex};
 use std::collections::HashMap;
 
 /// Keys kept at most (the hash stays small whatever the rotation).
@@ -22,17 +23,6 @@ pub(crate) struct Ring {
     pub(crate) create: Vec<(String, String)>,
     /// Fields of epochs no cookie can be from any more (HDEL).
     pub(crate) expired: Vec<String>,
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
-fn unhex(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 {
-        return None;
-    }
-    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok()).collect()
 }
 
 /// A new key: 8 hex digits of id, 32 random bytes.

@@ -45,10 +45,7 @@ pub(crate) fn merge(local: Vec<Incident>, view: &FleetView) -> Vec<Incident> {
                         // Each PoP saw its part of the flood (anycast and DNS keep a source at
                         // one): the fleet's is their sum.
                         o.facts.peak_rps = sum(o.facts.peak_rps, i.facts.peak_rps);
-                        o.facts.sources = match (o.facts.sources, i.facts.sources) {
-                            (Some(a), Some(b)) => Some(a + b),
-                            (a, b) => a.or(b),
-                        };
+                        o.facts.sources = sum(o.facts.sources, i.facts.sources);
                     }
                 }
                 // The merged incident lasts as long as any of them.
@@ -102,7 +99,8 @@ fn with_fleet_words(i: &Incident, fleet_size: usize) -> String {
     format!("{} Seen from {n} of {fleet_size} points of presence ({}).{total}", i.summary, i.seen_from.join(", "))
 }
 
-fn sum(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+/// Both added, or the one that is known.
+fn sum<T: std::ops::Add<Output = T>>(a: Option<T>, b: Option<T>) -> Option<T> {
     match (a, b) {
         (Some(a), Some(b)) => Some(a + b),
         (a, b) => a.or(b),

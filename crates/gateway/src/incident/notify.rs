@@ -127,7 +127,7 @@ async fn deliver(
 pub(crate) fn sign(secret: &[u8], body: &[u8]) -> String {
     let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret);
     let tag = ring::hmac::sign(&key, body);
-    let hex: String = tag.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+    let hex = crate::util::hex(tag.as_ref());
     format!("sha256={hex}")
 }
 

@@ -88,11 +88,11 @@ impl Said {
         }
     }
 
-    /// The whole Cache-Status field value.
+    /// The whole Cache-Status field value (`cache::status`).
     fn value(&self) -> HeaderValue {
-        let mut v = b"holdfast; ".to_vec();
+        let mut v = Vec::new();
         self.write(&mut v);
-        HeaderValue::from_maybe_shared(bytes::Bytes::from(v)).unwrap_or(HeaderValue::from_static("holdfast"))
+        cache::status(&String::from_utf8_lossy(&v))
     }
 
     /// Answered stale because the origins failed (stale-if-error).

@@ -8,8 +8,8 @@
 //! every key still valid verifies (a fleet rotates its shared keys without rejecting a
 //! cookie signed before).
 
+use crate::util::hex;
 use ring::hmac;
-use std::fmt::Write;
 
 pub(crate) const CLEARANCE: &str = "holdfast_clearance";
 pub(crate) const VISITOR: &str = "holdfast_visitor";
@@ -221,14 +221,6 @@ pub fn solve(token: &str) -> Option<u64> {
         return None;
     }
     (0..u64::MAX).find(|n| leading_zero_bits(&sha256(format!("{token}:{n}").as_bytes())) >= d)
-}
-
-fn hex(b: &[u8]) -> String {
-    let mut s = String::with_capacity(b.len() * 2);
-    for x in b {
-        let _ = write!(s, "{x:02x}");
-    }
-    s
 }
 
 /// The value of cookie `name` in a request's Cookie headers.
