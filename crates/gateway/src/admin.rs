@@ -254,6 +254,18 @@ struct SiteStatus {
     hosts: Vec<String>,
     language: String,
     pools: Vec<PoolStatus>,
+    /// The site's cache, when it has one.
+    cache: Option<CacheStatus>,
+}
+
+#[derive(Serialize)]
+struct CacheStatus {
+    /// Bytes stored, and entries.
+    bytes: u64,
+    entries: u64,
+    /// Bytes held by bodies on their way into the store (read from the origins at their
+    /// pace, apart from the clients that asked; bounded by the cache's size).
+    filling_bytes: u64,
 }
 
 #[derive(Serialize)]
@@ -290,6 +302,11 @@ fn status(shared: &Admin) -> Status {
             name: s.name.to_string(),
             hosts: s.hosts.clone(),
             language: s.language.to_string(),
+            cache: s.cache.as_ref().map(|c| CacheStatus {
+                bytes: c.weighted_size(),
+                entries: c.entries(),
+                filling_bytes: c.filling(),
+            }),
             pools: s
                 .pools
                 .iter()

@@ -19,13 +19,14 @@
 
 mod conditional;
 mod directives;
+pub(crate) mod filling;
 mod variant;
 
 pub(crate) use conditional::ClientAsks;
 pub(crate) use directives::Directives;
 pub(crate) use variant::Variant;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use http::{HeaderValue, Method, StatusCode};
 use http_cache_semantics::{BeforeRequest, CacheOptions, CachePolicy};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -43,6 +44,10 @@ pub(crate) struct SiteCache {
     /// is dropped (and every follower sees it) when its [`Leader`] is.
     inflight: std::sync::Mutex<std::collections::HashMap<String, tokio::sync::watch::Sender<()>>>,
     pub(crate) max_object: usize,
+    /// Bytes held by bodies on their way into the store ([`filling`]), and their bound: the
+    /// store's own size (what does not fit there would be evicted at once anyway).
+    filling_bytes: AtomicU64,
+    max_filling: u64,
     /// The operator's stale rules (ms), set by each snapshot: `serve_stale_on_error` and
     /// `stale_while_revalidate`.
     stale_on_error_ms: AtomicU64,
@@ -90,6 +95,8 @@ impl SiteCache {
             refreshing: Default::default(),
             inflight: Default::default(),
             max_object: max_object as usize,
+            filling_bytes: AtomicU64::new(0),
+            max_filling: max_bytes,
             stale_on_error_ms: AtomicU64::new(0),
             stale_while_revalidate_ms: AtomicU64::new(0),
             evictions,
@@ -201,6 +208,27 @@ impl SiteCache {
         (self.weighted_size(), self.entries(), evicted.saturating_sub(before))
     }
 
+    /// Takes `n` more bytes for a body on its way into the store; false (nothing taken)
+    /// when the bodies being filled already hold the store's size.
+    pub(crate) fn take_filling(&self, n: u64) -> bool {
+        let held = self.filling_bytes.fetch_add(n, Relaxed);
+        if held.saturating_add(n) > self.max_filling {
+            self.filling_bytes.fetch_sub(n, Relaxed);
+            return false;
+        }
+        true
+    }
+
+    /// Gives back bytes taken by [`SiteCache::take_filling`].
+    pub(crate) fn give_filling(&self, n: u64) {
+        self.filling_bytes.fetch_sub(n, Relaxed);
+    }
+
+    /// Bytes held by bodies on their way into the store now.
+    pub(crate) fn filling(&self) -> u64 {
+        self.filling_bytes.load(Relaxed)
+    }
+
     pub(crate) fn invalidate(&self, key: &str) {
         self.store.invalidate(key);
     }
@@ -301,7 +329,7 @@ impl Drop for Refreshing {
     }
 }
 
-/// Collects a response body on its way to the client; stores it when it ends whole.
+/// What a response needs to be stored once its body has come in whole ([`Filling`]).
 pub(crate) struct Tee {
     pub(crate) cache: Arc<SiteCache>,
     pub(crate) key: String,
@@ -309,26 +337,15 @@ pub(crate) struct Tee {
     pub(crate) policy: CachePolicy,
     pub(crate) status: StatusCode,
     pub(crate) headers: http::HeaderMap,
-    pub(crate) buf: BytesMut,
     /// Waiting requests are woken when the body is stored (or the tee is dropped).
     pub(crate) leader: Option<Leader>,
 }
 
 impl Tee {
-    /// Adds a chunk; false when the body grew too large to store.
-    pub(crate) fn push(&mut self, data: &Bytes) -> bool {
-        if self.buf.len() + data.len() > self.cache.max_object {
-            return false;
-        }
-        self.buf.extend_from_slice(data);
-        true
-    }
-
-    /// The body ended whole: store it (then the leader guard wakes the waiters).
-    pub(crate) fn finish(mut self) {
+    /// The body came in whole: store it (then the leader guard wakes the waiters).
+    pub(crate) fn finish(mut self, body: Bytes) {
         let leader = self.leader.take();
-        let v =
-            Variant::new(self.policy, self.status, self.headers, self.buf.freeze(), &self.request, SystemTime::now());
+        let v = Variant::new(self.policy, self.status, self.headers, body, &self.request, SystemTime::now());
         self.cache.insert(self.key, v, &self.request);
         drop(leader);
     }

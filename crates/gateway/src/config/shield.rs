@@ -43,6 +43,9 @@ pub struct Shield {
     pub admission: Admission,
     /// `[shield.challenge]`: the proof-of-work challenge and signed cookies.
     pub challenge: Challenge,
+    /// `[shield.visitors]`: limits per visitor (the signed visitor cookie), so that
+    /// shoppers behind one shared address (carrier NAT) are not limited as one client.
+    pub visitors: Visitors,
 }
 
 impl Default for Shield {
@@ -62,6 +65,40 @@ impl Default for Shield {
             signatures: Signatures::default(),
             admission: Admission::default(),
             challenge: Challenge::default(),
+            visitors: Visitors::default(),
+        }
+    }
+}
+
+/// `[shield.visitors]`: a request with a valid visitor cookie bound to its prefix is
+/// counted against the visitor's own limit, and its address's limit for visitors grows
+/// with the visitors proven behind it (docs/shield.md, "Shared addresses").
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Visitors {
+    /// Off: every request counts against its address, cookie or not.
+    pub enabled: bool,
+    /// One visitor's own limit (a person: a page and its assets, then reading).
+    pub per_visitor: Limit,
+    /// Visitors counted behind one address at most: its limit for visitors' requests is
+    /// `per_visitor` times the visitors seen there (never below `rate.per_address`).
+    pub max_per_address: u32,
+    /// New visitor cookies one address is given, per second with a burst.
+    pub new_per_address: Limit,
+    /// A cookie presented from this many prefixes other than its own within a signature
+    /// window is a bot's (shared or farmed): its holder is limited as an address and
+    /// never admitted first.
+    pub max_prefixes: u32,
+}
+
+impl Default for Visitors {
+    fn default() -> Self {
+        Visitors {
+            enabled: true,
+            per_visitor: Limit { rate: 10.0, burst: 100 },
+            max_per_address: 256,
+            new_per_address: Limit { rate: 5.0, burst: 200 },
+            max_prefixes: 3,
         }
     }
 }

@@ -1,5 +1,6 @@
-//! What goes back to the client: [`RespBody`], an origin's body or a page of our own. It
-//! counts the bytes, stores a cacheable body as it passes (the tee), and when it is dropped
+//! What goes back to the client: [`RespBody`], an origin's body, a body on its way into the
+//! cache (read from its fill, [`super::fill`]), or a page of our own. It counts the bytes,
+//! and when it is dropped
 //! (sent, or abandoned by the client) the request's record ends with it. A cache hit's
 //! header fields may come with it already encoded ([`Encoded`]).
 
@@ -15,6 +16,8 @@ enum Source {
     /// An origin's body; it holds the origin connection, handed back to its pool once the
     /// body has been read to its end.
     Origin(OriginBody),
+    /// A body the cache is filling from the origin, read at the client's pace.
+    Fill(crate::cache::filling::Reader),
     Full(Option<Bytes>),
 }
 
@@ -22,8 +25,6 @@ enum Source {
 pub(crate) struct RespBody {
     source: Source,
     record: Option<Box<Record>>,
-    /// Collects the body for the cache; stored when the body ends whole.
-    tee: Option<Box<crate::cache::Tee>>,
     /// Header fields already encoded, before those of the response's header map.
     encoded: Option<Encoded>,
 }
@@ -61,7 +62,7 @@ impl Encoded {
 
 impl RespBody {
     pub(crate) fn origin(body: OriginBody) -> RespBody {
-        RespBody { source: Source::Origin(body), record: None, tee: None, encoded: None }
+        RespBody { source: Source::Origin(body), record: None, encoded: None }
     }
 
     pub(crate) fn full(bytes: impl Into<Bytes>) -> RespBody {
@@ -69,7 +70,6 @@ impl RespBody {
         RespBody {
             source: Source::Full(if b.is_empty() { None } else { Some(b) }),
             record: None,
-            tee: None,
             encoded: None,
         }
     }
@@ -90,14 +90,13 @@ impl RespBody {
     pub(crate) fn take_finished_conn(&mut self) -> Option<Conn> {
         match &mut self.source {
             Source::Origin(body) => body.take_reusable(),
-            Source::Full(_) => None,
+            Source::Fill(_) | Source::Full(_) => None,
         }
     }
 
-    /// Stores the body in the cache as it passes, if it ends whole and is not too large.
-    pub(crate) fn with_tee(mut self, tee: Option<Box<crate::cache::Tee>>) -> RespBody {
-        self.tee = tee;
-        self
+    /// A body the cache is filling ([`super::fill`]).
+    pub(crate) fn filled(reader: crate::cache::filling::Reader) -> RespBody {
+        RespBody { source: Source::Fill(reader), record: None, encoded: None }
     }
 
     /// Attaches the request's record; the request ends when this body is dropped.
@@ -123,9 +122,6 @@ pub(crate) fn encoded_into_map(mut resp: http::Response<RespBody>) -> http::Resp
 impl Drop for RespBody {
     fn drop(&mut self) {
         let complete = self.is_end_stream();
-        if let (true, Some(tee)) = (complete, self.tee.take()) {
-            tee.finish();
-        }
         if let Some(mut record) = self.record.take() {
             record.body_complete = complete;
             record.reusable = self.take_finished_conn();
@@ -143,16 +139,14 @@ impl Body for RespBody {
         let polled = match &mut this.source {
             Source::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
             Source::Origin(body) => Pin::new(body).poll_frame(cx).map_err(BoxError::from),
+            Source::Fill(reader) => reader.poll_chunk(cx).map(|c| {
+                c.map(|r| r.map(Frame::data).map_err(|why| BoxError::from(format!("origin response body: {why}"))))
+            }),
         };
         if let Poll::Ready(Some(Ok(frame))) = &polled {
             if let Some(d) = frame.data_ref() {
                 let n = d.len();
                 this.count(n);
-                if let Some(tee) = this.tee.as_mut() {
-                    if !tee.push(d) {
-                        this.tee = None;
-                    }
-                }
             }
         }
         if let Poll::Ready(Some(Err(_))) = &polled {
@@ -167,6 +161,7 @@ impl Body for RespBody {
         match &self.source {
             Source::Full(b) => b.is_none(),
             Source::Origin(body) => body.is_end_stream(),
+            Source::Fill(reader) => reader.is_end(),
         }
     }
 
@@ -174,6 +169,7 @@ impl Body for RespBody {
         match &self.source {
             Source::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
             Source::Origin(body) => body.size_hint(),
+            Source::Fill(reader) => reader.remaining().map_or_else(SizeHint::default, SizeHint::with_exact),
         }
     }
 }

@@ -290,7 +290,6 @@ pub(crate) fn after_response(plan: &mut Plan, resp: &http::response::Parts) -> A
         policy,
         status,
         headers: resp.headers.clone(),
-        buf: bytes::BytesMut::new(),
         leader: plan.leader.take(),
     };
     After::Pass { tee: Some(Box::new(tee)), status: format!("fwd={fwd}; fwd-status={code}; stored") }

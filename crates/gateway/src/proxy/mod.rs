@@ -10,6 +10,7 @@
 pub(crate) mod body;
 pub(crate) mod cached;
 pub(crate) mod conn;
+mod fill;
 pub(crate) mod forward;
 pub(crate) mod headers;
 pub(crate) mod record;
@@ -153,8 +154,8 @@ async fn to_origins(cx: &mut RequestCtx<'_>, front: Front) -> Step<Response<Resp
     let forwarded = steps::forward(cx, &site, out).await;
     drop(slot); // the origin has answered (or failed): its slot is free for the next request
     let mut resp = steps::respond(cx, &site, host, plan.as_deref_mut(), forwarded)?;
-    if verdict.give_visitor_cookie {
-        shielded::give_visitor_cookie(&cx.edge.shield, &mut resp, cx.conn.https);
+    if let Some(value) = &verdict.visitor_cookie {
+        shielded::give_visitor_cookie(value, &mut resp, cx.conn.https);
     }
     Ok(resp)
 }

@@ -15,7 +15,7 @@ use crate::incident::signals::Ended;
 use crate::incident::Outcome;
 use crate::snapshot::SiteRt;
 use crate::telemetry::{Phase, RequestPhase, Telemetry};
-use crate::upstream::{http1::Conn, InFlight};
+use crate::upstream::{http1::Conn, InFlight, Origin};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -37,8 +37,11 @@ pub(crate) struct Record {
     pub(crate) target: Option<String>,
     /// The response's status; 0 until there is a response.
     pub(crate) status: u16,
-    /// The pool index and origin that answered, if any (its in-flight count held).
-    pub(crate) served_by: Option<(usize, InFlight)>,
+    /// The pool index and origin that answered, if any.
+    pub(crate) served_by: Option<(usize, Arc<Origin>)>,
+    /// The origin's in-flight count, while the origin's body streams to this request's
+    /// client (a body that goes into the cache is the fill's, which holds its count).
+    pub(crate) at_origin: Option<InFlight>,
     pub(crate) bytes: u64,
     /// The origin's body failed (not the client's doing).
     pub(crate) origin_body_error: bool,
@@ -77,6 +80,7 @@ impl Record {
             target,
             status: 0,
             served_by: None,
+            at_origin: None,
             bytes: 0,
             origin_body_error: false,
             body_complete: false,
@@ -126,7 +130,7 @@ impl Drop for Record {
         }
         if let Some(target) = &self.target {
             let (dc, origin) = match &self.served_by {
-                Some((_, o)) => (&*o.origin().datacenter, o.origin().authority.as_str()),
+                Some((_, o)) => (&*o.datacenter, o.authority.as_str()),
                 None => ("-", "-"),
             };
             tracing::info!(
@@ -146,9 +150,9 @@ impl Drop for Record {
         }
         let now = tokio::time::Instant::from_std(now);
         if let (Some(conn), Some((_, o))) = (self.reusable.take(), &self.served_by) {
-            o.origin().conns.checkin(conn, now);
+            o.conns.checkin(conn, now);
         }
         self.conn.request_done(now);
-        // `served_by` (the origin's in-flight count) and `phase` are released as the fields drop.
+        // `at_origin` (the origin's in-flight count) and `phase` are released as the fields drop.
     }
 }

@@ -108,10 +108,9 @@ fn cookie_header(name: &str, value: &str, max_age: u64, secure: bool) -> Option<
     HeaderValue::from_str(&format!("{name}={value}; Path=/; Max-Age={max_age}; HttpOnly; SameSite=Lax{secure}")).ok()
 }
 
-/// Adds the visitor cookie to a response.
-pub(crate) fn give_visitor_cookie(shield: &Shield, resp: &mut Response<RespBody>, https: bool) {
-    let value = shield.keys().1.visitor(crate::clock::unix_secs(), shield.random());
-    if let Some(c) = cookie_header(challenge::VISITOR, &value, challenge::VISITOR_TTL, https) {
+/// Adds the visitor cookie (`value`, made by the shield) to a response.
+pub(crate) fn give_visitor_cookie(value: &str, resp: &mut Response<RespBody>, https: bool) {
+    if let Some(c) = cookie_header(challenge::VISITOR, value, challenge::VISITOR_TTL, https) {
         resp.headers_mut().append(header::SET_COOKIE, c);
     }
 }

@@ -326,8 +326,7 @@ pub(super) fn respond(
                     }
                 }
             }
-            let origin_of_body = origin.origin().clone();
-            cx.record.served_by = Some((pool, origin));
+            cx.record.served_by = Some((pool, origin.origin().clone()));
             cx.record.outcome = Outcome::Origin;
             // The origin's own error page, or the site's (`[site.errors]`).
             let status = head.status;
@@ -335,14 +334,20 @@ pub(super) fn respond(
                 drop((body, tee));
                 return Ok(cx.page(site, Problem::OriginError(status), false));
             }
+            // A body the cache stores is filled at the origin's pace, apart from this client.
+            let Some(tee) = tee else {
+                cx.record.at_origin = Some(origin);
+                return Ok(Response::from_parts(head, RespBody::origin(body)));
+            };
+            let reader = super::fill::start(body, tee, origin);
             // The client's own preconditions (taken off the request for the cache's sake),
             // answered from the origin's head: 304 or 412 while the body goes on into the
             // cache.
             if let Some(bare) = plan.as_deref().and_then(|p| p.asks.without_content(&p.method, &head)) {
-                finish_in_background(body, tee, origin_of_body);
+                drop(reader);
                 return Ok(Response::from_parts(bare, RespBody::full(bytes::Bytes::new())));
             }
-            Ok(Response::from_parts(head, RespBody::origin(body).with_tee(tee)))
+            Ok(Response::from_parts(head, RespBody::filled(reader)))
         }
         // The client went away while its body was being sent: nobody is left to answer.
         Forwarded::Failed { kind: ErrorKind::ClientGone } => Err(Stop::Gone),
@@ -372,26 +377,6 @@ pub(super) fn respond(
             Ok(resp)
         }
     }
-}
-
-/// Reads an origin's body to its end in a task of its own, through the tee that stores it
-/// (when the client got an answer that needs none of it); the connection goes back to the
-/// origin's pool when the body ended whole.
-fn finish_in_background(
-    body: crate::upstream::http1::OriginBody,
-    tee: Option<Box<crate::cache::Tee>>,
-    origin: Arc<crate::upstream::Origin>,
-) {
-    if tee.is_none() {
-        return; // nothing wants the body: dropping it closes the connection
-    }
-    tokio::spawn(async move {
-        let mut body = RespBody::origin(body).with_tee(tee);
-        while let Some(Ok(_)) = http_body_util::BodyExt::frame(&mut body).await {}
-        if let Some(conn) = body.take_finished_conn() {
-            origin.conns.checkin(conn, tokio::time::Instant::now());
-        }
-    });
 }
 
 /// stale-while-revalidate: fetch a fresh copy for the cache after answering stale, as a
@@ -424,15 +409,9 @@ fn refresh_in_background(cx: &RequestCtx, site: Arc<SiteRt>, mut plan: Plan, hos
         };
         if let Forwarded::Response { resp, origin, .. } = forward::forward(&trip, req).await {
             let (head, body) = resp.into_parts();
-            let tee = match cached::after_response(&mut plan, &head) {
-                cached::After::Pass { tee, .. } => tee,
-                cached::After::Hit(_) => None,
-            };
-            // Read the body through the tee, which stores it at its end.
-            let mut body = RespBody::origin(body).with_tee(tee);
-            while let Some(Ok(_)) = http_body_util::BodyExt::frame(&mut body).await {}
-            if let Some(conn) = body.take_finished_conn() {
-                origin.origin().conns.checkin(conn, tokio::time::Instant::now());
+            // A body to store is filled by its own task (nobody reads it here).
+            if let cached::After::Pass { tee: Some(tee), .. } = cached::after_response(&mut plan, &head) {
+                drop(super::fill::start(body, tee, origin));
             }
         }
     });

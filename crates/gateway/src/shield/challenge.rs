@@ -160,26 +160,54 @@ impl Keys {
         e.parse::<u64>().is_ok_and(|exp| exp > now_unix) && self.check(id, &["c", e, prefix], mac)
     }
 
-    /// A visitor cookie value issued at `now_unix`.
-    pub(crate) fn visitor(&self, now_unix: u64, salt: u64) -> String {
-        let (i, salt) = (now_unix.to_string(), format!("{salt:016x}"));
-        let mac = self.mac(&["v", &i, &salt]);
-        format!("{}.{i}.{salt}.{mac}", self.id())
+    /// A visitor cookie value issued at `issued_unix` to a client of `prefix`:
+    /// `key.issued.id.tag.mac`, where `id` names the visitor (64 random bits) and `tag` the
+    /// prefix it was issued to (the first 32 bits of its SHA-256), both signed.
+    pub(crate) fn visitor(&self, issued_unix: u64, id: u64, prefix: &str) -> String {
+        let (i, id, tag) = (issued_unix.to_string(), format!("{id:016x}"), prefix_tag(prefix));
+        let mac = self.mac(&["v", &i, &id, &tag]);
+        format!("{}.{i}.{id}.{tag}.{mac}", self.id())
     }
 
-    /// When a valid, unexpired visitor cookie was issued.
-    pub(crate) fn visitor_issued(&self, value: &str, now_unix: u64) -> Option<u64> {
-        let mut it = value.split('.');
-        let (Some(id), Some(i), Some(salt), Some(mac), None) = (it.next(), it.next(), it.next(), it.next(), it.next())
-        else {
-            return None;
+    /// A valid, unexpired visitor cookie: when it was issued, whom it names, and whether it
+    /// was issued to `prefix` (a cookie of ours issued elsewhere, or of the older form that
+    /// named no prefix, is genuine but not bound here).
+    pub(crate) fn visitor_check(&self, value: &str, prefix: &str, now_unix: u64) -> Option<VisitorCookie> {
+        let parts: Vec<&str> = value.splitn(6, '.').collect();
+        let (key, i, id, tag, mac) = match parts[..] {
+            [key, i, id, tag, mac] => (key, i, id, Some(tag), mac),
+            [key, i, id, mac] => (key, i, id, None, mac),
+            _ => return None,
         };
         let issued: u64 = i.parse().ok()?;
-        (issued <= now_unix + 60
-            && now_unix < issued.saturating_add(VISITOR_TTL)
-            && self.check(id, &["v", i, salt], mac))
-        .then_some(issued)
+        if issued > now_unix + 60 || now_unix >= issued.saturating_add(VISITOR_TTL) {
+            return None;
+        }
+        let signed = match tag {
+            Some(tag) => self.check(key, &["v", i, id, tag], mac),
+            None => self.check(key, &["v", i, id], mac),
+        };
+        if !signed || id.len() != 16 {
+            return None;
+        }
+        let id = u64::from_str_radix(id, 16).ok()?;
+        let here = tag.is_some_and(|t| crate::util::ct_eq(t.as_bytes(), prefix_tag(prefix).as_bytes()));
+        Some(VisitorCookie { issued, id, here })
     }
+}
+
+/// A visitor cookie that checked out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct VisitorCookie {
+    pub(crate) issued: u64,
+    pub(crate) id: u64,
+    /// Issued to the prefix it came from.
+    pub(crate) here: bool,
+}
+
+/// The tag of a prefix in a visitor cookie.
+fn prefix_tag(prefix: &str) -> String {
+    hex(&sha256(prefix.as_bytes())[..4])
 }
 
 fn random_fallback() -> [u8; 32] {
@@ -291,10 +319,22 @@ mod tests {
         assert!(!k.clearance_ok(&c, "10.0.0.0/24", 5000), "expired");
         assert!(!k.clearance_ok(&c, "10.0.1.0/24", 4000), "another prefix");
         assert!(!k.clearance_ok(&c.replace("5000", "9000"), "10.0.0.0/24", 4000), "tampered");
-        let v = k.visitor(1000, 7);
-        assert_eq!(k.visitor_issued(&v, 2000), Some(1000));
-        assert_eq!(k.visitor_issued(&v.replace("1000", "0999"), 2000), None);
-        assert_eq!(k.visitor_issued(&v, 1000 + VISITOR_TTL), None);
+        let v = k.visitor(1000, 7, "10.0.0.0/24");
+        let here = k.visitor_check(&v, "10.0.0.0/24", 2000).unwrap();
+        assert_eq!((here.issued, here.id, here.here), (1000, 7, true));
+        let moved = k.visitor_check(&v, "10.9.9.0/24", 2000).unwrap();
+        assert!(!moved.here, "genuine, but issued to another prefix");
+        assert_eq!(k.visitor_check(&v.replace(".1000.", ".0999."), "10.0.0.0/24", 2000), None);
+        assert_eq!(k.visitor_check(&v, "10.0.0.0/24", 1000 + VISITOR_TTL), None);
+        // The tag is signed: one cannot rebind a cookie to another prefix.
+        let parts: Vec<&str> = v.split('.').collect();
+        let other = prefix_tag("10.9.9.0/24");
+        let rebound = format!("{}.{}.{}.{other}.{}", parts[0], parts[1], parts[2], parts[4]);
+        assert_eq!(k.visitor_check(&rebound, "10.9.9.0/24", 2000), None);
+        // The form before visitors were bound to prefixes: genuine, bound nowhere.
+        let old = format!("{}.1000.{:016x}.{}", k.id(), 9, Keys::mac_with(&k.signing.1, &["v", "1000", &format!("{:016x}", 9)]));
+        let o = k.visitor_check(&old, "10.0.0.0/24", 2000).unwrap();
+        assert_eq!((o.issued, o.here), (1000, false));
     }
 
     #[test]
@@ -302,17 +342,18 @@ mod tests {
         let ring = vec![("k1".to_string(), b"one".to_vec()), ("k2".to_string(), b"two".to_vec())];
         let a = Keys::from_ring(&ring, "k1", None).unwrap();
         let b = Keys::from_ring(&ring, "k2", None).unwrap();
-        let old = a.visitor(1000, 1);
+        let issued = |k: &Keys, v: &str| k.visitor_check(v, "p", 2000).map(|v| v.issued);
+        let old = a.visitor(1000, 1, "p");
         assert!(old.starts_with("k1."));
-        assert_eq!(b.visitor_issued(&old, 2000), Some(1000), "signed before the rotation, still valid");
+        assert_eq!(issued(&b, &old), Some(1000), "signed before the rotation, still valid");
         let c = b.clearance("10.0.0.0/24", 5000);
         assert!(a.clearance_ok(&c, "10.0.0.0/24", 4000));
         // A key that left the ring no longer verifies; a local key kept beside it does.
         let local = Keys::new("");
-        let mine = local.visitor(1000, 2);
+        let mine = local.visitor(1000, 2, "p");
         let merged = Keys::from_ring(&ring[1..], "k2", Some(&local)).unwrap();
-        assert_eq!(merged.visitor_issued(&old, 2000), None);
-        assert_eq!(merged.visitor_issued(&mine, 2000), Some(1000));
+        assert_eq!(issued(&merged, &old), None);
+        assert_eq!(issued(&merged, &mine), Some(1000));
         assert!(Keys::from_ring(&ring, "k9", None).is_none());
         // The same configured secret gives every instance the same key id.
         assert_eq!(Keys::new("shared").id(), Keys::new("shared").id());

@@ -64,8 +64,19 @@ impl Gcra {
         if share <= 0.0 {
             return Err(Duration::from_secs(1));
         }
-        let t = (f64::from(self.t) / f64::from(share)).round().min(f64::from(u32::MAX / 4)) as u32;
-        Gcra { t: t.max(1), tau: self.tau }.check(tat, now)
+        self.scaled(share).check(tat, now)
+    }
+
+    /// This limit times `factor`: one request every `t ÷ factor`, the same burst tolerance
+    /// in time (so the burst in requests scales too).
+    pub(crate) fn scaled(&self, factor: f32) -> Gcra {
+        let t = (f64::from(self.t) / f64::from(factor.max(1e-6))).round().clamp(1.0, f64::from(u32::MAX / 4)) as u32;
+        Gcra { t, tau: self.tau }
+    }
+
+    /// Allows requests more often than `other` does.
+    pub(crate) fn looser_than(&self, other: &Gcra) -> bool {
+        self.t < other.t
     }
 
     /// The cell has been idle for at least `idle` ticks at `now`.

@@ -22,6 +22,7 @@ pub(crate) mod slow;
 pub(crate) mod table;
 pub(crate) mod topk;
 mod view;
+pub(crate) mod visitors;
 mod witness;
 
 pub(crate) use admission::{Priority, SiteLoad};
@@ -49,6 +50,9 @@ pub(crate) struct ShieldRt {
     per_address: Option<Gcra>,
     per_prefix: Option<Gcra>,
     new_conns: Option<Gcra>,
+    /// One visitor's limit, and new visitor cookies per address (`[shield.visitors]`).
+    per_visitor: Option<Gcra>,
+    new_visitors: Option<Gcra>,
     classes: Vec<ClassRt>,
     trusted: Vec<IpNet>,
 }
@@ -80,6 +84,8 @@ impl ShieldRt {
             per_address: Gcra::new(cfg.rate.per_address),
             per_prefix: Gcra::new(cfg.rate.per_prefix),
             new_conns: Gcra::new(cfg.connections.new_per_second),
+            per_visitor: Gcra::new(cfg.visitors.per_visitor),
+            new_visitors: Gcra::new(cfg.visitors.new_per_address),
             classes: cfg
                 .rate
                 .classes
@@ -169,6 +175,8 @@ pub(crate) struct Shield {
     prefixes: table::Table<PrefixCell>,
     classes: table::Table<ClassCell>,
     stems: table::Table<signature::StemCell>,
+    /// Visitors (the visitor cookie) and the shared addresses they come from.
+    pub(crate) visitors: visitors::Visitors,
     dynamic: RwLock<CidrSet<Blocked>>,
     any_dynamic: AtomicBool,
     pub(crate) top: topk::TopK,
@@ -217,8 +225,8 @@ pub(crate) struct Verdict {
     pub(crate) action: Option<Action>,
     pub(crate) client: Client,
     pub(crate) priority: Priority,
-    /// The client has no valid visitor cookie: give it one.
-    pub(crate) give_visitor_cookie: bool,
+    /// A visitor cookie to give with the answer (the client had no valid one here).
+    pub(crate) visitor_cookie: Option<String>,
     /// The request looks like a flood's (signature), or comes from a blocked source.
     pub(crate) suspicious: bool,
 }
@@ -246,6 +254,7 @@ impl Shield {
             prefixes: table::Table::new(cfg.max_prefixes),
             classes: table::Table::new(cfg.max_addresses / 4 + 1024),
             stems: table::Table::new(16_384),
+            visitors: visitors::Visitors::new((cfg.max_addresses / 4).max(1024)),
             dynamic: RwLock::new(CidrSet::default()),
             any_dynamic: AtomicBool::new(false),
             top: topk::TopK::new(32),
@@ -468,8 +477,8 @@ pub(crate) struct Upkeep {
 pub(crate) struct Tables {
     /// The most offending prefixes (recent, decaying estimate).
     pub(crate) top: Vec<topk::Offender>,
-    /// Addresses, prefixes and path stems tracked.
-    pub(crate) tracked: [(&'static str, usize); 3],
+    /// Addresses, prefixes, path stems, visitors and shared addresses tracked.
+    pub(crate) tracked: [(&'static str, usize); 5],
     pub(crate) bytes: usize,
     /// Dynamic blocks in force.
     pub(crate) blocked: usize,
@@ -500,6 +509,8 @@ impl Shield {
                     ("addresses", self.addrs.len()),
                     ("prefixes", self.prefixes.len()),
                     ("stems", self.stems.len()),
+                    ("visitors", self.visitors.len().0),
+                    ("visitor_addresses", self.visitors.len().1),
                 ],
                 bytes: self.table_bytes(),
                 blocked: self.dynamic.read().map_or(0, |d| d.iter().count()),
@@ -519,6 +530,7 @@ impl Shield {
         self.classes.retain(|c| !Gcra::idle(c.last, t, idle));
         let window = (self.secs(now) / (cfg.signatures.window.get().as_secs().max(1) as u32)).saturating_sub(1);
         self.stems.retain(|c| c.window >= window);
+        self.visitors.sweep(t, idle);
         if self.any_dynamic.load(Relaxed) {
             if let Ok(mut d) = self.dynamic.write() {
                 d.retain(|_, b| b.until > now);

@@ -3,6 +3,7 @@
 //! signature, the challenge rule, and the request's admission priority.
 
 use super::*;
+use visitors::Standing;
 
 impl Shield {
     /// Judges one request (after routing, before the cache).
@@ -15,7 +16,7 @@ impl Shield {
                 action: None,
                 client,
                 priority: Priority::Critical,
-                give_visitor_cookie: false,
+                visitor_cookie: None,
                 suspicious: false,
             };
         }
@@ -23,10 +24,22 @@ impl Shield {
         let dry = cfg.mode == ShieldMode::DryRun;
         let unix = crate::clock::unix_secs();
         let keys = self.keys.load();
+        let prefix_text = client.prefix.to_string();
         let cleared = challenge::cookie(f.headers, challenge::CLEARANCE)
-            .is_some_and(|c| keys.1.clearance_ok(c, &client.prefix.to_string(), unix));
-        let visitor_since =
-            challenge::cookie(f.headers, challenge::VISITOR).and_then(|c| keys.1.visitor_issued(c, unix));
+            .is_some_and(|c| keys.1.clearance_ok(c, &prefix_text, unix));
+        let cookie = challenge::cookie(f.headers, challenge::VISITOR)
+            .and_then(|c| keys.1.visitor_check(c, &prefix_text, unix));
+        let at = self.at(rt, client, now);
+        let standing = match cookie {
+            Some(v) if cfg.visitors.enabled => {
+                let sub = signature::is_subresource(f.path_and_query, f.headers);
+                self.visitors.note(v.id, v.here, sub, at, cfg.visitors.max_prefixes)
+            }
+            _ => Standing::Unknown,
+        };
+        // A bot's cookie (seen from too many prefixes) earns nothing, priority included.
+        let visitor_since = cookie.filter(|_| standing != Standing::Bot).map(|v| v.issued);
+        let visitor_cookie = self.visitor_cookie(rt, cookie, standing, &prefix_text, at, unix, &keys.1);
         let surge = self.surge_start(f.site_load);
         // When the client's prefix was first seen (seconds since the shield's epoch); read
         // while judging, under the prefix cell's lock the judgement takes anyway.
@@ -37,7 +50,7 @@ impl Shield {
                 seen.suspicious = true;
                 Some((Kind::Block, reason))
             }
-            None => self.judge(&Judging { rt, f, client, cleared, rep, now }, &mut seen),
+            None => self.judge(&Judging { rt, f, client, cleared, standing, at, rep, now }, &mut seen),
         };
         let (first_seen, suspicious) = (seen.first_seen, seen.suspicious);
         let path = f.path_and_query;
@@ -51,9 +64,8 @@ impl Shield {
         } else {
             Priority::Other
         };
-        let give_visitor_cookie = cfg.challenge.visitor_cookie && visitor_since.is_none();
         let Some((action, reason)) = verdict else {
-            return Verdict { action: None, client, priority, give_visitor_cookie, suspicious };
+            return Verdict { action: None, client, priority, visitor_cookie, suspicious };
         };
         self.top.add(client.prefix, 1);
         let (name, action) = match action {
@@ -64,23 +76,26 @@ impl Shield {
         };
         if dry {
             rep.metrics.shield.action(&format!("dry_run_{name}"), reason, f.site);
-            return Verdict { action: None, client, priority, give_visitor_cookie, suspicious };
+            return Verdict { action: None, client, priority, visitor_cookie, suspicious };
         }
         rep.metrics.shield.action(name, reason, f.site);
-        Verdict { action: Some(action), client, priority, give_visitor_cookie, suspicious }
+        Verdict { action: Some(action), client, priority, visitor_cookie, suspicious }
     }
 
     /// The signature, the rate limits and the challenge rule, in that order; None passes.
     /// Notes in `seen` when the client's prefix was first seen, if it is tracked, and
     /// whether the request looks like a flood's.
     fn judge(&self, j: &Judging, seen: &mut Seen) -> Option<(Kind, &'static str)> {
-        let Judging { rt, f, client, cleared, rep, now } = *j;
+        let Judging { rt, f, client, cleared, standing, at, rep, now } = *j;
         let cfg = &rt.cfg;
         let t = self.tick(now);
         let secs = self.secs(now);
         let sig = &cfg.signatures;
         let window_id = secs / (sig.window.get().as_secs().max(1) as u32);
         let mut feats = signature::features(f.version, f.path_and_query, f.headers, f.new_connection);
+        if standing == Standing::Bot {
+            feats |= signature::SHARED_COOKIE;
+        }
         if sig.enabled && signature::request_score(feats) >= 0.3 {
             let stem = signature::stem(f.path_and_query);
             let key = self.stems.key(&(f.site, &stem));
@@ -125,21 +140,36 @@ impl Shield {
                 }
             }
         }
-        if let (None, Some(g)) = (over, &rt.per_address) {
-            let akey = self.addrs.key(&client.ip);
-            let fresh = AddrCell { req_tat: t, conn_tat: t, conns: 0, last: t };
-            let share = self.share_of(shared::LimitKey::Address(client.ip), self.shared.per_address());
-            let wait = self.addrs.with(
-                akey,
-                || fresh,
-                |cell| {
-                    cell.last = t;
-                    g.check_share(&mut cell.req_tat, t, share).err()
-                },
-            );
-            if let Some(Some(wait)) = wait {
-                over = Some((cfg.rate.action, wait, "rate_address"));
+        match (over, standing, &rt.per_visitor) {
+            // A visitor: its own limit, then its address's limit for visitors.
+            (None, Standing::Visitor(id), Some(one)) => {
+                if let Err(wait) = self.visitors.check_visitor(id, one, t) {
+                    over = Some((cfg.rate.action, wait, "rate_visitor"));
+                } else if let Some(Err(wait)) =
+                    self.visitors.check_address(one, rt.per_address.as_ref(), cfg.visitors.max_per_address, at)
+                {
+                    over = Some((cfg.rate.action, wait, "rate_address"));
+                }
             }
+            (None, _, _) => {
+                if let Some(g) = &rt.per_address {
+                    let akey = self.addrs.key(&client.ip);
+                    let fresh = AddrCell { req_tat: t, conn_tat: t, conns: 0, last: t };
+                    let share = self.share_of(shared::LimitKey::Address(client.ip), self.shared.per_address());
+                    let wait = self.addrs.with(
+                        akey,
+                        || fresh,
+                        |cell| {
+                            cell.last = t;
+                            g.check_share(&mut cell.req_tat, t, share).err()
+                        },
+                    );
+                    if let Some(Some(wait)) = wait {
+                        over = Some((cfg.rate.action, wait, "rate_address"));
+                    }
+                }
+            }
+            _ => {}
         }
 
         // The prefix: its signature window, and its rate.
@@ -244,6 +274,45 @@ impl Shield {
         }
     }
 
+    /// Where and when a request of `client` is judged, for the visitors' table.
+    fn at(&self, rt: &ShieldRt, client: Client, now: Instant) -> visitors::At {
+        let window = self.secs(now) / (rt.cfg.signatures.window.get().as_secs().max(1) as u32);
+        let tag = self.prefixes.key(&client.prefix) as u16;
+        visitors::At { ip: client.ip, prefix_tag: tag, t: self.tick(now), window }
+    }
+
+    /// The visitor cookie to give with the answer, if any: to a client without a valid one
+    /// (within the address's bound on new cookies), and to a visitor who moved (bound to
+    /// its new prefix, keeping when it was first issued); never to a bot's.
+    #[allow(clippy::too_many_arguments)]
+    fn visitor_cookie(
+        &self,
+        rt: &ShieldRt,
+        cookie: Option<challenge::VisitorCookie>,
+        standing: Standing,
+        prefix: &str,
+        at: visitors::At,
+        unix: u64,
+        keys: &challenge::Keys,
+    ) -> Option<String> {
+        let cfg = &rt.cfg;
+        if !cfg.challenge.visitor_cookie {
+            return None;
+        }
+        let issued = match (cookie, standing) {
+            (_, Standing::Bot | Standing::Visitor(_)) => return None,
+            // Without the visitors' limits a valid cookie anywhere is enough, as before.
+            (Some(_), _) if !cfg.visitors.enabled => return None,
+            (Some(v), Standing::Moved(_)) => v.issued,
+            (Some(v), _) if v.here => return None,
+            _ => unix,
+        };
+        if cfg.visitors.enabled && !self.visitors.may_issue(rt.new_visitors.as_ref(), at) {
+            return None;
+        }
+        Some(keys.visitor(issued, self.random(), prefix))
+    }
+
     /// When the current surge began (unix seconds): a flood, or the site shedding.
     fn surge_start(&self, load: &SiteLoad) -> Option<u64> {
         let a = self.flood.since_unix_ms().map(|ms| ms / 1000);
@@ -281,6 +350,9 @@ struct Judging<'a> {
     f: &'a Facts<'a>,
     client: Client,
     cleared: bool,
+    /// How the request's visitor cookie stands.
+    standing: Standing,
+    at: visitors::At,
     rep: &'a Telemetry,
     now: Instant,
 }

@@ -17,6 +17,8 @@ pub(crate) const NO_COOKIE: u8 = 1 << 3;
 pub(crate) const SUBRESOURCE: u8 = 1 << 4;
 pub(crate) const BUSTING: u8 = 1 << 5;
 pub(crate) const NEW_PREFIX: u8 = 1 << 6;
+/// A visitor cookie seen from many prefixes at once: farmed or shared by a bot.
+pub(crate) const SHARED_COOKIE: u8 = 1 << 7;
 
 /// The facts a request shows on its own.
 pub(crate) fn features(version: Version, path: &str, headers: &HeaderMap, new_connection: bool) -> u8 {
@@ -52,7 +54,7 @@ fn implausible(version: Version, ua: Option<&[u8]>, headers: &HeaderMap) -> bool
 }
 
 /// A style sheet, script, image or font: what a browser fetches after a page.
-fn is_subresource(path: &str, headers: &HeaderMap) -> bool {
+pub(crate) fn is_subresource(path: &str, headers: &HeaderMap) -> bool {
     if let Some(dest) = headers.get("sec-fetch-dest") {
         return !matches!(dest.as_bytes(), b"document" | b"iframe" | b"empty");
     }
@@ -82,7 +84,10 @@ pub(crate) fn request_score(f: u8) -> f64 {
     if f & BUSTING != 0 {
         s += 2.0;
     }
-    s / 10.0
+    if f & SHARED_COOKIE != 0 {
+        s += 5.0;
+    }
+    (s / 10.0_f64).min(1.0)
 }
 
 /// What `path` is made of, without what a cache-busting flood randomises: the directory,

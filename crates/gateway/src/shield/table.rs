@@ -89,8 +89,7 @@ impl<V> Table<V> {
         }
     }
 
-    /// Visits every entry.
-    #[cfg(test)]
+    /// Visits every entry (a shard locked at a time).
     pub(crate) fn for_each(&self, mut f: impl FnMut(&V)) {
         for shard in self.shards.iter() {
             if let Ok(s) = shard.lock() {

@@ -20,6 +20,11 @@ pub(crate) struct ShieldView {
     pub(crate) top_offenders: Vec<Offender>,
     pub(crate) tracked_addresses: usize,
     pub(crate) tracked_prefixes: usize,
+    /// Visitors (valid visitor cookies) seen recently.
+    pub(crate) tracked_visitors: usize,
+    /// The shared addresses recognised (more than one visitor behind them recently), and
+    /// how many visitors each carries; the 50 largest.
+    pub(crate) shared_addresses: Vec<super::visitors::SharedAddress>,
     pub(crate) table_bytes: usize,
     pub(crate) sites: BTreeMap<String, LoadView>,
     /// This instance's side of the fleet (docs/fleet.md); absent when it runs alone.
@@ -119,6 +124,8 @@ impl Shield {
             top_offenders: self.top.top(10),
             tracked_addresses: self.addrs.len(),
             tracked_prefixes: self.prefixes.len(),
+            tracked_visitors: self.visitors.len().0,
+            shared_addresses: self.visitors.shared(self.window_now(cfg), 50),
             table_bytes: self.table_bytes(),
             sites,
             fleet: self.shared.enabled().then(|| FleetShieldView {
@@ -165,7 +172,12 @@ impl Shield {
         }
     }
 
+    /// The signature window now.
+    fn window_now(&self, cfg: &crate::config::shield::Shield) -> u32 {
+        self.secs(Instant::now()) / (cfg.signatures.window.get().as_secs().max(1) as u32)
+    }
+
     pub(crate) fn table_bytes(&self) -> usize {
-        self.addrs.bytes() + self.prefixes.bytes() + self.classes.bytes() + self.stems.bytes()
+        self.addrs.bytes() + self.prefixes.bytes() + self.classes.bytes() + self.stems.bytes() + self.visitors.bytes()
     }
 }

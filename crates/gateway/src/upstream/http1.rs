@@ -422,6 +422,13 @@ impl std::fmt::Display for OriginBodyError {
 }
 impl std::error::Error for OriginBodyError {}
 
+impl OriginBodyError {
+    /// What went wrong, in words.
+    pub(crate) fn reason(&self) -> &'static str {
+        self.0
+    }
+}
+
 impl OriginBody {
     /// The connection, once the body was read to its end and the connection may be reused.
     pub(crate) fn take_reusable(&mut self) -> Option<Conn> {

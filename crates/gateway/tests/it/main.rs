@@ -20,5 +20,6 @@ mod limits;
 mod proxying;
 mod redis;
 mod shield;
+mod slow_readers;
 mod strange;
 mod tls_h2;
