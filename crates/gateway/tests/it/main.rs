@@ -23,3 +23,4 @@ mod shield;
 mod slow_readers;
 mod strange;
 mod tls_h2;
+mod visitors;
