@@ -132,7 +132,6 @@ impl Filling {
         }
         whole
     }
-
 }
 
 /// Chunks joined into one buffer (no copy for one chunk).

@@ -36,6 +36,9 @@ use super::signals::{Observation, PoolObs, SiteObs};
 use super::{Evidence, Facts, Kind};
 use std::collections::{BTreeMap, BTreeSet};
 
+/// Ticks more a flash crowd must hold to open while a flood is on.
+const FLOOD_CROWD_GRACE: u32 = 4;
+
 /// What the detector is tuned by.
 #[derive(Debug, Clone)]
 pub(crate) struct Tuning {
@@ -442,6 +445,25 @@ impl Detector {
                 detail: String::new(),
             });
         }
+        // Its share of the sites' requests and what it cost their origins, beside the
+        // shoppers' (a flood inside a crowd is told apart by these).
+        let (all, flood, at_origin) = obs.sites.iter().fold((0, 0, 0), |(a, f, o), s| {
+            (a + s.counts.requests, f + s.counts.suspicious[0], o + s.counts.suspicious[2])
+        });
+        if flood > 0 {
+            evidence.push(Evidence {
+                signal: "share of the sites' requests that are the flood's".into(),
+                value: flood as f64 / all.max(1) as f64,
+                baseline: None,
+                threshold: 0.0,
+                unit: "ratio".into(),
+                detail: format!(
+                    "{} of its requests reached an origin ({:.0}% of them): the origins' cost of the flood",
+                    at_origin,
+                    at_origin as f64 * 100.0 / flood as f64
+                ),
+            });
+        }
         if f.refused_per_second > 0.0 {
             evidence.push(Evidence {
                 signal: "connections from blocked flood sources, refused on accept".into(),
@@ -507,6 +529,8 @@ impl Detector {
             let c = &s.counts;
             let returning = if c.requests == 0 { 0.0 } else { 1.0 - c.new_clients as f64 / c.requests as f64 };
             let suspicious = if c.requests == 0 { 0.0 } else { c.suspicious[0] as f64 / c.requests as f64 };
+            let shoppers = c.requests.saturating_sub(c.suspicious[0]);
+            let shoppers_at_origin = c.outcome(super::Outcome::Origin).saturating_sub(c.suspicious[2]);
             let ratio = rate / usual.value.max(1.0);
             out.push(Finding {
                 key: Key { kind: Kind::FlashCrowd, scope: s.name.clone() },
@@ -536,7 +560,21 @@ impl Detector {
                         baseline: None,
                         threshold: 0.3,
                         unit: "ratio".into(),
-                        detail: "below the threshold: real shoppers".into(),
+                        detail: "requests that show a flood's signature, or come from sources that never fetch a \
+                                 sub-resource and ask for a page of their own every time (no person browses so), \
+                                 are the flood's and left out here"
+                            .into(),
+                    },
+                    Evidence {
+                        signal: "origin requests per shopper request".into(),
+                        value: shoppers_at_origin as f64 / shoppers.max(1) as f64,
+                        baseline: None,
+                        threshold: 0.0,
+                        unit: "ratio".into(),
+                        detail: format!(
+                            "{shoppers} shoppers' requests (browsers: pages with their assets, pages again), \
+                             {shoppers_at_origin} of them answered by an origin, the rest by the cache"
+                        ),
                     },
                 ],
                 confidence: (0.7 + 0.3 * ((ratio - t.surge_factor) / t.surge_factor).clamp(0.0, 1.0)).min(1.0),
@@ -660,10 +698,17 @@ impl Detector {
     fn advance(&mut self, now: u64, findings: Vec<Finding>) -> Vec<Change> {
         let mut changes = Vec::new();
         let mut seen = BTreeSet::new();
+        let flood = self.is_watched(Kind::Flood, "*") || findings.iter().any(|f| f.key.kind == Kind::Flood);
         for f in findings {
             seen.insert(f.key.clone());
-            let needed =
-                if f.key.kind == Kind::OriginFailure { self.tuning.origin_open_after } else { self.tuning.open_after };
+            let needed = match f.key.kind {
+                Kind::OriginFailure => self.tuning.origin_open_after,
+                // During a flood a surge must outlast the seconds the shield needs to tell a
+                // botnet that looks like shoppers from shoppers (a source's browsing shows
+                // over its first requests): else the botnet's first seconds read as a crowd.
+                Kind::FlashCrowd if flood => self.tuning.open_after + FLOOD_CROWD_GRACE,
+                _ => self.tuning.open_after,
+            };
             let t = self.tracks.entry(f.key.clone()).or_insert(Track {
                 first_seen: now,
                 last_seen: now,

@@ -332,7 +332,12 @@ mod tests {
         let rebound = format!("{}.{}.{}.{other}.{}", parts[0], parts[1], parts[2], parts[4]);
         assert_eq!(k.visitor_check(&rebound, "10.9.9.0/24", 2000), None);
         // The form before visitors were bound to prefixes: genuine, bound nowhere.
-        let old = format!("{}.1000.{:016x}.{}", k.id(), 9, Keys::mac_with(&k.signing.1, &["v", "1000", &format!("{:016x}", 9)]));
+        let old = format!(
+            "{}.1000.{:016x}.{}",
+            k.id(),
+            9,
+            Keys::mac_with(&k.signing.1, &["v", "1000", &format!("{:016x}", 9)])
+        );
         let o = k.visitor_check(&old, "10.0.0.0/24", 2000).unwrap();
         assert_eq!((o.issued, o.here), (1000, false));
     }

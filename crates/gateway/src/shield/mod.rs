@@ -23,7 +23,7 @@ pub(crate) mod table;
 pub(crate) mod topk;
 mod view;
 pub(crate) mod visitors;
-mod witness;
+pub(crate) mod witness;
 
 pub(crate) use admission::{Priority, SiteLoad};
 pub(crate) use flood::{Flood, FloodChange};

@@ -27,8 +27,8 @@ impl Shield {
         let prefix_text = client.prefix.to_string();
         let cleared = challenge::cookie(f.headers, challenge::CLEARANCE)
             .is_some_and(|c| keys.1.clearance_ok(c, &prefix_text, unix));
-        let cookie = challenge::cookie(f.headers, challenge::VISITOR)
-            .and_then(|c| keys.1.visitor_check(c, &prefix_text, unix));
+        let cookie =
+            challenge::cookie(f.headers, challenge::VISITOR).and_then(|c| keys.1.visitor_check(c, &prefix_text, unix));
         let at = self.at(rt, client, now);
         let standing = match cookie {
             Some(v) if cfg.visitors.enabled => {
@@ -106,12 +106,12 @@ impl Shield {
                 feats |= signature::BUSTING;
             }
         }
-        let suspicious = !cleared && signature::request_score(feats) >= 0.5;
+        let mut suspicious = !cleared && signature::request_score(feats) >= 0.5;
         seen.suspicious = suspicious;
         if suspicious {
-            self.witness.saw(client.ip, client.prefix, feats);
+            self.witness.saw(client.ip, client.prefix, u16::from(feats));
         }
-        let flood = if suspicious { self.flood.suspicious(sig.flood_rate, t) } else { self.flood.active() }
+        let mut flood = if suspicious { self.flood.suspicious(sig.flood_rate, t) } else { self.flood.active() }
             // Another point of presence of the fleet is in a flood: so is this one.
             || self.shared.fleet_flood.load(std::sync::atomic::Ordering::Relaxed);
 
@@ -182,7 +182,7 @@ impl Shield {
             1.0
         };
         let dry = sig.dry_run || cfg.mode == ShieldMode::DryRun;
-        let (mut block, mut report) = (None, None);
+        let (mut block, mut report, mut automated) = (None, None, false);
         self.prefixes.with(
             pkey,
             || self.new_prefix_cell(client.prefix, t, secs),
@@ -199,6 +199,8 @@ impl Shield {
                         0
                     };
                     cell.window.add(window_id, feats | extra);
+                    cell.window.saw_target(signature::target_hash(f.path_and_query));
+                    automated = cell.window.automated(sig.min_requests);
                     let w = &cell.window;
                     if u32::from(w.n) >= sig.min_requests && w.score() >= sig.threshold {
                         if flood && !dry {
@@ -216,6 +218,14 @@ impl Shield {
                 }
             },
         );
+        if automated && !suspicious && !cleared {
+            // Browser headers, kept cookies and connections, but no person's browsing: a
+            // flood's request all the same (a residential botnet's), never a shopper's.
+            suspicious = true;
+            seen.suspicious = true;
+            self.witness.saw(client.ip, client.prefix, u16::from(feats) | witness::AUTOMATED);
+            flood = self.flood.suspicious(sig.flood_rate, t) || flood;
+        }
         if let Some(evidence) = report {
             tracing::info!(prefix = %client.prefix, flood, %evidence, "flood signature matched (reported only)");
             rep.metrics.shield.action("report", "flood_signature", "-");

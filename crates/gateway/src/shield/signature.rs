@@ -90,6 +90,13 @@ pub(crate) fn request_score(f: u8) -> f64 {
     (s / 10.0_f64).min(1.0)
 }
 
+/// A cheap hash of a request target (FNV-1a), for the per-prefix target sketch: not
+/// keyed, as nothing is stored by it (an attacker who aims collisions only makes its own
+/// traffic look less automated, and the other rules still apply).
+pub(crate) fn target_hash(target: &str) -> u64 {
+    target.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+}
+
 /// What `path` is made of, without what a cache-busting flood randomises: the directory,
 /// the first four characters of the last segment, and the names of the query's parameters
 /// when they are words (`/search?q=...` -> `/sear?q`; `/checkoutQXZWBT` -> `/chec`;
@@ -158,6 +165,9 @@ pub(crate) struct Window {
     pub(crate) subresource: u16,
     pub(crate) busting: u16,
     pub(crate) new_prefix: bool,
+    /// The targets asked for, in a 64-bit linear-counting sketch: a source whose every
+    /// request is for a page of its own (random search words) fills it.
+    pub(crate) targets: u64,
 }
 
 impl Window {
@@ -174,6 +184,23 @@ impl Window {
         self.subresource = self.subresource.saturating_add(b(SUBRESOURCE));
         self.busting = self.busting.saturating_add(b(BUSTING));
         self.new_prefix |= f & NEW_PREFIX != 0;
+    }
+
+    /// Notes the target of the request just added (its hash).
+    pub(crate) fn saw_target(&mut self, hash: u64) {
+        self.targets |= 1 << (hash % 64);
+    }
+
+    /// The prefix's traffic is no person's browsing, whatever its headers say: at least
+    /// `min` requests in the window, not one sub-resource (a browser fetches a page's style
+    /// sheets, scripts and images), and nearly every request for a target of its own (a
+    /// person comes back to pages and moves between a few; random search words do not).
+    pub(crate) fn automated(&self, min: u32) -> bool {
+        let n = u32::from(self.n);
+        // Of n requests for distinct targets, linear counting over 64 bits sets about
+        // 64 * (1 - e^(-n/64)); ask for three quarters of that.
+        let expected = 64.0 * (1.0 - (-f64::from(n.min(200)) / 64.0).exp());
+        n >= min.max(8) && self.subresource == 0 && f64::from(self.targets.count_ones()) >= 0.75 * expected
     }
 
     /// How much the prefix's traffic looks like a flood, 0 to 1.
@@ -303,6 +330,26 @@ mod tests {
         crowd.add(5, SUBRESOURCE);
         assert!(crowd.score() < 0.3, "{}", crowd.score());
         assert!(flood.describe().contains("100% without User-Agent"));
+        // Browser-like requests, each for a page of its own and never an asset: no
+        // person's browsing. A shopper's requests (assets, pages again) are.
+        let mut bot = Window::default();
+        for i in 0..12u64 {
+            bot.add(5, 0);
+            bot.saw_target(i.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 7);
+        }
+        assert!(bot.automated(8));
+        let mut person = Window::default();
+        for i in 0..12u64 {
+            person.add(5, if i % 4 == 1 { SUBRESOURCE } else { 0 });
+            person.saw_target(i % 5);
+        }
+        assert!(!person.automated(8));
+        let mut reader = Window::default();
+        for i in 0..12u64 {
+            reader.add(5, 0);
+            reader.saw_target(i % 3);
+        }
+        assert!(!reader.automated(8), "the same few pages again: a person reading");
         flood.add(6, 0);
         assert_eq!(flood.n, 1, "a new window starts over");
     }

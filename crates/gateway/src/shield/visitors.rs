@@ -165,11 +165,15 @@ impl Visitors {
             },
         );
         if count_at_addr {
-            self.addrs.with(akey, || self.fresh_addr(at), |a| {
-                a.roll(at.window);
-                a.current = a.current.saturating_add(1);
-                a.last = at.t;
-            });
+            self.addrs.with(
+                akey,
+                || self.fresh_addr(at),
+                |a| {
+                    a.roll(at.window);
+                    a.current = a.current.saturating_add(1);
+                    a.last = at.t;
+                },
+            );
         }
         // A table full of visitors: this one is not tracked, and counts as its address.
         standing.unwrap_or(Standing::Unknown)
@@ -196,16 +200,20 @@ impl Visitors {
         at: At,
     ) -> Option<Result<(), std::time::Duration>> {
         let akey = self.addrs.key(&at.ip);
-        self.addrs.with(akey, || self.fresh_addr(at), |a| {
-            a.last = at.t;
-            a.roll(at.window);
-            let n = a.visitors(at.window).clamp(1, max.max(1));
-            let scaled = g.scaled(n as f32);
-            match plain {
-                Some(p) if p.looser_than(&scaled) => p.check(&mut a.tat, at.t),
-                _ => scaled.check(&mut a.tat, at.t),
-            }
-        })
+        self.addrs.with(
+            akey,
+            || self.fresh_addr(at),
+            |a| {
+                a.last = at.t;
+                a.roll(at.window);
+                let n = a.visitors(at.window).clamp(1, max.max(1));
+                let scaled = g.scaled(n as f32);
+                match plain {
+                    Some(p) if p.looser_than(&scaled) => p.check(&mut a.tat, at.t),
+                    _ => scaled.check(&mut a.tat, at.t),
+                }
+            },
+        )
     }
 
     /// May the address be given a new visitor cookie now (counted if so)?
@@ -213,10 +221,14 @@ impl Visitors {
         let Some(g) = g else { return true };
         let akey = self.addrs.key(&at.ip);
         self.addrs
-            .with(akey, || self.fresh_addr(at), |a| {
-                a.last = at.t;
-                g.check(&mut a.issue_tat, at.t).is_ok()
-            })
+            .with(
+                akey,
+                || self.fresh_addr(at),
+                |a| {
+                    a.last = at.t;
+                    g.check(&mut a.issue_tat, at.t).is_ok()
+                },
+            )
             .unwrap_or(false)
     }
 

@@ -13,14 +13,20 @@ use super::signature;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
+/// A trait beyond the signature's bits: the source's requests are no person's browsing
+/// ([`signature::Window::automated`]).
+pub(crate) const AUTOMATED: u16 = 1 << 8;
+
 /// The traits of the flood signature, in the order of [`signature`]'s bits, and their names.
-const TRAITS: [(u8, &str); 6] = [
-    (signature::NO_UA, "no User-Agent"),
-    (signature::IMPLAUSIBLE, "implausible headers"),
-    (signature::NEW_CONN, "a new connection per request"),
-    (signature::NO_COOKIE, "no cookies"),
-    (signature::BUSTING, "cache-busting targets"),
-    (signature::NEW_PREFIX, "never-seen prefixes"),
+const TRAITS: [(u16, &str); 8] = [
+    (signature::NO_UA as u16, "no User-Agent"),
+    (signature::IMPLAUSIBLE as u16, "implausible headers"),
+    (signature::NEW_CONN as u16, "a new connection per request"),
+    (signature::NO_COOKIE as u16, "no cookies"),
+    (signature::BUSTING as u16, "cache-busting targets"),
+    (signature::NEW_PREFIX as u16, "never-seen prefixes"),
+    (signature::SHARED_COOKIE as u16, "one visitor cookie from many networks"),
+    (AUTOMATED, "browser headers but no sub-resources, a page of its own every request (no person browses so)"),
 ];
 
 /// Sources and traits of the requests that look like a flood's.
@@ -29,7 +35,7 @@ pub(crate) struct Witness {
     addresses: Distinct,
     prefixes: Distinct,
     requests: AtomicU64,
-    traits: [AtomicU64; 6],
+    traits: [AtomicU64; 8],
     refused: AtomicU64,
 }
 
@@ -48,7 +54,7 @@ pub(crate) struct Seen {
 impl Witness {
     /// A request that looks like a flood's, from `ip` in `prefix`, with these signature
     /// traits.
-    pub(crate) fn saw(&self, ip: IpAddr, prefix: ipnet::IpNet, features: u8) {
+    pub(crate) fn saw(&self, ip: IpAddr, prefix: ipnet::IpNet, features: u16) {
         self.addresses.add(ip);
         self.prefixes.add(prefix);
         self.requests.fetch_add(1, Relaxed);
@@ -124,7 +130,7 @@ mod tests {
                 let prefix = ipnet::IpNet::new(ip, 24).unwrap().trunc();
                 // Every address sends three requests.
                 for _ in 0..3 {
-                    w.saw(ip, prefix, signature::NO_UA | signature::NEW_CONN);
+                    w.saw(ip, prefix, u16::from(signature::NO_UA | signature::NEW_CONN));
                 }
             }
             let seen = w.seen();
@@ -169,7 +175,7 @@ mod tests {
                 std::thread::spawn(move || {
                     for i in 0..N {
                         let ip = addr(i * 2 + k);
-                        w.saw(ip, ipnet::IpNet::new(ip, 24).unwrap().trunc(), signature::NO_UA);
+                        w.saw(ip, ipnet::IpNet::new(ip, 24).unwrap().trunc(), u16::from(signature::NO_UA));
                     }
                 })
             })
@@ -184,7 +190,11 @@ mod tests {
                 std::thread::spawn(move || {
                     for i in 0..N {
                         let ip = addr(i * 2 + k);
-                        m.lock().unwrap().saw(ip, ipnet::IpNet::new(ip, 24).unwrap().trunc(), signature::NO_UA);
+                        m.lock().unwrap().saw(
+                            ip,
+                            ipnet::IpNet::new(ip, 24).unwrap().trunc(),
+                            u16::from(signature::NO_UA),
+                        );
                     }
                 })
             })

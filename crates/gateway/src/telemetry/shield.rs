@@ -62,7 +62,11 @@ impl ShieldMetrics {
             "Shield actions against the most offending prefixes (recent, decaying estimate)",
             m.top_prefixes.clone(),
         );
-        registry.register("shield_tracked", "Addresses, prefixes, path stems, visitors and visitors' addresses with shield state", m.tracked.clone());
+        registry.register(
+            "shield_tracked",
+            "Addresses, prefixes, path stems, visitors and visitors' addresses with shield state",
+            m.tracked.clone(),
+        );
         registry.register("shield_table_bytes", "Memory held by the shield's client tables", m.bytes.clone());
         registry.register(
             "shield_blocked_prefixes",

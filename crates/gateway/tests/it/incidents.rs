@@ -19,15 +19,15 @@ use tokio::io::AsyncWriteExt;
 use tokio::task::JoinHandle;
 
 /// The time every kind must be named in, from the fault.
-const VERDICT: Duration = Duration::from_secs(10);
+pub(crate) const VERDICT: Duration = Duration::from_secs(10);
 
-struct World {
-    gw: Gateway,
+pub(crate) struct World {
+    pub(crate) gw: Gateway,
     west: Vec<Arc<Shop>>,
 }
 
 /// shop-de: eu-west (two origins), then eu-central (one). `extra` goes into the config.
-async fn world(extra: &str, capacity: Option<u32>) -> World {
+pub(crate) async fn world(extra: &str, capacity: Option<u32>) -> World {
     let mut west = Vec::new();
     let mut addrs = Vec::new();
     for _ in 0..2 {
@@ -92,7 +92,7 @@ impl World {
 /// Shoppers from the gateway's own host (never judged by the shield) on keep-alive
 /// connections, each a request every `think`, until `stop` (or 120 s). Returns their
 /// answered-request counts.
-fn shoppers(addr: SocketAddr, n: usize, think: Duration, stop: &Arc<AtomicBool>) -> Vec<JoinHandle<u64>> {
+pub(crate) fn shoppers(addr: SocketAddr, n: usize, think: Duration, stop: &Arc<AtomicBool>) -> Vec<JoinHandle<u64>> {
     (0..n)
         .map(|i| {
             let stop = stop.clone();
@@ -134,14 +134,14 @@ fn shoppers(addr: SocketAddr, n: usize, think: Duration, stop: &Arc<AtomicBool>)
         .collect()
 }
 
-async fn incidents(gw: &Gateway) -> Vec<Value> {
+pub(crate) async fn incidents(gw: &Gateway) -> Vec<Value> {
     let (_, _, body) = get(gw.admin_addr.unwrap(), "admin", "/incidents.json").await;
     let v: Value = serde_json::from_str(&body).unwrap();
     v["incidents"].as_array().unwrap().clone()
 }
 
 /// Waits (up to `limit`) for an incident of `kind`; returns it and how long it took.
-async fn named(gw: &Gateway, kind: &str, limit: Duration) -> Option<(Value, Duration)> {
+pub(crate) async fn named(gw: &Gateway, kind: &str, limit: Duration) -> Option<(Value, Duration)> {
     let started = Instant::now();
     while started.elapsed() < limit {
         if let Some(i) = incidents(gw).await.into_iter().find(|i| i["kind"] == kind) {
@@ -152,7 +152,7 @@ async fn named(gw: &Gateway, kind: &str, limit: Duration) -> Option<(Value, Dura
     None
 }
 
-fn kinds(list: &[Value]) -> Vec<String> {
+pub(crate) fn kinds(list: &[Value]) -> Vec<String> {
     list.iter().map(|i| i["kind"].as_str().unwrap().to_string()).collect()
 }
 
@@ -249,7 +249,7 @@ async fn black_holed_or_refused(fault: Fault, mode: &str) {
     assert!(served > 50, "shoppers were served throughout: {served}");
 }
 
-async fn futures_sum(tasks: Vec<JoinHandle<u64>>) -> u64 {
+pub(crate) async fn futures_sum(tasks: Vec<JoinHandle<u64>>) -> u64 {
     let mut n = 0;
     for t in tasks {
         n += t.await.unwrap();

@@ -12,7 +12,6 @@ use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
@@ -94,7 +93,10 @@ async fn zero_window_h2(addr: SocketAddr) -> hyper::client::conn::http2::SendReq
 }
 
 /// Opens a stream for `path` and keeps its response unread (the task holds it).
-async fn open_unread(tx: &mut hyper::client::conn::http2::SendRequest<Full<Bytes>>, path: &str) -> tokio::task::JoinHandle<()> {
+async fn open_unread(
+    tx: &mut hyper::client::conn::http2::SendRequest<Full<Bytes>>,
+    path: &str,
+) -> tokio::task::JoinHandle<()> {
     tx.ready().await.unwrap();
     let req = Request::get(format!("http://shop.test{path}")).body(Full::new(Bytes::new())).unwrap();
     let resp = tx.send_request(req);
@@ -134,7 +136,10 @@ async fn one_http2_stream_with_a_zero_window_delays_no_other_client_of_the_page(
     let addr = http_addr(&gw);
     let mut slow = zero_window_h2(addr).await;
     let _held = open_unread(&mut slow, "/page").await;
-    assert!(wait_until(PATIENCE, || hits(&origin_hits, "/page") == 1).await, "the slow stream's request reached the origin");
+    assert!(
+        wait_until(PATIENCE, || hits(&origin_hits, "/page") == 1).await,
+        "the slow stream's request reached the origin"
+    );
     // Twenty shoppers want the same page while the slow stream leads its fill. Before, they
     // waited behind it until their own timeout; now the fill went on at the origin's pace.
     let served = tokio::time::timeout(PATIENCE, shoppers(addr, "/page", 20)).await.expect("shoppers served");
