@@ -24,11 +24,13 @@ impl Shield {
         let dry = cfg.mode == ShieldMode::DryRun;
         let unix = crate::clock::unix_secs();
         let keys = self.keys.load();
-        let prefix_text = client.prefix.to_string();
-        let cleared = challenge::cookie(f.headers, challenge::CLEARANCE)
-            .is_some_and(|c| keys.1.clearance_ok(c, &prefix_text, unix));
+        // The prefix in words, made only when a cookie is checked or given.
+        let prefix_text = std::cell::OnceCell::new();
+        let prefix = || prefix_text.get_or_init(|| client.prefix.to_string()).as_str();
+        let cleared =
+            challenge::cookie(f.headers, challenge::CLEARANCE).is_some_and(|c| keys.1.clearance_ok(c, prefix(), unix));
         let cookie =
-            challenge::cookie(f.headers, challenge::VISITOR).and_then(|c| keys.1.visitor_check(c, &prefix_text, unix));
+            challenge::cookie(f.headers, challenge::VISITOR).and_then(|c| keys.1.visitor_check(c, prefix(), unix));
         let at = self.at(rt, client, now);
         let standing = match cookie {
             Some(v) if cfg.visitors.enabled => {
@@ -39,7 +41,7 @@ impl Shield {
         };
         // A bot's cookie (seen from too many prefixes) earns nothing, priority included.
         let visitor_since = cookie.filter(|_| standing != Standing::Bot).map(|v| v.issued);
-        let visitor_cookie = self.visitor_cookie(rt, cookie, standing, &prefix_text, at, unix, &keys.1);
+        let visitor_cookie = self.visitor_cookie(rt, cookie, standing, prefix, at, unix, &keys.1);
         let surge = self.surge_start(f.site_load);
         // When the client's prefix was first seen (seconds since the shield's epoch); read
         // while judging, under the prefix cell's lock the judgement takes anyway.
@@ -295,12 +297,12 @@ impl Shield {
     /// (within the address's bound on new cookies), and to a visitor who moved (bound to
     /// its new prefix, keeping when it was first issued); never to a bot's.
     #[allow(clippy::too_many_arguments)]
-    fn visitor_cookie(
+    fn visitor_cookie<'p>(
         &self,
         rt: &ShieldRt,
         cookie: Option<challenge::VisitorCookie>,
         standing: Standing,
-        prefix: &str,
+        prefix: impl FnOnce() -> &'p str,
         at: visitors::At,
         unix: u64,
         keys: &challenge::Keys,
@@ -320,7 +322,7 @@ impl Shield {
         if cfg.visitors.enabled && !self.visitors.may_issue(rt.new_visitors.as_ref(), at) {
             return None;
         }
-        Some(keys.visitor(issued, self.random(), prefix))
+        Some(keys.visitor(issued, self.random(), prefix()))
     }
 
     /// When the current surge began (unix seconds): a flood, or the site shedding.
