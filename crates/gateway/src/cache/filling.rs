@@ -125,6 +125,11 @@ impl Filling {
             s.chunks.retain(|c| !c.is_empty());
             s.next = 0;
             whole = Some(body);
+        } else if s.keep {
+            // Broken while kept: what the reader took goes; it reads on from where it is.
+            let next = s.next;
+            s.chunks.drain(..next);
+            s.next = 0;
         }
         s.keep = false;
         if let Some(w) = s.reader.take() {
@@ -288,9 +293,11 @@ mod tests {
         let f = Filling::new(Some(10), true);
         let mut r = Reader::new(f.clone());
         f.write(Bytes::from_static(b"abc"), 100);
+        assert_eq!(poll(&mut r), Poll::Ready(Some(Ok(Bytes::from_static(b"abc")))));
+        f.write(Bytes::from_static(b"def"), 100);
         assert_eq!(f.end(Err("closed before its end")), None, "never stored");
-        assert!(matches!(poll(&mut r), Poll::Ready(Some(Ok(_)))));
+        assert_eq!(poll(&mut r), Poll::Ready(Some(Ok(Bytes::from_static(b"def")))), "nothing read twice");
         assert_eq!(poll(&mut r), Poll::Ready(Some(Err("closed before its end"))));
-        assert_eq!(r.remaining(), Some(7));
+        assert_eq!(r.remaining(), Some(4));
     }
 }
