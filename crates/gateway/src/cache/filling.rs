@@ -208,9 +208,8 @@ impl Drop for Reader {
     fn drop(&mut self) {
         if let Ok(mut s) = self.0.state.lock() {
             s.reader_gone = true;
-            if s.keep {
-                // Still stored: what was read need not be dropped now; the store keeps it.
-            } else {
+            // A kept body is still being stored: its chunks are the store's to come.
+            if !s.keep {
                 s.chunks.clear();
             }
         }

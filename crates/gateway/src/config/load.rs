@@ -377,6 +377,16 @@ language = "de"
     }
 
     #[test]
+    fn visitors_prefixes_out_of_range_are_explained() {
+        for bad in ["0", "5"] {
+            let e = err(&format!("{GOOD}\n[shield.visitors]\nmax_prefixes = {bad}\n"));
+            assert!(e.message.contains("expected a number of prefixes from 1 to 4"), "{e}");
+        }
+        let f = parse_str("test.toml", &format!("{GOOD}\n[shield.visitors]\nmax_prefixes = 4\n")).unwrap();
+        assert_eq!(f.shield.visitors.max_prefixes, 4);
+    }
+
+    #[test]
     fn unknown_datacenter_is_reported_at_its_use() {
         let e = err(&GOOD.replace("datacenter = \"eu-central\"", "datacenter = \"us-west\""));
         assert_eq!(e.line, 18, "{e}");

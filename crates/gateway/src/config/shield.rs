@@ -86,9 +86,10 @@ pub struct Visitors {
     /// New visitor cookies one address is given, per second with a burst.
     pub new_per_address: Limit,
     /// A cookie presented from this many prefixes other than its own within a signature
-    /// window is a bot's (shared or farmed): its holder is limited as an address and
-    /// never admitted first.
-    pub max_prefixes: u32,
+    /// window (1 to 4) is a bot's (shared or farmed): its holder is limited as an address
+    /// and never admitted first.
+    #[serde(deserialize_with = "foreign_prefixes")]
+    pub max_prefixes: u8,
 }
 
 impl Default for Visitors {
@@ -187,6 +188,13 @@ fn ipv4_prefix<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u8, D::Error> {
 
 fn ipv6_prefix<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u8, D::Error> {
     bounded(d, 128, "an IPv6 prefix length")
+}
+
+fn foreign_prefixes<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u8, D::Error> {
+    match u8::deserialize(d)? {
+        v @ 1..=4 => Ok(v),
+        v => Err(serde::de::Error::custom(format!("{v} out of range: expected a number of prefixes from 1 to 4"))),
+    }
 }
 
 fn difficulty<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u8, D::Error> {

@@ -1,8 +1,7 @@
 //! What goes back to the client: [`RespBody`], an origin's body, a body on its way into the
 //! cache (read from its fill, [`super::fill`]), or a page of our own. It counts the bytes,
-//! and when it is dropped
-//! (sent, or abandoned by the client) the request's record ends with it. A cache hit's
-//! header fields may come with it already encoded ([`Encoded`]).
+//! and when it is dropped (sent, or abandoned by the client) the request's record ends with
+//! it. A cache hit's header fields may come with it already encoded ([`Encoded`]).
 
 use super::record::Record;
 use crate::body::BoxError;

@@ -8,8 +8,10 @@
 //!
 //! Bounded: a body is kept for the store up to the cache's `max_object_bytes`, and all the
 //! bodies a site's cache is filling together up to the cache's size; past either it is not
-//! stored but passed on to its reader ([`PASS_WINDOW`](crate::cache::filling::PASS_WINDOW) ahead of it at most), and
-//! not read further once nobody reads it.
+//! stored but passed on to its reader (at most [`PASS_WINDOW`] ahead of it), and not read
+//! further once nobody reads it.
+//!
+//! [`PASS_WINDOW`]: crate::cache::filling::PASS_WINDOW
 
 use crate::cache::filling::{Filling, Reader, Wrote};
 use crate::cache::{SiteCache, Tee};
@@ -58,7 +60,8 @@ async fn run(mut body: OriginBody, tee: Box<Tee>, filling: Arc<Filling>, at_orig
             },
         };
         let n = data.len() as u64;
-        // Kept only while this body, and all those being filled, stay within bounds.
+        // Kept only while this body, and all those being filled, stay within bounds (a
+        // bound of 0 ends the keeping).
         let room = tee.is_some() && cache.take_filling(n);
         if room {
             held.bytes += n;

@@ -173,10 +173,13 @@ impl Keys {
     /// was issued to `prefix` (a cookie of ours issued elsewhere, or of the older form that
     /// named no prefix, is genuine but not bound here).
     pub(crate) fn visitor_check(&self, value: &str, prefix: &str, now_unix: u64) -> Option<VisitorCookie> {
-        let parts: Vec<&str> = value.splitn(6, '.').collect();
-        let (key, i, id, tag, mac) = match parts[..] {
-            [key, i, id, tag, mac] => (key, i, id, Some(tag), mac),
-            [key, i, id, mac] => (key, i, id, None, mac),
+        let mut it = value.split('.');
+        let (Some(key), Some(i), Some(id), Some(fourth)) = (it.next(), it.next(), it.next(), it.next()) else {
+            return None;
+        };
+        let (tag, mac) = match (it.next(), it.next()) {
+            (Some(mac), None) => (Some(fourth), mac),
+            (None, _) => (None, fourth),
             _ => return None,
         };
         let issued: u64 = i.parse().ok()?;

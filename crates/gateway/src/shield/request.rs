@@ -90,10 +90,10 @@ impl Shield {
     fn judge(&self, j: &Judging, seen: &mut Seen) -> Option<(Kind, &'static str)> {
         let Judging { rt, f, client, cleared, standing, at, rep, now } = *j;
         let cfg = &rt.cfg;
-        let t = self.tick(now);
+        // The tick and window were read once, for the visitors' table.
+        let (t, window_id) = (at.t, at.window);
         let secs = self.secs(now);
         let sig = &cfg.signatures;
-        let window_id = secs / (sig.window.get().as_secs().max(1) as u32);
         let mut feats = signature::features(f.version, f.path_and_query, f.headers, f.new_connection);
         if standing == Standing::Bot {
             feats |= signature::SHARED_COOKIE;
@@ -142,40 +142,24 @@ impl Shield {
                 }
             }
         }
-        match (over, standing, &rt.per_visitor) {
-            // A visitor: its own limit, then its address's limit for visitors.
-            (None, Standing::Visitor(id), Some(one)) => {
-                if let Err(wait) = self.visitors.check_visitor(id, one, t) {
-                    over = Some((cfg.rate.action, wait, "rate_visitor"));
-                } else if let Some(Err(wait)) =
-                    self.visitors.check_address(one, rt.per_address.as_ref(), cfg.visitors.max_per_address, at)
-                {
-                    over = Some((cfg.rate.action, wait, "rate_address"));
-                }
-            }
-            (None, _, _) => {
-                if let Some(g) = &rt.per_address {
-                    let akey = self.addrs.key(&client.ip);
-                    let fresh = AddrCell { req_tat: t, conn_tat: t, conns: 0, last: t };
-                    let share = self.share_of(shared::LimitKey::Address(client.ip), self.shared.per_address());
-                    let wait = self.addrs.with(
-                        akey,
-                        || fresh,
-                        |cell| {
-                            cell.last = t;
-                            g.check_share(&mut cell.req_tat, t, share).err()
-                        },
-                    );
-                    if let Some(Some(wait)) = wait {
-                        over = Some((cfg.rate.action, wait, "rate_address"));
-                    }
-                }
-            }
-            _ => {}
+        if over.is_none() {
+            let action = cfg.rate.action;
+            over = match (standing, &rt.per_visitor) {
+                // A visitor: its own limit, then its address's limit for visitors.
+                (Standing::Visitor(id), Some(one)) => match self.visitors.check_visitor(id, one, t) {
+                    Err(wait) => Some((action, wait, "rate_visitor")),
+                    Ok(()) => self
+                        .visitors
+                        .check_address(one, rt.per_address.as_ref(), cfg.visitors.max_per_address, at)
+                        .and_then(Result::err)
+                        .map(|wait| (action, wait, "rate_address")),
+                },
+                _ => self.address_limit(rt, client, t).map(|wait| (action, wait, "rate_address")),
+            };
         }
 
         // The prefix: its signature window, and its rate.
-        let pkey = self.prefixes.key(&client.prefix);
+        let pkey = at.prefix_key;
         // Counted for the fleet only when it is checked here (a request over a tighter limit
         // takes no token from the prefix, here or in the fleet's count).
         let prefix_share = if over.is_none() && rt.per_prefix.is_some() {
@@ -286,11 +270,29 @@ impl Shield {
         }
     }
 
+    /// The address's plain limit (a request without a visitor's cookie): how long to wait,
+    /// if it is over.
+    fn address_limit(&self, rt: &ShieldRt, client: Client, t: Tick) -> Option<Duration> {
+        let g = rt.per_address.as_ref()?;
+        let akey = self.addrs.key(&client.ip);
+        let fresh = AddrCell { req_tat: t, conn_tat: t, conns: 0, last: t };
+        let share = self.share_of(shared::LimitKey::Address(client.ip), self.shared.per_address());
+        self.addrs
+            .with(
+                akey,
+                || fresh,
+                |cell| {
+                    cell.last = t;
+                    g.check_share(&mut cell.req_tat, t, share).err()
+                },
+            )
+            .flatten()
+    }
+
     /// Where and when a request of `client` is judged, for the visitors' table.
     fn at(&self, rt: &ShieldRt, client: Client, now: Instant) -> visitors::At {
         let window = self.secs(now) / (rt.cfg.signatures.window.get().as_secs().max(1) as u32);
-        let tag = self.prefixes.key(&client.prefix) as u16;
-        visitors::At { ip: client.ip, prefix_tag: tag, t: self.tick(now), window }
+        visitors::At { ip: client.ip, prefix_key: self.prefixes.key(&client.prefix), t: self.tick(now), window }
     }
 
     /// The visitor cookie to give with the answer, if any: to a client without a valid one
@@ -315,7 +317,7 @@ impl Shield {
             (_, Standing::Bot | Standing::Visitor(_)) => return None,
             // Without the visitors' limits a valid cookie anywhere is enough, as before.
             (Some(_), _) if !cfg.visitors.enabled => return None,
-            (Some(v), Standing::Moved(_)) => v.issued,
+            (Some(v), Standing::Moved) => v.issued,
             (Some(v), _) if v.here => return None,
             _ => unix,
         };

@@ -34,7 +34,8 @@ struct VisitorCell {
     window: u32,
     /// It fetched a sub-resource: a browser, as far as one can tell.
     browser: bool,
-    /// Other prefixes its cookie came from in `foreign_window` (16-bit tags).
+    /// Other prefixes its cookie came from in `foreign_window` (16-bit tags); as many as
+    /// `[shield.visitors] max_prefixes` may be (at most four).
     foreign: [u16; 4],
     foreign_n: u8,
     foreign_window: u32,
@@ -82,7 +83,7 @@ pub(crate) enum Standing {
     Visitor(u64),
     /// A genuine cookie issued to another prefix (a shopper who moved, or a cookie carried
     /// elsewhere): counted against its address, re-issued here.
-    Moved(u64),
+    Moved,
     /// A cookie seen from too many prefixes: a bot's.
     Bot,
 }
@@ -104,8 +105,9 @@ pub(crate) struct Visitors {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct At {
     pub(crate) ip: IpAddr,
-    /// A 16-bit tag of the client's prefix.
-    pub(crate) prefix_tag: u16,
+    /// The client's prefix, as the shield's prefix table keys it (a keyed hash: its low
+    /// 16 bits tag the prefix here, and an attacker cannot choose prefixes that collide).
+    pub(crate) prefix_key: u64,
     pub(crate) t: Tick,
     pub(crate) window: u32,
 }
@@ -117,9 +119,11 @@ impl Visitors {
 
     /// Notes a request whose cookie names visitor `id` (`here`: issued to its prefix) and
     /// says how it stands. `subresource`: the request is for a style sheet, script, image.
-    pub(crate) fn note(&self, id: u64, here: bool, subresource: bool, at: At, max_prefixes: u32) -> Standing {
+    pub(crate) fn note(&self, id: u64, here: bool, subresource: bool, at: At, max_prefixes: u8) -> Standing {
         let key = self.cells.key(&id);
-        let akey = self.addrs.key(&at.ip);
+        // The address it is counted at (a visitor of this prefix only).
+        let akey = if here { self.addrs.key(&at.ip) } else { 0 };
+        let tag = at.prefix_key as u16;
         let fresh = VisitorCell {
             tat: at.t,
             last: at.t,
@@ -142,16 +146,16 @@ impl Visitors {
                         (c.foreign_window, c.foreign_n) = (at.window, 0);
                     }
                     let n = usize::from(c.foreign_n).min(c.foreign.len());
-                    if !c.foreign[..n].contains(&at.prefix_tag) {
+                    if !c.foreign[..n].contains(&tag) {
                         if n < c.foreign.len() {
-                            c.foreign[n] = at.prefix_tag;
+                            c.foreign[n] = tag;
                         }
                         c.foreign_n = c.foreign_n.saturating_add(1);
                     }
-                    if u32::from(c.foreign_n) >= max_prefixes.max(1) {
+                    if c.foreign_n >= max_prefixes.max(1) {
                         c.bot = true;
                     }
-                    return if c.bot { Standing::Bot } else { Standing::Moved(id) };
+                    return if c.bot { Standing::Bot } else { Standing::Moved };
                 }
                 if c.bot {
                     return Standing::Bot;
@@ -266,8 +270,8 @@ mod tests {
     use super::*;
     use crate::config::shield::Limit;
 
-    fn at(ip: [u8; 4], prefix_tag: u16, t: Tick, window: u32) -> At {
-        At { ip: IpAddr::from(ip), prefix_tag, t, window }
+    fn at(ip: [u8; 4], prefix_key: u64, t: Tick, window: u32) -> At {
+        At { ip: IpAddr::from(ip), prefix_key, t, window }
     }
 
     #[test]
@@ -305,9 +309,9 @@ mod tests {
     fn a_cookie_from_many_prefixes_is_a_bots() {
         let v = Visitors::new(1000);
         assert_eq!(v.note(7, true, true, at([10, 0, 0, 1], 1, 0, 1), 3), Standing::Visitor(7));
-        assert_eq!(v.note(7, false, true, at([10, 0, 1, 1], 2, 0, 1), 3), Standing::Moved(7));
-        assert_eq!(v.note(7, false, true, at([10, 0, 1, 2], 2, 0, 1), 3), Standing::Moved(7), "same prefix again");
-        assert_eq!(v.note(7, false, true, at([10, 0, 2, 1], 3, 0, 1), 3), Standing::Moved(7));
+        assert_eq!(v.note(7, false, true, at([10, 0, 1, 1], 2, 0, 1), 3), Standing::Moved);
+        assert_eq!(v.note(7, false, true, at([10, 0, 1, 2], 2, 0, 1), 3), Standing::Moved, "same prefix again");
+        assert_eq!(v.note(7, false, true, at([10, 0, 2, 1], 3, 0, 1), 3), Standing::Moved);
         assert_eq!(v.note(7, false, true, at([10, 0, 3, 1], 4, 0, 1), 3), Standing::Bot);
         assert_eq!(v.note(7, true, true, at([10, 0, 0, 1], 1, 0, 1), 3), Standing::Bot, "at home too");
     }

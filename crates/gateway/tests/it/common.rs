@@ -108,7 +108,7 @@ async fn echo(name: &'static str, req: Request<Incoming>) -> Result<Response<Ech
 }
 
 /// A stream of what a channel receives.
-fn tokio_stream<T>(rx: tokio::sync::mpsc::Receiver<T>) -> impl futures_core::Stream<Item = T> + Send + Sync
+pub(crate) fn tokio_stream<T>(rx: tokio::sync::mpsc::Receiver<T>) -> impl futures_core::Stream<Item = T> + Send + Sync
 where
     T: Send + Sync + 'static,
 {

@@ -50,7 +50,7 @@ async fn page_origin() -> (SocketAddr, Arc<std::sync::Mutex<std::collections::Ha
                                     }
                                 }
                             });
-                            StreamBody::new(Receiver(rx)).boxed()
+                            StreamBody::new(tokio_stream(rx)).boxed()
                         } else {
                             Full::new(Bytes::from(vec![b'p'; PAGE])).boxed()
                         };
@@ -65,18 +65,6 @@ async fn page_origin() -> (SocketAddr, Arc<std::sync::Mutex<std::collections::Ha
         }
     });
     (addr, hits)
-}
-
-struct Receiver(tokio::sync::mpsc::Receiver<Result<Frame<Bytes>, Infallible>>);
-
-impl futures_core::Stream for Receiver {
-    type Item = Result<Frame<Bytes>, Infallible>;
-    fn poll_next(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Self::Item>> {
-        self.0.poll_recv(cx)
-    }
 }
 
 /// An HTTP/2 connection whose streams have a window of 0: the gateway can send them no

@@ -187,3 +187,73 @@ async fn a_cookie_carried_to_other_prefixes_is_reissued_then_a_bots() {
     assert!(f.get("/").await.1.is_some());
     gw.stop().await;
 }
+
+/// Requests served of `n` sent from `src` as fast as 16 keep-alive connections allow, the
+/// `cookies` taken in turn (none: without any); returns (served, seconds taken).
+async fn blast(gw: SocketAddr, src: Ipv4Addr, cookies: &[String], n: usize) -> (usize, f64) {
+    let started = std::time::Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..16 {
+        let mine: Vec<String> = cookies.iter().skip(c).step_by(16).cloned().collect();
+        tasks.push(tokio::spawn(async move {
+            let mut s = Shopper::new(src, gw).await;
+            let mut served = 0;
+            for i in 0..n / 16 {
+                s.cookie = (!mine.is_empty()).then(|| mine[i % mine.len()].clone());
+                served += usize::from(s.get("/p/1").await.0 == 200);
+            }
+            served
+        }));
+    }
+    let mut served = 0;
+    for t in tasks {
+        served += t.await.unwrap();
+    }
+    (served, started.elapsed().as_secs_f64())
+}
+
+/// What an attacker gains by minting visitors behind one address: with the limits scaled
+/// down (address 50/s, prefix 500/s; cookies minted without waiting), 256 visitors that
+/// each fetched a style sheet reach the prefix's limit and no more; without cookies the
+/// address's. The figures are printed for docs/shield.md.
+#[tokio::test]
+async fn minted_visitors_gain_at_most_the_prefix_limit() {
+    let origin = echo_origin("o").await;
+    let limits = "[shield.rate]\nper_address = { rate = 50, burst = 50 }\nper_prefix = { rate = 500, burst = 500 }\n\
+                  [shield.visitors]\nnew_per_address = { rate = 1000, burst = 1000 }\n";
+    let gw = gateway(&shop(origin.addr, limits)).await;
+    let addr = http_addr(&gw);
+    let attacker = Ipv4Addr::new(127, 26, 1, 1);
+    // Each new cookie takes a request without one, which the address's plain limit counts:
+    // minting goes at most at that pace (50/s here), so the attacker paces itself to it.
+    let mut cookies = Vec::new();
+    let mut pace = tokio::time::interval(Duration::from_millis(25));
+    for _ in 0..300 {
+        if cookies.len() == 256 {
+            break;
+        }
+        pace.tick().await;
+        let mut s = Shopper::new(attacker, addr).await;
+        s.get("/static/site.css").await;
+        if let Some(c) = s.cookie.clone() {
+            s.get("/static/site.css").await; // a browser's sub-resource, with its cookie
+            cookies.push(c);
+        }
+    }
+    assert_eq!(cookies.len(), 256, "minted");
+    let (with, secs) = blast(addr, attacker, &cookies, 6400).await;
+    let plain = Ipv4Addr::new(127, 27, 1, 1);
+    let (without, secs_plain) = blast(addr, plain, &[], 6400).await;
+    let (rate_with, rate_without) = (with as f64 / secs, without as f64 / secs_plain);
+    eprintln!(
+        "one address, {} minted visitors: {with} of 6,400 served in {secs:.1} s ({rate_with:.0}/s); \
+         without cookies {without} in {secs_plain:.1} s ({rate_without:.0}/s)",
+        cookies.len()
+    );
+    // The prefix bounds the visitors: its burst and its rate over the time taken (the
+    // minting's own requests came from the same prefix), with a margin for the clock.
+    assert!(with as f64 <= 500.0 + 500.0 * secs + 50.0, "{with} in {secs:.1} s");
+    assert!(without as f64 <= 50.0 + 50.0 * secs_plain + 10.0, "{without} in {secs_plain:.1} s");
+    assert!(with > 2 * without, "visitors are limited as visitors: {with} against {without}");
+    gw.stop().await;
+}
