@@ -4,6 +4,7 @@
 #   off, answered 429 by a rate limit, answered with the challenge page, and CPU per
 #   connection closed on accept (blocked prefix), each with wrk -t1 -c64, holdfast --workers 1;
 # - memory: one million distinct source addresses (crates/gateway/src/shield/memory.rs).
+# - shoppers behind shared addresses beside the flood: the drills carrier-nat-crowd and payback.
 # Usage: bench/shield.sh   (ROUNDS, DURATION, CONNS as in bench/lib.sh)
 cd "$(dirname "$0")/.."
 source bench/lib.sh
@@ -21,6 +22,8 @@ judged() {
   local rate=${1:-"per_address = $NO_LIMIT"}
   printf '[shield]\nallow = ["192.0.2.1/32"]\n[shield.connections]\nnew_per_second = %s\n' "$NO_LIMIT"
   printf '[shield.rate]\n%s\nper_prefix = %s\n' "$rate" "$NO_LIMIT"
+  # wrk is one returning visitor (the cookie below): its own limit is not what is measured.
+  printf '[shield.visitors]\nper_visitor = %s\n' "$NO_LIMIT"
 }
 declare -A SHIELD=(
   [proxied]=$(judged)
@@ -89,3 +92,27 @@ echo " the others per request on keep-alive connections)"
 echo
 echo "memory for one million source addresses:"
 cargo test --release -q -p holdfast-gateway --lib shield::memory -- --ignored --nocapture 2>&1 | grep addresses:
+
+# Shoppers behind shared addresses beside the flood: two drills with the release build, each
+# 60 s on the demo config: `carrier-nat-crowd` (30, then 300 shoppers behind 3 addresses)
+# and `payback` (a LOIC flood from 3,000 addresses at 10,000 req/s). Printed: the shoppers'
+# success and what the shield refused them, the flood's requests that reached an origin,
+# and whether holdfast named the incidents right.
+echo
+echo "shared addresses and the flood (holdfast drill, 60 s each, holdfast only):"
+"$HOLDFAST" drill --scenario carrier-nat-crowd,payback --against none --report "$WORK/drill" > "$WORK/drill.log" 2>&1 || true
+python3 - "$WORK/drill" <<'PY'
+import json, sys
+for name in ("carrier-nat-crowd", "payback"):
+    try:
+        run = json.load(open(f"{sys.argv[1]}/{name}/report.json"))["runs"][0]
+    except (OSError, KeyError, IndexError, ValueError) as e:
+        print(f"  {name}: no report ({e})")
+        continue
+    a = run["summary"]["all"]
+    sent, leaked = run.get("flood_sent") or 0, run.get("flood_reached_origins") or 0
+    leak = f"; flood {leaked} of {sent} reached origins ({100 * leaked / sent:.2f}%)" if sent else ""
+    right = run.get("verdicts", {}).get("passed")
+    print(f"  {name:18} shoppers' success {100 * a['success_rate']:.2f}% of {a['requests']}, refused by the shield "
+          f"{a['rejected']}, p99 {a['p99_ms']:.1f} ms{leak}; verdicts {'right' if right else 'WRONG'}")
+PY

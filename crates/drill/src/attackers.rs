@@ -5,6 +5,9 @@
 //!   never read.
 //! - HOIC-like: a new connection per request with rotating browser-like headers.
 //! - smart: looks like browsers on keep-alive connections, random catalogue pages.
+//! - residential: a residential-proxy botnet, sources four to a /24, each a browser's
+//!   headers, the cookies it is given and one kept connection, searching for random words
+//!   (nothing a cache can answer) and never fetching a page's assets.
 //! - slowloris: connections that send request headers one line at a time, never finishing.
 //! - slow POST: a large declared body trickled a byte at a time.
 
@@ -55,6 +58,9 @@ const REFERERS: &[&str] =
 
 /// Runs a flood until `stop` turns true.
 pub(crate) async fn run(flood: Flood, rec: Arc<Recorder>, stop: watch::Receiver<bool>) {
+    if flood.kind == FloodKind::Residential {
+        return residential(flood, rec, stop).await;
+    }
     let permits = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     let mut rng = SmallRng::seed_from_u64(u64::from(flood.rate) ^ u64::from(flood.sources));
     // Ticks of 10 ms; carry fractions so low rates are exact.
@@ -91,6 +97,8 @@ pub(crate) async fn run(flood: Flood, rec: Arc<Recorder>, stop: watch::Receiver<
                     FloodKind::Smart => smart_request(&f, src, dst, &mut rng, smart).await,
                     FloodKind::Slowloris => slow(&f, src, dst, false, &rec, stop).await,
                     FloodKind::SlowPost => slow(&f, src, dst, true, &rec, stop).await,
+                    // Sources of their own, each on its own pace: `residential`, above.
+                    FloodKind::Residential => false,
                 };
                 rec.flood_sent.fetch_add(1, Relaxed);
                 if !ok {
@@ -129,6 +137,91 @@ async fn hoic(f: &Flood, src: std::net::Ipv4Addr, dst: SocketAddr, rng: &mut Sma
     }
     let mut buf = [0u8; 4096];
     matches!(tokio::time::timeout(Duration::from_secs(5), tokio::io::AsyncReadExt::read(&mut s, &mut buf)).await, Ok(Ok(n)) if n > 0)
+}
+
+/// Words a botnet searches for, two at a time with a number: every search its own.
+const WORDS: &[&str] = &["zug", "baer", "atlas", "stern", "kerze", "muetze", "schal", "buch", "lampe", "tasse"];
+
+/// The residential botnet: one task per source, each at its share of the rate, on its own
+/// kept connection with its own cookies, until `stop`.
+async fn residential(flood: Flood, rec: Arc<Recorder>, stop: watch::Receiver<bool>) {
+    let sources = flood.sources.max(1);
+    let every = Duration::from_secs_f64(f64::from(sources) / f64::from(flood.rate.max(1)));
+    let tasks: Vec<_> = (0..sources)
+        .map(|k| {
+            let (f, rec, stop) = (flood.clone(), rec.clone(), stop.clone());
+            tokio::spawn(async move {
+                // Four to a /24 in the attack range (127.2.0.0/16).
+                let src = std::net::Ipv4Addr::new(127, 2, (k / 4 % 250) as u8, (k % 4 + 1) as u8);
+                let Some(&dst) = f.targets.get(k as usize % f.targets.len().max(1)) else { return };
+                let mut rng = SmallRng::seed_from_u64(u64::from(k) * 7919 + 1);
+                let mut tick = tokio::time::interval(every);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+                // Not all at once: each source starts somewhere in its first interval.
+                tokio::time::sleep(every.mul_f64(rng.gen::<f64>())).await;
+                let (mut conn, mut jar) = (None, client::Jar::default());
+                while !*stop.borrow() {
+                    tick.tick().await;
+                    let q = format!(
+                        "{}+{}+{}",
+                        WORDS[rng.gen_range(0..WORDS.len())],
+                        WORDS[rng.gen_range(0..WORDS.len())],
+                        rng.gen::<u32>()
+                    );
+                    let ok = botnet_search(&f, src, dst, &q, &mut conn, &mut jar).await;
+                    rec.flood_sent.fetch_add(1, Relaxed);
+                    if !ok {
+                        rec.flood_failed.fetch_add(1, Relaxed);
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        let _ = t.await;
+    }
+}
+
+/// One search of the residential botnet, as a browser sends it.
+async fn botnet_search(
+    f: &Flood,
+    src: std::net::Ipv4Addr,
+    dst: SocketAddr,
+    q: &str,
+    conn: &mut Option<hyper::client::conn::http1::SendRequest<Full<Bytes>>>,
+    jar: &mut client::Jar,
+) -> bool {
+    let mut c = match conn.take() {
+        Some(c) if !c.is_closed() => c,
+        _ => match client::http1_from(src, dst).await {
+            Ok(c) => c,
+            Err(_) => return false,
+        },
+    };
+    if c.ready().await.is_err() {
+        return false;
+    }
+    let mut req = http::Request::get(format!("/search?q={q}"))
+        .header("host", &f.host)
+        .header("user-agent", "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 Chrome/131.0 Safari/537.36")
+        .header("accept", "text/html,application/xhtml+xml,*/*;q=0.8")
+        .header("accept-language", "de-DE,de;q=0.9")
+        .header("accept-encoding", "gzip, br");
+    if let Some(cookies) = jar.header() {
+        req = req.header("cookie", cookies);
+    }
+    let Ok(req) = req.body(Full::new(Bytes::new())) else { return false };
+    let ok = match tokio::time::timeout(Duration::from_secs(5), c.send_request(req)).await {
+        Ok(Ok(resp)) => {
+            jar.take(resp.headers());
+            resp.into_body().collect().await.is_ok()
+        }
+        _ => false,
+    };
+    if ok {
+        *conn = Some(c);
+    }
+    ok
 }
 
 type SmartPool = Option<Arc<tokio::sync::Mutex<Vec<hyper::client::conn::http1::SendRequest<Full<Bytes>>>>>>;

@@ -197,6 +197,8 @@ pub(crate) async fn run_mode(opts: &Options, mode: Mode) -> anyhow::Result<RunRe
     let (active_tx, active_rx) = watch::channel(normal);
     let plan = Arc::new(shoppers::Plan {
         targets,
+        addresses: sc.shoppers.addresses,
+        newsletter_from: (sc.shoppers.surge_landing == scenario::Landing::Newsletter).then_some(normal),
         think: sc.shoppers.think,
         checkout_share: sc.shoppers.checkout_share,
         timeout: sc.shoppers.timeout,

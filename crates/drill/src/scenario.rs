@@ -23,6 +23,10 @@ pub const BUILT_IN: &[(&str, &str)] = &[
     ("origin-restart", include_str!("../scenarios/origin-restart.toml")),
     ("calm", include_str!("../scenarios/calm.toml")),
     ("distributed-flood", include_str!("../scenarios/distributed-flood.toml")),
+    ("carrier-nat-crowd", include_str!("../scenarios/carrier-nat-crowd.toml")),
+    ("residential-botnet", include_str!("../scenarios/residential-botnet.toml")),
+    ("newsletter-crowd", include_str!("../scenarios/newsletter-crowd.toml")),
+    ("sale-with-botnet", include_str!("../scenarios/sale-with-botnet.toml")),
 ];
 
 /// A scenario: shoppers, origins and a timeline of failures, floods and surges.
@@ -130,11 +134,33 @@ pub(crate) struct Shoppers {
     /// Give up on a response after this long (a shopper's patience).
     #[serde(with = "dur")]
     pub(crate) timeout: Duration,
+    /// Shoppers share this many source addresses (a carrier's NAT, each address in a /24
+    /// of its own); default: every shopper has its own.
+    pub(crate) addresses: Option<u32>,
+    /// How the shoppers a surge brings arrive: `home`, or `newsletter` (the home page with
+    /// a `utm_…` query of their own on every visit).
+    pub(crate) surge_landing: Landing,
+}
+
+/// Where the shoppers a surge brings land.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum Landing {
+    #[default]
+    Home,
+    Newsletter,
 }
 
 impl Default for Shoppers {
     fn default() -> Self {
-        Shoppers { count: 40, think: Duration::from_millis(500), checkout_share: 0.3, timeout: Duration::from_secs(10) }
+        Shoppers {
+            count: 40,
+            think: Duration::from_millis(500),
+            checkout_share: 0.3,
+            timeout: Duration::from_secs(10),
+            addresses: None,
+            surge_landing: Landing::Home,
+        }
     }
 }
 
@@ -171,6 +197,9 @@ pub(crate) enum FloodKind {
     Loic,
     Hoic,
     Smart,
+    /// A residential-proxy botnet: sources four to a /24, a real browser's headers, the
+    /// cookies it is given and its connection kept, searching for random words.
+    Residential,
     Slowloris,
     SlowPost,
 }
@@ -231,7 +260,7 @@ impl Event {
             }
             Action::Recover => need(self.datacenter.is_some(), "datacenter")?,
             Action::Flood => {
-                need(self.kind.is_some(), "kind (loic, hoic, smart, slowloris, slow-post)")?;
+                need(self.kind.is_some(), "kind (loic, hoic, smart, residential, slowloris, slow-post)")?;
                 need(self.sources.is_some_and(|s| (1..=60_000).contains(&s)), "sources from 1 to 60000")?;
                 need(self.rate.is_some_and(|r| (1..=50_000).contains(&r)), "rate from 1 to 50000")?;
             }

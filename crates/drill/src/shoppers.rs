@@ -13,7 +13,6 @@ use http::{header, Method, Request};
 use http_body_util::{BodyExt, Full};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -30,6 +29,12 @@ pub(crate) struct Target {
 
 pub(crate) struct Plan {
     pub(crate) targets: Vec<Target>,
+    /// Shoppers share this many source addresses (a carrier's NAT), each in a /24 of its
+    /// own; None: every shopper has its own address.
+    pub(crate) addresses: Option<u32>,
+    /// Shoppers from this number on (those a surge brings) land from a newsletter: the
+    /// home page with a `utm_…` query of their own on every visit.
+    pub(crate) newsletter_from: Option<u32>,
     pub(crate) think: Duration,
     pub(crate) checkout_share: f64,
     pub(crate) timeout: Duration,
@@ -46,10 +51,15 @@ pub(crate) async fn shopper(
     let mut rng = SmallRng::seed_from_u64(u64::from(id) * 7919 + 17);
     let target = &plan.targets[id as usize % plan.targets.len()];
     let dst = target.addrs[(id as usize / plan.targets.len()) % target.addrs.len()];
-    let src = client::source_addr(1, id);
+    let src = match plan.addresses {
+        Some(n) => client::source_addr(1, (id % n.max(1)) * 254),
+        None => client::source_addr(1, id),
+    };
+    let newsletter = plan.newsletter_from.is_some_and(|from| id >= from);
     let mut session =
-        Session { target, dst, src, conn: None, cookies: BTreeMap::new(), rec: &rec, timeout: plan.timeout };
+        Session { target, dst, src, conn: None, cookies: client::Jar::default(), rec: &rec, timeout: plan.timeout };
     let mut order = 0u32;
+    let mut visit = 0u32;
     // Stagger the start so sessions do not all begin in the same millisecond.
     tokio::time::sleep(plan.think.mul_f64(rng.gen::<f64>())).await;
     loop {
@@ -67,8 +77,14 @@ pub(crate) async fn shopper(
         }
         let product = rng.gen_range(1..=12);
         let category = ["toys", "books", "electronics", "christmas"][rng.gen_range(0..4)];
+        visit += 1;
+        let landing = if newsletter {
+            format!("?utm_source=newsletter&utm_campaign=advent&utm_id={id}-{visit}")
+        } else {
+            String::new()
+        };
         let pages: [(&str, String); 6] = [
-            ("/", String::new()),
+            ("/", landing),
             ("/static/shop.css", String::new()),
             ("/c/", category.to_string()),
             ("/p/", product.to_string()),
@@ -111,8 +127,7 @@ struct Session<'a> {
     dst: SocketAddr,
     src: std::net::Ipv4Addr,
     conn: Option<hyper::client::conn::http1::SendRequest<Full<Bytes>>>,
-    /// The cookie jar: name -> value.
-    cookies: BTreeMap<String, String>,
+    cookies: client::Jar,
     rec: &'a Recorder,
     timeout: Duration,
 }
@@ -203,9 +218,8 @@ impl Session<'_> {
             .header(header::ACCEPT, "text/html,application/xhtml+xml,*/*;q=0.8")
             .header(header::ACCEPT_LANGUAGE, "de-DE,de;q=0.9,en;q=0.5")
             .header(header::ACCEPT_ENCODING, "gzip, deflate");
-        if !self.cookies.is_empty() {
-            let jar: Vec<String> = self.cookies.iter().map(|(k, v)| format!("{k}={v}")).collect();
-            req = req.header(header::COOKIE, jar.join("; "));
+        if let Some(jar) = self.cookies.header() {
+            req = req.header(header::COOKIE, jar);
         }
         if let Some(k) = key {
             req = req.header("idempotency-key", k);
@@ -236,16 +250,7 @@ impl Session<'_> {
             mitigated: text("holdfast-mitigated"),
             body: String::new(),
         };
-        for c in h.get_all(header::SET_COOKIE).iter().filter_map(|v| v.to_str().ok()) {
-            let pair = c.split(';').next().unwrap_or("").trim();
-            if let Some((k, v)) = pair.split_once('=') {
-                if v.is_empty() || c.contains("Max-Age=0") {
-                    self.cookies.remove(k);
-                } else {
-                    self.cookies.insert(k.to_string(), v.to_string());
-                }
-            }
-        }
+        self.cookies.take(h);
         let close = h.get(header::CONNECTION).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"close"));
         let bytes = resp.into_body().collect().await?.to_bytes();
         if answer.mitigated.is_some() {

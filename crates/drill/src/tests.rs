@@ -130,6 +130,8 @@ mod attackers {
         assert!(seen >= 50, "HOIC requests seen by the origin: {seen}");
         let (seen, _, _) = flood(FloodKind::Smart, |seen, _| seen >= 50).await;
         assert!(seen >= 50, "smart requests seen by the origin: {seen}");
+        let (seen, _, sent) = flood(FloodKind::Residential, |seen, _| seen >= 50).await;
+        assert!(seen >= 50, "residential botnet's searches seen by the origin: {seen} of {sent}");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -192,6 +194,8 @@ async fn shoppers_pass_the_challenge_like_browsers() {
     let gw = holdfast_gateway::Gateway::start(file, None).await.unwrap();
     let plan = Arc::new(Plan {
         targets: vec![Target { site: "shop-de".into(), host: "shop.de".into(), addrs: vec![gw.http_addrs[0]] }],
+        addresses: None,
+        newsletter_from: None,
         think: Duration::from_millis(20),
         checkout_share: 1.0,
         timeout: Duration::from_secs(5),

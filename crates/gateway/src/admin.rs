@@ -158,7 +158,7 @@ fn purge(shared: &Admin, query: &str) -> Response<Full<Bytes>> {
         return match snap.site_for_host(&host) {
             Some(s) => {
                 if let Some(c) = &s.cache {
-                    c.invalidate(&crate::cache::SiteCache::key(&host, target));
+                    c.invalidate(&crate::cache::SiteCache::key(&host, target, &s.cfg.cache.ignore_params));
                 }
                 json(StatusCode::OK, &serde_json::json!({"ok": true, "purged": {"url": url}}))
             }

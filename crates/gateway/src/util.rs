@@ -87,6 +87,29 @@ pub(crate) fn ct_eq(a: &[u8], b: &[u8]) -> bool {
 
 /// A query parameter's value, percent-decoded (and `+` as space); None when absent, badly
 /// escaped or not UTF-8.
+/// `target` without the query parameters `ignored` names (an entry ending in `*` names
+/// every parameter it begins: `utm_*`); borrowed when there is nothing to take out. The
+/// order of what is left is kept.
+pub(crate) fn without_params<'a>(target: &'a str, ignored: &[String]) -> std::borrow::Cow<'a, str> {
+    let Some((path, query)) = target.split_once('?') else { return target.into() };
+    let drop = |pair: &str| {
+        let name = pair.split('=').next().unwrap_or("");
+        ignored.iter().any(|i| match i.strip_suffix('*') {
+            Some(prefix) => name.starts_with(prefix),
+            None => name == i,
+        })
+    };
+    if ignored.is_empty() || !query.split('&').any(drop) {
+        return target.into();
+    }
+    let kept: Vec<&str> = query.split('&').filter(|p| !p.is_empty() && !drop(p)).collect();
+    if kept.is_empty() {
+        path.to_string().into()
+    } else {
+        format!("{path}?{}", kept.join("&")).into()
+    }
+}
+
 pub(crate) fn query_param(query: &str, name: &str) -> Option<String> {
     let raw = query.split('&').find_map(|p| p.strip_prefix(name)?.strip_prefix('='))?;
     let bytes = raw.as_bytes();
@@ -155,5 +178,20 @@ pub(crate) async fn accept_until(
                 Err(_) => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tracking_parameters_are_taken_out_of_a_target() {
+        let ignored = vec!["utm_*".to_string(), "gclid".to_string()];
+        assert_eq!(without_params("/?utm_source=nl&utm_id=7", &ignored), "/");
+        assert_eq!(without_params("/p/1?a=1&utm_campaign=x&b=2&gclid=z", &ignored), "/p/1?a=1&b=2");
+        assert_eq!(without_params("/p/1?gclidx=1", &ignored), "/p/1?gclidx=1", "a name, not a prefix");
+        assert!(matches!(without_params("/search?q=bear", &ignored), std::borrow::Cow::Borrowed(_)));
+        assert_eq!(without_params("/x?utm_a=1", &[]), "/x?utm_a=1");
     }
 }

@@ -75,9 +75,10 @@ enum Command {
     Drill {
         /// A built-in scenario (christmas-2010, christmas-2010-outage, dc-blackhole, dc-refused,
         /// dc-slow, dc-errors, payback, flash-crowd, christmas-rush, slowloris, total-outage,
-        /// origin-restart, calm, distributed-flood) or a TOML file; several separated by commas, or `all` (every
-        /// built-in), each into a directory of its own under --report, with the verdicts of
-        /// all of them together. Exits 1 when holdfast named an incident wrongly.
+        /// origin-restart, calm, distributed-flood, carrier-nat-crowd, residential-botnet,
+        /// newsletter-crowd, sale-with-botnet) or a TOML file; several separated by commas, or
+        /// `all` (every built-in), each into a directory of its own under --report, with the
+        /// verdicts of all of them together. Exits 1 when holdfast named an incident wrongly.
         #[arg(long, default_value = "christmas-2010")]
         scenario: String,
         /// The gateway config to drill (default: the demo's five sites in three data centers).

@@ -118,11 +118,14 @@ impl SiteCache {
         Duration::from_millis(self.stale_while_revalidate_ms.load(Relaxed))
     }
 
-    /// The key: host and target (method is GET for GET and HEAD; Vary picks the variant).
-    pub(crate) fn key(host: &str, target: &str) -> String {
+    /// The key: host and target without the parameters the site ignores (`[site.cache]
+    /// ignore_params`: tracking tags); the method is GET for GET and HEAD; Vary picks the
+    /// variant.
+    pub(crate) fn key(host: &str, target: &str, ignored: &[String]) -> String {
+        let target = crate::util::without_params(target, ignored);
         let mut k = String::with_capacity(host.len() + target.len());
         k.push_str(host);
-        k.push_str(target);
+        k.push_str(&target);
         k
     }
 

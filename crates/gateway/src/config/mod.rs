@@ -293,7 +293,15 @@ pub struct Cache {
     /// `proxy_cache_use_stale updating` with `proxy_cache_background_update`); 0: only as
     /// the origin allows.
     pub stale_while_revalidate: Dur,
+    /// Query parameters left out of the cache key (and of what the shield counts as a
+    /// page of its own): marketing and click tags that name no different page. An entry
+    /// ending in `*` names every parameter it begins. The origin still gets them on a miss.
+    pub ignore_params: Vec<String>,
 }
+
+/// Tracking parameters of newsletters, ads and social links: they never name a page.
+pub const TRACKING_PARAMS: [&str; 12] =
+    ["utm_*", "gclid", "gbraid", "wbraid", "dclid", "fbclid", "msclkid", "yclid", "mc_cid", "mc_eid", "_ga", "_gl"];
 
 impl Default for Cache {
     fn default() -> Self {
@@ -303,6 +311,7 @@ impl Default for Cache {
             max_object_bytes: ByteSize(1024 * 1024),
             serve_stale_on_error: Dur::secs(6 * 3600),
             stale_while_revalidate: Dur::secs(0),
+            ignore_params: TRACKING_PARAMS.iter().map(|s| s.to_string()).collect(),
         }
     }
 }

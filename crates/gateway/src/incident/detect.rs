@@ -599,9 +599,12 @@ impl Detector {
             if s.saturated.is_none() && s.waiting == 0 && busy_dcs.is_empty() {
                 continue;
             }
-            let cause = if self.is_watched(Kind::FlashCrowd, &s.name)
-                || out.iter().any(|f| f.key.kind == Kind::FlashCrowd && f.key.scope == s.name)
-            {
+            // A crowd named (open) is the cause; one only found this tick is, unless a flood
+            // is on: then it may be the botnet's first seconds, and the flood is the cause.
+            let crowd = Key { kind: Kind::FlashCrowd, scope: s.name.clone() };
+            let crowd_open = self.tracks.get(&crowd).is_some_and(|t| t.open);
+            let crowd_now = out.iter().any(|f| f.key == crowd);
+            let cause = if crowd_open || (crowd_now && !obs.flood.active) {
                 Some("flash_crowd")
             } else if obs.flood.active {
                 Some("flood")

@@ -118,6 +118,7 @@ pub(crate) enum Before {
 /// came).
 pub(crate) fn before(
     cache: &Option<Arc<SiteCache>>,
+    ignored: &[String],
     host: &str,
     parts: &mut http::request::Parts,
     waited_since: Option<SystemTime>,
@@ -127,7 +128,7 @@ pub(crate) fn before(
         return Before::Bypass;
     }
     let target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
-    let key = SiteCache::key(host, target);
+    let key = SiteCache::key(host, target, ignored);
     let now = SystemTime::now();
     let method = parts.method.clone();
     let lookup = cache.lookup(&key, parts, now);
@@ -310,15 +311,21 @@ pub(crate) fn stale_on_error(plan: &Plan, fwd_status: Option<StatusCode>) -> Opt
 /// Invalidation: an unsafe request that succeeded makes the stored target (and its
 /// Location / Content-Location on the same host) stale for everyone (RFC 9111 §4.4).
 /// Called for unsafe methods only.
-pub(crate) fn invalidate(cache: &Option<Arc<SiteCache>>, host: &str, target: &str, resp: &http::response::Parts) {
+pub(crate) fn invalidate(
+    cache: &Option<Arc<SiteCache>>,
+    ignored: &[String],
+    host: &str,
+    target: &str,
+    resp: &http::response::Parts,
+) {
     let Some(cache) = cache else { return };
     if !(resp.status.is_success() || resp.status.is_redirection()) {
         return;
     }
-    cache.invalidate(&SiteCache::key(host, target));
+    cache.invalidate(&SiteCache::key(host, target, ignored));
     for name in [header::LOCATION, header::CONTENT_LOCATION] {
         if let Some(path) = resp.headers.get(&name).and_then(|v| v.to_str().ok()).filter(|p| p.starts_with('/')) {
-            cache.invalidate(&SiteCache::key(host, path));
+            cache.invalidate(&SiteCache::key(host, path, ignored));
         }
     }
 }

@@ -137,7 +137,16 @@ fn front(cx: &mut RequestCtx<'_>, req: Request<ClientBody>) -> Step<Front> {
     let site = steps::route(cx, host.as_deref())?;
     let verdict = steps::shield(cx, &site, &parts)?;
     steps::limits(cx, &site, &parts)?;
-    let cache = steps::cache(cx, &site, host.as_deref().unwrap_or_default(), host_value.as_ref(), &mut parts, None)?;
+    // A page from the cache is as much a visit as one from an origin: it carries the
+    // visitor's cookie too (most first visits are hits).
+    let cache = steps::cache(cx, &site, host.as_deref().unwrap_or_default(), host_value.as_ref(), &mut parts, None)
+        .map_err(|stop| match stop {
+            Stop::Answer(mut resp) => {
+                shielded::give_visitor_cookie(verdict.visitor_cookie.as_deref(), &mut resp, cx.conn.https);
+                Stop::Answer(resp)
+            }
+            other => other,
+        })?;
     let host = host.map(std::borrow::Cow::into_owned).unwrap_or_default();
     Ok(Front { site, host, host_value, verdict, parts, body, cache })
 }
@@ -154,9 +163,7 @@ async fn to_origins(cx: &mut RequestCtx<'_>, front: Front) -> Step<Response<Resp
     let forwarded = steps::forward(cx, &site, out).await;
     drop(slot); // the origin has answered (or failed): its slot is free for the next request
     let mut resp = steps::respond(cx, &site, host, plan.as_deref_mut(), forwarded)?;
-    if let Some(value) = &verdict.visitor_cookie {
-        shielded::give_visitor_cookie(value, &mut resp, cx.conn.https);
-    }
+    shielded::give_visitor_cookie(verdict.visitor_cookie.as_deref(), &mut resp, cx.conn.https);
     Ok(resp)
 }
 

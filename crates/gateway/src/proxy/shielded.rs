@@ -108,8 +108,9 @@ fn cookie_header(name: &str, value: &str, max_age: u64, secure: bool) -> Option<
     HeaderValue::from_str(&format!("{name}={value}; Path=/; Max-Age={max_age}; HttpOnly; SameSite=Lax{secure}")).ok()
 }
 
-/// Adds the visitor cookie (`value`, made by the shield) to a response.
-pub(crate) fn give_visitor_cookie(value: &str, resp: &mut Response<RespBody>, https: bool) {
+/// Adds the visitor cookie the shield made for this client, if it made one, to a response.
+pub(crate) fn give_visitor_cookie(value: Option<&str>, resp: &mut Response<RespBody>, https: bool) {
+    let Some(value) = value else { return };
     if let Some(c) = cookie_header(challenge::VISITOR, value, challenge::VISITOR_TTL, https) {
         resp.headers_mut().append(header::SET_COOKIE, c);
     }

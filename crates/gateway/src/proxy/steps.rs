@@ -69,6 +69,7 @@ pub(super) fn shield(cx: &mut RequestCtx, site: &SiteRt, parts: &http::request::
         new_connection: cx.record.seq == 1,
         site: &site.name,
         site_load: &site.load,
+        ignored_params: &site.cfg.cache.ignore_params,
     };
     let now = tokio::time::Instant::from_std(cx.record.started);
     let verdict = cx.edge.shield.check(&cx.snap.shield, &facts, &cx.edge.telemetry, now);
@@ -125,7 +126,7 @@ pub(super) fn cache(
     parts: &mut http::request::Parts,
     waited_since: Option<std::time::SystemTime>,
 ) -> Step<Cached> {
-    match cached::before(&site.cache, host, parts, waited_since) {
+    match cached::before(&site.cache, &site.cfg.cache.ignore_params, host, parts, waited_since) {
         cached::Before::Hit(hit, refresh) => {
             if let (Some(plan), Some(hv)) = (refresh, host_value) {
                 refresh_in_background(cx, site.clone(), *plan, hv.clone());
@@ -305,7 +306,7 @@ pub(super) fn respond(
                 headers::append_via(&mut head.headers, v11);
             }
             if let Some(target) = &invalidate {
-                cached::invalidate(&site.cache, host, target, &head);
+                cached::invalidate(&site.cache, &site.cfg.cache.ignore_params, host, target, &head);
             }
             let mut tee = None;
             let mut plan = plan;

@@ -59,6 +59,7 @@ async fn one_million_addresses() {
                 new_connection: true,
                 site: "shop",
                 site_load: &load,
+                ignored_params: &[],
             };
             let _ = shield.check(&rt, &facts, &report, now);
             shield.release(ticket);

@@ -241,6 +241,8 @@ pub(crate) struct Facts<'a> {
     pub(crate) new_connection: bool,
     pub(crate) site: &'a str,
     pub(crate) site_load: &'a SiteLoad,
+    /// Query parameters that name no page of their own (the site's tracking tags).
+    pub(crate) ignored_params: &'a [String],
 }
 
 impl Shield {

@@ -95,13 +95,15 @@ impl Shield {
         let secs = self.secs(now);
         let sig = &cfg.signatures;
         let mut feats = signature::features(f.version, f.path_and_query, f.headers, f.new_connection);
+        // A newsletter's landing (`?utm_…`) is not a page of its own, nor cache-busting.
+        let page = crate::util::without_params(f.path_and_query, f.ignored_params);
         if standing == Standing::Bot {
             feats |= signature::SHARED_COOKIE;
         }
         if sig.enabled && signature::request_score(feats) >= 0.3 {
-            let stem = signature::stem(f.path_and_query);
+            let stem = signature::stem(&page);
             let key = self.stems.key(&(f.site, &stem));
-            let target = self.stems.key(&f.path_and_query);
+            let target = self.stems.key(&page);
             let busting =
                 self.stems.with(key, signature::StemCell::default, |c| c.add(window_id, target)).unwrap_or(false);
             if busting {
@@ -185,7 +187,7 @@ impl Shield {
                         0
                     };
                     cell.window.add(window_id, feats | extra);
-                    cell.window.saw_target(signature::target_hash(f.path_and_query));
+                    cell.window.saw_target(signature::target_hash(&page));
                     automated = cell.window.automated(sig.min_requests);
                     let w = &cell.window;
                     if u32::from(w.n) >= sig.min_requests && w.score() >= sig.threshold {

@@ -168,12 +168,18 @@ pub(crate) struct Window {
     /// The targets asked for, in a 64-bit linear-counting sketch: a source whose every
     /// request is for a page of its own (random search words) fills it.
     pub(crate) targets: u64,
+    /// The window met [`Window::automated`]'s rule; and the window before this one did
+    /// (so a new window does not start the source over as a person's until it has shown
+    /// itself again: a sub-resource clears it).
+    automated: bool,
+    carried: bool,
 }
 
 impl Window {
     pub(crate) fn add(&mut self, id: u32, f: u8) {
         if self.id != id {
-            *self = Window { id, ..Window::default() };
+            let carried = self.automated && self.id.wrapping_add(1) == id;
+            *self = Window { id, carried, ..Window::default() };
         }
         let b = |flag: u8| u16::from(f & flag != 0);
         self.n = self.n.saturating_add(1);
@@ -195,12 +201,15 @@ impl Window {
     /// `min` requests in the window, not one sub-resource (a browser fetches a page's style
     /// sheets, scripts and images), and nearly every request for a target of its own (a
     /// person comes back to pages and moves between a few; random search words do not).
-    pub(crate) fn automated(&self, min: u32) -> bool {
+    /// A source found so in the window before stays so until it fetches a sub-resource.
+    pub(crate) fn automated(&mut self, min: u32) -> bool {
         let n = u32::from(self.n);
         // Of n requests for distinct targets, linear counting over 64 bits sets about
         // 64 * (1 - e^(-n/64)); ask for three quarters of that.
         let expected = 64.0 * (1.0 - (-f64::from(n.min(200)) / 64.0).exp());
-        n >= min.max(8) && self.subresource == 0 && f64::from(self.targets.count_ones()) >= 0.75 * expected
+        let shown = n >= min.max(8) && f64::from(self.targets.count_ones()) >= 0.75 * expected;
+        self.automated = self.subresource == 0 && (self.carried || shown);
+        self.automated
     }
 
     /// How much the prefix's traffic looks like a flood, 0 to 1.
@@ -350,6 +359,14 @@ mod tests {
             reader.saw_target(i % 3);
         }
         assert!(!reader.automated(8), "the same few pages again: a person reading");
+        // Found so, a source stays so in the next window from its first request, until it
+        // fetches a sub-resource.
+        bot.add(6, 0);
+        assert!(bot.automated(8), "carried into the next window");
+        bot.add(6, SUBRESOURCE);
+        assert!(!bot.automated(8), "a sub-resource clears it");
+        bot.add(8, 0);
+        assert!(!bot.automated(8), "not carried over a window with none of its requests");
         flood.add(6, 0);
         assert_eq!(flood.n, 1, "a new window starts over");
     }

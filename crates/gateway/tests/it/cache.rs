@@ -299,6 +299,27 @@ async fn fresh_responses_are_served_from_the_cache_and_head_from_a_stored_get() 
 }
 
 #[tokio::test]
+async fn tracking_parameters_name_no_page_of_their_own() {
+    // A newsletter's readers each land with a utm_ query of their own: one page, one fill.
+    let (o, gw) = world("").await;
+    let (s, h, first) = fetch(&gw, "GET", "/fresh?utm_source=newsletter&utm_id=1", &[]).await;
+    assert_eq!(s, 200);
+    assert!(cache_status(&h).contains("stored"), "{h:?}");
+    for n in 2..6 {
+        let (s, h, b) = fetch(&gw, "GET", &format!("/fresh?utm_source=newsletter&utm_id={n}&gclid=x{n}"), &[]).await;
+        assert_eq!((s, b.as_str()), (200, first.as_str()));
+        assert!(cache_status(&h).contains("hit"), "{h:?}");
+    }
+    let (_, h, _) = fetch(&gw, "GET", "/fresh", &[]).await;
+    assert!(cache_status(&h).contains("hit"), "the same page without them: {h:?}");
+    assert_eq!(o.hits.load(SeqCst), 1);
+    // A parameter that names a page is kept in the key.
+    let (_, h, _) = fetch(&gw, "GET", "/fresh?page=2&utm_id=9", &[]).await;
+    assert!(cache_status(&h).contains("fwd=miss"), "{h:?}");
+    assert_eq!(o.hits.load(SeqCst), 2);
+}
+
+#[tokio::test]
 async fn private_no_store_set_cookie_and_authorized_responses_are_never_shared() {
     let (o, gw) = world("").await;
     for path in ["/private", "/nostore", "/cookie"] {

@@ -257,3 +257,24 @@ async fn minted_visitors_gain_at_most_the_prefix_limit() {
     assert!(with > 2 * without, "visitors are limited as visitors: {with} against {without}");
     gw.stop().await;
 }
+
+/// Most first visits are answered from the cache: they are given a visitor cookie too (it
+/// was given only with origins' answers, so a crowd on cached pages never became visitors).
+#[tokio::test]
+async fn a_page_from_the_cache_gives_a_visitor_cookie_too() {
+    let (origin, _shop) =
+        holdfast_shop::spawn(holdfast_shop::ShopConfig::new("shop", "de", "dc1"), "127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
+    let gw = gateway(&shop(origin, "")).await;
+    let addr = http_addr(&gw);
+    let mut first = Shopper::new(Ipv4Addr::new(127, 28, 1, 1), addr).await;
+    assert_eq!(first.get("/").await.0, 200);
+    let mut second = Shopper::new(Ipv4Addr::new(127, 28, 1, 1), addr).await;
+    let (status, cookie) = second.get("/").await;
+    assert_eq!(status, 200);
+    assert!(cookie.is_some(), "a cache hit carries the new visitor's cookie");
+    // And a visitor's hit does not get another.
+    assert_eq!(second.get("/").await, (200, None));
+    gw.stop().await;
+}
