@@ -102,7 +102,9 @@ WRK_SCRIPT=${WRK_SCRIPT-bench/status.lua}
 measure() {
   local name=$1 port=$2 pid=$3 round=$4
   local path=${BENCH_PATH:-/}
-  curl -fs -o /dev/null -H 'Host: bench.local' "http://127.0.0.1:$port$path"
+  # A first request (it warms a cache), unless WARM=0: a measurement under attack must not
+  # wait for it.
+  [ "${WARM:-1}" = 0 ] || curl -fs -o /dev/null -H 'Host: bench.local' "http://127.0.0.1:$port$path"
   local before after ubefore uafter out reqs errors
   local cbefore cafter
   before=$(cpu_ticks "$pid"); ubefore=$(user_ticks "$pid"); children_cpu; cbefore=$CHILDREN_CPU
