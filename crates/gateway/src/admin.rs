@@ -239,6 +239,8 @@ struct Status {
     /// Recent state changes (origins, data centers, floods, blocks, shedding), oldest first.
     events: Vec<crate::telemetry::Event>,
     shield: crate::shield::ShieldView,
+    /// What is configured unsafely (`[site.pool.tls] verify = false`).
+    warnings: Vec<String>,
 }
 
 #[derive(Serialize)]
@@ -280,7 +282,13 @@ struct PoolStatus {
 #[derive(Serialize)]
 struct OriginStatus {
     address: String,
-    weight: u32,
+    /// The DNS name (`host:port`) the address was resolved from.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<String>,
+    /// TLS to it: the name verified, handshakes and resumptions, the last failure.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tls: Option<crate::upstream::tls::TlsView>,
+    weight: f64,
     /// available, probe (ejection over, one request allowed), ejected, down (health checks).
     state: &'static str,
     health_checks: &'static str,
@@ -319,7 +327,9 @@ fn status(shared: &Admin) -> Status {
                         .iter()
                         .map(|o| OriginStatus {
                             address: o.authority.to_string(),
-                            weight: o.weight,
+                            name: o.name.as_deref().map(str::to_string),
+                            tls: o.tls.load().as_deref().map(|t| t.view(&o.tls_notes)),
+                            weight: o.weight(),
                             state: match o.health.state(now) {
                                 State::Available => "available",
                                 State::Probe => "probe",
@@ -361,7 +371,19 @@ fn status(shared: &Admin) -> Status {
             DcStatus { name, sites: dsites, origins }
         })
         .collect();
+    let mut warnings = Vec::new();
+    for s in &snap.sites {
+        for p in
+            s.pools.iter().filter(|p| p.origins.iter().any(|o| o.tls.load().as_deref().is_some_and(|t| t.unverified())))
+        {
+            warnings.push(format!(
+                "site {}: data center {}: [site.pool.tls] verify = false: origin certificates are not checked (test beds only)",
+                s.name, p.datacenter
+            ));
+        }
+    }
     Status {
+        warnings,
         version: env!("CARGO_PKG_VERSION"),
         started_at: shared.started,
         config_loaded_at: snap.loaded_at,

@@ -27,9 +27,16 @@ mod util;
 pub use gateway::Gateway;
 
 /// Checks what [`Gateway::start`] would refuse in a loaded config beyond what the loader
-/// checks, without binding anything: every site's certificate and key load.
+/// checks, without binding anything: every site's certificate and key load, and every
+/// pool's TLS to its origins (CA file, client certificate and key).
 pub fn check(file: &config::File) -> Result<(), config::ConfigError> {
-    tls::site_keys(file).map(|_| ())
+    tls::site_keys(file)?;
+    for site in &file.sites {
+        for tls in site.pools.iter().filter_map(|p| p.tls.as_ref()) {
+            upstream::tls::build(file, site.name.get_ref(), tls)?;
+        }
+    }
+    Ok(())
 }
 
 /// The proof-of-work challenge as a client solves it (the drill's shoppers do, as a browser

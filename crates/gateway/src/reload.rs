@@ -34,6 +34,8 @@ pub(crate) struct Reloader {
     last: Mutex<Option<ReloadEvent>>,
     /// Signalled after each reload that took effect (health checkers for new origins).
     pub(crate) reloaded: Notify,
+    /// The addresses of origins given by DNS name.
+    pub(crate) dns: Arc<crate::upstream::dns::Dns>,
 }
 
 impl Reloader {
@@ -42,8 +44,10 @@ impl Reloader {
         snapshot: Arc<ArcSwap<Snapshot>>,
         shield: Arc<Shield>,
         telemetry: Arc<Telemetry>,
+        dns: Arc<crate::upstream::dns::Dns>,
     ) -> Reloader {
         Reloader {
+            dns,
             path,
             snapshot,
             shield,
@@ -59,6 +63,20 @@ impl Reloader {
         self.last.lock().ok().and_then(|l| l.clone())
     }
 
+    /// Builds the current config again with the names' current addresses (a DNS answer
+    /// changed), carrying everything over as a reload does.
+    pub(crate) async fn reapply(&self) {
+        let _one_at_a_time = self.lock.lock().await;
+        let current = self.snapshot.load();
+        match Snapshot::build(current.file.clone(), &self.telemetry.metrics, Some(&current), &self.dns.addresses()) {
+            Ok(snap) => {
+                self.snapshot.store(Arc::new(snap));
+                self.reloaded.notify_one();
+            }
+            Err(e) => tracing::error!(error = %e, "origins' new addresses not applied"),
+        }
+    }
+
     /// Re-reads the config file and swaps it in. A bad file is refused and the old config
     /// keeps serving. Requests in flight finish on the snapshot they started with.
     pub(crate) async fn reload(&self) -> Result<(), String> {
@@ -66,16 +84,25 @@ impl Reloader {
             return Err("no config file to reload (embedded configuration)".into());
         };
         let _one_at_a_time = self.lock.lock().await;
-        let result = config::load_file(path).map_err(|e| e.to_string()).and_then(|file| {
-            let current = self.snapshot.load();
-            if file.listen.http != current.file.listen.http
-                || file.listen.https != current.file.listen.https
-                || file.listen.admin != current.file.listen.admin
-            {
-                tracing::warn!("listen addresses changed: they take effect on restart; everything else is applied now");
+        let result = match config::load_file(path) {
+            Ok(file) => {
+                let current = self.snapshot.load();
+                if file.listen.http != current.file.listen.http
+                    || file.listen.https != current.file.listen.https
+                    || file.listen.admin != current.file.listen.admin
+                {
+                    tracing::warn!(
+                        "listen addresses changed: they take effect on restart; everything else is applied now"
+                    );
+                }
+                // New names are looked up before the config serves (the request path never
+                // waits for DNS).
+                self.dns.configure(&file.dns);
+                self.dns.resolve_new(&crate::upstream::dns::names(&file), &self.telemetry).await;
+                Snapshot::build(file, &self.telemetry.metrics, Some(&current), &self.dns.addresses())
             }
-            Snapshot::build(file, &self.telemetry.metrics, Some(&current))
-        });
+            Err(e) => Err(e.to_string()),
+        };
         let event = ReloadEvent { at: SystemTime::now(), ok: result.is_ok(), error: result.as_ref().err().cloned() };
         if let Ok(mut last) = self.last.lock() {
             *last = Some(event);

@@ -63,6 +63,12 @@ pub(crate) struct Snapshot {
     pub(crate) shield: crate::shield::ShieldRt,
 }
 
+/// What makes an origin the same one across snapshots (with its site and data center):
+/// its address and the name it came from (its weight may change: it is set again).
+fn origin_key(o: &Origin) -> String {
+    format!("{}|{}", o.addr, o.name.as_deref().unwrap_or(""))
+}
+
 /// The previous snapshot's site of the same name.
 fn previous_site<'a>(s: &config::Site, previous: Option<&'a Snapshot>) -> Option<&'a Arc<SiteRt>> {
     previous.and_then(|p| p.sites.iter().find(|x| *x.name == **s.name.get_ref()))
@@ -85,38 +91,71 @@ fn site_cache(s: &config::Site, previous: Option<&Snapshot>) -> Option<Arc<crate
 
 impl Snapshot {
     /// Builds a snapshot; origins (their counters and pooled connections) are carried over
-    /// from `previous` where site, data center and address are unchanged.
-    pub(crate) fn build(file: File, metrics: &Metrics, previous: Option<&Snapshot>) -> Result<Snapshot, String> {
+    /// from `previous` where site, data center and address are unchanged. Origins
+    /// given by DNS name take their addresses from `dns` (a name without any yet has no
+    /// origin until it resolves); TLS settings are read here, so a bad file is refused.
+    pub(crate) fn build(
+        file: File,
+        metrics: &Metrics,
+        previous: Option<&Snapshot>,
+        dns: &crate::upstream::dns::Addresses,
+    ) -> Result<Snapshot, String> {
         let tls_sites = crate::tls::site_keys(&file).map_err(|e| e.to_string())?;
         let mut known: HashMap<(String, String, String), Arc<Origin>> = HashMap::new();
         if let Some(prev) = previous {
             for site in &prev.sites {
                 for pool in &site.pools {
                     for o in &pool.origins {
-                        let key = (
-                            site.name.to_string(),
-                            pool.datacenter.to_string(),
-                            format!("{}*{}", o.authority, o.weight),
-                        );
+                        let key = (site.name.to_string(), pool.datacenter.to_string(), origin_key(o));
                         known.insert(key, o.clone());
                     }
                 }
             }
         }
+        // What changes in origins kept from `previous` (weight, TLS): applied only once the
+        // whole snapshot has been built, so that a refused reload changes nothing.
+        let mut settings = Vec::new();
         let mut sites = Vec::with_capacity(file.sites.len());
         for s in &file.sites {
             let name: Arc<str> = Arc::from(s.name.get_ref().as_str());
             let mut pools = Vec::with_capacity(s.pools.len());
             for p in &s.pools {
                 let dc: Arc<str> = Arc::from(p.datacenter.get_ref().as_str());
+                let tls = match &p.tls {
+                    Some(t) => Some(crate::upstream::tls::build(&file, &name, t).map_err(|e| e.to_string())?),
+                    None => None,
+                };
                 let mut origins = Vec::with_capacity(p.origins.len());
-                for o in &p.origins {
-                    let o = o.get_ref();
+                for spec in &p.origins {
+                    let o = spec.get_ref();
                     let auth = config::parse_origin(&o.address)?;
-                    let key = (name.to_string(), dc.to_string(), format!("{auth}*{}", o.weight));
-                    let origin =
-                        known.get(&key).cloned().unwrap_or_else(|| Arc::new(Origin::new(auth, dc.clone(), o.weight)));
-                    origins.push(origin);
+                    let (host, port) = (auth.host(), auth.port_u16().unwrap_or(80));
+                    let (ips, dns_name) = match crate::upstream::dns::host_ip(host) {
+                        Some(ip) => (vec![ip], None),
+                        None => {
+                            let ips = dns.get(&host.to_ascii_lowercase()).cloned().unwrap_or_default();
+                            (ips, Some(Arc::<str>::from(auth.as_str())))
+                        }
+                    };
+                    let weight = f64::from(o.weight) / ips.len().max(1) as f64;
+                    for ip in ips {
+                        let addr = std::net::SocketAddr::new(ip, port);
+                        let fresh = Origin::new(addr, dns_name.clone(), dc.clone(), weight);
+                        let key = (name.to_string(), dc.to_string(), origin_key(&fresh));
+                        let origin = known.get(&key).cloned().unwrap_or_else(|| Arc::new(fresh));
+                        let origin_tls = match &tls {
+                            Some(t) => Some(t.for_origin(host).map_err(|why| {
+                                file.error_at(
+                                    spec,
+                                    format!("site {name:?}: origin {}: TLS server name {why}", o.address),
+                                )
+                                .to_string()
+                            })?),
+                            None => None,
+                        };
+                        settings.push((origin.clone(), weight, origin_tls));
+                        origins.push(origin);
+                    }
                 }
                 pools.push(Pool::new(dc, origins));
             }
@@ -155,6 +194,10 @@ impl Snapshot {
                 _ => return Err(format!("proxy.via {:?} is not a valid header value", file.proxy.via)),
             }
         };
+        for (origin, weight, tls) in settings {
+            origin.set_weight(weight);
+            origin.set_tls(tls);
+        }
         Ok(Snapshot {
             shield: crate::shield::ShieldRt::new(&file.shield, &file.proxy.trusted_proxies),
             tls: crate::tls::server_config(tls_sites),

@@ -10,6 +10,12 @@ pub(crate) mod rfc3339 {
     }
 }
 
+/// Unix milliseconds in RFC 3339 to the second: "2026-12-02T19:00:00Z".
+pub(crate) fn rfc3339_seconds(ms: u64) -> String {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
 /// Serializes an optional `SystemTime` as an RFC 3339 timestamp or null.
 pub(crate) mod rfc3339_opt {
     use serde::Serializer;

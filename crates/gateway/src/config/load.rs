@@ -118,6 +118,16 @@ fn validate(src: &Source, file: &File) -> Result<(), ConfigError> {
             return Err(src.at(&dc.name, format!("data center {name:?} is defined twice")));
         }
     }
+    let dns = &file.dns;
+    if dns.min_ttl.get() < std::time::Duration::from_millis(100) {
+        return Err(src.key("dns.min_ttl", "dns.min_ttl must be at least 100ms"));
+    }
+    if dns.max_ttl.get() < dns.min_ttl.get() {
+        return Err(src.key("dns.max_ttl", "dns.max_ttl must be at least dns.min_ttl"));
+    }
+    if dns.timeout.get().is_zero() {
+        return Err(src.key("dns.timeout", "dns.timeout must be more than 0"));
+    }
     if file.limits.max_header_bytes.get() < 8192 {
         return Err(src.key("limits.max_header_bytes", "limits.max_header_bytes must be at least 8192"));
     }

@@ -51,6 +51,9 @@ pub struct File {
     /// `[fleet]`: points of presence sharing their state through Redis; None: alone.
     #[serde(default)]
     pub fleet: Option<fleet::Fleet>,
+    /// `[dns]`: how origins given by DNS name are resolved.
+    #[serde(default)]
+    pub dns: Dns,
     #[serde(default, rename = "datacenter")]
     /// `[[datacenter]]`: the data centers that pools live in.
     pub datacenters: Vec<Datacenter>,
@@ -144,6 +147,29 @@ impl Default for Timeouts {
             tls_handshake: Dur::secs(10),
             drain: Dur::secs(30),
         }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+/// `[dns]`: origins by DNS name are resolved in the background (A and AAAA), again when
+/// their records' TTL runs out, kept within `min_ttl` and `max_ttl`.
+pub struct Dns {
+    /// Name servers (`ip:port`, UDP then TCP); empty: the system's (`/etc/resolv.conf`,
+    /// and `/etc/hosts` first).
+    pub servers: Vec<SocketAddr>,
+    /// Shortest time between two lookups of a name (a TTL of 0 or 1 is not followed).
+    pub min_ttl: Dur,
+    /// Longest time a name's addresses are kept without a new lookup.
+    pub max_ttl: Dur,
+    /// A lookup's time to answer; a failed lookup keeps the last good addresses and is
+    /// tried again after `min_ttl`, doubling up to `max_ttl`.
+    pub timeout: Dur,
+}
+
+impl Default for Dns {
+    fn default() -> Self {
+        Dns { servers: Vec::new(), min_ttl: Dur::secs(5), max_ttl: Dur::secs(300), timeout: Dur::secs(2) }
     }
 }
 
@@ -472,6 +498,36 @@ pub struct Pool {
     /// Origins as `"host:port"` (an IP address or a DNS name, and a port), or
     /// `{ address = "host:port", weight = 2 }`.
     pub origins: Vec<Spanned<OriginSpec>>,
+    /// `[site.pool.tls]`: the origins speak TLS (None: plain HTTP/1.1).
+    #[serde(default)]
+    pub tls: Option<PoolTls>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+/// `[site.pool.tls]`: TLS to the pool's origins, verified by default.
+pub struct PoolTls {
+    /// The name sent as SNI and verified in the origin's certificate; default: the origin's
+    /// host (its DNS name, or its IP address, verified against the certificate's IP SANs).
+    #[serde(default)]
+    pub server_name: Option<Spanned<String>>,
+    /// PEM file of the roots the origins' certificates must chain to; default: the system's.
+    #[serde(default)]
+    pub ca: Option<Spanned<PathBuf>>,
+    /// PEM certificate chain shown to origins that ask for one (mTLS), with `client_key`.
+    #[serde(default)]
+    pub client_cert: Option<Spanned<PathBuf>>,
+    /// PEM private key of `client_cert`.
+    #[serde(default)]
+    pub client_key: Option<Spanned<PathBuf>>,
+    /// false accepts any certificate (test beds only: loudly warned at load and in
+    /// /status.json).
+    #[serde(default = "yes")]
+    pub verify: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// An origin address with its balancing weight (1 to 1000, default 1).

@@ -15,7 +15,7 @@ use crate::proxy::Edge;
 use crate::shield::slow::SlowNow;
 use crate::snapshot::Snapshot;
 use crate::telemetry::Event as LogEvent;
-use crate::upstream::{health::State, ErrorKind, Origin, OriginCounts};
+use crate::upstream::{health::State, ErrorKind, Origin, OriginCounts, FAULT_KINDS};
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -123,7 +123,7 @@ fn observe(snap: &Snapshot, edge: &Edge, m: &mut Memory, secs: f64) -> (Observat
                 eligible: pool.eligible(),
                 ..PoolObs::default()
             };
-            let mut errors = [0u64; 7];
+            let mut errors = [0u64; FAULT_KINDS + 1];
             let mut latency_us = 0u64;
             for o in &pool.origins {
                 let key = Arc::as_ptr(o) as usize;
@@ -131,14 +131,21 @@ fn observe(snap: &Snapshot, edge: &Edge, m: &mut Memory, secs: f64) -> (Observat
                 let now = o.stats.read();
                 let before = m.origins.insert(key, (o.clone(), now)).map_or(now, |(_, c)| c);
                 let mut failed = 0;
-                for (i, e) in errors.iter_mut().take(6).enumerate() {
+                for (i, e) in errors.iter_mut().take(FAULT_KINDS).enumerate() {
                     let tries = now.failed_tries[i].saturating_sub(before.failed_tries[i]);
                     failed += tries;
                     *e += tries + now.failed_checks[i].saturating_sub(before.failed_checks[i]);
                 }
+                // A TLS failure this tick: why (the latest seen).
+                let tls_at = ErrorKind::Tls.fault_index().unwrap_or(0);
+                let tls_failed = now.failed_tries[tls_at] + now.failed_checks[tls_at]
+                    > before.failed_tries[tls_at] + before.failed_checks[tls_at];
+                if tls_failed && p.tls.is_none() {
+                    p.tls = o.tls_notes.last();
+                }
                 let answered = now.answered.saturating_sub(before.answered);
                 let fives = now.status_5xx.saturating_sub(before.status_5xx);
-                errors[6] += fives;
+                errors[FAULT_KINDS] += fives;
                 p.answered += answered;
                 p.busy += now.busy.saturating_sub(before.busy);
                 latency_us += now.answered_us.saturating_sub(before.answered_us);

@@ -43,13 +43,15 @@ impl Gateway {
     /// Binds every listener and starts serving. Must be called inside a tokio runtime.
     pub async fn start(file: File, config_path: Option<PathBuf>) -> anyhow::Result<Gateway> {
         let telemetry = Arc::new(Telemetry::new());
-        let snapshot = Snapshot::build(file, &telemetry.metrics, None).map_err(anyhow::Error::msg)?;
+        let dns = Arc::new(crate::upstream::dns::Dns::new(&file.dns));
+        dns.resolve_new(&crate::upstream::dns::names(&file), &telemetry).await;
+        let snapshot = Snapshot::build(file, &telemetry.metrics, None, &dns.addresses()).map_err(anyhow::Error::msg)?;
         let listen = snapshot.file.listen.clone();
         let shield = Arc::new(crate::shield::Shield::new(&snapshot.file.shield));
         let snapshot = Arc::new(ArcSwap::from_pointee(snapshot));
         let edge = Arc::new(Edge { snapshot: snapshot.clone(), telemetry: telemetry.clone(), shield: shield.clone() });
         let front = Arc::new(Front::new(edge.clone()));
-        let reloader = Arc::new(Reloader::new(config_path, snapshot.clone(), shield, telemetry.clone()));
+        let reloader = Arc::new(Reloader::new(config_path, snapshot.clone(), shield, telemetry.clone(), dns));
         checkers::ensure(&snapshot, &telemetry);
         // After each reload: checkers for origins that are new in the config.
         let checkers = {
@@ -63,12 +65,13 @@ impl Gateway {
         };
         let (shutdown, rx) = watch::channel(false);
         let upkeep = tokio::spawn(upkeep::run(edge.clone(), rx.clone()));
+        let resolving = tokio::spawn(resolve(reloader.clone(), edge.telemetry.clone(), rx.clone()));
         let (incidents, journal) = open_incidents(&edge)?;
         let mut gw = Gateway {
             front: front.clone(),
             reloader: reloader.clone(),
             shutdown,
-            tasks: vec![checkers, upkeep],
+            tasks: vec![checkers, upkeep, resolving],
             http_addrs: Vec::new(),
             https_addrs: Vec::new(),
             admin_addr: None,
@@ -166,6 +169,22 @@ impl Gateway {
         }
         for t in self.tasks {
             t.abort();
+        }
+    }
+}
+
+/// Looks origin names up again as their TTLs run out; a changed answer rebuilds the
+/// snapshot (`Reloader::reapply`).
+async fn resolve(reloader: Arc<Reloader>, telemetry: Arc<Telemetry>, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        let idle = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+        let due = reloader.dns.next_due().unwrap_or(idle).min(idle);
+        tokio::select! {
+            _ = tokio::time::sleep_until(due) => {}
+            _ = shutdown.changed() => return,
+        }
+        if reloader.dns.refresh_due(&telemetry).await {
+            reloader.reapply().await;
         }
     }
 }

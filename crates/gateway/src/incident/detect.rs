@@ -173,6 +173,8 @@ pub(crate) struct Detector {
     /// Per data center: errors by kind while its failure is watched; and the slowest
     /// answer seen then (ms).
     failure_errors: BTreeMap<String, (BTreeMap<&'static str, u64>, f64)>,
+    /// Per data center: what TLS with its origins last said while its failure is watched.
+    failure_tls: BTreeMap<String, crate::upstream::tls::TlsFailure>,
     /// Per data center: when its origins last said "busy" (unix ms) ...
     last_busy: BTreeMap<String, u64>,
     /// ... and when they last answered anything (a try, or a health check, late or not).
@@ -197,6 +199,8 @@ struct Dc<'a> {
     kinds: BTreeMap<&'static str, u64>,
     sites: BTreeSet<&'a str>,
     down: Vec<String>,
+    /// Why TLS with its origins failed this tick, if it did.
+    tls: Option<crate::upstream::tls::TlsFailure>,
     /// Requests its pools answered, and all its sites' answered requests.
     served: u64,
     sites_served: u64,
@@ -273,6 +277,7 @@ impl Detector {
                 // flickers (an origin back for a moment) does not forget the way it failed.
                 if !self.is_watched(Kind::DatacenterFailure, name) {
                     self.failure_errors.remove(*name);
+                    self.failure_tls.remove(*name);
                 }
                 if dc.broken > 0 && !self.is_open(Kind::DatacenterFailure, name) {
                     out.push(origin_failure(name, dc));
@@ -362,12 +367,27 @@ impl Detector {
                 detail: String::new(),
             });
         }
+        // What the certificate said is kept while the failure is watched, as its kinds are.
+        if let Some(t) = &dc.tls {
+            self.failure_tls.insert(name.to_string(), t.clone());
+        }
+        let tls = if mode == "tls" { self.failure_tls.get(name).cloned() } else { None };
+        if let Some(t) = &tls {
+            evidence.push(Evidence {
+                signal: format!("TLS with the origins of {name}"),
+                value: kinds.get("tls").copied().unwrap_or(0) as f64,
+                baseline: Some(0.0),
+                threshold: 1.0,
+                unit: "count".into(),
+                detail: t.words(),
+            });
+        }
         let moved_to = moved_to(obs, name, &dc.sites);
         Finding {
             key: Key { kind: Kind::DatacenterFailure, scope: name.to_string() },
             sites: dc.sites.iter().map(|s| s.to_string()).collect(),
             datacenters: vec![name.to_string()],
-            facts: Facts { mode: Some(mode.into()), moved_to, origins: dc.down.clone(), ..Facts::default() },
+            facts: Facts { mode: Some(mode.into()), moved_to, origins: dc.down.clone(), tls, ..Facts::default() },
             evidence,
             confidence: (0.5 + 0.5 * (f64::from(dc.broken) / f64::from(dc.origins.max(1))) * dominance.max(0.5))
                 .min(1.0),
@@ -795,6 +815,9 @@ fn add_pool(dc: &mut Dc, p: &PoolObs) {
         *dc.kinds.entry(k).or_default() += n;
     }
     dc.down.extend(p.down.iter().cloned());
+    if dc.tls.is_none() {
+        dc.tls = p.tls.clone();
+    }
 }
 
 fn origin_failure(name: &str, dc: &Dc) -> Finding {
@@ -825,6 +848,7 @@ fn failure_mode(kinds: &BTreeMap<&'static str, u64>, slow: bool) -> &'static str
         Some("connect_timeout" | "response_timeout" | "connect") => "blackhole",
         Some("reset") => "resets",
         Some("status_5xx" | "protocol") => "errors",
+        Some("tls") => "tls",
         _ => "unreachable",
     }
 }

@@ -216,7 +216,7 @@ pub(crate) struct Point {
 /// The facts an incident's words are made of (see [`text`]).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub(crate) struct Facts {
-    /// How a data center failed: `refused`, `blackhole`, `resets`, `errors`, `slow`.
+    /// How a data center failed: `refused`, `blackhole`, `resets`, `errors`, `slow`, `tls`.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub(crate) mode: Option<String>,
     /// Where its traffic went.
@@ -243,4 +243,8 @@ pub(crate) struct Facts {
     /// Why it was judged so, in a few words (an overload's saturation signals).
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub(crate) reason: Option<String>,
+    /// A data center failed in TLS (`mode = "tls"`): what its certificate or handshake
+    /// said (expired at ..., another name, an unknown issuer, refused).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub(crate) tls: Option<crate::upstream::tls::TlsFailure>,
 }

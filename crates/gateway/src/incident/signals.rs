@@ -231,12 +231,15 @@ pub(crate) struct PoolObs {
     pub(crate) answered: u64,
     pub(crate) latency_ms: f64,
     /// Failed tries by kind: `connect_refused`, `connect_timeout`, `response_timeout`,
-    /// `reset`, `protocol`, `status_5xx` (and health-check failures by the same names).
+    /// `reset`, `protocol`, `tls`, `status_5xx` (and health-check failures by the same
+    /// names).
     pub(crate) errors: Vec<(&'static str, u64)>,
     /// Answers (to tries and health checks) that said "busy": 503 or 429.
     pub(crate) busy: u64,
     /// Addresses of origins not available or failing (internal).
     pub(crate) down: Vec<String>,
+    /// Why TLS with its origins failed this tick, when it did (the latest failure seen).
+    pub(crate) tls: Option<crate::upstream::tls::TlsFailure>,
 }
 
 impl PoolObs {

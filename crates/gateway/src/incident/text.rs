@@ -14,7 +14,65 @@ fn mode_phrase(mode: Option<&str>) -> &'static str {
         Some("resets") => "connections were reset",
         Some("errors") => "its origins answered with errors",
         Some("slow") => "its answers came seconds late",
+        Some("tls") => "TLS with it failed",
         _ => "it could not be reached",
+    }
+}
+
+/// A data center's TLS failure in `lang` (de, fr, it; else English): what its
+/// certificate or handshake said.
+fn tls_reason(lang: &str, tls: Option<&crate::upstream::tls::TlsFailure>) -> String {
+    let reason = tls.map_or("", |t| t.reason.as_str());
+    let when = tls.and_then(|t| t.not_after).map(|ms| {
+        let t = crate::util::rfc3339_seconds(ms);
+        // "2026-12-02T19:00:00Z" as "2026-12-02 19:00 UTC"
+        format!("{} {} UTC", t.get(..10).unwrap_or(""), t.get(11..16).unwrap_or(""))
+    });
+    match (lang, reason) {
+        ("de", "expired") => match when {
+            Some(w) => format!("sein Zertifikat ist am {w} abgelaufen"),
+            None => "sein Zertifikat ist abgelaufen".into(),
+        },
+        ("de", "not_yet_valid") => "sein Zertifikat ist noch nicht gültig".into(),
+        ("de", "name_mismatch") => "sein Zertifikat lautet auf einen anderen Namen".into(),
+        ("de", "unknown_issuer") => "sein Zertifikat stammt von einem unbekannten Aussteller".into(),
+        ("de", "refused") => "der TLS-Verbindungsaufbau wurde abgelehnt".into(),
+        ("de", _) => "TLS-Fehler beim Verbindungsaufbau".into(),
+        ("fr", "expired") => match when {
+            Some(w) => format!("son certificat a expiré le {w}"),
+            None => "son certificat a expiré".into(),
+        },
+        ("fr", "not_yet_valid") => "son certificat n'est pas encore valide".into(),
+        ("fr", "name_mismatch") => "son certificat porte un autre nom".into(),
+        ("fr", "unknown_issuer") => "son certificat vient d'un émetteur inconnu".into(),
+        ("fr", "refused") => "la négociation TLS a été refusée".into(),
+        ("fr", _) => "erreur TLS à la connexion".into(),
+        ("it", "expired") => match when {
+            Some(w) => format!("il suo certificato è scaduto il {w}"),
+            None => "il suo certificato è scaduto".into(),
+        },
+        ("it", "not_yet_valid") => "il suo certificato non è ancora valido".into(),
+        ("it", "name_mismatch") => "il suo certificato è intestato a un altro nome".into(),
+        ("it", "unknown_issuer") => "il suo certificato proviene da un emittente sconosciuto".into(),
+        ("it", "refused") => "l'handshake TLS è stato rifiutato".into(),
+        ("it", _) => "errore TLS alla connessione".into(),
+        (_, "expired") => match when {
+            Some(w) => format!("its certificate expired at {w}"),
+            None => "its certificate expired".into(),
+        },
+        (_, "not_yet_valid") => "its certificate is not valid yet".into(),
+        (_, "name_mismatch") => "its certificate names another host".into(),
+        (_, "unknown_issuer") => "its certificate comes from an unknown issuer".into(),
+        (_, "refused") => "its TLS handshake was refused".into(),
+        _ => "TLS with it failed".into(),
+    }
+}
+
+/// How a data center failed, in English, with what TLS said when that was the way.
+fn how_it_failed(f: &super::Facts) -> String {
+    match f.mode.as_deref() {
+        Some("tls") => tls_reason("en", f.tls.as_ref()),
+        mode => mode_phrase(mode).to_string(),
     }
 }
 
@@ -53,7 +111,7 @@ pub(crate) fn summary(i: &Incident, related: &[Kind]) -> String {
             } else {
                 String::new()
             };
-            let mut s = format!("Data center {dc} stopped serving {sites}: {}{moved}.", mode_phrase(f.mode.as_deref()));
+            let mut s = format!("Data center {dc} stopped serving {sites}: {}{moved}.", how_it_failed(f));
             if related.contains(&Kind::Flood) {
                 s.push_str(" The errors shoppers saw meanwhile come from this failure, not from the flood.");
             }
@@ -365,6 +423,7 @@ pub(crate) fn public(i: &Incident, lang: &str) -> (String, String) {
     let flood_requests = m.flood_blocked + m.flood_leaked;
     let blocked = (flood_requests > 0).then(|| pct(m.flood_blocked, flood_requests));
     let mode = i.facts.mode.as_deref();
+    let tls = tls_reason(lang, i.facts.tls.as_ref());
     match lang {
         "de" => match i.kind {
             Kind::DatacenterFailure => (
@@ -372,6 +431,7 @@ pub(crate) fn public(i: &Incident, lang: &str) -> (String, String) {
                 format!(
                     "Das Rechenzentrum {dc} hat {sites} nicht mehr bedient ({}). Die Shops wurden aus {} bedient.",
                     match mode {
+                        Some("tls") => tls.as_str(),
                         Some("refused") => "Verbindungen abgewiesen",
                         Some("blackhole") => "keine Antwort: Netz oder Hardware",
                         Some("slow") => "Antworten mit Sekunden Verspätung",
@@ -408,6 +468,7 @@ pub(crate) fn public(i: &Incident, lang: &str) -> (String, String) {
                 format!(
                     "Le centre de données {dc} ne servait plus {sites} ({}). Les boutiques ont été servies depuis {}.",
                     match mode {
+                        Some("tls") => tls.as_str(),
                         Some("refused") => "connexions refusées",
                         Some("blackhole") => "aucune réponse : réseau ou matériel",
                         Some("slow") => "réponses avec des secondes de retard",
@@ -444,6 +505,7 @@ pub(crate) fn public(i: &Incident, lang: &str) -> (String, String) {
                 format!(
                     "Il data center {dc} ha smesso di servire {sites} ({}). I negozi sono stati serviti da {}.",
                     match mode {
+                        Some("tls") => tls.as_str(),
                         Some("refused") => "connessioni rifiutate",
                         Some("blackhole") => "nessuna risposta: rete o hardware",
                         Some("slow") => "risposte con secondi di ritardo",
@@ -479,7 +541,7 @@ pub(crate) fn public(i: &Incident, lang: &str) -> (String, String) {
                 format!("Data center {dc} failure"),
                 format!(
                     "Data center {dc} stopped serving {sites}: {}. The shops were served from {}.",
-                    mode_phrase(mode),
+                    if mode == Some("tls") { tls.as_str() } else { mode_phrase(mode) },
                     if moved.is_empty() { "the cache" } else { moved.as_str() }
                 ),
             ),

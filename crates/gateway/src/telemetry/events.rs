@@ -15,7 +15,8 @@ pub(crate) struct Event {
     #[serde(with = "crate::util::rfc3339")]
     pub(crate) at: SystemTime,
     /// origin_down, origin_up, origin_ejected, origin_returned, failover, failback;
-    /// flood_started, flood_ended, prefix_blocked, shedding_started, shedding_ended.
+    /// flood_started, flood_ended, prefix_blocked, shedding_started, shedding_ended;
+    /// dns_changed, dns_failed.
     pub(crate) kind: &'static str,
     pub(crate) site: String,
     pub(crate) datacenter: String,
@@ -27,6 +28,20 @@ pub(crate) struct Event {
 }
 
 impl Event {
+    /// A DNS name of origins answered other addresses (`dns_changed`), or its lookup failed
+    /// (`dns_failed`: the last good addresses are kept).
+    pub(crate) fn dns(kind: &'static str, reason: String) -> Event {
+        Event {
+            at: SystemTime::now(),
+            kind,
+            site: String::new(),
+            datacenter: String::new(),
+            origin: None,
+            prefix: None,
+            reason,
+        }
+    }
+
     /// An origin's state change.
     pub(crate) fn origin(kind: &'static str, site: &str, datacenter: &str, origin: String, reason: String) -> Event {
         Event {

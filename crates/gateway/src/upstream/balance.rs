@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 fn score(o: &Origin, mode: Balance) -> f64 {
     let outstanding = o.stats.in_flight.load(Relaxed) as f64 + 1.0;
-    let weight = f64::from(o.weight.max(1));
+    let weight = o.weight().max(1e-3);
     match mode {
         // An origin with no latency seen yet counts as 1 ms so new ones get traffic.
         Balance::PeakEwma => o.health.ewma_us().max(1000.0) * outstanding / weight,
@@ -52,7 +52,7 @@ mod tests {
     use super::*;
 
     fn origin(port: u16, weight: u32) -> Arc<Origin> {
-        Arc::new(Origin::new(format!("127.0.0.1:{port}").parse().unwrap(), Arc::from("dc"), weight))
+        Arc::new(Origin::new(format!("127.0.0.1:{port}").parse().unwrap(), None, Arc::from("dc"), f64::from(weight)))
     }
 
     #[test]

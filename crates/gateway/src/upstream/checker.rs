@@ -42,7 +42,7 @@ pub(crate) async fn check(o: &Arc<Origin>, host: &str, cfg: &crate::config::Heal
     // The exchange, in a task that outlives the check when the answer is late.
     tokio::spawn(async move {
         let result = async {
-            let conn = super::pool::connect(&origin.authority, timeout).await?;
+            let conn = super::pool::connect(&origin, timeout).await?;
             flag.store(true, Relaxed);
             let (head, body) = req.into_parts();
             let msg = Outgoing { head: &head, body, forwarding: &bytes::Bytes::new() };

@@ -19,6 +19,7 @@
 //! nothing left over. When the origin answers before the request body is sent (an early
 //! 413, say), the upload stops and the answer is read; that connection is not reused.
 
+use super::stream::OriginStream;
 use super::ErrorKind;
 use crate::body::{self as client_body, ReqBody};
 use crate::codec::io::unwritten;
@@ -36,7 +37,6 @@ use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use tokio::io::AsyncWrite;
-use tokio::net::TcpStream;
 
 /// Largest response head accepted (status line and header fields).
 const MAX_HEAD: usize = 64 * 1024;
@@ -46,7 +46,7 @@ const READ_CHUNK: usize = 16 * 1024;
 /// One keep-alive connection to an origin.
 #[derive(Debug)]
 pub(crate) struct Conn {
-    io: TcpStream,
+    io: OriginStream,
     /// Bytes read from the origin and not yet used.
     buf: BytesMut,
     /// Where request heads are encoded; kept for the connection's next request.
@@ -84,7 +84,7 @@ pub(crate) enum SendError {
 }
 
 impl Conn {
-    pub(crate) fn new(io: TcpStream) -> Conn {
+    pub(crate) fn new(io: OriginStream) -> Conn {
         Conn {
             io,
             buf: BytesMut::new(),
@@ -103,11 +103,9 @@ impl Conn {
         match self.io.poll_read_ready(&mut cx) {
             Poll::Pending => true,
             Poll::Ready(Err(_)) => false,
-            // Readable: an EOF or stray bytes, or a stale readiness; look without waiting.
-            Poll::Ready(Ok(())) => {
-                let mut probe = [0u8; 1];
-                matches!(self.io.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
-            }
+            // Readable: an EOF, stray bytes, a stale readiness, or (TLS) records with no data
+            // (session tickets); look without waiting: only "nothing yet" leaves it usable.
+            Poll::Ready(Ok(())) => matches!(self.poll_fill(&mut cx), Poll::Pending) && self.buf.is_empty(),
         }
     }
 
@@ -162,6 +160,8 @@ impl Conn {
         if streams {
             reusable = self.upload(body, chunked).await?;
             phase.enter(Phase::ResponseHeaders);
+        } else {
+            self.flush().await.map_err(|e| SendError::Failed(io_error_kind(&e)))?;
         }
         self.read_response(head_request, reusable).await
     }
@@ -214,6 +214,16 @@ impl Conn {
         Ok(true)
     }
 
+    /// Pushes out what the stream still holds (TLS buffers records it could not write;
+    /// plain TCP holds nothing), before the deadline.
+    async fn flush(&mut self) -> io::Result<()> {
+        poll_fn(|cx| match Pin::new(&mut self.io).poll_flush(cx) {
+            Poll::Pending if self.expired(cx) => Poll::Ready(Err(timed_out())),
+            polled => polled,
+        })
+        .await
+    }
+
     /// Writes all of `parts`; Ok(false) if the origin started to answer while the write
     /// waited (its window full), in which case the rest is not sent.
     async fn write_parts(&mut self, parts: &[&[u8]]) -> io::Result<bool> {
@@ -237,7 +247,14 @@ impl Conn {
                 Some(n) => done += n,
             }
         }
-        Ok(true)
+        // What TLS could not write yet goes now: a body that pauses must not sit unsent.
+        let flushed = poll_fn(|cx| match Pin::new(&mut self.io).poll_flush(cx) {
+            Poll::Pending if self.answer_started(cx) => Poll::Ready(Ok(false)),
+            Poll::Pending if self.expired(cx) => Poll::Ready(Err(timed_out())),
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(r) => Poll::Ready(r.map(|()| true)),
+        });
+        flushed.await
     }
 
     /// Whether the current request's deadline has passed (registers for the wake-up if not).
@@ -365,10 +382,13 @@ fn is_timeout(e: &(dyn std::error::Error + 'static)) -> bool {
     e.downcast_ref::<io::Error>().is_some_and(|e| e.kind() == io::ErrorKind::TimedOut)
 }
 
-/// A failed write or read: the deadline, or the connection.
+/// A failed write or read: the deadline, TLS (an alert after the handshake: a client
+/// certificate refused), or the connection.
 fn io_error_kind(e: &io::Error) -> ErrorKind {
     if e.kind() == io::ErrorKind::TimedOut {
         ErrorKind::ResponseTimeout
+    } else if super::tls::TlsFailure::of(e).is_some() {
+        ErrorKind::Tls
     } else {
         ErrorKind::Reset
     }
@@ -554,7 +574,7 @@ mod tests {
     }
 
     async fn conn(addr: std::net::SocketAddr) -> Conn {
-        Conn::new(TcpStream::connect(addr).await.unwrap())
+        Conn::new(OriginStream::Plain(tokio::net::TcpStream::connect(addr).await.unwrap()))
     }
 
     impl Conn {

@@ -3,11 +3,14 @@
 
 pub(crate) mod balance;
 pub(crate) mod checker;
+pub(crate) mod dns;
 pub(crate) mod failover;
 pub(crate) mod health;
 pub(crate) mod http1;
 pub(crate) mod pool;
 pub(crate) mod retry;
+pub(crate) mod stream;
+pub(crate) mod tls;
 
 use crate::telemetry::RequestPhase;
 use serde::Serialize;
@@ -19,9 +22,20 @@ use std::time::SystemTime;
 /// data center and address stay the same, so its counters, health and connections survive.
 #[derive(Debug)]
 pub(crate) struct Origin {
+    /// Its address as shown (metrics, events, `/status.json`): `ip:port`.
     pub(crate) authority: http::uri::Authority,
+    /// The address connected to.
+    pub(crate) addr: std::net::SocketAddr,
+    /// The configured DNS name (`host:port`) this address was resolved from, if any.
+    pub(crate) name: Option<Arc<str>>,
+    /// TLS to it (None: plain); replaced on a reload that changed the pool's TLS settings.
+    pub(crate) tls: arc_swap::ArcSwapOption<tls::OriginTls>,
+    /// Its handshakes, resumptions and the last TLS failure.
+    pub(crate) tls_notes: Arc<tls::TlsNotes>,
     pub(crate) datacenter: Arc<str>,
-    pub(crate) weight: u32,
+    /// Its share of the pool's traffic relative to the others, as f64 bits (a name's
+    /// weight is split among its addresses, so it changes with the DNS answer).
+    weight: AtomicU64,
     pub(crate) stats: OriginStats,
     pub(crate) health: health::OriginHealth,
     /// Idle keep-alive connections to this origin.
@@ -30,6 +44,9 @@ pub(crate) struct Origin {
     pub(crate) checker_running: AtomicBool,
 }
 
+/// How many kinds of failure are an origin's ([`ErrorKind::FAULTS`]).
+pub(crate) const FAULT_KINDS: usize = 7;
+
 #[derive(Debug, Default)]
 pub(crate) struct OriginStats {
     pub(crate) in_flight: AtomicU64,
@@ -37,9 +54,9 @@ pub(crate) struct OriginStats {
     pub(crate) errors: AtomicU64,
     pub(crate) last_error: Mutex<Option<OriginErrorEvent>>,
     /// Failed tries by kind ([`ErrorKind::FAULTS`]).
-    pub(crate) failed_tries: [AtomicU64; 6],
+    pub(crate) failed_tries: [AtomicU64; FAULT_KINDS],
     /// Failed health checks by kind.
-    pub(crate) failed_checks: [AtomicU64; 6],
+    pub(crate) failed_checks: [AtomicU64; FAULT_KINDS],
     /// Tries answered (a response head), their total time to it, and those that were 5xx
     /// other than 503.
     pub(crate) answered: AtomicU64,
@@ -55,8 +72,8 @@ pub(crate) struct OriginStats {
 /// Counters of an origin read at one moment, for the incident engine.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct OriginCounts {
-    pub(crate) failed_tries: [u64; 6],
-    pub(crate) failed_checks: [u64; 6],
+    pub(crate) failed_tries: [u64; FAULT_KINDS],
+    pub(crate) failed_checks: [u64; FAULT_KINDS],
     pub(crate) answered: u64,
     pub(crate) answered_us: u64,
     pub(crate) status_5xx: u64,
@@ -103,11 +120,17 @@ pub(crate) struct OriginErrorEvent {
 }
 
 impl Origin {
-    pub(crate) fn new(authority: http::uri::Authority, datacenter: Arc<str>, weight: u32) -> Origin {
+    pub(crate) fn new(addr: std::net::SocketAddr, name: Option<Arc<str>>, datacenter: Arc<str>, weight: f64) -> Origin {
+        let authority = http::uri::Authority::try_from(addr.to_string())
+            .unwrap_or_else(|_| http::uri::Authority::from_static("0.0.0.0:0"));
         Origin {
             authority,
+            addr,
+            name,
+            tls: Default::default(),
+            tls_notes: Default::default(),
             datacenter,
-            weight,
+            weight: AtomicU64::new(weight.to_bits()),
             stats: OriginStats::default(),
             health: health::OriginHealth::default(),
             conns: pool::ConnPool::default(),
@@ -124,7 +147,31 @@ impl Origin {
         timing: pool::Timing,
         phase: &RequestPhase,
     ) -> Result<http::Response<http1::OriginBody>, http1::SendError> {
-        self.conns.send(&self.authority, msg, timing, phase).await
+        self.conns.send(self, msg, timing, phase).await
+    }
+
+    /// Its share of the pool's traffic relative to the others.
+    pub(crate) fn weight(&self) -> f64 {
+        f64::from_bits(self.weight.load(Relaxed))
+    }
+
+    pub(crate) fn set_weight(&self, w: f64) {
+        self.weight.store(w.to_bits(), Relaxed);
+    }
+
+    /// Sets its TLS (None: plain). Changed settings drop the idle connections made with the
+    /// old ones; the same settings keep them, and the session cache.
+    pub(crate) fn set_tls(&self, tls: Option<tls::OriginTls>) {
+        let old = self.tls.load();
+        let same = match (old.as_deref(), &tls) {
+            (None, None) => true,
+            (Some(a), Some(b)) => a.same_settings(b),
+            _ => false,
+        };
+        if !same {
+            self.tls.store(tls.map(Arc::new));
+            self.conns.clear();
+        }
     }
 
     pub(crate) fn record_error(&self, kind: ErrorKind) {
@@ -345,6 +392,9 @@ pub(crate) enum ErrorKind {
     Reset,
     /// The origin's response was not valid HTTP.
     Protocol,
+    /// The TLS handshake failed: a certificate expired, untrusted or for another name, or
+    /// the origin refused it (see [`tls::TlsFailure`]).
+    Tls,
     /// The client's request body exceeded `limits.max_body_bytes`.
     BodyTooLarge,
     /// The client's request body broke its framing.
@@ -357,13 +407,14 @@ pub(crate) enum ErrorKind {
 
 impl ErrorKind {
     /// The kinds that are an origin's fault, in the order of [`OriginStats`]' counters.
-    pub(crate) const FAULTS: [ErrorKind; 6] = [
+    pub(crate) const FAULTS: [ErrorKind; FAULT_KINDS] = [
         ErrorKind::ConnectRefused,
         ErrorKind::ConnectTimeout,
         ErrorKind::Connect,
         ErrorKind::ResponseTimeout,
         ErrorKind::Reset,
         ErrorKind::Protocol,
+        ErrorKind::Tls,
     ];
 
     /// Its place in [`ErrorKind::FAULTS`].
@@ -379,6 +430,7 @@ impl ErrorKind {
             ErrorKind::ResponseTimeout => "response_timeout",
             ErrorKind::Reset => "reset",
             ErrorKind::Protocol => "protocol",
+            ErrorKind::Tls => "tls",
             ErrorKind::BodyTooLarge => "body_too_large",
             ErrorKind::ClientBody => "client_body",
             ErrorKind::ClientGone => "client_gone",

@@ -4,10 +4,10 @@
 //! meanwhile) is sent on a fresh one, which is always safe.
 
 use super::http1::{Conn, OriginBody, Outgoing, SendError};
+use super::Origin;
 use crate::telemetry::{Phase, RequestPhase};
 use std::sync::Mutex;
 use std::time::Duration;
-use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 /// Idle connections kept per origin at most.
@@ -39,12 +39,19 @@ impl ConnPool {
         }
     }
 
-    /// Sends a request on a pooled or new connection, answered by `timing.deadline`. The
-    /// response body holds the connection; it comes back here when the body has been read
-    /// to its end.
+    /// Drops every idle connection (the origin's TLS settings changed).
+    pub(crate) fn clear(&self) {
+        if let Ok(mut idle) = self.idle.lock() {
+            idle.clear();
+        }
+    }
+
+    /// Sends a request to `origin` (whose pool this is) on a pooled or new connection,
+    /// answered by `timing.deadline`. The response body holds the connection; it comes
+    /// back here when the body has been read to its end.
     pub(crate) async fn send(
         &self,
-        authority: &http::uri::Authority,
+        origin: &Origin,
         mut msg: Outgoing<'_>,
         timing: Timing,
         phase: &RequestPhase,
@@ -59,7 +66,7 @@ impl ConnPool {
         }
         // Boxed: connecting is the rare case, and its futures would otherwise make every
         // request's future larger.
-        Box::pin(send_on_new(authority, msg, timing, phase)).await
+        Box::pin(send_on_new(origin, msg, timing, phase)).await
     }
 }
 
@@ -77,34 +84,22 @@ pub(crate) struct Timing {
 
 /// Sends a request on a new connection.
 async fn send_on_new(
-    authority: &http::uri::Authority,
+    origin: &Origin,
     msg: Outgoing<'_>,
     timing: Timing,
     phase: &RequestPhase,
 ) -> Result<http::Response<OriginBody>, SendError> {
     phase.enter(Phase::Connect);
     let connect_timeout = timing.connect.min(timing.deadline.saturating_duration_since(timing.now));
-    match connect(authority, connect_timeout).await {
+    match connect(origin, connect_timeout).await {
         Ok(conn) => conn.send(msg, timing.deadline, phase).await,
         Err(kind) => Err(SendError::NotSent { kind, body: msg.body }),
     }
 }
 
-/// Opens a connection to `authority` within `timeout`.
-pub(crate) async fn connect(authority: &http::uri::Authority, timeout: Duration) -> Result<Conn, super::ErrorKind> {
-    let host = authority.host().trim_start_matches('[').trim_end_matches(']');
-    let port = authority.port_u16().unwrap_or(80);
-    let connecting = async {
-        let tcp = match host.parse::<std::net::IpAddr>() {
-            Ok(ip) => TcpStream::connect((ip, port)).await?,
-            Err(_) => TcpStream::connect((host, port)).await?,
-        };
-        tcp.set_nodelay(true)?;
-        Ok::<_, std::io::Error>(tcp)
-    };
-    match tokio::time::timeout(timeout, connecting).await {
-        Ok(Ok(tcp)) => Ok(Conn::new(tcp)),
-        Ok(Err(e)) => Err(super::ErrorKind::of_connect(Some(&e))),
-        Err(_) => Err(super::ErrorKind::ConnectTimeout),
-    }
+/// Opens a connection to `origin` within `timeout` (with its TLS, if it has any).
+pub(crate) async fn connect(origin: &Origin, timeout: Duration) -> Result<Conn, super::ErrorKind> {
+    let tls = origin.tls.load();
+    let stream = super::stream::open(origin.addr, tls.as_deref(), &origin.tls_notes, timeout).await?;
+    Ok(Conn::new(stream))
 }

@@ -18,6 +18,8 @@ mod http1;
 mod incidents;
 mod lifecycle;
 mod limits;
+mod origin_dns;
+mod origin_tls;
 mod proxying;
 mod redis;
 mod shield;

@@ -66,6 +66,11 @@ impl World {
                             errors: if broken > 0 { vec![(kind, 3 * u64::from(broken))] } else { Vec::new() },
                             busy: if dc == "eu-west" { self.west_busy } else { 0 },
                             down: (0..broken).map(|i| format!("{dc}-origin-{i}")).collect(),
+                            tls: (broken > 0 && kind == "tls").then(|| crate::upstream::tls::TlsFailure {
+                                reason: "expired".into(),
+                                not_after: Some(1_765_000_000_000),
+                                detail: String::new(),
+                            }),
                         }
                     })
                     .collect();
@@ -189,6 +194,8 @@ fn a_failed_data_center_is_named_with_the_way_it_failed() {
         ("response_timeout", None, "blackhole"),
         ("reset", None, "resets"),
         ("status_5xx", None, "errors"),
+        // Its certificate expired: TLS, with the reason kept.
+        ("tls", None, "tls"),
         // Answers still come from eu-west, but three seconds late.
         ("response_timeout", Some(3000.0), "slow"),
     ];
@@ -204,6 +211,7 @@ fn a_failed_data_center_is_named_with_the_way_it_failed() {
         let (at, f) = opened(&changes, Kind::DatacenterFailure, "eu-west").unwrap_or_else(|| panic!("{kind}"));
         assert_eq!(at, 21, "{kind}: two ticks after the fault");
         assert_eq!(f.facts.mode.as_deref(), Some(mode), "{kind}");
+        assert_eq!(f.facts.tls.as_ref().map(|t| t.reason.as_str()), (kind == "tls").then_some("expired"), "{kind}");
         assert_eq!(f.facts.moved_to, vec!["eu-central"], "{kind}");
         assert_eq!(f.sites, vec!["shop-de", "shop-fr"]);
         assert!(f.confidence >= 0.9, "{kind}: {}", f.confidence);
