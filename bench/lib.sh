@@ -54,23 +54,56 @@ http {
 CONF
 }
 
-# start_origin PORT EXTRA_NGINX_DIRECTIVES: nginx, one worker, a ~2 KB page.
+# ORIGIN_TLS=1: the origin speaks TLS (a private CA's certificate for origin.bench.local,
+# made by make_origin_certs), and every proxy verifies it and keeps sessions: nginx with
+# proxy_ssl_verify and proxy_ssl_session_reuse, HAProxy with `ssl verify required`,
+# holdfast with [site.pool.tls].
+ORIGIN_TLS=${ORIGIN_TLS:-0}
+ORIGIN_NAME=origin.bench.local
+
+# make_origin_certs: a CA and the origin's certificate (ECDSA P-256) in $WORK/pki.
+make_origin_certs() {
+  mkdir -p "$WORK/pki"
+  local d=$WORK/pki
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 -subj "/CN=holdfast bench CA" \
+    -keyout "$d/ca.key" -out "$d/ca.pem" 2>/dev/null
+  openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=$ORIGIN_NAME" \
+    -keyout "$d/origin.key" -out "$d/origin.csr" 2>/dev/null
+  printf 'subjectAltName=DNS:%s\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n' \
+    "$ORIGIN_NAME" > "$d/ext.cnf"
+  openssl x509 -req -in "$d/origin.csr" -CA "$d/ca.pem" -CAkey "$d/ca.key" -CAcreateserial -days 30 \
+    -extfile "$d/ext.cnf" -out "$d/origin.pem" 2>/dev/null
+  chmod 644 "$d"/*
+}
+
+# start_origin PORT EXTRA_NGINX_DIRECTIVES: nginx, one worker, a ~2 KB page (over TLS
+# when ORIGIN_TLS=1).
 start_origin() {
   local port=$1 extra=${2:-}
   mkdir -p "$WORK/www" "$WORK/origin"
   head -c 2048 /dev/zero | tr '\0' 'x' | sed 's/^/<html><body>/; s/$/<\/body><\/html>/' > "$WORK/www/index.html"
-  { nginx_head "$WORK/origin"; echo "  server { listen 127.0.0.1:$port; root $WORK/www; $extra }"; echo "}"; } > "$WORK/origin/nginx.conf"
+  local listen="listen 127.0.0.1:$port;"
+  if [ "$ORIGIN_TLS" = 1 ]; then
+    make_origin_certs
+    listen="listen 127.0.0.1:$port ssl; ssl_certificate $WORK/pki/origin.pem; ssl_certificate_key $WORK/pki/origin.key;
+    ssl_session_cache shared:SSL:10m; keepalive_requests 1000000;"
+  fi
+  { nginx_head "$WORK/origin"; echo "  server { $listen root $WORK/www; $extra }"; echo "}"; } > "$WORK/origin/nginx.conf"
   nginx -c "$WORK/origin/nginx.conf" -p "$WORK/origin" & PIDS+=($!)
 }
 
-# wait_serving PORT...
+# wait_serving PORT... (the origin's port over TLS when ORIGIN_TLS=1)
 wait_serving() {
   for port in "$@"; do
+    local url="http://127.0.0.1:$port/" tls=()
+    if [ "$ORIGIN_TLS" = 1 ] && [ "$port" = "$ORIGIN" ]; then
+      url="https://$ORIGIN_NAME:$port/"; tls=(--cacert "$WORK/pki/ca.pem" --resolve "$ORIGIN_NAME:$port:127.0.0.1")
+    fi
     for _ in $(seq 1 100); do
-      curl -fs -o /dev/null -H 'Host: bench.local' "http://127.0.0.1:$port/" && break
+      curl -fs -o /dev/null "${tls[@]}" -H 'Host: bench.local' "$url" && break
       sleep 0.1
     done
-    curl -fs -o /dev/null -H 'Host: bench.local' "http://127.0.0.1:$port/" || { echo "port $port not serving" >&2; exit 1; }
+    curl -fs -o /dev/null "${tls[@]}" -H 'Host: bench.local' "$url" || { echo "port $port not serving" >&2; exit 1; }
   done
 }
 
@@ -179,12 +212,21 @@ enabled = $4
 datacenter = "local"
 origins = ["127.0.0.1:$3"]
 CONF
+  if [ "$ORIGIN_TLS" = 1 ]; then
+    printf '[site.pool.tls]\nserver_name = "%s"\nca = "%s"\n' "$ORIGIN_NAME" "$WORK/pki/ca.pem"
+  fi
 }
 
 # start_nginx_proxy PORT ORIGIN_PORT HTTP_EXTRA LOCATION_EXTRA: nginx as reverse proxy,
 # one worker, keep-alive upstream; sets NGINX_MASTER.
 start_nginx_proxy() {
-  local port=$1 origin=$2 http_extra=${3:-} location_extra=${4:-}
+  local port=$1 origin=$2 http_extra=${3:-} location_extra=${4:-} scheme=http
+  if [ "$ORIGIN_TLS" = 1 ]; then
+    scheme=https
+    location_extra="$location_extra
+      proxy_ssl_server_name on; proxy_ssl_name $ORIGIN_NAME; proxy_ssl_verify on;
+      proxy_ssl_trusted_certificate $WORK/pki/ca.pem; proxy_ssl_session_reuse on;"
+  fi
   mkdir -p "$WORK/proxy"
   { nginx_head "$WORK/proxy"; cat <<CONF; } > "$WORK/proxy/nginx.conf"
   $http_extra
@@ -192,7 +234,7 @@ start_nginx_proxy() {
   server {
     listen 127.0.0.1:$port;
     location / {
-      proxy_pass http://origin;
+      proxy_pass $scheme://origin;
       proxy_http_version 1.1;
       proxy_set_header Connection "";
       proxy_set_header Host \$host;
@@ -208,7 +250,8 @@ CONF
 # start_haproxy PORT ORIGIN_PORT SECTIONS_EXTRA BACKEND_EXTRA: HAProxy, one thread;
 # sets HAPROXY_PID.
 start_haproxy() {
-  local port=$1 origin=$2 sections=${3:-} backend=${4:-}
+  local port=$1 origin=$2 sections=${3:-} backend=${4:-} server_tls=""
+  [ "$ORIGIN_TLS" = 1 ] && server_tls="ssl verify required ca-file $WORK/pki/ca.pem sni str($ORIGIN_NAME) verifyhost $ORIGIN_NAME"
   cat > "$WORK/haproxy.cfg" <<CONF
 global
   nbthread 1
@@ -226,7 +269,7 @@ frontend fe
   default_backend be
 backend be
 $backend
-  server origin 127.0.0.1:$origin
+  server origin 127.0.0.1:$origin $server_tls
 CONF
   haproxy -f "$WORK/haproxy.cfg" -db & PIDS+=($!)
   HAPROXY_PID=$!

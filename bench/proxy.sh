@@ -11,7 +11,13 @@
 # median over rounds, and the ratios holdfast/nginx and holdfast/haproxy.
 # Only loopback is used; every process started here is stopped by its PID at the end.
 #
+# ORIGIN_TLS=1: the origin speaks TLS (nginx with a private CA's ECDSA P-256 certificate)
+# and every proxy verifies it and resumes sessions toward it (nginx: proxy_ssl_verify on,
+# proxy_ssl_session_reuse on; HAProxy: ssl verify required ca-file; holdfast:
+# [site.pool.tls] with server_name and ca).
+#
 # Usage: bench/proxy.sh            (ROUNDS=3 DURATION=10 CONNS=64 by default)
+#        ORIGIN_TLS=1 bench/proxy.sh
 #        BASELINE=/path/to/older/holdfast bench/proxy.sh   (also measures that build, same run)
 cd "$(dirname "$0")/.."
 source bench/lib.sh
@@ -39,4 +45,6 @@ start_haproxy "$P_HAPROXY" "$ORIGIN" "" '  option forwardfor
 # ---- holdfast, one worker, cache off (proxying is measured; bench/cache.sh measures hits)
 start_holdfast false
 
-run_rounds "holdfast proxy benchmark"
+title="holdfast proxy benchmark"
+[ "$ORIGIN_TLS" = 1 ] && title="holdfast proxy benchmark, HTTPS origin (verified, sessions resumed)"
+run_rounds "$title"

@@ -143,7 +143,8 @@ pub(crate) async fn run_mode(opts: &Options, mode: Mode) -> anyhow::Result<RunRe
     if let Some(s) = sites.iter().find(|s| s.pools.iter().any(|(_, o)| o.is_empty())) {
         anyhow::bail!("site {} has a pool without origins", s.name);
     }
-    let origins = Arc::new(topology::Origins::start(&sites, sc.origins.capacity).await?);
+    let tls = if sc.origins.tls { Some(topology::OriginPki::new(&opts.report_dir)?) } else { None };
+    let origins = Arc::new(topology::Origins::start(&sites, sc.origins.capacity, tls).await?);
     let mut gws = Vec::new();
     let mut redis = None;
     let targets: Vec<shoppers::Target> = match mode {
@@ -333,6 +334,7 @@ fn apply(
                 Some(FailMode::Blackhole) => Fault::Blackhole,
                 Some(FailMode::Slow) => Fault::Slow(ev.delay.unwrap_or(Duration::from_secs(3))),
                 Some(FailMode::Errors) => Fault::Errors(ev.share.unwrap_or(0.5)),
+                Some(FailMode::ExpiredCertificate) => Fault::ExpiredCertificate,
                 None => Fault::None,
             };
             origins.set_fault_of(&dc, ev.site.as_deref(), ev.origins, fault);

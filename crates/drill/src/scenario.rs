@@ -27,6 +27,7 @@ pub const BUILT_IN: &[(&str, &str)] = &[
     ("residential-botnet", include_str!("../scenarios/residential-botnet.toml")),
     ("newsletter-crowd", include_str!("../scenarios/newsletter-crowd.toml")),
     ("sale-with-botnet", include_str!("../scenarios/sale-with-botnet.toml")),
+    ("dc-certificate-expired", include_str!("../scenarios/dc-certificate-expired.toml")),
 ];
 
 /// A scenario: shoppers, origins and a timeline of failures, floods and surges.
@@ -169,6 +170,11 @@ impl Default for Shoppers {
 pub(crate) struct Origins {
     /// Requests per second each origin can serve (queueing, then 503 beyond); none = unlimited.
     pub(crate) capacity: Option<u32>,
+    /// The origins speak TLS with certificates of a private CA the drill makes, verified by
+    /// holdfast (`[site.pool.tls]`); `fail` with `mode = "expired-certificate"` then shows
+    /// new connections an expired one.
+    #[serde(default)]
+    pub(crate) tls: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -189,6 +195,7 @@ pub(crate) enum FailMode {
     Blackhole,
     Slow,
     Errors,
+    ExpiredCertificate,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
@@ -250,7 +257,7 @@ impl Event {
         match self.action {
             Action::Fail => {
                 need(self.datacenter.is_some(), "datacenter")?;
-                need(self.mode.is_some(), "mode (refused, blackhole, slow, errors)")?;
+                need(self.mode.is_some(), "mode (refused, blackhole, slow, errors, expired-certificate)")?;
                 if self.mode == Some(FailMode::Slow) {
                     need(self.delay.is_some(), "delay")?;
                 }
@@ -282,6 +289,9 @@ impl Scenario {
         for e in &s.events {
             e.check().with_context(|| name.to_string())?;
             e.time(s.duration).with_context(|| name.to_string())?;
+            if e.mode == Some(FailMode::ExpiredCertificate) && !s.origins.tls {
+                bail!("{name}: mode = \"expired-certificate\" needs [origins] tls = true");
+            }
         }
         for e in &s.expects {
             e.check(s.duration).with_context(|| name.to_string())?;

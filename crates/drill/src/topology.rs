@@ -62,26 +62,76 @@ pub(crate) struct Origin {
 /// The drill's origins: a shop for every (site, data center, origin) of the config.
 pub(crate) struct Origins {
     pub(crate) list: Vec<Origin>,
+    /// Their TLS, when the scenario has them speak it.
+    tls: Option<OriginPki>,
+}
+
+/// The name every drill origin's certificate is for (and holdfast verifies).
+const ORIGIN_NAME: &str = "origin.drill.test";
+
+/// A private CA (its PEM in the report directory, for holdfast's `ca`), the origins'
+/// certificate, and an expired one for the same name.
+pub(crate) struct OriginPki {
+    ca_file: std::path::PathBuf,
+    tls: holdfast_shop::ShopTls,
+}
+
+impl OriginPki {
+    pub(crate) fn new(dir: &std::path::Path) -> anyhow::Result<OriginPki> {
+        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+        let mut ca = CertificateParams::new(Vec::<String>::new())?;
+        ca.distinguished_name.push(DnType::CommonName, "holdfast drill CA");
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca_key = KeyPair::generate()?;
+        let ca_cert = ca.self_signed(&ca_key)?;
+        std::fs::create_dir_all(dir)?;
+        let ca_file = dir.join("origin-ca.pem");
+        std::fs::write(&ca_file, ca_cert.pem())?;
+        let leaf = |expired: bool| -> anyhow::Result<std::sync::Arc<rustls::ServerConfig>> {
+            let mut p = CertificateParams::new(vec![ORIGIN_NAME.to_string()])?;
+            if expired {
+                // It ran out an hour ago.
+                let now = std::time::SystemTime::now();
+                p.not_before = (now - std::time::Duration::from_secs(86_400)).into();
+                p.not_after = (now - std::time::Duration::from_secs(3_600)).into();
+            }
+            let key = KeyPair::generate()?;
+            let cert = p.signed_by(&key, &ca_cert, &ca_key)?;
+            let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+            let der = rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der()).map_err(anyhow::Error::msg)?;
+            let cfg = rustls::ServerConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()?
+                .with_no_client_auth()
+                .with_single_cert(vec![cert.der().clone()], der)?;
+            Ok(std::sync::Arc::new(cfg))
+        };
+        Ok(OriginPki { tls: holdfast_shop::ShopTls { valid: leaf(false)?, expired: leaf(true)? }, ca_file })
+    }
 }
 
 /// The address range attackers send from (counted at the origins as flood traffic).
 pub(crate) const ATTACK_NET: (std::net::Ipv4Addr, u8) = (std::net::Ipv4Addr::new(127, 2, 0, 0), 16);
 
 impl Origins {
-    pub(crate) async fn start(sites: &[SiteTopo], capacity: Option<u32>) -> anyhow::Result<Origins> {
+    pub(crate) async fn start(
+        sites: &[SiteTopo],
+        capacity: Option<u32>,
+        tls: Option<OriginPki>,
+    ) -> anyhow::Result<Origins> {
         let mut list = Vec::new();
         for s in sites {
             for (dc, origins) in &s.pools {
                 for _ in origins {
                     let mut cfg = ShopConfig::new(&s.name, &s.language, dc);
                     cfg.capacity = capacity;
+                    cfg.tls = tls.as_ref().map(|t| t.tls.clone());
                     let (addr, shop) = holdfast_shop::spawn(cfg, "127.0.0.1:0".parse()?).await?;
                     let _ = shop.stats.flood_sources.set(ATTACK_NET);
                     list.push(Origin { site: s.name.clone(), datacenter: dc.clone(), addr, shop });
                 }
             }
         }
-        Ok(Origins { list })
+        Ok(Origins { list, tls })
     }
 
     /// Sets a fault on every origin of a data center (`"*"`: all).
@@ -160,6 +210,12 @@ impl Origins {
                                 "origins".into(),
                                 toml::Value::Array(addrs.iter().map(|a| toml::Value::String(a.to_string())).collect()),
                             );
+                            if let Some(pki) = &self.tls {
+                                let mut tls = toml::Table::new();
+                                tls.insert("server_name".into(), ORIGIN_NAME.into());
+                                tls.insert("ca".into(), pki.ca_file.display().to_string().into());
+                                t.insert("tls".into(), tls.into());
+                            }
                         }
                     }
                 }

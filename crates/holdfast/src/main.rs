@@ -74,7 +74,7 @@ enum Command {
     /// what shoppers experience, with holdfast and without it.
     Drill {
         /// A built-in scenario (christmas-2010, christmas-2010-outage, dc-blackhole, dc-refused,
-        /// dc-slow, dc-errors, payback, flash-crowd, christmas-rush, slowloris, total-outage,
+        /// dc-slow, dc-errors, dc-certificate-expired, payback, flash-crowd, christmas-rush, slowloris, total-outage,
         /// origin-restart, calm, distributed-flood, carrier-nat-crowd, residential-botnet,
         /// newsletter-crowd, sale-with-botnet) or a TOML file; several separated by commas, or
         /// `all` (every built-in), each into a directory of its own under --report, with the

@@ -4,7 +4,11 @@
 //!   network hardware), including requests on connections opened before;
 //! - `Slow(d)`: every response waits `d` more;
 //! - `Errors(p)`: a share `p` of requests get 500 (a broken release, a dead database
-//!   behind it); an overloaded origin's 503 is the capacity limit's (`ShopConfig::capacity`).
+//!   behind it); an overloaded origin's 503 is the capacity limit's (`ShopConfig::capacity`);
+//! - `ExpiredCertificate`: a shop serving TLS (`ShopConfig::tls`) shows new connections a
+//!   certificate past its end; connections already open go on, as they do when a real
+//!   certificate runs out. A plain-HTTP client (the drill's direct run) is refused, as a
+//!   browser refuses the page.
 
 use std::time::Duration;
 use tokio::sync::watch;
@@ -22,6 +26,8 @@ pub enum Fault {
     Slow(Duration),
     /// This share of requests gets 500.
     Errors(f64),
+    /// New TLS connections see an expired certificate.
+    ExpiredCertificate,
 }
 
 /// The switch the drill (or a test) holds; shops watch it.

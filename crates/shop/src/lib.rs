@@ -46,6 +46,17 @@ pub struct ShopConfig {
     pub queue_limit: Duration,
     /// Added to every response.
     pub latency: Duration,
+    /// Serve TLS (and plain HTTP, told apart by the first byte) with these certificates.
+    pub tls: Option<ShopTls>,
+}
+
+/// A shop's TLS: its certificate, and the expired one `Fault::ExpiredCertificate` shows.
+#[derive(Debug, Clone)]
+pub struct ShopTls {
+    /// The certificate in force.
+    pub valid: Arc<rustls::ServerConfig>,
+    /// The same name's certificate, past its end.
+    pub expired: Arc<rustls::ServerConfig>,
 }
 
 impl ShopConfig {
@@ -58,6 +69,7 @@ impl ShopConfig {
             capacity: None,
             queue_limit: Duration::from_secs(1),
             latency: Duration::ZERO,
+            tls: None,
         }
     }
 }
@@ -168,6 +180,36 @@ fn bind_reuse(addr: SocketAddr) -> std::io::Result<TcpListener> {
 
 async fn serve_conn(shop: Arc<Shop>, tcp: tokio::net::TcpStream, peer: SocketAddr) {
     let _ = tcp.set_nodelay(true);
+    let tls = match shop.config.tls.clone() {
+        // (A black hole answers no handshake either: held unread in `serve_io`.)
+        Some(tls) if shop.faults.get() != Fault::Blackhole => tls,
+        _ => return serve_io(shop, tcp, peer, false).await,
+    };
+    // TLS and plain HTTP on one port: a TLS client speaks first with a handshake record.
+    let mut first = [0u8; 1];
+    if !matches!(tcp.peek(&mut first).await, Ok(1)) {
+        return;
+    }
+    let expired = shop.faults.get() == Fault::ExpiredCertificate;
+    if first[0] != 0x16 {
+        if !expired {
+            serve_io(shop, tcp, peer, true).await;
+        }
+        return;
+    }
+    let config = if expired { tls.expired } else { tls.valid };
+    if let Ok(stream) = tokio_rustls::TlsAcceptor::from(config).accept(tcp).await {
+        serve_io(shop, stream, peer, false).await;
+    }
+}
+
+/// Serves one connection; `plain_beside_tls`: a plain-HTTP client of a shop that serves
+/// TLS (the drill's direct run), which loses its connection when the certificate expires,
+/// as a browser would refuse the page.
+async fn serve_io<I>(shop: Arc<Shop>, io: I, peer: SocketAddr, plain_beside_tls: bool)
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let mut faults = shop.faults.subscribe();
     if *faults.borrow_and_update() == Fault::Blackhole {
         // Hold the connection without reading from it, until the process "dies".
@@ -184,13 +226,14 @@ async fn serve_conn(shop: Arc<Shop>, tcp: tokio::net::TcpStream, peer: SocketAdd
         async move { Ok::<_, Infallible>(handle(&shop, peer, req).await) }
     });
     let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-    let conn = builder.serve_connection(TokioIo::new(tcp), svc);
+    let conn = builder.serve_connection(TokioIo::new(io), svc);
     tokio::pin!(conn);
     loop {
         tokio::select! {
             _ = conn.as_mut() => return,
             changed = faults.changed() => {
-                if changed.is_err() || *faults.borrow() == Fault::Refused {
+                let fault = *faults.borrow();
+                if changed.is_err() || fault == Fault::Refused || (plain_beside_tls && fault == Fault::ExpiredCertificate) {
                     return; // dropped: the peer sees the connection reset/closed
                 }
             }
