@@ -48,3 +48,12 @@ start_holdfast false
 title="holdfast proxy benchmark"
 [ "$ORIGIN_TLS" = 1 ] && title="holdfast proxy benchmark, HTTPS origin (verified, sessions resumed)"
 run_rounds "$title"
+if [ "$ORIGIN_TLS" = 1 ]; then
+  # How many TLS handshakes holdfast made to the origin over the whole run, and how many
+  # of them resumed a session (keep-alive pooling keeps both small).
+  curl -fs "http://127.0.0.1:$P_ADMIN/status.json" | python3 -c '
+import json, sys
+o = json.load(sys.stdin)["sites"][0]["pools"][0]["origins"][0]
+t = o.get("tls", {})
+print("holdfast to the origin: %s requests, %s TLS handshakes, %s resumed" % (o["requests"], t.get("handshakes"), t.get("resumed")))'
+fi

@@ -226,6 +226,28 @@ async fn a_chain_with_two_intermediates_verifies_and_sessions_resume() {
     assert!(status_json(&gw).await["warnings"].as_array().unwrap().is_empty());
 }
 
+/// Without `server_name`, an origin given by IP address is verified against the IP
+/// addresses its certificate names; an origin that speaks TLS 1.2 only is served too.
+#[tokio::test]
+async fn tls_1_2_and_an_origin_verified_by_its_ip_address() {
+    let pki = pki("tls12");
+    let l = leaf(&["127.0.0.1"], &pki.int2, false);
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let key = rustls_pki_types::PrivateKeyDer::try_from(l.key.serialize_der()).unwrap();
+    let cfg = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS12])
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(pki.chain(&l), key)
+        .unwrap();
+    let origin = TlsOrigin::start("tls12", Arc::new(cfg)).await;
+    let tls = format!("ca = \"{}\"", pki.path("root.pem"));
+    let gw = gateway(&no_checks(tls_config(&[("dc1", origin.addr, tls)], ""))).await;
+    let (status, _, body) = get(http_addr(&gw), "shop.de", "/").await;
+    assert_eq!((status, body.as_str()), (200, "tls12"));
+    assert_eq!(origin_tls_status(&gw, 0).await["server_name"], "127.0.0.1");
+}
+
 #[tokio::test]
 async fn wrong_name_expired_and_self_signed_certificates_are_refused_as_tls_failures() {
     let pki = pki("bad");
