@@ -5,25 +5,36 @@
 
 use crate::config::{ConfigError, File};
 use crate::route::Routes;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use std::path::Path;
 use std::sync::Arc;
 
+/// A PEM certificate chain (at least one `CERTIFICATE` block); the error says what was
+/// wrong, without the file's name. Shared with TLS to origins' client certificates.
+pub(crate) fn pem_chain(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> {
+    let certs: Vec<_> = rustls_pemfile::certs(&mut &pem[..])
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("invalid PEM certificate: {e}"))?;
+    if certs.is_empty() {
+        return Err("no certificate found: expected a PEM \"CERTIFICATE\" block".into());
+    }
+    Ok(certs)
+}
+
+/// A PEM private key (PKCS#8, PKCS#1 or SEC1).
+pub(crate) fn pem_key(pem: &[u8]) -> Result<PrivateKeyDer<'static>, String> {
+    rustls_pemfile::private_key(&mut &pem[..])
+        .map_err(|e| format!("invalid PEM key: {e}"))?
+        .ok_or_else(|| "no private key found: expected a PEM PKCS#8, PKCS#1 or SEC1 key".into())
+}
+
 /// Loads a PEM certificate chain and private key.
 fn load_certified_key(cert: &Path, key: &Path) -> Result<CertifiedKey, String> {
     let read = |p: &Path| std::fs::read(p).map_err(|e| format!("cannot read {}: {e}", p.display()));
-    let cert_pem = read(cert)?;
-    let key_pem = read(key)?;
-    let certs: Vec<_> = rustls_pemfile::certs(&mut cert_pem.as_slice())
-        .collect::<Result<_, _>>()
-        .map_err(|e| format!("{}: invalid PEM certificate: {e}", cert.display()))?;
-    if certs.is_empty() {
-        return Err(format!("{}: no certificate found: expected a PEM \"CERTIFICATE\" block", cert.display()));
-    }
-    let key_der = rustls_pemfile::private_key(&mut key_pem.as_slice())
-        .map_err(|e| format!("{}: invalid PEM key: {e}", key.display()))?
-        .ok_or_else(|| format!("{}: no private key found: expected a PEM PKCS#8, PKCS#1 or SEC1 key", key.display()))?;
+    let certs = pem_chain(&read(cert)?).map_err(|why| format!("{}: {why}", cert.display()))?;
+    let key_der = pem_key(&read(key)?).map_err(|why| format!("{}: {why}", key.display()))?;
     let signing = rustls::crypto::ring::sign::any_supported_type(&key_der)
         .map_err(|e| format!("{}: unsupported private key: {e}", key.display()))?;
     Ok(CertifiedKey::new(certs, signing))

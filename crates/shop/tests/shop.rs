@@ -167,3 +167,69 @@ mod faults {
         .unwrap();
     }
 }
+
+/// A shop that serves TLS: plain HTTP and TLS on one port; with the expired-certificate
+/// fault, a new handshake sees a certificate past its end and a plain client is refused,
+/// while a TLS connection opened before goes on.
+#[tokio::test]
+async fn tls_beside_plain_http_and_an_expired_certificate() {
+    use std::sync::Arc;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let ca = ca.self_signed(&ca_key).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let server = |expired: bool| {
+        let mut p = rcgen::CertificateParams::new(vec!["origin.test".to_string()]).unwrap();
+        if expired {
+            p.not_before = rcgen::date_time_ymd(2020, 1, 1);
+            p.not_after = rcgen::date_time_ymd(2021, 1, 1);
+        }
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = p.signed_by(&key, &ca, &ca_key).unwrap();
+        let der = rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der()).unwrap();
+        let cfg = rustls::ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![cert.der().clone()], der)
+            .unwrap();
+        Arc::new(cfg)
+    };
+    let mut cfg = ShopConfig::new("shop-de", "de", "eu-west");
+    cfg.tls = Some(holdfast_shop::ShopTls { valid: server(false), expired: server(true) });
+    let (addr, shop) = spawn(cfg, "127.0.0.1:0".parse().unwrap()).await.unwrap();
+
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca.der().clone()).unwrap();
+    let client = Arc::new(
+        rustls::ClientConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+    );
+    let tls_connect = || async {
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let name = rustls::pki_types::ServerName::try_from("origin.test").unwrap();
+        tokio_rustls::TlsConnector::from(client.clone()).connect(name, tcp).await
+    };
+    async fn ask<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(s: &mut S) -> String {
+        s.write_all(b"GET / HTTP/1.1\r\nHost: shop.de\r\n\r\n").await.unwrap();
+        let mut buf = vec![0u8; 65536];
+        let n = s.read(&mut buf).await.unwrap();
+        String::from_utf8_lossy(&buf[..n]).to_string()
+    }
+    let mut open = tls_connect().await.expect("a valid certificate");
+    assert!(ask(&mut open).await.starts_with("HTTP/1.1 200"));
+    let plain = tokio::task::spawn_blocking(move || get(addr, "/")).await.unwrap();
+    assert!(plain.starts_with("HTTP/1.1 200"), "plain HTTP on the same port");
+
+    shop.faults.set(holdfast_shop::Fault::ExpiredCertificate);
+    let err = tls_connect().await.expect_err("an expired certificate");
+    assert!(err.to_string().contains("expired"), "{err}");
+    let plain = tokio::task::spawn_blocking(move || get(addr, "/")).await.unwrap();
+    assert!(plain.is_empty(), "a plain client is refused: {plain}");
+    assert!(ask(&mut open).await.starts_with("HTTP/1.1 200"), "an open TLS connection goes on");
+}

@@ -133,15 +133,13 @@ fn observe(snap: &Snapshot, edge: &Edge, m: &mut Memory, secs: f64) -> (Observat
                 let mut failed = 0;
                 for (i, e) in errors.iter_mut().take(FAULT_KINDS).enumerate() {
                     let tries = now.failed_tries[i].saturating_sub(before.failed_tries[i]);
+                    let checks = now.failed_checks[i].saturating_sub(before.failed_checks[i]);
                     failed += tries;
-                    *e += tries + now.failed_checks[i].saturating_sub(before.failed_checks[i]);
-                }
-                // A TLS failure this tick: why (the latest seen).
-                let tls_at = ErrorKind::Tls.fault_index().unwrap_or(0);
-                let tls_failed = now.failed_tries[tls_at] + now.failed_checks[tls_at]
-                    > before.failed_tries[tls_at] + before.failed_checks[tls_at];
-                if tls_failed && p.tls.is_none() {
-                    p.tls = o.tls_notes.last();
+                    *e += tries + checks;
+                    // A TLS failure this tick: why (the latest one seen).
+                    if ErrorKind::FAULTS[i] == ErrorKind::Tls && tries + checks > 0 && p.tls.is_none() {
+                        p.tls = o.tls_notes.last();
+                    }
                 }
                 let answered = now.answered.saturating_sub(before.answered);
                 let fives = now.status_5xx.saturating_sub(before.status_5xx);

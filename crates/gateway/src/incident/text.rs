@@ -22,49 +22,59 @@ fn mode_phrase(mode: Option<&str>) -> &'static str {
 /// A data center's TLS failure in `lang` (de, fr, it; else English): what its
 /// certificate or handshake said.
 fn tls_reason(lang: &str, tls: Option<&crate::upstream::tls::TlsFailure>) -> String {
-    let reason = tls.map_or("", |t| t.reason.as_str());
+    // Per language: expired at {when}, expired, not yet valid, another name, unknown
+    // issuer, refused, any other TLS failure.
+    let words: [&str; 7] = match lang {
+        "de" => [
+            "sein Zertifikat ist am {when} abgelaufen",
+            "sein Zertifikat ist abgelaufen",
+            "sein Zertifikat ist noch nicht gültig",
+            "sein Zertifikat lautet auf einen anderen Namen",
+            "sein Zertifikat stammt von einem unbekannten Aussteller",
+            "der TLS-Verbindungsaufbau wurde abgelehnt",
+            "TLS-Fehler beim Verbindungsaufbau",
+        ],
+        "fr" => [
+            "son certificat a expiré le {when}",
+            "son certificat a expiré",
+            "son certificat n'est pas encore valide",
+            "son certificat porte un autre nom",
+            "son certificat vient d'un émetteur inconnu",
+            "la négociation TLS a été refusée",
+            "erreur TLS à la connexion",
+        ],
+        "it" => [
+            "il suo certificato è scaduto il {when}",
+            "il suo certificato è scaduto",
+            "il suo certificato non è ancora valido",
+            "il suo certificato è intestato a un altro nome",
+            "il suo certificato proviene da un emittente sconosciuto",
+            "l'handshake TLS è stato rifiutato",
+            "errore TLS alla connessione",
+        ],
+        _ => [
+            "its certificate expired at {when}",
+            "its certificate expired",
+            "its certificate is not valid yet",
+            "its certificate names another host",
+            "its certificate comes from an unknown issuer",
+            "its TLS handshake was refused",
+            "TLS with it failed",
+        ],
+    };
     let when = tls.and_then(|t| t.not_after).map(|ms| {
         let t = crate::util::rfc3339_seconds(ms);
         // "2026-12-02T19:00:00Z" as "2026-12-02 19:00 UTC"
         format!("{} {} UTC", t.get(..10).unwrap_or(""), t.get(11..16).unwrap_or(""))
     });
-    match (lang, reason) {
-        ("de", "expired") => match when {
-            Some(w) => format!("sein Zertifikat ist am {w} abgelaufen"),
-            None => "sein Zertifikat ist abgelaufen".into(),
-        },
-        ("de", "not_yet_valid") => "sein Zertifikat ist noch nicht gültig".into(),
-        ("de", "name_mismatch") => "sein Zertifikat lautet auf einen anderen Namen".into(),
-        ("de", "unknown_issuer") => "sein Zertifikat stammt von einem unbekannten Aussteller".into(),
-        ("de", "refused") => "der TLS-Verbindungsaufbau wurde abgelehnt".into(),
-        ("de", _) => "TLS-Fehler beim Verbindungsaufbau".into(),
-        ("fr", "expired") => match when {
-            Some(w) => format!("son certificat a expiré le {w}"),
-            None => "son certificat a expiré".into(),
-        },
-        ("fr", "not_yet_valid") => "son certificat n'est pas encore valide".into(),
-        ("fr", "name_mismatch") => "son certificat porte un autre nom".into(),
-        ("fr", "unknown_issuer") => "son certificat vient d'un émetteur inconnu".into(),
-        ("fr", "refused") => "la négociation TLS a été refusée".into(),
-        ("fr", _) => "erreur TLS à la connexion".into(),
-        ("it", "expired") => match when {
-            Some(w) => format!("il suo certificato è scaduto il {w}"),
-            None => "il suo certificato è scaduto".into(),
-        },
-        ("it", "not_yet_valid") => "il suo certificato non è ancora valido".into(),
-        ("it", "name_mismatch") => "il suo certificato è intestato a un altro nome".into(),
-        ("it", "unknown_issuer") => "il suo certificato proviene da un emittente sconosciuto".into(),
-        ("it", "refused") => "l'handshake TLS è stato rifiutato".into(),
-        ("it", _) => "errore TLS alla connessione".into(),
-        (_, "expired") => match when {
-            Some(w) => format!("its certificate expired at {w}"),
-            None => "its certificate expired".into(),
-        },
-        (_, "not_yet_valid") => "its certificate is not valid yet".into(),
-        (_, "name_mismatch") => "its certificate names another host".into(),
-        (_, "unknown_issuer") => "its certificate comes from an unknown issuer".into(),
-        (_, "refused") => "its TLS handshake was refused".into(),
-        _ => "TLS with it failed".into(),
+    match (tls.map_or("", |t| t.reason.as_str()), when) {
+        ("expired", Some(w)) => words[0].replace("{when}", &w),
+        ("expired", None) => words[1].into(),
+        ("not_yet_valid", _) => words[2].into(),
+        ("name_mismatch", _) => words[3].into(),
+        ("unknown_issuer", _) => words[4].into(),
+        ("refused", _) => words[5].into(),
+        _ => words[6].into(),
     }
 }
 

@@ -141,10 +141,10 @@ impl Dns {
 
     /// Looks the names up at once; whether any name's addresses changed.
     async fn look_up(&self, names: Vec<String>, telemetry: &Telemetry) -> bool {
-        let Some((cfg, resolver)) = self.current() else { return false };
         if names.is_empty() {
             return false;
         }
+        let Some((cfg, resolver)) = self.current() else { return false };
         let lookups = names.iter().map(|n| {
             let (resolver, name) = (resolver.clone(), n.clone());
             tokio::spawn(async move { (name.clone(), resolver.lookup_ip(format!("{name}.")).await) })

@@ -99,7 +99,8 @@ async fn send_on_new(
 
 /// Opens a connection to `origin` within `timeout` (with its TLS, if it has any).
 pub(crate) async fn connect(origin: &Origin, timeout: Duration) -> Result<Conn, super::ErrorKind> {
-    let tls = origin.tls.load();
+    // (An owned Arc, not arc-swap's guard, across the awaits of the handshake.)
+    let tls = origin.tls.load_full();
     let stream = super::stream::open(origin.addr, tls.as_deref(), &origin.tls_notes, timeout).await?;
     Ok(Conn::new(stream))
 }

@@ -131,14 +131,8 @@ pub(crate) fn build(file: &File, site: &str, tls: &config::PoolTls) -> Result<Po
         let pem = read(ca, "ca")?;
         pem.hash(&mut hash);
         let mut roots = RootCertStore::empty();
-        let mut found = 0;
-        for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
-            let cert = cert.map_err(|e| at(ca, format!("ca: invalid PEM: {e}")))?;
+        for cert in crate::tls::pem_chain(&pem).map_err(|why| at(ca, format!("ca: {why}")))? {
             roots.add(cert).map_err(|e| at(ca, format!("ca: not a usable CA certificate: {e}")))?;
-            found += 1;
-        }
-        if found == 0 {
-            return Err(at(ca, "ca: no certificate found: expected PEM \"CERTIFICATE\" blocks".into()));
         }
         builder.with_root_certificates(roots)
     } else {
@@ -152,17 +146,8 @@ pub(crate) fn build(file: &File, site: &str, tls: &config::PoolTls) -> Result<Po
             let (cert_pem, key_pem) = (read(c, "client_cert")?, read(k, "client_key")?);
             cert_pem.hash(&mut hash);
             key_pem.hash(&mut hash);
-            let certs: Vec<CertificateDer<'static>> = rustls_pemfile::certs(&mut cert_pem.as_slice())
-                .collect::<Result<_, _>>()
-                .map_err(|e| at(c, format!("client_cert: invalid PEM: {e}")))?;
-            if certs.is_empty() {
-                return Err(at(c, "client_cert: no certificate found: expected a PEM \"CERTIFICATE\" block".into()));
-            }
-            let key = rustls_pemfile::private_key(&mut key_pem.as_slice())
-                .map_err(|e| at(k, format!("client_key: invalid PEM: {e}")))?
-                .ok_or_else(|| {
-                    at(k, "client_key: no private key found: expected a PEM PKCS#8, PKCS#1 or SEC1 key".into())
-                })?;
+            let certs = crate::tls::pem_chain(&cert_pem).map_err(|why| at(c, format!("client_cert: {why}")))?;
+            let key = crate::tls::pem_key(&key_pem).map_err(|why| at(k, format!("client_key: {why}")))?;
             builder.with_client_auth_cert(certs, key).map_err(|e| match e {
                 rustls::Error::InconsistentKeys(_) => at(k, "client_key does not match client_cert".into()),
                 e => at(k, format!("client_key: unusable: {e}")),
@@ -293,7 +278,7 @@ impl TlsFailure {
 pub(crate) struct TlsNotes {
     pub(crate) handshakes: std::sync::atomic::AtomicU64,
     pub(crate) resumed: std::sync::atomic::AtomicU64,
-    /// The last failure, and whether the incident engine has seen it.
+    /// The last failure (the incident engine reads it when a `tls` failure was counted).
     last: Mutex<Option<TlsFailure>>,
 }
 
