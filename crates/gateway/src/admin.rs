@@ -230,6 +230,9 @@ struct Status {
     config_loaded_at: SystemTime,
     last_reload: Option<crate::reload::ReloadEvent>,
     open_connections: usize,
+    /// Tunnels (WebSocket and other upgrades): open now, opened in all, closed for being
+    /// quiet (`timeouts.tunnel_idle`) and by a drain.
+    tunnels: TunnelsStatus,
     /// Client requests in flight now, by phase, and those cancelled by their clients.
     requests: crate::telemetry::RequestsView,
     /// The incident engine: incidents open and kept, each site's usual request rate.
@@ -241,6 +244,14 @@ struct Status {
     shield: crate::shield::ShieldView,
     /// What is configured unsafely (`[site.pool.tls] verify = false`).
     warnings: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct TunnelsStatus {
+    open: u64,
+    opened: u64,
+    closed_idle: u64,
+    closed_drain: u64,
 }
 
 #[derive(Serialize)]
@@ -256,8 +267,17 @@ struct SiteStatus {
     hosts: Vec<String>,
     language: String,
     pools: Vec<PoolStatus>,
+    /// Its path routes (`[[site.route]]`), longest prefix first.
+    routes: Vec<RouteStatus>,
     /// The site's cache, when it has one.
     cache: Option<CacheStatus>,
+}
+
+#[derive(Serialize)]
+struct RouteStatus {
+    name: String,
+    path_prefix: String,
+    pools: Vec<PoolStatus>,
 }
 
 #[derive(Serialize)]
@@ -300,7 +320,6 @@ struct OriginStatus {
 }
 
 fn status(shared: &Admin) -> Status {
-    use crate::upstream::health::State;
     let snap = shared.edge.snapshot.load();
     let now = crate::clock::now_ms();
     let sites: Vec<SiteStatus> = snap
@@ -315,41 +334,14 @@ fn status(shared: &Admin) -> Status {
                 entries: c.entries(),
                 filling_bytes: c.filling(),
             }),
-            pools: s
-                .pools
+            pools: s.pools.iter().map(|p| pool_status(s, p, now)).collect(),
+            routes: s
+                .routes
                 .iter()
-                .map(|p| PoolStatus {
-                    datacenter: p.datacenter.to_string(),
-                    available: p.origins.iter().filter(|o| o.health.state(now) != State::Down).count(),
-                    total: p.origins.len(),
-                    origins: p
-                        .origins
-                        .iter()
-                        .map(|o| OriginStatus {
-                            address: o.authority.to_string(),
-                            name: o.name.as_deref().map(str::to_string),
-                            tls: o.tls.load().as_deref().map(|t| t.view(&o.tls_notes)),
-                            weight: o.weight(),
-                            state: match o.health.state(now) {
-                                State::Available => "available",
-                                State::Probe => "probe",
-                                State::Down if !o.health.checked_up() => "down",
-                                State::Down => "ejected",
-                            },
-                            health_checks: if !s.cfg.health.enabled {
-                                "off"
-                            } else if o.health.checked_up() {
-                                "passing"
-                            } else {
-                                "failing"
-                            },
-                            latency_ewma_ms: (o.health.ewma_us() / 10.0).round() / 100.0,
-                            in_flight: o.stats.in_flight.load(Relaxed),
-                            requests: o.stats.requests.load(Relaxed),
-                            errors: o.stats.errors.load(Relaxed),
-                            last_error: o.stats.last_error.lock().ok().and_then(|l| l.clone()),
-                        })
-                        .collect(),
+                .map(|(prefix, r)| RouteStatus {
+                    name: r.route.as_deref().unwrap_or_default().to_string(),
+                    path_prefix: prefix.clone(),
+                    pools: r.pools.iter().map(|p| pool_status(r, p, now)).collect(),
                 })
                 .collect(),
         })
@@ -389,6 +381,15 @@ fn status(shared: &Admin) -> Status {
         config_loaded_at: snap.loaded_at,
         last_reload: shared.reloader.last(),
         open_connections: shared.front.open_connections(),
+        tunnels: {
+            let t = &shared.edge.telemetry.tunnels;
+            TunnelsStatus {
+                open: t.open.load(Relaxed),
+                opened: t.opened.load(Relaxed),
+                closed_idle: t.closed_idle.load(Relaxed),
+                closed_drain: t.closed_drain.load(Relaxed),
+            }
+        },
         requests: shared.edge.telemetry.requests.view(),
         incidents: shared.incidents.engine_view(),
         datacenters,
@@ -398,5 +399,43 @@ fn status(shared: &Admin) -> Status {
             .edge
             .shield
             .view(&snap.file.shield, snap.sites.iter().map(|s| (s.name.to_string(), s.load.view())).collect()),
+    }
+}
+
+/// One pool in `/status.json`.
+fn pool_status(s: &crate::snapshot::SiteRt, p: &crate::upstream::Pool, now: u64) -> PoolStatus {
+    use crate::upstream::health::State;
+    PoolStatus {
+        datacenter: p.datacenter.to_string(),
+        available: p.origins.iter().filter(|o| o.health.state(now) != State::Down).count(),
+        total: p.origins.len(),
+        origins: p
+            .origins
+            .iter()
+            .map(|o| OriginStatus {
+                address: o.authority.to_string(),
+                name: o.name.as_deref().map(str::to_string),
+                tls: o.tls.load().as_deref().map(|t| t.view(&o.tls_notes)),
+                weight: o.weight(),
+                state: match o.health.state(now) {
+                    State::Available => "available",
+                    State::Probe => "probe",
+                    State::Down if !o.health.checked_up() => "down",
+                    State::Down => "ejected",
+                },
+                health_checks: if !s.cfg.health.enabled {
+                    "off"
+                } else if o.health.checked_up() {
+                    "passing"
+                } else {
+                    "failing"
+                },
+                latency_ewma_ms: (o.health.ewma_us() / 10.0).round() / 100.0,
+                in_flight: o.stats.in_flight.load(Relaxed),
+                requests: o.stats.requests.load(Relaxed),
+                errors: o.stats.errors.load(Relaxed),
+                last_error: o.stats.last_error.lock().ok().and_then(|l| l.clone()),
+            })
+            .collect(),
     }
 }

@@ -32,7 +32,8 @@ pub use gateway::Gateway;
 pub fn check(file: &config::File) -> Result<(), config::ConfigError> {
     tls::site_keys(file)?;
     for site in &file.sites {
-        for tls in site.pools.iter().filter_map(|p| p.tls.as_ref()) {
+        let pools = site.pools.iter().chain(site.routes.iter().flat_map(|r| &r.pools));
+        for tls in pools.filter_map(|p| p.tls.as_ref()) {
             upstream::tls::build(file, site.name.get_ref(), tls)?;
         }
     }

@@ -102,7 +102,8 @@ pub fn parse_response(buf: &mut BytesMut) -> Result<Option<ResponseHead>, BadRes
             }
         }
         // Hop-by-hop fields stay on this hop (RFC 9110 §7.6.1); framing is redone downstream.
-        if !is_hop_by_hop(&name) {
+        // A 101 keeps its Upgrade: the protocol switched to, which the client must be told.
+        if !is_hop_by_hop(&name) || (status == StatusCode::SWITCHING_PROTOCOLS && name == header::UPGRADE) {
             headers.append(name, value);
         }
     }

@@ -193,37 +193,93 @@ fn validate(src: &Source, file: &File) -> Result<(), ConfigError> {
                 src.at(&site.name, format!("site {sname:?} has no [[site.pool]]: expected at least one origin pool"))
             );
         }
-        if site.pools.len() > super::MAX_POOLS {
-            return Err(src.at(&site.name, format!("site {sname:?} has more than {} pools", super::MAX_POOLS)));
-        }
-        let mut seen_dc: HashMap<&str, ()> = HashMap::new();
-        for pool in &site.pools {
-            let dc = pool.datacenter.get_ref().as_str();
-            if !dcs.contains_key(dc) {
-                let known: Vec<&str> = file.datacenters.iter().map(|d| d.name.get_ref().as_str()).collect();
+        validate_pools(src, file, &dcs, sname, &site.pools)?;
+        let mut prefixes: HashMap<&str, ()> = HashMap::new();
+        let mut names: HashMap<String, ()> = HashMap::new();
+        for route in &site.routes {
+            let prefix = route.path_prefix.get_ref().as_str();
+            if !prefix.starts_with('/') || prefix.bytes().any(|b| b.is_ascii_whitespace() || b.is_ascii_control()) {
                 return Err(src.at(
-                    &pool.datacenter,
-                    format!("unknown data center {dc:?}: expected one of the [[datacenter]] names {known:?}"),
+                    &route.path_prefix,
+                    format!("site {sname:?}: route path_prefix {prefix:?} must start with '/' (e.g. \"/checkout/\")"),
                 ));
             }
-            if seen_dc.insert(dc, ()).is_some() {
-                return Err(src.at(&pool.datacenter, format!("site {sname:?} has two pools in data center {dc:?}")));
+            if prefixes.insert(prefix, ()).is_some() {
+                return Err(src.at(&route.path_prefix, format!("site {sname:?}: route {prefix:?} is defined twice")));
             }
-            if pool.origins.is_empty() {
-                return Err(src.at(&pool.datacenter, "pool has no origins: expected at least one \"host:port\""));
+            let name = route.name();
+            let name_ok = (1..=64).contains(&name.len())
+                && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'/'));
+            if !name_ok {
+                return Err(src.at(
+                    &route.path_prefix,
+                    format!("site {sname:?}: route name {name:?}: 1 to 64 letters, digits, '-', '_', '.', '/' (set name = \"...\")"),
+                ));
             }
-            for origin in &pool.origins {
-                if let Err(why) = parse_origin(&origin.get_ref().address) {
-                    return Err(src.at(origin, why));
-                }
-                if !(1..=1000).contains(&origin.get_ref().weight) {
-                    return Err(src.at(origin, "origin weight must be from 1 to 1000"));
-                }
+            if names.insert(name.clone(), ()).is_some() {
+                return Err(src.at(&route.path_prefix, format!("site {sname:?}: two routes are named {name:?}")));
             }
+            if route.pools.is_empty() {
+                return Err(src.at(
+                    &route.path_prefix,
+                    format!("site {sname:?}: route {prefix:?} has no [[site.route.pool]]: expected at least one origin pool"),
+                ));
+            }
+            validate_pools(src, file, &dcs, sname, &route.pools)?;
+        }
+        if let Some(hsts) = &site.https.hsts {
+            let v = hsts.get_ref();
+            let ok = http::HeaderValue::from_str(v).is_ok() && v.trim_start().to_ascii_lowercase().starts_with("max-age=");
+            if !ok {
+                return Err(src.at(hsts, format!("site {sname:?}: https.hsts {v:?}: expected \"max-age=SECONDS\" and optional directives")));
+            }
+        }
+        if site.compression.enabled && site.compression.algorithms.is_empty() {
+            return Err(src.at(&site.name, format!("site {sname:?}: compression.algorithms is empty: expected some of \"zstd\", \"br\", \"gzip\" (or enabled = false)")));
         }
     }
     if !file.listen.https.is_empty() && !file.sites.iter().any(|s| s.tls.is_some()) {
         return Err(src.at(&file.listen.https[0], "https listener configured but no site has a [site.tls] certificate"));
+    }
+    Ok(())
+}
+
+/// A site's or a route's pools: known data centers, one pool per data center, origins
+/// that parse with weights in range.
+fn validate_pools(
+    src: &Source,
+    file: &File,
+    dcs: &HashMap<&str, ()>,
+    sname: &str,
+    pools: &[super::Pool],
+) -> Result<(), ConfigError> {
+    if let Some(pool) = pools.get(super::MAX_POOLS) {
+        return Err(src.at(&pool.datacenter, format!("site {sname:?}: more than {} pools", super::MAX_POOLS)));
+    }
+    let mut seen_dc: HashMap<&str, ()> = HashMap::new();
+    for pool in pools {
+        let dc = pool.datacenter.get_ref().as_str();
+        if !dcs.contains_key(dc) {
+            let known: Vec<&str> = file.datacenters.iter().map(|d| d.name.get_ref().as_str()).collect();
+            return Err(src.at(
+                &pool.datacenter,
+                format!("unknown data center {dc:?}: expected one of the [[datacenter]] names {known:?}"),
+            ));
+        }
+        if seen_dc.insert(dc, ()).is_some() {
+            return Err(src.at(&pool.datacenter, format!("site {sname:?} has two pools in data center {dc:?}")));
+        }
+        if pool.origins.is_empty() {
+            return Err(src.at(&pool.datacenter, "pool has no origins: expected at least one \"host:port\""));
+        }
+        for origin in &pool.origins {
+            if let Err(why) = parse_origin(&origin.get_ref().address) {
+                return Err(src.at(origin, why));
+            }
+            if !(1..=1000).contains(&origin.get_ref().weight) {
+                return Err(src.at(origin, "origin weight must be from 1 to 1000"));
+            }
+        }
     }
     Ok(())
 }

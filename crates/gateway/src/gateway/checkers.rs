@@ -13,7 +13,7 @@ use std::sync::{Arc, Weak};
 /// Starts a checker for every origin of the current snapshot that has none.
 pub(crate) fn ensure(snapshot: &Arc<ArcSwap<Snapshot>>, telemetry: &Arc<Telemetry>) {
     let snap = snapshot.load();
-    for site in &snap.sites {
+    for site in snap.sites.iter().flat_map(|s| s.with_routes()) {
         for pool in &site.pools {
             for o in &pool.origins {
                 if !o.checker_running.swap(true, Relaxed) {
@@ -29,7 +29,11 @@ async fn run(snapshot: Arc<ArcSwap<Snapshot>>, telemetry: Arc<Telemetry>, origin
     loop {
         let Some(o) = origin.upgrade() else { return };
         let snap = snapshot.load_full();
-        let site = snap.sites.iter().find(|s| s.pools.iter().any(|p| p.origins.iter().any(|x| Arc::ptr_eq(x, &o))));
+        let site = snap
+            .sites
+            .iter()
+            .flat_map(|s| s.with_routes())
+            .find(|s| s.pools.iter().any(|p| p.origins.iter().any(|x| Arc::ptr_eq(x, &o))));
         let Some(site) = site.cloned() else {
             o.checker_running.store(false, Relaxed);
             return;

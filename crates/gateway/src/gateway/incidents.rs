@@ -116,9 +116,12 @@ fn observe(snap: &Snapshot, edge: &Edge, m: &mut Memory, secs: f64) -> (Observat
         m.sites.insert(site.name.to_string(), total.clone());
         totals.insert(site.name.to_string(), total);
         let mut pools = Vec::with_capacity(site.pools.len());
-        for pool in &site.pools {
+        // The site's pools, then its routes' (the tally counts a route's requests under
+        // the site's pool in the same data center).
+        for (route, pool) in site.with_routes().flat_map(|rt| rt.pools.iter().map(move |p| (&rt.route, p))) {
             let mut p = PoolObs {
                 datacenter: pool.datacenter.to_string(),
+                route: route.as_deref().map(str::to_string),
                 origins: pool.origins.len() as u32,
                 eligible: pool.eligible(),
                 ..PoolObs::default()

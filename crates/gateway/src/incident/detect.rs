@@ -198,6 +198,8 @@ struct Dc<'a> {
     busy: u64,
     kinds: BTreeMap<&'static str, u64>,
     sites: BTreeSet<&'a str>,
+    /// The path routes whose pools here are broken: "checkout of shop-de".
+    routes: BTreeSet<String>,
     down: Vec<String>,
     /// Why TLS with its origins failed this tick, if it did.
     tls: Option<crate::upstream::tls::TlsFailure>,
@@ -387,7 +389,14 @@ impl Detector {
             key: Key { kind: Kind::DatacenterFailure, scope: name.to_string() },
             sites: dc.sites.iter().map(|s| s.to_string()).collect(),
             datacenters: vec![name.to_string()],
-            facts: Facts { mode: Some(mode.into()), moved_to, origins: dc.down.clone(), tls, ..Facts::default() },
+            facts: Facts {
+                mode: Some(mode.into()),
+                moved_to,
+                origins: dc.down.clone(),
+                routes: dc.routes.iter().cloned().collect(),
+                tls,
+                ..Facts::default()
+            },
             evidence,
             confidence: (0.5 + 0.5 * (f64::from(dc.broken) / f64::from(dc.origins.max(1))) * dominance.max(0.5))
                 .min(1.0),
@@ -794,9 +803,16 @@ fn datacenters(obs: &Observation) -> BTreeMap<&str, Dc<'_>> {
             add_pool(dc, p);
             if p.available < p.origins || p.failing > 0 {
                 dc.sites.insert(&s.name);
+                if let Some(r) = &p.route {
+                    dc.routes.insert(format!("{r} of {}", s.name));
+                }
             }
-            dc.served += s.counts.by_pool.get(i).copied().unwrap_or(0);
-            dc.sites_served += answered;
+            // A route's pool in a data center the site has a pool in counts its answers
+            // under that pool: the site's share there is counted once.
+            if !s.pools[..i].iter().any(|q| q.datacenter == p.datacenter) {
+                dc.served += s.counts.by_pool.get(i).copied().unwrap_or(0);
+                dc.sites_served += answered;
+            }
         }
     }
     dcs
@@ -825,9 +841,12 @@ fn origin_failure(name: &str, dc: &Dc) -> Finding {
         key: Key { kind: Kind::OriginFailure, scope: name.to_string() },
         sites: dc.sites.iter().map(|s| s.to_string()).collect(),
         datacenters: vec![name.to_string()],
-        facts: Facts { origins: dc.down.clone(), ..Facts::default() },
+        facts: Facts { origins: dc.down.clone(), routes: dc.routes.iter().cloned().collect(), ..Facts::default() },
         evidence: vec![Evidence {
-            signal: format!("origins of {name} unavailable or not answering"),
+            signal: match routes_in(dc) {
+                Some(routes) => format!("origins of {routes} in {name} unavailable or not answering"),
+                None => format!("origins of {name} unavailable or not answering"),
+            },
             value: f64::from(dc.broken),
             baseline: Some(0.0),
             threshold: 1.0,
@@ -836,6 +855,11 @@ fn origin_failure(name: &str, dc: &Dc) -> Finding {
         }],
         confidence: 0.8,
     }
+}
+
+/// The routes whose pools are broken in `dc`, in words ("checkout of shop-de").
+fn routes_in(dc: &Dc) -> Option<String> {
+    (!dc.routes.is_empty()).then(|| dc.routes.iter().cloned().collect::<Vec<_>>().join(", "))
 }
 
 /// Which way a data center failed, from the errors seen while it did.

@@ -222,6 +222,9 @@ pub(crate) struct Facts {
     /// Where its traffic went.
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
     pub(crate) moved_to: Vec<String>,
+    /// The path routes whose pools failed: "checkout of shop-de".
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub(crate) routes: Vec<String>,
     /// Origins that failed (admin API and reports only, never the status page).
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
     pub(crate) origins: Vec<String>,

@@ -220,6 +220,8 @@ pub(crate) struct SiteObs {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct PoolObs {
     pub(crate) datacenter: String,
+    /// The path route whose pool it is (`checkout`); None: the site's own.
+    pub(crate) route: Option<String>,
     pub(crate) origins: u32,
     /// Origins that may take traffic now.
     pub(crate) available: u32,

@@ -121,7 +121,9 @@ pub(crate) fn summary(i: &Incident, related: &[Kind]) -> String {
             } else {
                 String::new()
             };
-            let mut s = format!("Data center {dc} stopped serving {sites}: {}{moved}.", how_it_failed(f));
+            let routes =
+                if f.routes.is_empty() { String::new() } else { format!(" (among them {})", list(&f.routes)) };
+            let mut s = format!("Data center {dc} stopped serving {sites}{routes}: {}{moved}.", how_it_failed(f));
             if related.contains(&Kind::Flood) {
                 s.push_str(" The errors shoppers saw meanwhile come from this failure, not from the flood.");
             }
@@ -131,7 +133,11 @@ pub(crate) fn summary(i: &Incident, related: &[Kind]) -> String {
             let dc = i.datacenters.first().cloned().unwrap_or_default();
             let n = f.origins.len().max(1);
             let origins = if n == 1 { "One origin".to_string() } else { format!("{n} origins") };
-            format!("{origins} of data center {dc} failed; {dc} kept serving {sites} with its other origins.")
+            if f.routes.is_empty() {
+                format!("{origins} of data center {dc} failed; {dc} kept serving {sites} with its other origins.")
+            } else {
+                format!("{origins} of {} in data center {dc} failed; {dc} kept serving {sites}.", list(&f.routes))
+            }
         }
         Kind::Flood => {
             let m = &i.impact;
@@ -421,6 +427,28 @@ pub(crate) fn public_fleet(i: &Incident, lang: &str) -> Option<String> {
     })
 }
 
+/// The routes of a failure (`checkout of shop-de`) in `lang`, as a clause: ` (checkout von
+/// shop-de)`; empty without routes.
+fn route_words(lang: &str, routes: &[String]) -> String {
+    if routes.is_empty() {
+        return String::new();
+    }
+    let of = match lang {
+        "de" => " von ",
+        "fr" => " de ",
+        "it" => " di ",
+        _ => " of ",
+    };
+    let words: Vec<String> = routes
+        .iter()
+        .map(|r| match r.split_once(" of ") {
+            Some((route, site)) => format!("{route}{of}{site}"),
+            None => r.clone(),
+        })
+        .collect();
+    format!(" ({})", words.join(", "))
+}
+
 /// An incident for the public status page, in `lang`: a title and a sentence. Data
 /// centers and sites are named; origins, clients and prefixes never.
 pub(crate) fn public(i: &Incident, lang: &str) -> (String, String) {
@@ -434,6 +462,7 @@ pub(crate) fn public(i: &Incident, lang: &str) -> (String, String) {
     let blocked = (flood_requests > 0).then(|| pct(m.flood_blocked, flood_requests));
     let mode = i.facts.mode.as_deref();
     let tls = tls_reason(lang, i.facts.tls.as_ref());
+    let routes = route_words(lang, &i.facts.routes);
     match lang {
         "de" => match i.kind {
             Kind::DatacenterFailure => (
@@ -453,7 +482,7 @@ pub(crate) fn public(i: &Incident, lang: &str) -> (String, String) {
                 ),
             ),
             Kind::OriginFailure => (
-                format!("Einzelne Server in {dc} gestört"),
+                format!("Einzelne Server in {dc} gestört{routes}"),
                 format!("Einige Server im Rechenzentrum {dc} sind ausgefallen; {sites} lief mit den übrigen weiter."),
             ),
             Kind::Flood => (
@@ -490,7 +519,7 @@ pub(crate) fn public(i: &Incident, lang: &str) -> (String, String) {
                 ),
             ),
             Kind::OriginFailure => (
-                format!("Serveurs isolés en panne à {dc}"),
+                format!("Serveurs isolés en panne à {dc}{routes}"),
                 format!("Quelques serveurs du centre de données {dc} sont tombés ; {sites} a continué avec les autres."),
             ),
             Kind::Flood => (
@@ -527,7 +556,7 @@ pub(crate) fn public(i: &Incident, lang: &str) -> (String, String) {
                 ),
             ),
             Kind::OriginFailure => (
-                format!("Singoli server guasti in {dc}"),
+                format!("Singoli server guasti in {dc}{routes}"),
                 format!("Alcuni server del data center {dc} si sono guastati; {sites} ha continuato con gli altri."),
             ),
             Kind::Flood => (
@@ -556,7 +585,7 @@ pub(crate) fn public(i: &Incident, lang: &str) -> (String, String) {
                 ),
             ),
             Kind::OriginFailure => (
-                format!("Some servers in {dc} failed"),
+                format!("Some servers in {dc} failed{routes}"),
                 format!("Some servers of data center {dc} failed; {sites} kept running on the others."),
             ),
             Kind::Flood => (

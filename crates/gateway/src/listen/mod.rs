@@ -4,6 +4,7 @@
 
 pub(crate) mod h1;
 pub(crate) mod proxy_protocol;
+pub(crate) mod tunnel;
 
 use crate::body::ClientBody;
 use crate::proxy::{self, conn::ConnState, Edge};
@@ -310,21 +311,36 @@ async fn serve_http<IO>(
             client_header: timeouts.client_header.get(),
             send_timeout: idle,
         };
-        let conn = h1::serve(edge.clone(), state.clone(), io, read, settings);
+        let conn = h1::serve(edge.clone(), state.clone(), io, read, settings, shutdown.clone());
         let closing = state.clone();
         supervise(conn, &state, peer, first_request, idle, shutdown, move |_| closing.close_after_this()).await;
         return;
     }
     let svc_edge = edge.clone();
     let svc_state = state.clone();
-    let svc = service_fn(move |req: http::Request<hyper::body::Incoming>| {
+    let svc_shutdown = shutdown.clone();
+    let svc = service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
+        // An extended CONNECT (RFC 8441): the stream becomes the tunnel's once answered 2xx.
+        let upgrade = (req.method() == http::Method::CONNECT).then(|| hyper::upgrade::on(&mut req));
         let handled = proxy::handle(&svc_edge, &svc_state, req.map(ClientBody::H2));
-        // HTTP/2 encodes fields itself: a cache hit's, encoded for HTTP/1, go back into the map.
-        async move { handled.answer().await.map(proxy::body::encoded_into_map) }
+        let shutdown = svc_shutdown.clone();
+        async move {
+            // HTTP/2 encodes fields itself: a cache hit's, encoded for HTTP/1, go back into the map.
+            let mut resp = handled.answer().await.map(proxy::body::encoded_into_map)?;
+            if let (Some(upgrade), Some(t)) = (upgrade, resp.body_mut().take_tunnel()) {
+                tokio::spawn(async move {
+                    if let Ok(stream) = upgrade.await {
+                        tunnel::run(TokioIo::new(stream), t, shutdown).await;
+                    }
+                });
+            }
+            Ok::<_, proxy::CloseSilently>(resp)
+        }
     });
     let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
     builder
         .timer(TokioTimer::new())
+        .enable_connect_protocol()
         .max_header_list_size(max_head as u32)
         .max_concurrent_streams(limits.max_h2_streams);
     let conn = builder.serve_connection(TokioIo::new(Prefixed { prefix: read.freeze(), io }), svc);

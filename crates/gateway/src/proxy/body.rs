@@ -26,6 +26,9 @@ pub(crate) struct RespBody {
     record: Option<Box<Record>>,
     /// Header fields already encoded, before those of the response's header map.
     encoded: Option<Encoded>,
+    /// The origin agreed to switch protocols: the tunnel the connection copies once this
+    /// (empty) response has gone out.
+    tunnel: Option<Box<super::tunnel::Tunnel>>,
 }
 
 /// Header fields of a response already encoded as HTTP/1 field lines (`name: value\r\n`
@@ -61,18 +64,29 @@ impl Encoded {
 
 impl RespBody {
     pub(crate) fn origin(body: OriginBody) -> RespBody {
-        RespBody { source: Source::Origin(body), record: None, encoded: None }
+        RespBody { source: Source::Origin(body), record: None, encoded: None, tunnel: None }
     }
 
     pub(crate) fn full(bytes: impl Into<Bytes>) -> RespBody {
         let b: Bytes = bytes.into();
-        RespBody { source: Source::Full(if b.is_empty() { None } else { Some(b) }), record: None, encoded: None }
+        RespBody { source: Source::Full(if b.is_empty() { None } else { Some(b) }), record: None, encoded: None, tunnel: None }
     }
 
     /// Header fields that go with it, already encoded.
     pub(crate) fn with_encoded(mut self, encoded: Encoded) -> RespBody {
         self.encoded = Some(encoded);
         self
+    }
+
+    /// The response opens a tunnel ([`super::tunnel`]).
+    pub(crate) fn with_tunnel(mut self, tunnel: Box<super::tunnel::Tunnel>) -> RespBody {
+        self.tunnel = Some(tunnel);
+        self
+    }
+
+    /// The tunnel, taken by the connection that sends the response.
+    pub(crate) fn take_tunnel(&mut self) -> Option<Box<super::tunnel::Tunnel>> {
+        self.tunnel.take()
     }
 
     /// Its encoded header fields, taken to be written (or moved into a header map).
@@ -91,7 +105,7 @@ impl RespBody {
 
     /// A body the cache is filling ([`super::fill`]).
     pub(crate) fn filled(reader: crate::cache::filling::Reader) -> RespBody {
-        RespBody { source: Source::Fill(reader), record: None, encoded: None }
+        RespBody { source: Source::Fill(reader), record: None, encoded: None, tunnel: None }
     }
 
     /// Attaches the request's record; the request ends when this body is dropped.

@@ -16,6 +16,8 @@ pub(crate) mod headers;
 pub(crate) mod record;
 pub(crate) mod shielded;
 mod steps;
+pub(crate) mod trace;
+pub(crate) mod tunnel;
 
 use crate::body::ClientBody;
 use crate::pages::{self, Problem};
@@ -99,7 +101,8 @@ impl Handled {
 pub(crate) fn handle(edge: &Arc<Edge>, conn: &Arc<ConnState>, req: Request<ClientBody>) -> Handled {
     let snap = edge.snapshot.load_full();
     let target = snap.file.log.access.then(|| req.uri().path_and_query().map_or("/", |pq| pq.as_str()).to_string());
-    let record = Record::begin(&edge.telemetry, conn.clone(), req.method().clone(), target);
+    let ids = trace::ids(req.headers(), snap.file.proxy.traces == crate::config::Traces::Start);
+    let record = Record::begin(&edge.telemetry, conn.clone(), req.method().clone(), target, ids);
     let mut cx = RequestCtx { edge, conn, snap, record };
     let front = match front(&mut cx, req) {
         Ok(front) => front,
@@ -124,6 +127,8 @@ struct Front {
     parts: http::request::Parts,
     body: ClientBody,
     cache: steps::Cached,
+    /// It asks for a tunnel (WebSocket): never cached.
+    tunnel: Option<tunnel::Asked>,
 }
 
 /// The steps that never wait, in order: framing, route, shield, limits, cache. Each may
@@ -131,16 +136,21 @@ struct Front {
 #[allow(clippy::result_large_err)] // see `steps`: an early answer is returned by value
 fn front(cx: &mut RequestCtx<'_>, req: Request<ClientBody>) -> Step<Front> {
     steps::framing(cx, &req)?;
+    let tunnel = steps::tunnel(cx, &req)?;
     let (mut parts, body) = req.into_parts();
     let host_value = headers::host_value(&parts.uri, &parts.headers);
     let host = host_value.as_ref().and_then(headers::normalize_host);
-    let site = steps::route(cx, host.as_deref())?;
+    let site = steps::route(cx, host.as_deref(), parts.uri.path())?;
     let verdict = steps::shield(cx, &site, &parts)?;
     steps::limits(cx, &site, &parts)?;
+    steps::https(cx, &site, host.as_deref().unwrap_or_default(), &parts)?;
     // A page from the cache is as much a visit as one from an origin: it carries the
     // visitor's cookie too (most first visits are hits).
-    let cache = steps::cache(cx, &site, host.as_deref().unwrap_or_default(), host_value.as_ref(), &mut parts, None)
-        .map_err(|stop| match stop {
+    let cache = match tunnel {
+        Some(_) => Ok(steps::Cached::Go(None)),
+        None => steps::cache(cx, &site, host.as_deref().unwrap_or_default(), host_value.as_ref(), &mut parts, None),
+    };
+    let cache = cache.map_err(|stop| match stop {
             Stop::Answer(mut resp) => {
                 shielded::give_visitor_cookie(verdict.visitor_cookie.as_deref(), &mut resp, cx.conn.https);
                 Stop::Answer(resp)
@@ -148,21 +158,21 @@ fn front(cx: &mut RequestCtx<'_>, req: Request<ClientBody>) -> Step<Front> {
             other => other,
         })?;
     let host = host.map(std::borrow::Cow::into_owned).unwrap_or_default();
-    Ok(Front { site, host, host_value, verdict, parts, body, cache })
+    Ok(Front { site, host, host_value, verdict, parts, body, cache, tunnel })
 }
 
 /// The steps that wait, in order: a fill of the cache another request is making (then
 /// the cache again), admission, prepare, forward, respond.
 #[allow(clippy::result_large_err)]
 async fn to_origins(cx: &mut RequestCtx<'_>, front: Front) -> Step<Response<RespBody>> {
-    let Front { site, host, host_value, verdict, mut parts, body, cache } = front;
+    let Front { site, host, host_value, verdict, mut parts, body, cache, tunnel } = front;
     let (host, host_value) = (host.as_str(), host_value.as_ref());
     let mut plan = steps::wait_for_fill(cx, &site, host, host_value, &mut parts, cache).await?;
     let slot = steps::admission(cx, &site, verdict.priority, plan.as_deref()).await?;
-    let out = steps::prepare(cx, &site, host, host_value, parts, body);
+    let out = steps::prepare(cx, &site, host, host_value, parts, body, tunnel.as_ref());
     let forwarded = steps::forward(cx, &site, out).await;
     drop(slot); // the origin has answered (or failed): its slot is free for the next request
-    let mut resp = steps::respond(cx, &site, host, plan.as_deref_mut(), forwarded)?;
+    let mut resp = steps::respond(cx, &site, host, plan.as_deref_mut(), forwarded, tunnel.as_ref())?;
     shielded::give_visitor_cookie(verdict.visitor_cookie.as_deref(), &mut resp, cx.conn.https);
     Ok(resp)
 }
@@ -185,9 +195,17 @@ impl RequestCtx<'_> {
         }
     }
 
-    /// The request is answered with `resp`: its record goes with the response's body.
+    /// The request is answered with `resp`: its request id and the site's HSTS go on it,
+    /// and its record goes with the response's body.
     fn finish(self, mut resp: Response<RespBody>) -> Response<RespBody> {
         let mut record = self.record;
+        let h = resp.headers_mut();
+        h.insert(trace::X_REQUEST_ID.clone(), record.ids.request_id.clone());
+        if self.conn.https {
+            if let Some(hsts) = record.site.as_ref().and_then(|s| s.hsts.clone()) {
+                h.insert(header::STRICT_TRANSPORT_SECURITY, hsts);
+            }
+        }
         record.answered(resp.status().as_u16());
         resp.body_mut().attach(record);
         resp

@@ -58,6 +58,8 @@ pub(crate) struct Record {
     pub(crate) suspicious: bool,
     /// Its client's prefix was first seen during the current surge.
     pub(crate) new_client: bool,
+    /// Its X-Request-Id and trace.
+    pub(crate) ids: super::trace::Ids,
 }
 
 impl Record {
@@ -67,6 +69,7 @@ impl Record {
         conn: Arc<ConnState>,
         method: http::Method,
         target: Option<String>,
+        ids: super::trace::Ids,
     ) -> Box<Record> {
         let seq = conn.begin_request();
         Box::new(Record {
@@ -89,6 +92,7 @@ impl Record {
             checkout: false,
             suspicious: false,
             new_client: false,
+            ids,
         })
     }
 
@@ -120,7 +124,7 @@ impl Drop for Record {
             site.metrics.duration.observe(elapsed.as_secs_f64());
             site.tally.record(&Ended {
                 outcome: self.outcome,
-                pool,
+                pool: pool.map(|p| site.tally_pool.get(p).copied().unwrap_or(p)),
                 status: self.status,
                 cancelled: cancelled.is_some(),
                 checkout: self.checkout,
@@ -137,6 +141,7 @@ impl Drop for Record {
                 target: "access",
                 client = %self.conn.peer.ip(),
                 site = self.site.as_ref().map_or("-", |s| &*s.name),
+                route = self.site.as_ref().and_then(|s| s.route.as_deref()).unwrap_or("-"),
                 method = %self.method,
                 path = %target,
                 status,
@@ -146,6 +151,8 @@ impl Drop for Record {
                 bytes = self.bytes,
                 complete = self.body_complete && !self.origin_body_error,
                 cancelled = cancelled.map_or("-", Phase::as_str),
+                request_id = self.ids.request_id.to_str().unwrap_or("-"),
+                trace_id = self.ids.trace.as_ref().map_or("-", |t| t.trace_id()),
             );
         }
         let now = tokio::time::Instant::from_std(now);

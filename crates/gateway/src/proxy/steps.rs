@@ -34,9 +34,16 @@ pub(super) fn framing(cx: &RequestCtx, req: &Request<ClientBody>) -> Step<()> {
     Ok(())
 }
 
-/// Step 2: Host and route: the site that serves `host`; a TLS connection's requests must be for
-/// a host of the site its server name chose.
-pub(super) fn route(cx: &mut RequestCtx, host: Option<&str>) -> Step<Arc<SiteRt>> {
+/// Step 1b: Tunnels: whether the request asks to switch protocols (WebSocket); a CONNECT
+/// that is not RFC 8441's extended CONNECT is refused.
+pub(super) fn tunnel(cx: &RequestCtx, req: &Request<ClientBody>) -> Step<Option<super::tunnel::Asked>> {
+    super::tunnel::asked(req).map_err(|status| refuse(cx, "connect", status, false))
+}
+
+/// Step 2: Host and route: the site that serves `host`, and of it the route with the longest
+/// prefix of `path` (else the site's own pools); a TLS connection's requests must be for a
+/// host of the site its server name chose.
+pub(super) fn route(cx: &mut RequestCtx, host: Option<&str>, path: &str) -> Step<Arc<SiteRt>> {
     let Some(host) = host else { return Err(refuse(cx, "no_host", StatusCode::BAD_REQUEST, true)) };
     let Some(site) = cx.snap.site_for_host(host).cloned() else {
         return Err(refuse(cx, "unknown_host", StatusCode::NOT_FOUND, false));
@@ -46,6 +53,7 @@ pub(super) fn route(cx: &mut RequestCtx, host: Option<&str>) -> Step<Arc<SiteRt>
             return Err(refuse(cx, "misdirected", StatusCode::MISDIRECTED_REQUEST, false));
         }
     }
+    let site = site.for_path(path).clone();
     cx.record.site = Some(site.clone());
     Ok(site)
 }
@@ -102,6 +110,32 @@ pub(super) fn limits(cx: &RequestCtx, site: &SiteRt, parts: &http::request::Part
         return Err(Stop::Answer(cx.page(site, Problem::TooLarge, true)));
     }
     Ok(())
+}
+
+/// ACME's HTTP-01 answers live here (RFC 8555 §8.3): never redirected to https.
+pub(crate) const ACME_CHALLENGE_PREFIX: &str = "/.well-known/acme-challenge/";
+
+/// Step 4b: HTTPS: a plain-HTTP request to a site with `[site.https] redirect` gets a `308`
+/// to the same host, path and query over https (308 keeps the method and body, where
+/// 301 lets clients turn a POST into a GET). ACME's challenges are answered over plain
+/// HTTP, as they must be.
+pub(super) fn https(cx: &RequestCtx, site: &SiteRt, host: &str, parts: &http::request::Parts) -> Step<()> {
+    let cfg = &site.cfg.https;
+    if !cfg.redirect || cx.conn.https || parts.uri.path().starts_with(ACME_CHALLENGE_PREFIX) {
+        return Ok(());
+    }
+    let port = cfg.port.filter(|p| *p != 443).map(|p| format!(":{p}")).unwrap_or_default();
+    let target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+    let target = if target.starts_with('/') { target } else { "/" };
+    let location = format!("https://{host}{port}{target}");
+    let mut resp = local_response(StatusCode::PERMANENT_REDIRECT, String::new(), false);
+    let h = resp.headers_mut();
+    match HeaderValue::try_from(location) {
+        Ok(v) => h.insert(header::LOCATION, v),
+        Err(_) => return Err(Stop::Answer(cx.page(site, Problem::BadRequest, true))),
+    };
+    h.remove(header::CONTENT_TYPE);
+    Err(Stop::Answer(resp))
 }
 
 /// What the cache step found for a request it did not answer.
@@ -231,12 +265,16 @@ pub(super) fn prepare(
     host_value: Option<&HeaderValue>,
     mut parts: http::request::Parts,
     body: ClientBody,
+    tunnel: Option<&super::tunnel::Asked>,
 ) -> Outbound {
     let snap = &cx.snap;
     let invalidate = (!parts.method.is_safe() && site.cache.is_some())
         .then(|| parts.uri.path_and_query().map_or_else(|| "/".to_string(), |pq| pq.as_str().to_string()));
     let received = parts.version;
     headers::remove_hop_by_hop(&mut parts.headers);
+    if let Some(asked) = tunnel {
+        super::tunnel::ask_origin(asked, &mut parts);
+    }
     let trusted = snap.file.proxy.trusted_proxies.iter().any(|n| n.contains(&cx.conn.client.ip));
     let via = snap.via.as_ref().map(|(v11, v2)| if received == Version::HTTP_2 { v2 } else { v11 });
     // The forwarding fields and Via: from an untrusted client, a block of lines written after
@@ -253,6 +291,11 @@ pub(super) fn prepare(
     }
     if let (Some(via), true) = (via, forwarding.is_empty()) {
         headers::append_via(&mut parts.headers, via);
+    }
+    // The request's id and trace, for the shop to follow it by.
+    parts.headers.insert(super::trace::X_REQUEST_ID.clone(), cx.record.ids.request_id.clone());
+    if let Some(tp) = cx.record.ids.trace.as_ref().and_then(|t| t.traceparent()) {
+        parts.headers.insert(super::trace::TRACEPARENT.clone(), tp);
     }
     if parts.uri.authority().is_some() {
         // HTTP/1.1 to the origin needs Host; for HTTP/2 it comes from :authority.
@@ -297,8 +340,31 @@ pub(super) fn respond(
     host: &str,
     plan: Option<&mut Plan>,
     (forwarded, invalidate): (Forwarded, Option<String>),
+    tunnel: Option<&super::tunnel::Asked>,
 ) -> Step<Response<RespBody>> {
     match forwarded {
+        Forwarded::Response { resp, pool, origin } if resp.status() == StatusCode::SWITCHING_PROTOCOLS => {
+            cx.record.served_by = Some((pool, origin.origin().clone()));
+            cx.record.outcome = Outcome::Origin;
+            let (mut head, body) = resp.into_parts();
+            // The origin's connection becomes the tunnel's (a 101 comes only when asked).
+            let (Some(asked), Some((io, from_origin))) = (tunnel, body.into_upgraded()) else {
+                return Ok(cx.page(site, Problem::Unavailable, false));
+            };
+            super::tunnel::answer_client(asked, &mut head.status, &mut head.headers);
+            let t = super::tunnel::Tunnel {
+                origin: io,
+                from_origin,
+                idle: cx.snap.file.timeouts.tunnel_idle.get(),
+                drain: cx.snap.file.timeouts.drain.get(),
+                site: site.label(),
+                origin_name: origin.origin().authority.to_string(),
+                guard: super::tunnel::TunnelGuard::new(&cx.edge.telemetry, &asked.protocol()),
+            };
+            // The request ends here; the tunnel is counted apart, for as long as it lives.
+            drop(origin);
+            Ok(Response::from_parts(head, RespBody::full(Bytes::new()).with_tunnel(Box::new(t))))
+        }
         Forwarded::Response { resp, pool, origin } => {
             // Hop-by-hop fields were left out when the head was read (upstream::http1).
             let (mut head, body) = resp.into_parts();

@@ -16,6 +16,14 @@ pub(crate) struct RequestLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct RouteLabels {
+    pub(crate) site: String,
+    pub(crate) route: String,
+    pub(crate) datacenter: String,
+    pub(crate) status_class: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(crate) struct SiteLabel {
     pub(crate) site: String,
 }
@@ -43,6 +51,10 @@ fn latency_histogram() -> Histogram {
 pub(crate) struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
+    route_requests: Family<RouteLabels, Counter>,
+    /// Tunnels (WebSocket and other upgrades): open now, and opened, by protocol.
+    pub(crate) tunnels_open: Gauge,
+    pub(crate) tunnels: Family<KindLabel, Counter>,
     duration: HistogramFamily<SiteLabel>,
     pub(crate) origin_errors: Family<OriginErrorLabels, Counter>,
     pub(crate) open_connections: Gauge,
@@ -83,6 +95,16 @@ impl Metrics {
         let rejected = Family::<ReasonLabel, Counter>::default();
         let reloads = Family::<ReasonLabel, Counter>::default();
         registry.register("requests", "Requests answered, by site, data center and status class", requests.clone());
+        let route_requests = Family::<RouteLabels, Counter>::default();
+        registry.register(
+            "route_requests",
+            "Requests to a site's path routes, by site, route, data center and status class (also in requests)",
+            route_requests.clone(),
+        );
+        let tunnels_open = Gauge::default();
+        let tunnels = Family::<KindLabel, Counter>::default();
+        registry.register("tunnels_open", "Tunnels (WebSocket and other upgrades) open now", tunnels_open.clone());
+        registry.register("tunnels", "Tunnels opened, by protocol (websocket, or the Upgrade token)", tunnels.clone());
         registry.register(
             "request_duration_seconds",
             "Time from request head to the end of the response body, by site",
@@ -167,6 +189,9 @@ impl Metrics {
             cache_evictions,
             registry,
             requests,
+            route_requests,
+            tunnels_open,
+            tunnels,
             duration,
             origin_errors,
             open_connections,
@@ -192,17 +217,31 @@ impl Metrics {
         self.rejected.get_or_create(&ReasonLabel { reason: reason.to_string() }).inc();
     }
 
-    /// Handles for one site: `datacenters` are its pools' data centers in order.
-    pub(crate) fn site(&self, site: &str, datacenters: &[&str]) -> SiteMetrics {
-        let class = |dc: &str| -> [Counter; 5] {
-            ["1xx", "2xx", "3xx", "4xx", "5xx"].map(|c| {
-                self.requests
+    /// Handles for one site, or one of its routes: `datacenters` are its pools' data
+    /// centers in order.
+    pub(crate) fn site(&self, site: &str, route: Option<&str>, datacenters: &[&str]) -> SiteMetrics {
+        let class = |dc: &str| -> [[Counter; 2]; 5] {
+            STATUS_CLASSES.map(|c| {
+                let site_count = self
+                    .requests
                     .get_or_create(&RequestLabels {
                         site: site.to_string(),
                         datacenter: dc.to_string(),
                         status_class: c.to_string(),
                     })
-                    .clone()
+                    .clone();
+                // A site's own requests count once: its route counter is one no family holds.
+                let route_count = route.map_or_else(Counter::default, |r| {
+                    self.route_requests
+                        .get_or_create(&RouteLabels {
+                            site: site.to_string(),
+                            route: r.to_string(),
+                            datacenter: dc.to_string(),
+                            status_class: c.to_string(),
+                        })
+                        .clone()
+                });
+                [site_count, route_count]
             })
         };
         let cache = CACHE_RESULTS.map(|reason| {
@@ -220,9 +259,10 @@ impl Metrics {
 /// Pre-resolved metric handles of one site.
 #[derive(Debug)]
 pub(crate) struct SiteMetrics {
-    by_pool: Vec<[Counter; 5]>,
+    /// Per status class: the site's counter, and the route's (a detached one for the site).
+    by_pool: Vec<[[Counter; 2]; 5]>,
     /// Answered by holdfast itself (no origin).
-    local: [Counter; 5],
+    local: [[Counter; 2]; 5],
     pub(crate) duration: Histogram,
     /// `holdfast_cache_total{site,reason}` by [`CacheResult`].
     cache: [Counter; 4],
@@ -237,6 +277,8 @@ pub(crate) enum CacheResult {
     Stale,
 }
 
+const STATUS_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+
 const CACHE_RESULTS: [&str; 4] = ["hit", "miss", "revalidated", "stale"];
 
 impl SiteMetrics {
@@ -250,7 +292,9 @@ impl SiteMetrics {
     pub(crate) fn count(&self, pool: Option<usize>, status: u16) {
         let idx = usize::from(status / 100).clamp(1, 5) - 1;
         let row = pool.and_then(|p| self.by_pool.get(p)).unwrap_or(&self.local);
-        row[idx].inc();
+        for c in &row[idx] {
+            c.inc();
+        }
     }
 }
 

@@ -22,13 +22,15 @@ pub(crate) struct Telemetry {
     pub(crate) metrics: Metrics,
     pub(crate) events: EventLog,
     pub(crate) requests: Arc<RequestGauges>,
+    /// Tunnels (WebSocket and other upgrades) open now and in all.
+    pub(crate) tunnels: crate::proxy::tunnel::TunnelCounts,
 }
 
 impl Telemetry {
     pub(crate) fn new() -> Telemetry {
         let mut metrics = Metrics::new();
         let requests = Arc::new(RequestGauges::register(&mut metrics));
-        Telemetry { metrics, events: EventLog::default(), requests }
+        Telemetry { metrics, events: EventLog::default(), requests, tunnels: Default::default() }
     }
 
     /// Records a state change: logged, counted, kept for /status.json.

@@ -40,7 +40,7 @@ struct Entry {
 pub(crate) fn names(file: &File) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
     for site in &file.sites {
-        for pool in &site.pools {
+        for pool in site.pools.iter().chain(site.routes.iter().flat_map(|r| &r.pools)) {
             for o in &pool.origins {
                 if let Ok(auth) = config::parse_origin(&o.get_ref().address) {
                     if host_ip(auth.host()).is_none() {

@@ -128,6 +128,8 @@ impl Conn {
         }
         self.read_idle = deadline.saturating_duration_since(tokio::time::Instant::now());
         let head_request = head.method == Method::HEAD;
+        // An upgrade (WebSocket): the request carries Upgrade only when the client asked.
+        let upgrade = head.headers.contains_key(header::UPGRADE);
         let (parts, mut head) = (head, std::mem::take(&mut self.head));
         head.clear();
         let chunked = encode_head(parts, &body, forwarding, &mut head);
@@ -163,7 +165,7 @@ impl Conn {
         } else {
             self.flush().await.map_err(|e| SendError::Failed(io_error_kind(&e)))?;
         }
-        self.read_response(head_request, reusable).await
+        self.read_response(head_request, reusable, upgrade).await
     }
 
     /// Streams a request body; Ok(false) when the origin answered before it was all sent
@@ -313,16 +315,28 @@ impl Conn {
         crate::codec::io::poll_fill(&mut self.io, &mut self.buf, READ_CHUNK, cx)
     }
 
-    async fn read_response(mut self, head_request: bool, reusable: bool) -> Result<Response<OriginBody>, SendError> {
+    /// `upgrade`: the request asked to switch protocols, so a `101` ends the exchange and
+    /// the connection becomes the tunnel's ([`OriginBody::into_upgraded`]).
+    async fn read_response(
+        mut self,
+        head_request: bool,
+        reusable: bool,
+        upgrade: bool,
+    ) -> Result<Response<OriginBody>, SendError> {
         loop {
             // (`holdfast_http1::response`; a head that breaks HTTP/1.1 is a protocol error.)
             match parse_response(&mut self.buf).map_err(|_| SendError::Failed(ErrorKind::Protocol))? {
-                Some(head) if head.status.is_informational() => {
-                    // 100 Continue, 103 Early Hints: interim, skipped. 101 is never asked for.
-                    if head.status == StatusCode::SWITCHING_PROTOCOLS {
+                Some(head) if head.status == StatusCode::SWITCHING_PROTOCOLS => {
+                    // Switching protocols without being asked to is a protocol error.
+                    if !upgrade {
                         return Err(SendError::Failed(ErrorKind::Protocol));
                     }
+                    let mut resp = self.into_response(head, true, false);
+                    resp.body_mut().upgraded = true;
+                    return Ok(resp);
                 }
+                // 100 Continue, 103 Early Hints: interim, skipped.
+                Some(head) if head.status.is_informational() => {}
                 Some(head) => return Ok(self.into_response(head, head_request, reusable)),
                 None => {
                     if self.buf.len() >= MAX_HEAD {
@@ -352,7 +366,7 @@ impl Conn {
             headers.remove(header::CONTENT_LENGTH); // RFC 9112 §6.3: Transfer-Encoding wins
         }
         let reusable = reusable && keep_alive && !matches!(framing, Framing::UntilClose);
-        let mut body = OriginBody { conn: Some(self), framing, reusable, done: false };
+        let mut body = OriginBody { conn: Some(self), framing, reusable, done: false, upgraded: false };
         body.check_done();
         let mut resp = Response::new(body);
         *resp.status_mut() = status;
@@ -429,6 +443,8 @@ pub(crate) struct OriginBody {
     /// The connection may carry another request once this body has ended.
     reusable: bool,
     done: bool,
+    /// A `101`: the connection now speaks the protocol switched to.
+    upgraded: bool,
 }
 
 /// The origin's body ended before its framing said it would, or broke its framing.
@@ -450,6 +466,14 @@ impl OriginBodyError {
 }
 
 impl OriginBody {
+    /// After a `101`: the connection, and what the origin already sent in the new protocol.
+    pub(crate) fn into_upgraded(mut self) -> Option<(OriginStream, BytesMut)> {
+        match self.conn.take() {
+            Some(c) if self.upgraded => Some((c.io, c.buf)),
+            _ => None,
+        }
+    }
+
     /// The connection, once the body was read to its end and the connection may be reused.
     pub(crate) fn take_reusable(&mut self) -> Option<Conn> {
         match &self.conn {

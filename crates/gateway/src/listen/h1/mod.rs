@@ -108,8 +108,14 @@ async fn read_head(
 
 /// Serves HTTP/1.x on `io` until the client or the gateway closes it.
 /// `read`: what was already read from `io` (to tell HTTP/2 from HTTP/1).
-pub(crate) async fn serve<IO>(edge: Arc<Edge>, state: Arc<ConnState>, io: IO, read: BytesMut, settings: Settings)
-where
+pub(crate) async fn serve<IO>(
+    edge: Arc<Edge>,
+    state: Arc<ConnState>,
+    io: IO,
+    read: BytesMut,
+    settings: Settings,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+) where
     IO: AsyncRead + AsyncWrite + Send + Sync + 'static,
 {
     let (rd, wr) = tokio::io::split(io);
@@ -161,9 +167,19 @@ where
                 resp
             }
         };
-        let Ok(resp) = resp else { break false }; // the shield's "close": no answer at all
+        let Ok(mut resp) = resp else { break false }; // the shield's "close": no answer at all
+        // The origin agreed to switch protocols: once its 101 is out, the connection is a
+        // tunnel until either side closes.
+        let tunnel = resp.body_mut().take_tunnel();
         let keep_alive = keep_alive && !bad_framing && !state.is_closing();
         match write_response(&mut wr, &mut out, resp, head_request, version, keep_alive, &inbound).await {
+            Ok(true) if tunnel.is_some() => {
+                if let Some(t) = tunnel {
+                    let client = super::tunnel::H1Client { inbound: &inbound, writer: &mut wr.io };
+                    super::tunnel::run(client, t, shutdown).await;
+                }
+                break false;
+            }
             Ok(true) => {}
             // After a refused request (bad framing), the rest of what the client sent is
             // still coming; after a normal close, nothing is.

@@ -98,7 +98,12 @@ pub(super) async fn write_response<W: AsyncWrite + Unpin>(
     } else if chunked {
         out.extend_from_slice(b"transfer-encoding: chunked\r\n");
     }
-    if close {
+    let switching = status == StatusCode::SWITCHING_PROTOCOLS;
+    if switching {
+        // The connection is the tunnel's now, whatever was to become of it.
+        close = false;
+        out.extend_from_slice(b"connection: upgrade\r\n");
+    } else if close {
         out.extend_from_slice(b"connection: close\r\n");
     } else if version == Version::HTTP_10 {
         out.extend_from_slice(b"connection: keep-alive\r\n");
