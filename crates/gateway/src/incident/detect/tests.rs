@@ -56,6 +56,7 @@ impl World {
                         let broken = broken.min(n);
                         PoolObs {
                             datacenter: dc.into(),
+                            route: None,
                             origins: n,
                             available: n - broken,
                             failing: 0,
@@ -462,4 +463,35 @@ fn no_surge_before_a_usual_rate_is_known() {
     // Traffic starts at 200 requests a second: that is the usual rate, not a surge.
     let changes = run(40, |_| World::healthy(200.0));
     assert_eq!(changes, Vec::new());
+}
+
+/// A path route of shop-de (its checkout) has a pool of its own in eu-west; its one origin
+/// fails while the site's pages are served as usual. An origin failure in eu-west, named
+/// with the route, and no data-center failure.
+#[test]
+fn a_failed_route_pool_is_named_with_its_route() {
+    let mut d = Detector::new(Tuning::default());
+    let mut changes = Vec::new();
+    for t in 0..20 {
+        let mut obs = World::healthy(20.0).observe(t);
+        let broken = t >= 5;
+        let de = obs.sites.iter_mut().find(|s| s.name == "shop-de").unwrap();
+        de.pools.push(PoolObs {
+            datacenter: "eu-west".into(),
+            route: Some("checkout".into()),
+            origins: 1,
+            available: u32::from(!broken),
+            eligible: !broken,
+            errors: if broken { vec![("connect_refused", 3)] } else { Vec::new() },
+            down: if broken { vec!["checkout-1".into()] } else { Vec::new() },
+            ..PoolObs::default()
+        });
+        for c in d.step(&obs) {
+            changes.push((t, c));
+        }
+    }
+    assert!(opened(&changes, Kind::DatacenterFailure, "eu-west").is_none(), "{changes:?}");
+    let (_, f) = opened(&changes, Kind::OriginFailure, "eu-west").expect("an origin failure");
+    assert_eq!(f.facts.routes, vec!["checkout of shop-de".to_string()]);
+    assert!(f.evidence[0].signal.contains("checkout of shop-de in eu-west"), "{:?}", f.evidence[0]);
 }
