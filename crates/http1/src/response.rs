@@ -109,7 +109,10 @@ pub fn parse_response(buf: &mut BytesMut) -> Result<Option<ResponseHead>, BadRes
     }
     for name in &listed {
         if let Ok(name) = std::str::from_utf8(name) {
-            headers.remove(name);
+            let switched = status == StatusCode::SWITCHING_PROTOCOLS && name.eq_ignore_ascii_case("upgrade");
+            if !switched {
+                headers.remove(name);
+            }
         }
     }
     let bodiless = !crate::framing::status_has_body(status);
@@ -165,6 +168,15 @@ mod tests {
 
     fn parse(text: &str) -> ResponseHead {
         parse_response(&mut BytesMut::from(text)).unwrap().unwrap()
+    }
+
+    #[test]
+    fn a_101_keeps_the_protocol_switched_to() {
+        let h = parse("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: x\r\n\r\n");
+        assert_eq!(h.headers["upgrade"], "websocket");
+        assert!(!h.headers.contains_key("connection"));
+        let h = parse("HTTP/1.1 200 OK\r\nUpgrade: h2c\r\nConnection: Upgrade\r\nContent-Length: 0\r\n\r\n");
+        assert!(!h.headers.contains_key("upgrade"), "hop-by-hop on any other response");
     }
 
     #[test]

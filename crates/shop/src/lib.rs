@@ -11,6 +11,7 @@ mod capacity;
 mod catalog;
 pub mod control;
 mod fault;
+mod live;
 mod orders;
 mod pages;
 
@@ -226,7 +227,7 @@ where
         async move { Ok::<_, Infallible>(handle(&shop, peer, req).await) }
     });
     let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-    let conn = builder.serve_connection(TokioIo::new(io), svc);
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), svc);
     tokio::pin!(conn);
     loop {
         tokio::select! {
@@ -282,12 +283,16 @@ async fn handle(shop: &Shop, peer: SocketAddr, req: Request<Incoming>) -> Resp {
     resp
 }
 
-async fn route(shop: &Shop, req: Request<Incoming>) -> Resp {
+async fn route(shop: &Shop, mut req: Request<Incoming>) -> Resp {
+    if req.uri().path() == live::SOCKET_PATH {
+        return live::socket(&mut req);
+    }
     let path = req.uri().path().to_string();
     let query = req.uri().query().unwrap_or("").to_string();
     match (req.method(), path.as_str()) {
         (&Method::GET | &Method::HEAD, "/healthz") => text(StatusCode::OK, "no-store", "text/plain", "ok\n"),
         (&Method::GET | &Method::HEAD, "/") => page(shop, StatusCode::OK, "public, max-age=30", pages::home(shop)),
+        (&Method::GET | &Method::HEAD, live::PAGE_PATH) => text(StatusCode::OK, "no-store", "text/html; charset=utf-8", live::PAGE),
         (&Method::GET | &Method::HEAD, "/static/shop.css") => {
             text(StatusCode::OK, "public, max-age=3600", "text/css", pages::CSS)
         }

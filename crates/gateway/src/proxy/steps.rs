@@ -365,6 +365,14 @@ pub(super) fn respond(
             drop(origin);
             Ok(Response::from_parts(head, RespBody::full(Bytes::new()).with_tunnel(Box::new(t))))
         }
+        // An HTTP/2 WebSocket the origin did not switch to: a 2xx would tell the client its
+        // stream is a tunnel (RFC 8441 §5), so the origin's answer becomes a 502.
+        Forwarded::Response { resp, .. }
+            if resp.status().is_success() && matches!(tunnel, Some(super::tunnel::Asked::H2(_))) =>
+        {
+            drop(resp);
+            Ok(cx.page(site, Problem::OriginError(StatusCode::BAD_GATEWAY), false))
+        }
         Forwarded::Response { resp, pool, origin } => {
             // Hop-by-hop fields were left out when the head was read (upstream::http1).
             let (mut head, body) = resp.into_parts();

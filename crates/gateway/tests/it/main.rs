@@ -26,4 +26,5 @@ mod shield;
 mod slow_readers;
 mod strange;
 mod tls_h2;
+mod tunnels;
 mod visitors;
