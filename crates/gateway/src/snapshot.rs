@@ -178,7 +178,7 @@ impl Shared<'_> {
         let s = self.cfg;
         let dcs: Vec<&str> = pools.iter().map(|p| &*p.datacenter).collect();
         let site_metrics = metrics.site(&self.name, route.as_deref(), &dcs);
-        let seed = self.seed ^ route.as_deref().map_or(0, |r| r.len() as u64 * 0x2545_F491_4F6C_DD1D);
+        let seed = self.seed ^ route.as_deref().map_or(0, |r| (r.len() as u64).wrapping_mul(0x2545_F491_4F6C_DD1D));
         SiteRt {
             name: self.name.clone(),
             route,

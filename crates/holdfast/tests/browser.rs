@@ -126,3 +126,29 @@ fn a_browser_passes_the_proof_of_work_challenge() {
     assert!(solved >= Some(1), "{metrics}");
     let _ = std::fs::remove_file(path);
 }
+
+/// The shop's live page, through holdfast: Chromium opens a WebSocket through the gateway
+/// (HTTP/1.1 Upgrade), sends a message and shows the shop's echo.
+#[test]
+fn a_browser_websocket_through_holdfast_gets_its_echo() {
+    let (_shop, shop) = shop_process("eu-west", &[]);
+    let path = temp("websocket.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[listen]\nhttp = [\"127.0.0.1:0\"]\nadmin = \"127.0.0.1:0\"\n[[datacenter]]\nname = \"eu-west\"\n\
+             [[site]]\nname = \"shop-de\"\nhosts = [\"127.0.0.1\"]\nlanguage = \"de\"\nhealth = {{ enabled = false }}\n\
+             [[site.pool]]\ndatacenter = \"eu-west\"\norigins = [\"{shop}\"]\n"
+        ),
+    )
+    .unwrap();
+    let (_gw, http, admin) = gateway_process(&path);
+    wait_for(|| http_get(http, "127.0.0.1", "/live").filter(|r| r.starts_with("HTTP/1.1 200")));
+    let Some(dom) = chromium(&["--dump-dom", "--virtual-time-budget=10000"], &format!("http://{http}/live")) else {
+        return;
+    };
+    assert!(dom.contains("echo: stock 42"), "the echo through the tunnel: {dom}");
+    let s = status(admin).unwrap();
+    assert!(s["tunnels"]["opened"].as_u64() >= Some(1), "{}", s["tunnels"]);
+    let _ = std::fs::remove_file(path);
+}

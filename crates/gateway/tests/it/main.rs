@@ -22,6 +22,7 @@ mod origin_dns;
 mod origin_tls;
 mod proxying;
 mod redis;
+mod routes;
 mod shield;
 mod slow_readers;
 mod strange;

@@ -162,3 +162,34 @@ async fn h1_over_tls_streams_each_piece_as_it_comes() {
     assert!(text.contains("second") && text.ends_with("0\r\n\r\n"), "{text}");
     let _ = std::fs::remove_dir_all(&certs.dir);
 }
+
+/// `[site.https] hsts`: Strict-Transport-Security on TLS responses (cache hits and the
+/// site's own pages too), never over plain HTTP; the redirect leaves TLS requests alone.
+#[tokio::test]
+async fn hsts_goes_on_tls_responses_only() {
+    let de = echo_origin("de").await;
+    let certs = make_certs(&["hsts.shop.de"]);
+    let d = certs.dir.display();
+    let text = config(&[("de", &["hsts.shop.de"], de.addr)], "")
+        .replace("[listen]\n", "[listen]\nhttps = [\"127.0.0.1:0\"]\n")
+        .replace(
+            "name = \"de\"\n",
+            &format!("name = \"de\"\ntls = {{ cert = \"{d}/hsts.shop.de.crt\", key = \"{d}/hsts.shop.de.key\" }}\n"),
+        )
+        + "[site.https]\nredirect = true\nhsts = \"max-age=31536000; includeSubDomains\"\n";
+    let gw = gateway(&text).await;
+    let tls = tls_connect(gw.https_addrs[0], &certs.roots, "hsts.shop.de", &[b"http/1.1"]).await;
+    let (mut tx, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await.unwrap();
+    tokio::spawn(conn);
+    for path in ["/p/1", "/nowhere/slow/1"] {
+        let req = http::Request::get(path).header("host", "hsts.shop.de").body(Empty::<Bytes>::new()).unwrap();
+        let r = tx.send_request(req).await.unwrap();
+        assert_eq!(r.status(), 200, "TLS requests are not redirected");
+        assert_eq!(r.headers()["strict-transport-security"], "max-age=31536000; includeSubDomains");
+        let _ = r.into_body().collect().await;
+    }
+    let (status, h, _) = get(http_addr(&gw), "hsts.shop.de", "/p/1").await;
+    assert_eq!(status, 308);
+    assert!(!h.contains_key("strict-transport-security"));
+    let _ = std::fs::remove_dir_all(&certs.dir);
+}
