@@ -7,6 +7,7 @@ mod body;
 mod cache;
 mod clock;
 mod codec;
+mod compress;
 pub mod config;
 mod fleet;
 mod gateway;

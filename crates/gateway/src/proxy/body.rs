@@ -5,6 +5,7 @@
 
 use super::record::Record;
 use crate::body::BoxError;
+use crate::compress::Encoder;
 use crate::upstream::http1::{Conn, OriginBody};
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
@@ -15,6 +16,9 @@ enum Source {
     /// An origin's body; it holds the origin connection, handed back to its pool once the
     /// body has been read to its end.
     Origin(OriginBody),
+    /// An origin's body compressed as it streams (`compress`); the encoder is gone once
+    /// the coded stream has ended.
+    Coded(OriginBody, Option<Box<Encoder>>),
     /// A body the cache is filling from the origin, read at the client's pace.
     Fill(crate::cache::filling::Reader),
     Full(Option<Bytes>),
@@ -63,8 +67,13 @@ impl Encoded {
 }
 
 impl RespBody {
-    pub(crate) fn origin(body: OriginBody) -> RespBody {
-        RespBody { source: Source::Origin(body), record: None, encoded: None, tunnel: None }
+    /// An origin's body, compressed as it streams by `encoder` if there is one.
+    pub(crate) fn origin(body: OriginBody, encoder: Option<Encoder>) -> RespBody {
+        let source = match encoder {
+            Some(e) => Source::Coded(body, Some(Box::new(e))),
+            None => Source::Origin(body),
+        };
+        RespBody { source, record: None, encoded: None, tunnel: None }
     }
 
     pub(crate) fn full(bytes: impl Into<Bytes>) -> RespBody {
@@ -98,7 +107,7 @@ impl RespBody {
     /// another request (for callers without a request record, which otherwise hands it back).
     pub(crate) fn take_finished_conn(&mut self) -> Option<Conn> {
         match &mut self.source {
-            Source::Origin(body) => body.take_reusable(),
+            Source::Origin(body) | Source::Coded(body, _) => body.take_reusable(),
             Source::Fill(_) | Source::Full(_) => None,
         }
     }
@@ -116,6 +125,46 @@ impl RespBody {
     fn count(&mut self, n: usize) {
         if let Some(r) = self.record.as_mut() {
             r.bytes += n as u64;
+        }
+    }
+}
+
+/// The next piece of an origin's body compressed as it streams: what the coder makes of
+/// each piece, pushed out whenever the origin pauses (so that a streamed page is not held
+/// back), and the coded stream's end after the body's.
+fn poll_coded(
+    body: &mut OriginBody,
+    encoder: &mut Option<Box<Encoder>>,
+    cx: &mut Context<'_>,
+) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    let coding_failed = |e: std::io::Error| BoxError::from(format!("compression: {e}"));
+    loop {
+        let Some(enc) = encoder.as_mut() else { return Poll::Ready(None) };
+        match Pin::new(&mut *body).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                let Ok(data) = frame.into_data() else { continue }; // trailers: dropped
+                match enc.push(&data, false) {
+                    Ok(coded) if coded.is_empty() => continue,
+                    Ok(coded) => return Poll::Ready(Some(Ok(Frame::data(coded)))),
+                    Err(e) => return Poll::Ready(Some(Err(coding_failed(e)))),
+                }
+            }
+            Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(BoxError::from(e)))),
+            Poll::Ready(None) => {
+                let Some(enc) = encoder.take() else { return Poll::Ready(None) };
+                return match enc.finish() {
+                    Ok(rest) => Poll::Ready(Some(Ok(Frame::data(rest)))),
+                    Err(e) => Poll::Ready(Some(Err(coding_failed(e)))),
+                };
+            }
+            Poll::Pending => {
+                // The origin pauses: what the coder holds goes out now.
+                return match enc.push(&[], true) {
+                    Ok(coded) if coded.is_empty() => Poll::Pending,
+                    Ok(coded) => Poll::Ready(Some(Ok(Frame::data(coded)))),
+                    Err(e) => Poll::Ready(Some(Err(coding_failed(e)))),
+                };
+            }
         }
     }
 }
@@ -148,6 +197,7 @@ impl Body for RespBody {
         let polled = match &mut this.source {
             Source::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
             Source::Origin(body) => Pin::new(body).poll_frame(cx).map_err(BoxError::from),
+            Source::Coded(body, encoder) => poll_coded(body, encoder, cx),
             Source::Fill(reader) => reader.poll_chunk(cx).map(|c| {
                 c.map(|r| r.map(Frame::data).map_err(|why| BoxError::from(format!("origin response body: {why}"))))
             }),
@@ -170,6 +220,7 @@ impl Body for RespBody {
         match &self.source {
             Source::Full(b) => b.is_none(),
             Source::Origin(body) => body.is_end_stream(),
+            Source::Coded(_, encoder) => encoder.is_none(),
             Source::Fill(reader) => reader.is_end(),
         }
     }
@@ -178,6 +229,7 @@ impl Body for RespBody {
         match &self.source {
             Source::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
             Source::Origin(body) => body.size_hint(),
+            Source::Coded(..) => SizeHint::default(),
             Source::Fill(reader) => reader.remaining().map_or_else(SizeHint::default, SizeHint::with_exact),
         }
     }

@@ -15,18 +15,20 @@
 
 use crate::cache::filling::{Filling, Reader, Wrote};
 use crate::cache::{SiteCache, Tee};
+use crate::compress::Encoder;
 use crate::upstream::http1::OriginBody;
 use crate::upstream::InFlight;
 use http_body_util::BodyExt;
 use std::sync::Arc;
 
-/// Starts filling the cache from `body` (its response stored through `tee`); the reader
-/// is for the client that asked, if one still wants the body.
-pub(crate) fn start(body: OriginBody, tee: Box<Tee>, at_origin: InFlight) -> Reader {
-    let declared = http_body::Body::size_hint(&body).exact();
+/// Starts filling the cache from `body` (its response stored through `tee`), compressed by
+/// `encoder` if it has one (the cache keeps the compressed form); the reader is for the
+/// client that asked, if one still wants the body.
+pub(crate) fn start(body: OriginBody, tee: Box<Tee>, at_origin: InFlight, encoder: Option<Encoder>) -> Reader {
+    let declared = if encoder.is_some() { None } else { http_body::Body::size_hint(&body).exact() };
     let filling = Filling::new(declared, true);
     let reader = Reader::new(filling.clone());
-    tokio::spawn(run(body, tee, filling, at_origin));
+    tokio::spawn(run(body, tee, filling, at_origin, encoder));
     reader
 }
 
@@ -42,7 +44,13 @@ impl Drop for Held {
     }
 }
 
-async fn run(mut body: OriginBody, tee: Box<Tee>, filling: Arc<Filling>, at_origin: InFlight) {
+async fn run(
+    mut body: OriginBody,
+    tee: Box<Tee>,
+    filling: Arc<Filling>,
+    at_origin: InFlight,
+    mut encoder: Option<Encoder>,
+) {
     let cache = tee.cache.clone();
     let max = cache.max_object;
     let mut tee = Some(tee);
@@ -52,10 +60,21 @@ async fn run(mut body: OriginBody, tee: Box<Tee>, filling: Arc<Filling>, at_orig
             return; // not stored, and nobody reads it: dropping the body closes its connection
         }
         let data = match body.frame().await {
-            None => break Ok(()),
+            None => match encoder.take().map(Encoder::finish) {
+                // The coded stream's end, written as its last piece.
+                Some(Ok(rest)) if !rest.is_empty() => rest,
+                Some(Err(_)) => break Err("compression failed"),
+                _ => break Ok(()),
+            },
             Some(Err(e)) => break Err(e.reason()),
             Some(Ok(frame)) => match frame.into_data() {
-                Ok(data) => data,
+                // Each piece coded and flushed: a client reading along is not kept waiting.
+                Ok(data) => match encoder.as_mut().map(|e| e.push(&data, true)) {
+                    None => data,
+                    Some(Ok(coded)) if coded.is_empty() => continue,
+                    Some(Ok(coded)) => coded,
+                    Some(Err(_)) => break Err("compression failed"),
+                },
                 Err(_) => continue, // trailers: not stored, not passed on
             },
         };

@@ -127,8 +127,8 @@ struct Front {
     parts: http::request::Parts,
     body: ClientBody,
     cache: steps::Cached,
-    /// It asks for a tunnel (WebSocket): never cached.
-    tunnel: Option<tunnel::Asked>,
+    /// A tunnel it asks for, and the content coding its response gets.
+    wants: steps::Wants,
 }
 
 /// The steps that never wait, in order: framing, route, shield, limits, cache. Each may
@@ -144,9 +144,10 @@ fn front(cx: &mut RequestCtx<'_>, req: Request<ClientBody>) -> Step<Front> {
     let verdict = steps::shield(cx, &site, &parts)?;
     steps::limits(cx, &site, &parts)?;
     steps::https(cx, &site, host.as_deref().unwrap_or_default(), &parts)?;
+    let wants = steps::Wants { coding: steps::coding(&site, &mut parts, tunnel.is_some()), tunnel };
     // A page from the cache is as much a visit as one from an origin: it carries the
     // visitor's cookie too (most first visits are hits).
-    let cache = match tunnel {
+    let cache = match wants.tunnel {
         Some(_) => Ok(steps::Cached::Go(None)),
         None => steps::cache(cx, &site, host.as_deref().unwrap_or_default(), host_value.as_ref(), &mut parts, None),
     };
@@ -158,21 +159,21 @@ fn front(cx: &mut RequestCtx<'_>, req: Request<ClientBody>) -> Step<Front> {
             other => other,
         })?;
     let host = host.map(std::borrow::Cow::into_owned).unwrap_or_default();
-    Ok(Front { site, host, host_value, verdict, parts, body, cache, tunnel })
+    Ok(Front { site, host, host_value, verdict, parts, body, cache, wants })
 }
 
 /// The steps that wait, in order: a fill of the cache another request is making (then
 /// the cache again), admission, prepare, forward, respond.
 #[allow(clippy::result_large_err)]
 async fn to_origins(cx: &mut RequestCtx<'_>, front: Front) -> Step<Response<RespBody>> {
-    let Front { site, host, host_value, verdict, mut parts, body, cache, tunnel } = front;
+    let Front { site, host, host_value, verdict, mut parts, body, cache, wants } = front;
     let (host, host_value) = (host.as_str(), host_value.as_ref());
     let mut plan = steps::wait_for_fill(cx, &site, host, host_value, &mut parts, cache).await?;
     let slot = steps::admission(cx, &site, verdict.priority, plan.as_deref()).await?;
-    let out = steps::prepare(cx, &site, host, host_value, parts, body, tunnel.as_ref());
+    let out = steps::prepare(cx, &site, host, host_value, parts, body, wants.tunnel.as_ref());
     let forwarded = steps::forward(cx, &site, out).await;
     drop(slot); // the origin has answered (or failed): its slot is free for the next request
-    let mut resp = steps::respond(cx, &site, host, plan.as_deref_mut(), forwarded, tunnel.as_ref())?;
+    let mut resp = steps::respond(cx, &site, host, plan.as_deref_mut(), forwarded, &wants)?;
     shielded::give_visitor_cookie(verdict.visitor_cookie.as_deref(), &mut resp, cx.conn.https);
     Ok(resp)
 }

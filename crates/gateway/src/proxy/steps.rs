@@ -138,6 +138,25 @@ pub(super) fn https(cx: &RequestCtx, site: &SiteRt, host: &str, parts: &http::re
     Err(Stop::Answer(resp))
 }
 
+/// What a request asks of its response besides the response: a tunnel, a content coding.
+pub(crate) struct Wants {
+    pub(crate) tunnel: Option<super::tunnel::Asked>,
+    pub(crate) coding: Option<crate::config::Coding>,
+}
+
+/// Step 4c: Content coding: the coding the response gets by the client's Accept-Encoding
+/// (`compress::choose`), which becomes the request's Accept-Encoding for the cache and the
+/// origin. A site without compression leaves the field as it is.
+pub(super) fn coding(site: &SiteRt, parts: &mut http::request::Parts, tunnel: bool) -> Option<crate::config::Coding> {
+    let cfg = &site.cfg.compression;
+    if !cfg.enabled || tunnel {
+        return None;
+    }
+    let coding = crate::compress::choose(&parts.headers, cfg);
+    crate::compress::settle_request(&mut parts.headers, coding);
+    coding
+}
+
 /// What the cache step found for a request it did not answer.
 pub(crate) enum Cached {
     /// Go on to the origins with the cache's plan for the response (validators added, a
@@ -340,8 +359,9 @@ pub(super) fn respond(
     host: &str,
     plan: Option<&mut Plan>,
     (forwarded, invalidate): (Forwarded, Option<String>),
-    tunnel: Option<&super::tunnel::Asked>,
+    wants: &Wants,
 ) -> Step<Response<RespBody>> {
+    let tunnel = wants.tunnel.as_ref();
     match forwarded {
         Forwarded::Response { resp, pool, origin } if resp.status() == StatusCode::SWITCHING_PROTOCOLS => {
             cx.record.served_by = Some((pool, origin.origin().clone()));
@@ -382,6 +402,10 @@ pub(super) fn respond(
             if let Some(target) = &invalidate {
                 cached::invalidate(&site.cache, &site.cfg.cache.ignore_params, host, target, &head);
             }
+            let head_request = cx.record.method == http::Method::HEAD;
+            let Ok(encoder) = encoding(site, wants.coding, &mut head, head_request) else {
+                return Ok(cx.page(site, Problem::Unavailable, false));
+            };
             let mut tee = None;
             let mut plan = plan;
             if let Some(plan) = plan.as_deref_mut() {
@@ -412,9 +436,9 @@ pub(super) fn respond(
             // A body the cache stores is filled at the origin's pace, apart from this client.
             let Some(tee) = tee else {
                 cx.record.at_origin = Some(origin);
-                return Ok(Response::from_parts(head, RespBody::origin(body)));
+                return Ok(Response::from_parts(head, RespBody::origin(body, encoder)));
             };
-            let reader = super::fill::start(body, tee, origin);
+            let reader = super::fill::start(body, tee, origin, encoder);
             // The client's own preconditions (taken off the request for the cache's sake),
             // answered from the origin's head: 304 or 412 while the body goes on into the
             // cache.
@@ -454,6 +478,26 @@ pub(super) fn respond(
     }
 }
 
+/// A response to a request that chose `coding`: compressed as it streams (into the cache,
+/// or to the client) when it qualifies, its fields saying so before the cache stores them.
+/// Err: the encoder could not start.
+fn encoding(
+    site: &SiteRt,
+    coding: Option<crate::config::Coding>,
+    head: &mut http::response::Parts,
+    head_request: bool,
+) -> Result<Option<crate::compress::Encoder>, ()> {
+    let cfg = &site.cfg.compression;
+    if coding.is_some() && head.status == StatusCode::NOT_MODIFIED {
+        crate::compress::weaken_etag(&mut head.headers); // a compressed variant's tag stays weak
+    }
+    let Some(c) = coding.filter(|_| crate::compress::applies(head.status, &head.headers, cfg, head_request)) else {
+        return Ok(None);
+    };
+    crate::compress::mark(&mut head.headers, c);
+    crate::compress::Encoder::new(c).map(Some).map_err(|_| ())
+}
+
 /// stale-while-revalidate: fetch a fresh copy for the cache after answering stale, as a
 /// request of holdfast's own. One refresh per URL at a time (the claim is a guard).
 fn refresh_in_background(cx: &RequestCtx, site: Arc<SiteRt>, mut plan: Plan, host: HeaderValue) {
@@ -483,10 +527,13 @@ fn refresh_in_background(cx: &RequestCtx, site: Arc<SiteRt>, mut plan: Plan, hos
             forwarding: &forwarding,
         };
         if let Forwarded::Response { resp, origin, .. } = forward::forward(&trip, req).await {
-            let (head, body) = resp.into_parts();
+            let (mut head, body) = resp.into_parts();
+            // Coded as the variant it refreshes (its request's Accept-Encoding was settled).
+            let coding = crate::compress::settled(&plan.request.headers);
+            let Ok(encoder) = encoding(&site, coding, &mut head, false) else { return };
             // A body to store is filled by its own task (nobody reads it here).
             if let cached::After::Pass { tee: Some(tee), .. } = cached::after_response(&mut plan, &head) {
-                drop(super::fill::start(body, tee, origin));
+                drop(super::fill::start(body, tee, origin, encoder));
             }
         }
     });

@@ -9,6 +9,7 @@ mod cache;
 mod cache_rfc;
 mod cancel;
 mod common;
+mod compression;
 mod crowds;
 mod examples;
 mod failover;
