@@ -12,6 +12,12 @@
 #    same with Cache-Control: public, max-age=1 and an ETag; holdfast with its cache on (the
 #    default) against holdfast with it off, on the same origin.
 #
+# 3. Compressed hits: a ~12 KB shop page (text/html) asked with `Accept-Encoding: gzip, br`,
+#    as browsers send it. nginx with `gzip on` (its default level 1) in front of
+#    proxy_cache, HAProxy with `compression algo gzip` and its cache (process-vary on), and
+#    holdfast with its defaults (it picks br, and its cache keeps the compressed variant).
+#    Also the body bytes each sends.
+#
 # One worker/thread each, no access log; `wrk -t1 -c${CONNS} -d${DURATION}s --latency`,
 # interleaved, ${ROUNDS} rounds; prints requests/s, p50, p99, CPU microseconds per request
 # and the ratios.
@@ -21,6 +27,7 @@
 cd "$(dirname "$0")/.."
 source bench/lib.sh
 setup
+declare -A BYTES
 
 # The pages that change: /heur/ (Last-Modified only: no ETag, no Cache-Control) and
 # /short/ (max-age=1 and an ETag). A location's own add_header keeps the server's
@@ -95,3 +102,29 @@ for page in heur short; do
   echo "   cache on/off: req/s $(ratio "${M_RPS[cache-on]}" "${M_RPS[cache-off]}")x  p99 $(ratio "${M_P99[cache-on]}" "${M_P99[cache-off]}")x"
   [ -z "${BASELINE_PID:-}" ] || echo "   baseline (cache on)/off: req/s $(ratio "${M_RPS[baseline-on]}" "${M_RPS[cache-off]}")x  p99 $(ratio "${M_P99[baseline-on]}" "${M_P99[cache-off]}")x"
 done
+
+# 3. Compressed hits. The page: a product list as a shop renders it.
+mkdir -p "$WORK/www/shop"
+for i in $(seq 1 150); do
+  printf '<li class="product"><a href="/p/%d"><img src="/img/%d.svg" alt="Adventskranz %d" width="120" height="90"></a> <span class="price">%d,99 €</span></li>\n' "$i" "$i" "$i" $((i % 40 + 9))
+done | { echo '<!doctype html><html lang="de"><head><meta charset="utf-8"><title>Advent</title></head><body><ul>'; cat; echo '</ul></body></html>'; } > "$WORK/www/shop/page.html"
+kill "$NGINX_MASTER" "$HAPROXY_PID" 2>/dev/null || true
+wait "$NGINX_MASTER" "$HAPROXY_PID" 2>/dev/null || true
+start_nginx_proxy "$P_NGINX" "$ORIGIN" "proxy_cache_path $WORK/proxy/cache-gz levels=1:2 keys_zone=gz:10m max_size=64m inactive=60m;
+  gzip on; gzip_proxied any; gzip_vary on; gzip_types text/html;" 'proxy_cache gz;'
+start_haproxy "$P_HAPROXY" "$ORIGIN" "$(printf 'cache hot\n  total-max-size 64\n  max-object-size 100000\n  max-age 3600\n  process-vary on')" \
+  "$(printf '  filter cache hot\n  filter compression\n  compression algo gzip\n  compression type text/html\n  http-request cache-use hot\n  http-response cache-store hot')"
+wait_serving "$P_NGINX" "$P_HAPROXY"
+echo
+echo "3. compressed hits: /shop/page.html ($(stat -c %s "$WORK/www/shop/page.html") bytes), Accept-Encoding: gzip, br"
+for p in "nginx $P_NGINX" "haproxy $P_HAPROXY" "holdfast $P_HOLDFAST"; do
+  set -- $p
+  for _ in 1 2; do curl -fs -o /dev/null -H 'Host: bench.local' -H 'Accept-Encoding: gzip, br' "http://127.0.0.1:$2/shop/page.html"; done
+  enc=$(curl -fsI -H 'Host: bench.local' -H 'Accept-Encoding: gzip, br' "http://127.0.0.1:$2/shop/page.html" | grep -i '^content-encoding' | tr -d '\r' | awk '{print $2}')
+  size=$(curl -fs -H 'Host: bench.local' -H 'Accept-Encoding: gzip, br' -o /dev/null -w '%{size_download}' "http://127.0.0.1:$2/shop/page.html")
+  BYTES[$1]=$size
+  echo "   $1: Content-Encoding ${enc:-none}, $size body bytes"
+done
+echo "   body bytes holdfast/nginx: $(ratio "${BYTES[holdfast]}" "${BYTES[nginx]}")x"
+WRK_EXTRA=(-H 'Accept-Encoding: gzip, br')
+BENCH_PATH=/shop/page.html WRK_SCRIPT= run_rounds "3. compressed hits"

@@ -292,7 +292,9 @@ async fn route(shop: &Shop, mut req: Request<Incoming>) -> Resp {
     match (req.method(), path.as_str()) {
         (&Method::GET | &Method::HEAD, "/healthz") => text(StatusCode::OK, "no-store", "text/plain", "ok\n"),
         (&Method::GET | &Method::HEAD, "/") => page(shop, StatusCode::OK, "public, max-age=30", pages::home(shop)),
-        (&Method::GET | &Method::HEAD, live::PAGE_PATH) => text(StatusCode::OK, "no-store", "text/html; charset=utf-8", live::PAGE),
+        (&Method::GET | &Method::HEAD, live::PAGE_PATH) => {
+            text(StatusCode::OK, "no-store", "text/html; charset=utf-8", live::PAGE)
+        }
         (&Method::GET | &Method::HEAD, "/static/shop.css") => {
             text(StatusCode::OK, "public, max-age=3600", "text/css", pages::CSS)
         }

@@ -58,10 +58,9 @@ fn accepted(req: &HeaderMap, coding: &str) -> u16 {
         for item in value.split(',') {
             let mut parts = item.split(';');
             let name = parts.next().unwrap_or("").trim();
-            let q = parts.find_map(|p| p.trim().strip_prefix("q=").or_else(|| p.trim().strip_prefix("Q="))).map_or(
-                Some(1000),
-                qvalue,
-            );
+            let q = parts
+                .find_map(|p| p.trim().strip_prefix("q=").or_else(|| p.trim().strip_prefix("Q=")))
+                .map_or(Some(1000), qvalue);
             let Some(q) = q else { continue }; // a malformed weight: the entry is ignored
             if name.eq_ignore_ascii_case(coding) {
                 own = Some(own.map_or(q, |o: u16| o.max(q)));
@@ -110,13 +109,15 @@ pub(crate) fn applies(status: StatusCode, headers: &HeaderMap, cfg: &Compression
     if head_request || !matches!(status.as_u16(), 200 | 203 | 404 | 410) {
         return false;
     }
-    let encoded = headers.get(header::CONTENT_ENCODING).is_some_and(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity"));
+    let encoded =
+        headers.get(header::CONTENT_ENCODING).is_some_and(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity"));
     if encoded || headers.contains_key(header::CONTENT_RANGE) {
         return false;
     }
-    let no_transform = headers.get_all(header::CACHE_CONTROL).iter().any(|v| {
-        v.to_str().is_ok_and(|v| v.split(',').any(|d| d.trim().eq_ignore_ascii_case("no-transform")))
-    });
+    let no_transform = headers
+        .get_all(header::CACHE_CONTROL)
+        .iter()
+        .any(|v| v.to_str().is_ok_and(|v| v.split(',').any(|d| d.trim().eq_ignore_ascii_case("no-transform"))));
     if no_transform {
         return false;
     }
@@ -185,7 +186,9 @@ enum Coder {
 impl Encoder {
     pub(crate) fn new(coding: Coding) -> std::io::Result<Encoder> {
         let coder = match coding {
-            Coding::Gzip => Coder::Gzip(flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(GZIP_LEVEL))),
+            Coding::Gzip => {
+                Coder::Gzip(flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(GZIP_LEVEL)))
+            }
             Coding::Br => {
                 Coder::Br(Box::new(brotli::CompressorWriter::new(Vec::new(), 4096, BROTLI_QUALITY, BROTLI_WINDOW)))
             }

@@ -33,7 +33,8 @@ fn the_coding_follows_q_values_then_the_sites_order() {
 #[test]
 fn which_responses_are_compressed() {
     let cfg = Compression::default();
-    let ok = |status: u16, fields: &[(&str, &str)]| applies(StatusCode::from_u16(status).unwrap(), &h(fields), &cfg, false);
+    let ok =
+        |status: u16, fields: &[(&str, &str)]| applies(StatusCode::from_u16(status).unwrap(), &h(fields), &cfg, false);
     assert!(ok(200, &[("content-type", "text/html; charset=utf-8")]));
     assert!(ok(200, &[("content-type", "application/json"), ("content-length", "300")]));
     assert!(ok(404, &[("content-type", "text/html")]));

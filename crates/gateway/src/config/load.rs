@@ -229,9 +229,13 @@ fn validate(src: &Source, file: &File) -> Result<(), ConfigError> {
         }
         if let Some(hsts) = &site.https.hsts {
             let v = hsts.get_ref();
-            let ok = http::HeaderValue::from_str(v).is_ok() && v.trim_start().to_ascii_lowercase().starts_with("max-age=");
+            let ok =
+                http::HeaderValue::from_str(v).is_ok() && v.trim_start().to_ascii_lowercase().starts_with("max-age=");
             if !ok {
-                return Err(src.at(hsts, format!("site {sname:?}: https.hsts {v:?}: expected \"max-age=SECONDS\" and optional directives")));
+                return Err(src.at(
+                    hsts,
+                    format!("site {sname:?}: https.hsts {v:?}: expected \"max-age=SECONDS\" and optional directives"),
+                ));
             }
         }
         if site.compression.enabled && site.compression.algorithms.is_empty() {

@@ -338,7 +338,11 @@ impl Route {
             Some(n) => n.clone(),
             None => {
                 let n = self.path_prefix.get_ref().trim_matches('/');
-                if n.is_empty() { "root".into() } else { n.to_string() }
+                if n.is_empty() {
+                    "root".into()
+                } else {
+                    n.to_string()
+                }
             }
         }
     }

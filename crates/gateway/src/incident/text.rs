@@ -121,8 +121,7 @@ pub(crate) fn summary(i: &Incident, related: &[Kind]) -> String {
             } else {
                 String::new()
             };
-            let routes =
-                if f.routes.is_empty() { String::new() } else { format!(" (among them {})", list(&f.routes)) };
+            let routes = if f.routes.is_empty() { String::new() } else { format!(" (among them {})", list(&f.routes)) };
             let mut s = format!("Data center {dc} stopped serving {sites}{routes}: {}{moved}.", how_it_failed(f));
             if related.contains(&Kind::Flood) {
                 s.push_str(" The errors shoppers saw meanwhile come from this failure, not from the flood.");

@@ -78,7 +78,12 @@ impl RespBody {
 
     pub(crate) fn full(bytes: impl Into<Bytes>) -> RespBody {
         let b: Bytes = bytes.into();
-        RespBody { source: Source::Full(if b.is_empty() { None } else { Some(b) }), record: None, encoded: None, tunnel: None }
+        RespBody {
+            source: Source::Full(if b.is_empty() { None } else { Some(b) }),
+            record: None,
+            encoded: None,
+            tunnel: None,
+        }
     }
 
     /// Header fields that go with it, already encoded.

@@ -152,12 +152,12 @@ fn front(cx: &mut RequestCtx<'_>, req: Request<ClientBody>) -> Step<Front> {
         None => steps::cache(cx, &site, host.as_deref().unwrap_or_default(), host_value.as_ref(), &mut parts, None),
     };
     let cache = cache.map_err(|stop| match stop {
-            Stop::Answer(mut resp) => {
-                shielded::give_visitor_cookie(verdict.visitor_cookie.as_deref(), &mut resp, cx.conn.https);
-                Stop::Answer(resp)
-            }
-            other => other,
-        })?;
+        Stop::Answer(mut resp) => {
+            shielded::give_visitor_cookie(verdict.visitor_cookie.as_deref(), &mut resp, cx.conn.https);
+            Stop::Answer(resp)
+        }
+        other => other,
+    })?;
     let host = host.map(std::borrow::Cow::into_owned).unwrap_or_default();
     Ok(Front { site, host, host_value, verdict, parts, body, cache, wants })
 }

@@ -38,7 +38,11 @@ impl Asked {
         let (Asked::H1(v) | Asked::H2(v)) = self;
         let first = v.to_str().unwrap_or("other").split(',').next().unwrap_or("other");
         let name = first.split('/').next().unwrap_or("other").trim().to_ascii_lowercase();
-        if name.is_empty() || name.len() > 32 { "other".into() } else { name }
+        if name.is_empty() || name.len() > 32 {
+            "other".into()
+        } else {
+            name
+        }
     }
 }
 
@@ -54,9 +58,10 @@ pub(crate) fn asked(req: &Request<ClientBody>) -> Result<Option<Asked>, StatusCo
         return Ok(None);
     }
     let h = req.headers();
-    let connection_upgrade = h.get_all(header::CONNECTION).iter().any(|v| {
-        v.as_bytes().split(|&b| b == b',').any(|t| t.trim_ascii().eq_ignore_ascii_case(b"upgrade"))
-    });
+    let connection_upgrade = h
+        .get_all(header::CONNECTION)
+        .iter()
+        .any(|v| v.as_bytes().split(|&b| b == b',').any(|t| t.trim_ascii().eq_ignore_ascii_case(b"upgrade")));
     let Some(upgrade) = h.get(header::UPGRADE).filter(|_| connection_upgrade) else { return Ok(None) };
     let smuggles = upgrade.as_bytes().split(|&b| b == b',').any(|t| t.trim_ascii().eq_ignore_ascii_case(b"h2c"));
     Ok((!smuggles && !upgrade.is_empty()).then(|| Asked::H1(upgrade.clone())))
@@ -175,7 +180,8 @@ mod tests {
         let mut r = Request::new(ClientBody::Empty);
         *r.version_mut() = version;
         for (k, v) in fields {
-            r.headers_mut().append(header::HeaderName::from_bytes(k.as_bytes()).unwrap(), HeaderValue::from_str(v).unwrap());
+            r.headers_mut()
+                .append(header::HeaderName::from_bytes(k.as_bytes()).unwrap(), HeaderValue::from_str(v).unwrap());
         }
         r
     }

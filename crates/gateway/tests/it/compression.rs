@@ -36,7 +36,11 @@ async fn origin() -> (SocketAddr, Arc<AtomicUsize>) {
                 let svc = hyper::service::service_fn(move |req: http::Request<Incoming>| {
                     h.fetch_add(1, Ordering::SeqCst);
                     let (ctype, body, extra): (&str, Vec<u8>, Option<(&str, &str)>) = match req.uri().path() {
-                        "/nt" => ("text/html", page().into_bytes(), Some(("cache-control", "public, max-age=60, no-transform"))),
+                        "/nt" => (
+                            "text/html",
+                            page().into_bytes(),
+                            Some(("cache-control", "public, max-age=60, no-transform")),
+                        ),
                         "/png" => ("image/png", vec![7u8; 4000], None),
                         "/small" => ("text/html", b"<p>small</p>".to_vec(), None),
                         "/pre" => {
@@ -93,7 +97,9 @@ async fn a_compressed_variant_per_coding_is_stored_and_a_hit_serves_it_as_it_is(
     let gw = gateway(&config(&[("s", &["shop.de"], o)], "")).await;
     let at = http_addr(&gw);
     let plain = page().into_bytes();
-    for (offer, coding) in [("gzip, br", "br"), ("gzip", "gzip"), ("br;q=0.5, zstd", "zstd"), ("gzip;q=0, br;q=0.9, zstd;q=0.8", "br")] {
+    for (offer, coding) in
+        [("gzip, br", "br"), ("gzip", "gzip"), ("br;q=0.5, zstd", "zstd"), ("gzip;q=0, br;q=0.9, zstd;q=0.8", "br")]
+    {
         let (status, h, body) = fetch(at, "/page", &[("accept-encoding", offer)]).await;
         assert_eq!(status, 200);
         assert_eq!(h["content-encoding"], coding, "{offer}");
@@ -146,7 +152,9 @@ async fn what_is_never_compressed() {
     assert_eq!(h["content-encoding"], "gzip");
     assert_eq!(decode("gzip", &body), page().into_bytes());
     // With the cache off: compressed as it streams to the client.
-    let gw2 = gateway(&config(&[("s", &["shop.de"], o)], "").replace("language", "cache = { enabled = false }\nlanguage")).await;
+    let gw2 =
+        gateway(&config(&[("s", &["shop.de"], o)], "").replace("language", "cache = { enabled = false }\nlanguage"))
+            .await;
     let (_, h, body) = fetch(http_addr(&gw2), "/page", &ae).await;
     assert_eq!(h["content-encoding"], "zstd", "uncached, compressed as it streams");
     assert_eq!(decode("zstd", &body), page().into_bytes());

@@ -61,9 +61,12 @@ async fn the_longest_route_prefix_wins_and_a_route_fails_over_on_its_own() {
     assert_eq!(routes[0]["pools"].as_array().unwrap().len(), 2);
     // Metrics carry the route (and the site's totals count its requests too).
     let metrics = get(gw.admin_addr.unwrap(), "admin", "/metrics").await.2;
-    let line = "holdfast_route_requests_total{site=\"shop-de\",route=\"checkout\",datacenter=\"dc2\",status_class=\"2xx\"} 3";
+    let line =
+        "holdfast_route_requests_total{site=\"shop-de\",route=\"checkout\",datacenter=\"dc2\",status_class=\"2xx\"} 3";
     assert!(metrics.contains(line), "{metrics}");
-    assert!(metrics.contains("holdfast_route_requests_total{site=\"shop-de\",route=\"api/v2\",datacenter=\"dc1\",status_class=\"2xx\"} 1"));
+    assert!(metrics.contains(
+        "holdfast_route_requests_total{site=\"shop-de\",route=\"api/v2\",datacenter=\"dc1\",status_class=\"2xx\"} 1"
+    ));
     assert!(metrics.contains("holdfast_requests_total{site=\"shop-de\",datacenter=\"dc2\",status_class=\"2xx\"} 3"));
 }
 
@@ -71,7 +74,9 @@ async fn the_longest_route_prefix_wins_and_a_route_fails_over_on_its_own() {
 async fn a_route_prefix_must_start_with_a_slash_and_not_repeat() {
     let base = "[[datacenter]]\nname = \"dc1\"\n[[site]]\nname = \"s\"\nhosts = [\"shop.de\"]\n\
                 [[site.pool]]\ndatacenter = \"dc1\"\norigins = [\"127.0.0.1:1\"]\n";
-    let route = |p: &str| format!("[[site.route]]\npath_prefix = \"{p}\"\n[[site.route.pool]]\ndatacenter = \"dc1\"\norigins = [\"127.0.0.1:2\"]\n");
+    let route = |p: &str| {
+        format!("[[site.route]]\npath_prefix = \"{p}\"\n[[site.route.pool]]\ndatacenter = \"dc1\"\norigins = [\"127.0.0.1:2\"]\n")
+    };
     let e = holdfast_gateway::config::parse_str("t.toml", &format!("{base}{}", route("api/"))).unwrap_err();
     assert_eq!((e.line, e.column), (10, 15), "{e}");
     assert!(e.message.contains("must start with '/'"), "{e}");

@@ -122,10 +122,8 @@ async fn websocket_over_http2_extended_connect_is_bridged_to_an_http1_upgrade() 
     let (mut tx, conn) = hyper::client::conn::http2::handshake(executor(), TokioIo::new(tcp)).await.unwrap();
     tokio::spawn(conn);
     // A plain request first: the server's SETTINGS (with ENABLE_CONNECT_PROTOCOL) are in.
-    let r = tx
-        .send_request(http::Request::get("http://shop.de/").body(Full::new(Bytes::new())).unwrap())
-        .await
-        .unwrap();
+    let r =
+        tx.send_request(http::Request::get("http://shop.de/").body(Full::new(Bytes::new())).unwrap()).await.unwrap();
     assert_eq!(r.status(), 200);
     let socket = |tx: &mut hyper::client::conn::http2::SendRequest<Full<Bytes>>, path: &str| {
         let mut req = http::Request::builder()

@@ -168,8 +168,8 @@ pub(crate) async fn serve<IO>(
             }
         };
         let Ok(mut resp) = resp else { break false }; // the shield's "close": no answer at all
-        // The origin agreed to switch protocols: once its 101 is out, the connection is a
-        // tunnel until either side closes.
+                                                      // The origin agreed to switch protocols: once its 101 is out, the connection is a
+                                                      // tunnel until either side closes.
         let tunnel = resp.body_mut().take_tunnel();
         let keep_alive = keep_alive && !bad_framing && !state.is_closing();
         match write_response(&mut wr, &mut out, resp, head_request, version, keep_alive, &inbound).await {
