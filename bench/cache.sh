@@ -23,6 +23,7 @@
 # and the ratios.
 #
 # Usage: bench/cache.sh            (ROUNDS=3 DURATION=10 CONNS=64 by default)
+#        CASES=3 bench/cache.sh    (some of the cases only: CASES="1 2 3" by default)
 #        BASELINE=/path/to/an/older/holdfast bench/cache.sh   (that build beside this one)
 cd "$(dirname "$0")/.."
 source bench/lib.sh
@@ -60,6 +61,9 @@ for port in "$P_NGINX" "$P_HAPROXY" "$P_HOLDFAST"; do curl -fs -o /dev/null -H '
 echo "nginx:    $(curl -fsI -H 'Host: bench.local' "http://127.0.0.1:$P_NGINX/" | grep -i '^x-cache-status' | tr -d '\r')"
 echo "holdfast: $(curl -fsI -H 'Host: bench.local' "http://127.0.0.1:$P_HOLDFAST/" | grep -i '^cache-status' | tr -d '\r')"
 
+CASES=${CASES:-1 2 3}
+has_case() { [[ " $CASES " == *" $1 "* ]]; }
+if has_case 1; then
 # wrk runs without a Lua script here (it still counts answers that are not 2xx): its Lua
 # call per response made wrk, not the proxies, the limit at these rates. The "wrk" column
 # is its share of its core: near 100%, the figure is the client's ceiling, not the proxy's.
@@ -70,6 +74,9 @@ echo
 # the figure is what one core of it answers.
 WRK_SCRIPT=bench/pipeline.lua PIPELINE=16 run_rounds "1b. cache hits, 16 requests pipelined per write"
 
+fi
+
+if has_case 2; then
 # 2. holdfast with its cache off beside it (its own ports), on the pages that change.
 P_OFF=$((BASE_PORT + 7))
 holdfast_config "$P_OFF" "$((BASE_PORT + 8))" "$ORIGIN" false > "$WORK/holdfast-off.toml"
@@ -102,7 +109,9 @@ for page in heur short; do
   echo "   cache on/off: req/s $(ratio "${M_RPS[cache-on]}" "${M_RPS[cache-off]}")x  p99 $(ratio "${M_P99[cache-on]}" "${M_P99[cache-off]}")x"
   [ -z "${BASELINE_PID:-}" ] || echo "   baseline (cache on)/off: req/s $(ratio "${M_RPS[baseline-on]}" "${M_RPS[cache-off]}")x  p99 $(ratio "${M_P99[baseline-on]}" "${M_P99[cache-off]}")x"
 done
+fi
 
+if has_case 3; then
 # 3. Compressed hits. The page: a product list as a shop renders it.
 mkdir -p "$WORK/www/shop"
 for i in $(seq 1 150); do
@@ -111,7 +120,7 @@ done | { echo '<!doctype html><html lang="de"><head><meta charset="utf-8"><title
 kill "$NGINX_MASTER" "$HAPROXY_PID" 2>/dev/null || true
 wait "$NGINX_MASTER" "$HAPROXY_PID" 2>/dev/null || true
 start_nginx_proxy "$P_NGINX" "$ORIGIN" "proxy_cache_path $WORK/proxy/cache-gz levels=1:2 keys_zone=gz:10m max_size=64m inactive=60m;
-  gzip on; gzip_proxied any; gzip_vary on; gzip_types text/html;" 'proxy_cache gz;'
+  gzip on; gzip_proxied any; gzip_vary on;" 'proxy_cache gz;'
 start_haproxy "$P_HAPROXY" "$ORIGIN" "$(printf 'cache hot\n  total-max-size 64\n  max-object-size 100000\n  max-age 3600\n  process-vary on')" \
   "$(printf '  filter cache hot\n  filter compression\n  compression algo gzip\n  compression type text/html\n  http-request cache-use hot\n  http-response cache-store hot')"
 wait_serving "$P_NGINX" "$P_HAPROXY"
@@ -120,7 +129,7 @@ echo "3. compressed hits: /shop/page.html ($(stat -c %s "$WORK/www/shop/page.htm
 for p in "nginx $P_NGINX" "haproxy $P_HAPROXY" "holdfast $P_HOLDFAST"; do
   set -- $p
   for _ in 1 2; do curl -fs -o /dev/null -H 'Host: bench.local' -H 'Accept-Encoding: gzip, br' "http://127.0.0.1:$2/shop/page.html"; done
-  enc=$(curl -fsI -H 'Host: bench.local' -H 'Accept-Encoding: gzip, br' "http://127.0.0.1:$2/shop/page.html" | grep -i '^content-encoding' | tr -d '\r' | awk '{print $2}')
+  enc=$(curl -fs -D - -o /dev/null -H 'Host: bench.local' -H 'Accept-Encoding: gzip, br' "http://127.0.0.1:$2/shop/page.html" | { grep -i '^content-encoding' || true; } | tr -d '\r' | awk '{print $2}')
   size=$(curl -fs -H 'Host: bench.local' -H 'Accept-Encoding: gzip, br' -o /dev/null -w '%{size_download}' "http://127.0.0.1:$2/shop/page.html")
   BYTES[$1]=$size
   echo "   $1: Content-Encoding ${enc:-none}, $size body bytes"
@@ -128,3 +137,4 @@ done
 echo "   body bytes holdfast/nginx: $(ratio "${BYTES[holdfast]}" "${BYTES[nginx]}")x"
 WRK_EXTRA=(-H 'Accept-Encoding: gzip, br')
 BENCH_PATH=/shop/page.html WRK_SCRIPT= run_rounds "3. compressed hits"
+fi

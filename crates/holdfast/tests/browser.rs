@@ -127,10 +127,12 @@ fn a_browser_passes_the_proof_of_work_challenge() {
     let _ = std::fs::remove_file(path);
 }
 
-/// The shop's live page, through holdfast: Chromium opens a WebSocket through the gateway
-/// (HTTP/1.1 Upgrade), sends a message and shows the shop's echo.
+/// Shop traffic through holdfast in a real browser: a page compressed by holdfast (the
+/// coding Chromium itself chose from its Accept-Encoding) renders; the shop's live page
+/// opens a WebSocket through the gateway (HTTP/1.1 Upgrade), sends a message and shows the
+/// shop's echo.
 #[test]
-fn a_browser_websocket_through_holdfast_gets_its_echo() {
+fn a_compressed_page_renders_and_a_websocket_gets_its_echo_in_chromium() {
     let (_shop, shop) = shop_process("eu-west", &[]);
     let path = temp("websocket.toml");
     std::fs::write(
@@ -144,11 +146,29 @@ fn a_browser_websocket_through_holdfast_gets_its_echo() {
     .unwrap();
     let (_gw, http, admin) = gateway_process(&path);
     wait_for(|| http_get(http, "127.0.0.1", "/live").filter(|r| r.starts_with("HTTP/1.1 200")));
-    let Some(dom) = chromium(&["--dump-dom", "--virtual-time-budget=10000"], &format!("http://{http}/live")) else {
-        return;
-    };
+    // What a browser's Accept-Encoding gets: compressed, by the coding holdfast prefers.
+    let head = raw_head(http, "/c/christmas", "gzip, deflate, br, zstd");
+    assert!(head.to_ascii_lowercase().contains("content-encoding: zstd"), "{head}");
+    let Some(dom) = chromium(&["--dump-dom"], &format!("http://{http}/c/christmas")) else { return };
+    assert!(dom.contains("</ul>") || dom.contains("product") || dom.contains("shop-de"), "the page rendered: {dom}");
+    assert!(dom.contains("<a href=\"/p/"), "its product links: {dom}");
+
+    let dom = chromium(&["--dump-dom", "--virtual-time-budget=10000"], &format!("http://{http}/live")).unwrap();
     assert!(dom.contains("echo: stock 42"), "the echo through the tunnel: {dom}");
     let s = status(admin).unwrap();
     assert!(s["tunnels"]["opened"].as_u64() >= Some(1), "{}", s["tunnels"]);
     let _ = std::fs::remove_file(path);
+}
+
+/// The head of a GET with `accept` as its Accept-Encoding.
+fn raw_head(addr: SocketAddr, path: &str, accept: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(5))).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept-Encoding: {accept}\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    let text = String::from_utf8_lossy(&out).into_owned();
+    text.split("\r\n\r\n").next().unwrap_or_default().to_string()
 }

@@ -44,25 +44,25 @@ pub(crate) fn socket(req: &mut Request<Incoming>) -> Resp {
         let Ok(io) = upgrade.await else { return };
         let mut ws = tokio_tungstenite::WebSocketStream::from_raw_socket(TokioIo::new(io), Role::Server, None).await;
         while let Some(Ok(msg)) = ws.next().await {
-            match msg {
-                Message::Text(t) if t.as_str() == "close" => {
-                    let frame = CloseFrame { code: 1000u16.into(), reason: "bye".into() };
-                    let _ = ws.close(Some(frame)).await;
-                    // Read on until the client's close answers ours.
-                    while let Some(Ok(_)) = ws.next().await {}
-                    return;
-                }
-                Message::Text(_) | Message::Binary(_) => {
-                    if ws.send(msg).await.is_err() {
-                        return;
-                    }
-                }
+            let closing = matches!(&msg, Message::Text(t) if t.as_str() == "close");
+            if closing {
+                let frame = CloseFrame { code: 1000u16.into(), reason: "bye".into() };
+                let _ = ws.close(Some(frame)).await;
+                // Read on until the client's close answers ours.
+                while let Some(Ok(_)) = ws.next().await {}
+                return;
+            }
+            let echo = match msg {
                 Message::Close(_) => {
                     // tungstenite answers the close; flush it.
                     let _ = ws.flush().await;
                     return;
                 }
-                _ => {}
+                m @ (Message::Text(_) | Message::Binary(_)) => m,
+                _ => continue,
+            };
+            if ws.send(echo).await.is_err() {
+                return;
             }
         }
     });
