@@ -153,6 +153,7 @@ impl Drop for Record {
                 cancelled = cancelled.map_or("-", Phase::as_str),
                 request_id = self.ids.request_id.to_str().unwrap_or("-"),
                 trace_id = self.ids.trace.as_ref().map_or("-", |t| t.trace_id()),
+                span_id = self.ids.trace.as_ref().map_or("-", |t| t.span_id()),
             );
         }
         let now = tokio::time::Instant::from_std(now);

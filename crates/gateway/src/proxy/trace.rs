@@ -42,6 +42,11 @@ impl Trace {
         std::str::from_utf8(&self.trace_id).unwrap_or("-")
     }
 
+    /// holdfast's span in the trace (the parent id the origin sees).
+    pub(crate) fn span_id(&self) -> &str {
+        std::str::from_utf8(&self.span_id).unwrap_or("-")
+    }
+
     /// `traceparent` for the origin: the same trace, holdfast's span as parent.
     pub(crate) fn traceparent(&self) -> Option<HeaderValue> {
         let mut v = Vec::with_capacity(55);

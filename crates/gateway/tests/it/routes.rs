@@ -145,3 +145,53 @@ async fn request_ids_and_trace_context_reach_the_origin_and_come_back() {
     assert!(h.contains_key("x-request-id"));
     assert!(!body.contains("traceparent"), "{body}");
 }
+
+/// The checkout's own origin in eu-west goes away while the site's pages are served as
+/// usual: an origin failure named with the route ("checkout of shop-de"), never a
+/// data-center failure, and the checkout fails over to its next pool.
+#[tokio::test]
+async fn a_route_pool_that_fails_is_named_with_its_route() {
+    use holdfast_shop::{Fault, ShopConfig};
+    let spawn = |dc: &str| {
+        let cfg = ShopConfig::new("shop-de", "de", dc);
+        async move { holdfast_shop::spawn(cfg, "127.0.0.1:0".parse().unwrap()).await.unwrap() }
+    };
+    let (w1, _) = spawn("eu-west").await;
+    let (w2, _) = spawn("eu-west").await;
+    let (checkout, checkout_shop) = spawn("eu-west").await;
+    let (central, _) = spawn("eu-central").await;
+    let text = format!(
+        "[listen]\nhttp = [\"127.0.0.1:0\"]\nadmin = \"127.0.0.1:0\"\n[log]\naccess = false\n\
+         [timeouts]\nconnect = \"300ms\"\n[incidents]\nresolve_after = \"2s\"\n\
+         [[datacenter]]\nname = \"eu-west\"\n[[datacenter]]\nname = \"eu-central\"\n\
+         [[site]]\nname = \"shop-de\"\nhosts = [\"shop.de\"]\nlanguage = \"de\"\n\
+         health = {{ interval = \"200ms\", timeout = \"150ms\" }}\ncache = {{ enabled = false }}\n\
+         [[site.pool]]\ndatacenter = \"eu-west\"\norigins = [\"{w1}\", \"{w2}\"]\n\
+         [[site.pool]]\ndatacenter = \"eu-central\"\norigins = [\"{central}\"]\n\
+         [[site.route]]\npath_prefix = \"/checkout/\"\n\
+         [[site.route.pool]]\ndatacenter = \"eu-west\"\norigins = [\"{checkout}\"]\n\
+         [[site.route.pool]]\ndatacenter = \"eu-central\"\norigins = [\"{central}\"]\n"
+    );
+    let gw = gateway(&text).await;
+    let at = http_addr(&gw);
+    assert_eq!(get(at, "shop.de", "/checkout/x").await.1["x-datacenter"], "eu-west");
+    checkout_shop.faults.set(Fault::Refused);
+    let named = eventually(std::time::Duration::from_secs(15), || async {
+        // Shoppers meanwhile, on pages and checkout alike.
+        let _ = get(at, "shop.de", "/p/1").await;
+        let _ = get(at, "shop.de", "/checkout/x").await;
+        let (_, _, body) = get(gw.admin_addr.unwrap(), "admin", "/incidents.json").await;
+        body.contains("\"origin_failure\"") && body.contains("checkout of shop-de")
+    })
+    .await;
+    let (_, _, body) = get(gw.admin_addr.unwrap(), "admin", "/incidents.json").await;
+    assert!(named, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let i = v["incidents"].as_array().unwrap().iter().find(|i| i["kind"] == "origin_failure").unwrap().clone();
+    assert_eq!(i["facts"]["routes"], serde_json::json!(["checkout of shop-de"]), "{i}");
+    assert!(i["summary"].as_str().unwrap().contains("checkout of shop-de in data center eu-west"), "{i}");
+    assert!(!body.contains("datacenter_failure"), "{body}");
+    // The checkout went on in its next pool; the pages stayed in eu-west.
+    assert_eq!(get(at, "shop.de", "/checkout/x").await.1["x-datacenter"], "eu-central");
+    assert_eq!(get(at, "shop.de", "/p/1").await.1["x-datacenter"], "eu-west");
+}
