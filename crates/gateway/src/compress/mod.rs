@@ -12,9 +12,10 @@
 //!
 //! Never compressed: a response already encoded, a `206` (a request with `Range` gets the
 //! identity variant, so ranges stay byte ranges of the identity body), `no-transform`, a
-//! type not in `types`, one smaller than `min_bytes`, a HEAD's. A compressed response
-//! gets `Vary: Accept-Encoding`, loses Content-Length and Accept-Ranges, and a strong
-//! `ETag` becomes weak (the bytes are no longer the origin's).
+//! type not in `types`, one smaller than `min_bytes`, a HEAD's. A response that could be
+//! compressed gets `Vary: Accept-Encoding` whether it is or not (its identity form must not
+//! answer a request for a coding from a cache); a compressed one loses Content-Length and
+//! Accept-Ranges, and a strong `ETag` becomes weak (the bytes are no longer the origin's).
 
 use crate::config::{Coding, Compression};
 use bytes::Bytes;
@@ -144,7 +145,7 @@ pub(crate) fn mark(headers: &mut HeaderMap, coding: Coding) {
 }
 
 /// `Vary: Accept-Encoding`, unless it is there (or `*`) already.
-fn add_vary(headers: &mut HeaderMap) {
+pub(crate) fn add_vary(headers: &mut HeaderMap) {
     let has = headers.get_all(header::VARY).iter().any(|v| {
         v.to_str()
             .is_ok_and(|v| v.split(',').any(|f| f.trim() == "*" || f.trim().eq_ignore_ascii_case("accept-encoding")))

@@ -491,9 +491,13 @@ fn encoding(
     if coding.is_some() && head.status == StatusCode::NOT_MODIFIED {
         crate::compress::weaken_etag(&mut head.headers); // a compressed variant's tag stays weak
     }
-    let Some(c) = coding.filter(|_| crate::compress::applies(head.status, &head.headers, cfg, head_request)) else {
+    if !cfg.enabled || !crate::compress::applies(head.status, &head.headers, cfg, head_request) {
         return Ok(None);
-    };
+    }
+    // Compressible: its identity form varies by Accept-Encoding too, or a cache (this one,
+    // or a browser's) would give it to clients that asked for a coding.
+    crate::compress::add_vary(&mut head.headers);
+    let Some(c) = coding else { return Ok(None) };
     crate::compress::mark(&mut head.headers, c);
     crate::compress::Encoder::new(c).map(Some).map_err(|_| ())
 }

@@ -135,6 +135,25 @@ async fn a_compressed_variant_per_coding_is_stored_and_a_hit_serves_it_as_it_is(
     assert_eq!(hits.load(Ordering::SeqCst), 4, "served from the stored identity variant");
 }
 
+/// The identity form of a compressible page, stored first, varies by Accept-Encoding too:
+/// it never answers a client that asked for a coding.
+#[tokio::test]
+async fn an_identity_variant_stored_first_does_not_answer_a_request_for_a_coding() {
+    let (o, hits) = origin().await;
+    let gw = gateway(&config(&[("s", &["shop.de"], o)], "")).await;
+    let at = http_addr(&gw);
+    let (_, h, body) = fetch(at, "/page?first=identity", &[]).await;
+    assert!(!h.contains_key("content-encoding"));
+    assert!(h.get_all("vary").iter().any(|v| v.to_str().unwrap().eq_ignore_ascii_case("accept-encoding")), "{h:?}");
+    assert_eq!(body, page().into_bytes());
+    let (_, h, body) = fetch(at, "/page?first=identity", &[("accept-encoding", "gzip, br")]).await;
+    assert_eq!(h["content-encoding"], "br");
+    assert_eq!(decode("br", &body), page().into_bytes());
+    let (_, h, _) = fetch(at, "/page?first=identity", &[]).await;
+    assert!(h["cache-status"].to_str().unwrap().contains("hit") && !h.contains_key("content-encoding"));
+    assert_eq!(hits.load(Ordering::SeqCst), 2);
+}
+
 #[tokio::test]
 async fn what_is_never_compressed() {
     let (o, _) = origin().await;
