@@ -116,12 +116,35 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         latency: u64,
     },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell) to standard
+    /// output, e.g. `holdfast completions bash > /etc/bash_completion.d/holdfast`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff) to standard output, e.g. `holdfast man > holdfast.1`.
+    Man,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
     let result = match cli.command {
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut cmd, "holdfast", &mut std::io::stdout());
+            return ExitCode::SUCCESS;
+        }
+        Command::Man => {
+            let man = clap_mangen::Man::new(<Cli as clap::CommandFactory>::command());
+            return match man.render(&mut std::io::stdout()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("holdfast man: {e}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
         Command::Check { config } => {
             let checked =
                 holdfast_gateway::config::load_file(&config).and_then(|f| holdfast_gateway::check(&f).map(|()| f));

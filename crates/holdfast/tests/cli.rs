@@ -137,3 +137,26 @@ fn drill_runs_holdfast_and_direct_and_writes_the_report() {
     let _ = std::fs::remove_dir_all(dir);
     let _ = std::fs::remove_file(scenario);
 }
+
+/// Shell completions and the manual page come from the same definition as `--help`.
+#[test]
+fn completions_and_the_manual_page() {
+    for (shell, mark) in [("bash", "_holdfast()"), ("zsh", "#compdef holdfast"), ("fish", "complete -c holdfast")] {
+        let out = Command::new(BIN).args(["completions", shell]).output().unwrap();
+        assert!(out.status.success(), "{shell}");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains(mark), "{shell}: {text}");
+        for sub in ["run", "check", "drill", "completions"] {
+            assert!(text.contains(sub), "{shell} completes {sub}");
+        }
+    }
+    let out = Command::new(BIN).args(["completions", "tcsh"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "an unknown shell is a usage error");
+    let out = Command::new(BIN).arg("man").output().unwrap();
+    assert!(out.status.success());
+    let roff = String::from_utf8_lossy(&out.stdout);
+    assert!(roff.contains(".TH holdfast 1"), "{roff}");
+    assert!(roff.contains("drill") && roff.contains("\\-\\-log\\-format"), "{roff}");
+    let out = Command::new(BIN).arg("--version").output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), format!("holdfast {}", env!("CARGO_PKG_VERSION")));
+}
