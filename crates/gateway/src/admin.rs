@@ -384,7 +384,7 @@ fn status(shared: &Admin) -> Status {
         tunnels: {
             let t = &shared.edge.telemetry.tunnels;
             TunnelsStatus {
-                open: t.open.load(Relaxed),
+                open: shared.edge.telemetry.metrics.tunnels_open.get().max(0) as u64,
                 opened: t.opened.load(Relaxed),
                 closed_idle: t.closed_idle.load(Relaxed),
                 closed_drain: t.closed_drain.load(Relaxed),

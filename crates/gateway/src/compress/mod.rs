@@ -170,6 +170,51 @@ pub(crate) fn weaken_etag(headers: &mut HeaderMap) {
     }
 }
 
+/// The next piece of `body` compressed as it streams, for the client and for the cache's
+/// fill alike: what the coder makes of each piece, pushed out whenever the body pauses
+/// (a streamed page is not held back; a body that keeps coming is coded in large
+/// blocks), then the coded stream's end after the body's. `encoder` is None once that end
+/// has gone out.
+pub(crate) fn poll_coded<B>(
+    body: &mut B,
+    encoder: &mut Option<Box<Encoder>>,
+    cx: &mut std::task::Context<'_>,
+) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, crate::body::BoxError>>>
+where
+    B: http_body::Body<Data = Bytes> + Unpin,
+    B::Error: Into<crate::body::BoxError>,
+{
+    use http_body::Frame;
+    use std::task::Poll;
+    let coded = |r: std::io::Result<Bytes>| match r {
+        Ok(bytes) => Some(Ok(Frame::data(bytes))),
+        Err(e) => Some(Err(format!("compression: {e}").into())),
+    };
+    loop {
+        let Some(enc) = encoder.as_mut() else { return Poll::Ready(None) };
+        let out = match std::pin::Pin::new(&mut *body).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                let Ok(data) = frame.into_data() else { continue }; // trailers: dropped
+                enc.push(&data, false)
+            }
+            Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(e.into()))),
+            Poll::Ready(None) => match encoder.take() {
+                Some(enc) => return Poll::Ready(coded(enc.finish())),
+                None => return Poll::Ready(None),
+            },
+            // The body pauses: what the coder holds goes out now.
+            Poll::Pending => match enc.push(&[], true) {
+                Ok(b) if b.is_empty() => return Poll::Pending,
+                pushed => return Poll::Ready(coded(pushed)),
+            },
+        };
+        match out {
+            Ok(b) if b.is_empty() => continue,
+            pushed => return Poll::Ready(coded(pushed)),
+        }
+    }
+}
+
 /// A streaming encoder: each piece in, what the coding has made of it so far out.
 pub(crate) struct Encoder {
     coder: Coder,

@@ -134,46 +134,6 @@ impl RespBody {
     }
 }
 
-/// The next piece of an origin's body compressed as it streams: what the coder makes of
-/// each piece, pushed out whenever the origin pauses (so that a streamed page is not held
-/// back), and the coded stream's end after the body's.
-fn poll_coded(
-    body: &mut OriginBody,
-    encoder: &mut Option<Box<Encoder>>,
-    cx: &mut Context<'_>,
-) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-    let coding_failed = |e: std::io::Error| BoxError::from(format!("compression: {e}"));
-    loop {
-        let Some(enc) = encoder.as_mut() else { return Poll::Ready(None) };
-        match Pin::new(&mut *body).poll_frame(cx) {
-            Poll::Ready(Some(Ok(frame))) => {
-                let Ok(data) = frame.into_data() else { continue }; // trailers: dropped
-                match enc.push(&data, false) {
-                    Ok(coded) if coded.is_empty() => continue,
-                    Ok(coded) => return Poll::Ready(Some(Ok(Frame::data(coded)))),
-                    Err(e) => return Poll::Ready(Some(Err(coding_failed(e)))),
-                }
-            }
-            Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(BoxError::from(e)))),
-            Poll::Ready(None) => {
-                let Some(enc) = encoder.take() else { return Poll::Ready(None) };
-                return match enc.finish() {
-                    Ok(rest) => Poll::Ready(Some(Ok(Frame::data(rest)))),
-                    Err(e) => Poll::Ready(Some(Err(coding_failed(e)))),
-                };
-            }
-            Poll::Pending => {
-                // The origin pauses: what the coder holds goes out now.
-                return match enc.push(&[], true) {
-                    Ok(coded) if coded.is_empty() => Poll::Pending,
-                    Ok(coded) => Poll::Ready(Some(Ok(Frame::data(coded)))),
-                    Err(e) => Poll::Ready(Some(Err(coding_failed(e)))),
-                };
-            }
-        }
-    }
-}
-
 /// The response with its encoded fields (if any) moved into its header map.
 pub(crate) fn encoded_into_map(mut resp: http::Response<RespBody>) -> http::Response<RespBody> {
     if let Some(encoded) = resp.body_mut().take_encoded() {
@@ -202,7 +162,7 @@ impl Body for RespBody {
         let polled = match &mut this.source {
             Source::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
             Source::Origin(body) => Pin::new(body).poll_frame(cx).map_err(BoxError::from),
-            Source::Coded(body, encoder) => poll_coded(body, encoder, cx),
+            Source::Coded(body, encoder) => crate::compress::poll_coded(body, encoder, cx),
             Source::Fill(reader) => reader.poll_chunk(cx).map(|c| {
                 c.map(|r| r.map(Frame::data).map_err(|why| BoxError::from(format!("origin response body: {why}"))))
             }),

@@ -16,7 +16,7 @@
 use crate::cache::filling::{Filling, Reader, Wrote};
 use crate::cache::{SiteCache, Tee};
 use crate::compress::Encoder;
-use crate::upstream::http1::OriginBody;
+use crate::upstream::http1::{OriginBody, OriginBodyError};
 use crate::upstream::InFlight;
 use http_body_util::BodyExt;
 use std::sync::Arc;
@@ -25,6 +25,7 @@ use std::sync::Arc;
 /// `encoder` if it has one (the cache keeps the compressed form); the reader is for the
 /// client that asked, if one still wants the body.
 pub(crate) fn start(body: OriginBody, tee: Box<Tee>, at_origin: InFlight, encoder: Option<Encoder>) -> Reader {
+    let encoder = encoder.map(Box::new);
     let declared = if encoder.is_some() { None } else { http_body::Body::size_hint(&body).exact() };
     let filling = Filling::new(declared, true);
     let reader = Reader::new(filling.clone());
@@ -49,8 +50,9 @@ async fn run(
     tee: Box<Tee>,
     filling: Arc<Filling>,
     at_origin: InFlight,
-    mut encoder: Option<Encoder>,
+    mut encoder: Option<Box<Encoder>>,
 ) {
+    let coded = encoder.is_some();
     let cache = tee.cache.clone();
     let max = cache.max_object;
     let mut tee = Some(tee);
@@ -59,22 +61,20 @@ async fn run(
         if !filling.room().await {
             return; // not stored, and nobody reads it: dropping the body closes its connection
         }
-        let data = match body.frame().await {
-            None => match encoder.take().map(Encoder::finish) {
-                // The coded stream's end, written as its last piece.
-                Some(Ok(rest)) if !rest.is_empty() => rest,
-                Some(Err(_)) => break Err("compression failed"),
-                _ => break Ok(()),
-            },
-            Some(Err(e)) => break Err(e.reason()),
+        let next = if coded {
+            // Stored in its coded form (`compress::poll_coded`, as a streamed response is).
+            std::future::poll_fn(|cx| crate::compress::poll_coded(&mut body, &mut encoder, cx)).await.map(|r| {
+                r.map_err(|e| e.downcast_ref::<OriginBodyError>().map_or("compression failed", |e| e.reason()))
+            })
+        } else {
+            body.frame().await.map(|r| r.map_err(|e| e.reason()))
+        };
+        let data = match next {
+            None => break Ok(()),
+            Some(Err(reason)) => break Err(reason),
             Some(Ok(frame)) => match frame.into_data() {
-                // Each piece coded and flushed: a client reading along is not kept waiting.
-                Ok(data) => match encoder.as_mut().map(|e| e.push(&data, true)) {
-                    None => data,
-                    Some(Ok(coded)) if coded.is_empty() => continue,
-                    Some(Ok(coded)) => coded,
-                    Some(Err(_)) => break Err("compression failed"),
-                },
+                Ok(data) if data.is_empty() => continue,
+                Ok(data) => data,
                 Err(_) => continue, // trailers: not stored, not passed on
             },
         };

@@ -10,7 +10,7 @@
 //!   the default) whose id is the request id it made, or passes nothing (`"pass"`).
 //!   `tracestate` passes untouched, as the spec allows a proxy that adds no state.
 //!
-//! Ids come from a per-thread splitmix64 generator seeded from the operating system: unique
+//! Ids come from a per-thread xorshift64* generator seeded from the operating system: unique
 //! and unguessable enough for correlation, at a few nanoseconds per id (a system call per
 //! request would not be).
 
@@ -110,7 +110,9 @@ fn parse_traceparent(v: &[u8]) -> Option<([u8; 32], [u8; 2])> {
     Some((t, [flags[0], flags[1]]))
 }
 
-/// `N` lowercase hex digits of `hi` then `lo` (N = 16: `hi` only).
+/// `N` lowercase hex digits of `hi` then `lo` (N = 16: `hi` only), into an array: no
+/// allocation and no formatting machinery per request (`util::hex` writes a `String`
+/// through `fmt`, which is fine for the cookies it serves, not for every request).
 fn hex<const N: usize>(hi: u64, lo: u64) -> [u8; N] {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut out = [b'0'; N];
@@ -137,15 +139,14 @@ fn seed() -> u64 {
     u64::from_le_bytes(b)
 }
 
-/// 64 random bits (not for secrets: for ids and nonces).
+/// 64 random bits (not for secrets: for ids and nonces): the request path's xorshift64*
+/// (`util::next_random_local`) on a per-thread state seeded from the system.
 pub(crate) fn random() -> u64 {
     STATE.with(|s| {
-        let x = s.get().wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut x = s.get();
+        let r = crate::util::next_random_local(&mut x);
         s.set(x);
-        let mut z = x;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        r
     })
 }
 

@@ -134,10 +134,10 @@ pub(crate) struct Tunnel {
     pub(crate) guard: TunnelGuard,
 }
 
-/// Tunnels open now and in all, by how they ended.
+/// Tunnels opened in all, and how many were closed for being quiet or by a drain (open
+/// now is the `holdfast_tunnels_open` gauge).
 #[derive(Debug, Default)]
 pub(crate) struct TunnelCounts {
-    pub(crate) open: AtomicU64,
     pub(crate) opened: AtomicU64,
     pub(crate) closed_idle: AtomicU64,
     pub(crate) closed_drain: AtomicU64,
@@ -153,7 +153,6 @@ impl TunnelGuard {
         let m = &telemetry.metrics;
         m.tunnels_open.inc();
         m.tunnels.get_or_create(&crate::telemetry::metrics::KindLabel { kind: protocol.to_string() }).inc();
-        telemetry.tunnels.open.fetch_add(1, Relaxed);
         telemetry.tunnels.opened.fetch_add(1, Relaxed);
         TunnelGuard { telemetry: telemetry.clone() }
     }
@@ -168,7 +167,6 @@ impl TunnelGuard {
 impl Drop for TunnelGuard {
     fn drop(&mut self) {
         self.telemetry.metrics.tunnels_open.dec();
-        self.telemetry.tunnels.open.fetch_sub(1, Relaxed);
     }
 }
 

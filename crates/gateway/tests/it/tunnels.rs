@@ -43,6 +43,22 @@ where
     assert_eq!(got, Message::text(text));
 }
 
+/// Whether the socket is closed (a close frame, an error or its end) within 5 s.
+async fn closed_by_the_gateway<S>(ws: &mut WebSocketStream<S>) -> bool
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let ended = async {
+        loop {
+            match ws.next().await {
+                Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return,
+                Some(Ok(_)) => {}
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(5), ended).await.is_ok()
+}
+
 #[tokio::test]
 async fn websocket_over_http1_echoes_and_closes_from_either_side() {
     let origin = shop().await;
@@ -90,16 +106,7 @@ async fn a_quiet_tunnel_is_closed_after_tunnel_idle_and_request_timeouts_do_not_
         tokio::time::sleep(Duration::from_millis(150)).await;
     }
     // Then quiet: the gateway closes it.
-    let ended = tokio::time::timeout(Duration::from_secs(5), async {
-        loop {
-            match ws.next().await {
-                Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return,
-                Some(Ok(_)) => {}
-            }
-        }
-    })
-    .await;
-    assert!(ended.is_ok(), "the quiet tunnel was closed");
+    assert!(closed_by_the_gateway(&mut ws).await, "the quiet tunnel was closed");
     assert!(eventually(Duration::from_secs(5), || async { tunnels(&gw).await["closed_idle"] == 1 }).await);
 
     // An abrupt reset: the client's socket goes away without a close.
@@ -178,16 +185,7 @@ async fn tunnels_live_through_a_reload_and_are_closed_by_the_drain() {
     // Stop: the tunnel runs on through the drain, then is closed.
     let stopping = tokio::spawn(gw.stop());
     echo(&mut ws, "while draining").await;
-    let closed = tokio::time::timeout(Duration::from_secs(5), async {
-        loop {
-            match ws.next().await {
-                Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return,
-                Some(Ok(_)) => {}
-            }
-        }
-    })
-    .await;
-    assert!(closed.is_ok(), "closed once the drain time is over");
+    assert!(closed_by_the_gateway(&mut ws).await, "closed once the drain time is over");
     tokio::time::timeout(Duration::from_secs(5), stopping).await.unwrap().unwrap();
     let _ = std::fs::remove_file(&path);
 }
