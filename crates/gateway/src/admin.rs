@@ -229,6 +229,10 @@ struct Status {
     #[serde(with = "crate::util::rfc3339")]
     config_loaded_at: SystemTime,
     last_reload: Option<crate::reload::ReloadEvent>,
+    /// The listening sockets open now: what each serves and where.
+    listeners: Vec<crate::listen::set::Listening>,
+    /// This process's id (it changes with a binary upgrade).
+    pid: u32,
     open_connections: usize,
     /// Tunnels (WebSocket and other upgrades): open now, opened in all, closed for being
     /// quiet (`timeouts.tunnel_idle`) and by a drain.
@@ -380,6 +384,8 @@ fn status(shared: &Admin) -> Status {
         started_at: shared.started,
         config_loaded_at: snap.loaded_at,
         last_reload: shared.reloader.last(),
+        listeners: shared.reloader.listeners.get().map_or_else(Vec::new, |l| l.listing()),
+        pid: std::process::id(),
         open_connections: shared.front.open_connections(),
         tunnels: {
             let t = &shared.edge.telemetry.tunnels;

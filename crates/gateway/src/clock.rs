@@ -22,7 +22,12 @@ pub(crate) fn unix_secs() -> u64 {
 
 /// Wall-clock milliseconds since the Unix epoch (for events and status).
 pub(crate) fn unix_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+    to_unix_ms(std::time::SystemTime::now())
+}
+
+/// A wall-clock time as milliseconds since the Unix epoch (0 before it).
+pub(crate) fn to_unix_ms(t: std::time::SystemTime) -> u64 {
+    t.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Milliseconds since the process's clock epoch; never 0 (0 means "never" in state).

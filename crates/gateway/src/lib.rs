@@ -25,7 +25,7 @@ mod tls;
 mod upstream;
 mod util;
 
-pub use gateway::Gateway;
+pub use gateway::{run, upgrade, Gateway};
 
 /// Checks what [`Gateway::start`] would refuse in a loaded config beyond what the loader
 /// checks, without binding anything: every site's certificate and key load, and every

@@ -1,5 +1,6 @@
-//! Reloading the configuration: re-read the file, build a new snapshot (carrying origins,
-//! caches and site load over), swap it in atomically. A bad file is refused and the old
+//! Reloading the configuration: re-read the file, open the listeners it adds, build a new
+//! snapshot (carrying origins, caches and site load over), swap it in atomically, then start
+//! the new listeners and stop the removed ones. A bad file is refused and the old
 //! config keeps serving; requests in flight finish on the snapshot they started with.
 
 use crate::config;
@@ -36,6 +37,8 @@ pub(crate) struct Reloader {
     pub(crate) reloaded: Notify,
     /// The addresses of origins given by DNS name.
     pub(crate) dns: Arc<crate::upstream::dns::Dns>,
+    /// The listeners, changed with `[listen]` (set once the gateway has opened them).
+    pub(crate) listeners: std::sync::OnceLock<Arc<crate::listen::set::Listeners>>,
 }
 
 impl Reloader {
@@ -55,6 +58,7 @@ impl Reloader {
             lock: Default::default(),
             last: Mutex::new(None),
             reloaded: Notify::new(),
+            listeners: std::sync::OnceLock::new(),
         }
     }
 
@@ -84,22 +88,27 @@ impl Reloader {
             return Err("no config file to reload (embedded configuration)".into());
         };
         let _one_at_a_time = self.lock.lock().await;
+        let mut listen_plan = None;
         let result = match config::load_file(path) {
             Ok(file) => {
                 let current = self.snapshot.load();
-                if file.listen.http != current.file.listen.http
-                    || file.listen.https != current.file.listen.https
-                    || file.listen.admin != current.file.listen.admin
-                {
-                    tracing::warn!(
-                        "listen addresses changed: they take effect on restart; everything else is applied now"
-                    );
+                // New listeners are opened before anything changes: an address that cannot
+                // be bound refuses the whole reload.
+                let planned = match self.listeners.get() {
+                    Some(l) => l.plan(&file.listen, &mut Default::default()).map(Some),
+                    None => Ok(None),
+                };
+                match planned {
+                    Ok(plan) => {
+                        listen_plan = plan;
+                        // New names are looked up before the config serves (the request path
+                        // never waits for DNS).
+                        self.dns.configure(&file.dns);
+                        self.dns.resolve_new(&crate::upstream::dns::names(&file), &self.telemetry).await;
+                        Snapshot::build(file, &self.telemetry.metrics, Some(&current), &self.dns.addresses())
+                    }
+                    Err(e) => Err(format!("{}: {e}", path.display())),
                 }
-                // New names are looked up before the config serves (the request path never
-                // waits for DNS).
-                self.dns.configure(&file.dns);
-                self.dns.resolve_new(&crate::upstream::dns::names(&file), &self.telemetry).await;
-                Snapshot::build(file, &self.telemetry.metrics, Some(&current), &self.dns.addresses())
             }
             Err(e) => Err(e.to_string()),
         };
@@ -112,6 +121,11 @@ impl Reloader {
             Ok(snap) => {
                 self.shield.reconfigure(&snap.file.shield);
                 self.snapshot.store(Arc::new(snap));
+                if let (Some(listeners), Some(plan)) = (self.listeners.get(), listen_plan.filter(|p| !p.is_empty())) {
+                    if let Err(e) = listeners.commit(plan) {
+                        tracing::error!(error = %e, "listeners not changed");
+                    }
+                }
                 self.reloaded.notify_one();
                 reloads.get_or_create(&ReasonLabel { reason: "ok".into() }).inc();
                 tracing::info!("configuration reloaded");

@@ -59,6 +59,20 @@ enum Command {
         /// Worker threads (default: one per core).
         #[arg(long)]
         workers: Option<usize>,
+        /// Write the process id here once serving. SIGUSR2 (or `holdfast upgrade`) then
+        /// upgrades the binary in place, and the file names the new process.
+        #[arg(long, value_name = "FILE")]
+        pid_file: Option<PathBuf>,
+    },
+    /// Upgrade a running gateway's binary in place, with no connection refused: signal the
+    /// process the pid file names (SIGUSR2) and wait until the new binary serves. Exits 0,
+    /// or 1 with the reason (the old process keeps serving).
+    Upgrade {
+        #[arg(long, value_name = "FILE")]
+        pid_file: PathBuf,
+        /// How long to wait for the new binary.
+        #[arg(long, value_parser = humantime_duration, default_value = "90s")]
+        timeout: std::time::Duration,
     },
     /// Validate a config file: exit 0 when valid, 1 with file:line:column otherwise.
     Check {
@@ -164,13 +178,22 @@ fn main() -> ExitCode {
                 }
             };
         }
-        Command::Run { config, workers } => runtime(workers).and_then(|rt| {
-            rt.block_on(async {
-                let file = holdfast_gateway::config::load_file(&config).map_err(anyhow::Error::new)?;
-                let gw = holdfast_gateway::Gateway::start(file, Some(config)).await?;
-                gw.run_until_signal().await
-            })
-        }),
+        Command::Run { config, workers, pid_file } => {
+            runtime(workers).and_then(|rt| rt.block_on(holdfast_gateway::run(config, pid_file)))
+        }
+        Command::Upgrade { pid_file, timeout } => {
+            return match holdfast_gateway::upgrade::request(&pid_file, timeout) {
+                Ok(o) => {
+                    let new = o.new_pid.map_or("?".into(), |p| p.to_string());
+                    println!("upgraded: process {} handed over to {new}, serving after {} ms", o.old_pid, o.ms);
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("holdfast upgrade: {e}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
         Command::Demo { workers } => runtime(workers).and_then(|rt| rt.block_on(demo::run())),
         Command::Drill { scenario, config, duration, report, against, fleet } => runtime(None).and_then(|rt| {
             rt.block_on(async {

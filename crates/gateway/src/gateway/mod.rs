@@ -1,14 +1,19 @@
 //! The running gateway: it builds the handles the modules need (the request path's
 //! [`Edge`], the listeners' [`Front`], the admin listener's [`Admin`], the [`Reloader`]),
-//! binds the listeners, starts the background tasks (health checks in [`checkers`], the
-//! shield's [`upkeep`]), reloads on SIGHUP, and stops with a bounded drain.
+//! opens the listeners ([`Listeners`]), starts the background tasks (health checks in
+//! [`checkers`], the shield's [`upkeep`]), reloads on SIGHUP, upgrades its binary on
+//! SIGUSR2 ([`upgrade`]), and stops with a bounded drain.
 
 mod checkers;
+mod handover;
 mod incidents;
+mod systemd;
+pub mod upgrade;
 mod upkeep;
 
 use crate::admin::Admin;
 use crate::config::File;
+use crate::listen::set::{Inherited, Listeners, Role, Serve};
 use crate::listen::Front;
 use crate::proxy::Edge;
 use crate::reload::Reloader;
@@ -19,7 +24,6 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::SystemTime;
-use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -27,8 +31,11 @@ use tokio::task::JoinHandle;
 pub struct Gateway {
     front: Arc<Front>,
     reloader: Arc<Reloader>,
+    listeners: Arc<Listeners>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
+    /// How to start this process again (`holdfast run`); None: no binary upgrade.
+    process: Option<upgrade::Process>,
     /// The plain HTTP listeners' addresses (a configured port 0 shows its real port here).
     pub http_addrs: Vec<SocketAddr>,
     /// The TLS listeners' addresses.
@@ -39,9 +46,58 @@ pub struct Gateway {
     pub status_addr: Option<SocketAddr>,
 }
 
+/// `holdfast run`: loads the config, takes the listeners (from the old binary in an
+/// upgrade, else from systemd, else by binding), writes the pid file, tells the old binary
+/// or systemd that it serves, and runs until stopped or upgraded.
+pub async fn run(config_path: PathBuf, pid_file: Option<PathBuf>) -> anyhow::Result<()> {
+    let process = upgrade::Process::current(pid_file)?;
+    let (successor, inherited, carried) = match upgrade::Successor::connect()? {
+        Some((s, inherited, carried)) => (Some(s), inherited, Some(carried)),
+        None => (None, Inherited { handed: Vec::new(), systemd: systemd::listeners() }, None),
+    };
+    let started = async {
+        let file = crate::config::load_file(&config_path)?;
+        let gw = Gateway::start_with(file, Some(config_path.clone()), inherited).await?;
+        if let Some(pid_file) = &process.pid_file {
+            upgrade::write_pid_file(pid_file)
+                .map_err(|e| anyhow::anyhow!("cannot write the pid file {}: {e}", pid_file.display()))?;
+        }
+        anyhow::Ok(gw)
+    };
+    let mut gw = match started.await {
+        Ok(gw) => gw,
+        Err(e) => {
+            if let Some(s) = successor {
+                s.failed(&format!("{e:#}"));
+            }
+            return Err(e);
+        }
+    };
+    if let Some(carried) = carried {
+        let blocks = gw.front.edge.shield.restore(carried.shield, tokio::time::Instant::now());
+        tracing::info!(blocks, "upgrade: the shield's blocks and keys carried over");
+    }
+    let took_over = successor.is_some();
+    if let Some(s) = successor {
+        s.ready();
+    }
+    systemd::ready(took_over.then_some(std::process::id()));
+    gw.process = Some(process);
+    gw.run_until_signal().await
+}
+
 impl Gateway {
     /// Binds every listener and starts serving. Must be called inside a tokio runtime.
     pub async fn start(file: File, config_path: Option<PathBuf>) -> anyhow::Result<Gateway> {
+        Gateway::start_with(file, config_path, Inherited::default()).await
+    }
+
+    /// As [`Gateway::start`], taking listening sockets from `inherited` before binding.
+    pub(crate) async fn start_with(
+        file: File,
+        config_path: Option<PathBuf>,
+        mut inherited: Inherited,
+    ) -> anyhow::Result<Gateway> {
         let telemetry = Arc::new(Telemetry::new());
         let dns = Arc::new(crate::upstream::dns::Dns::new(&file.dns));
         dns.resolve_new(&crate::upstream::dns::names(&file), &telemetry).await;
@@ -67,55 +123,45 @@ impl Gateway {
         let upkeep = tokio::spawn(upkeep::run(edge.clone(), rx.clone()));
         let resolving = tokio::spawn(resolve(reloader.clone(), edge.telemetry.clone(), rx.clone()));
         let (incidents, journal) = open_incidents(&edge)?;
-        let mut gw = Gateway {
+        let started = crate::clock::unix_ms();
+        let status = Arc::new(crate::status::Status { snapshot: snapshot.clone(), incidents: incidents.clone(), started });
+        let admin = Arc::new(Admin {
+            edge: edge.clone(),
             front: front.clone(),
             reloader: reloader.clone(),
+            incidents: incidents.clone(),
+            started: SystemTime::now(),
+        });
+        let serve: Serve = {
+            let (front, rx) = (front.clone(), rx.clone());
+            Arc::new(move |role, l, stop| match role {
+                Role::Http => tokio::spawn(crate::listen::serve_listener(front.clone(), l, false, stop, rx.clone())),
+                Role::Https => tokio::spawn(crate::listen::serve_listener(front.clone(), l, true, stop, rx.clone())),
+                Role::Admin => tokio::spawn(crate::admin::serve(admin.clone(), l, stop)),
+                Role::Status => tokio::spawn(crate::status::serve(status.clone(), l, stop)),
+            })
+        };
+        let listeners = Arc::new(Listeners::new(serve));
+        let plan = listeners.plan(&listen, &mut inherited).map_err(anyhow::Error::msg)?;
+        listeners.commit(plan).map_err(anyhow::Error::msg)?;
+        if inherited.left() > 0 {
+            tracing::warn!(sockets = inherited.left(), "inherited listening sockets that no [listen] entry names: closed");
+        }
+        drop(inherited);
+        let _ = reloader.listeners.set(listeners.clone());
+        let admin_url = listeners.addrs(Role::Admin).first().map_or(String::new(), |a| format!("http://{a}"));
+        let mut gw = Gateway {
+            front,
+            reloader,
             shutdown,
             tasks: vec![checkers, upkeep, resolving],
-            http_addrs: Vec::new(),
-            https_addrs: Vec::new(),
-            admin_addr: None,
-            status_addr: None,
+            process: None,
+            http_addrs: listeners.addrs(Role::Http),
+            https_addrs: listeners.addrs(Role::Https),
+            admin_addr: listeners.addrs(Role::Admin).first().copied(),
+            status_addr: listeners.addrs(Role::Status).first().copied(),
+            listeners,
         };
-        for (addrs, tls) in [(&listen.http, false), (&listen.https, true)] {
-            for addr in addrs {
-                let l = bind(*addr.get_ref()).await?;
-                let local = l.local_addr()?;
-                if tls {
-                    gw.https_addrs.push(local)
-                } else {
-                    gw.http_addrs.push(local)
-                }
-                tracing::info!(addr = %local, tls, "listening");
-                gw.tasks.push(tokio::spawn(crate::listen::serve_listener(front.clone(), l, tls, rx.clone())));
-            }
-        }
-        let started = crate::clock::unix_ms();
-        if let Some(addr) = listen.status {
-            let l = bind(addr).await?;
-            let local = l.local_addr()?;
-            gw.status_addr = Some(local);
-            tracing::info!(addr = %local, "status page listening");
-            let status =
-                Arc::new(crate::status::Status { snapshot: snapshot.clone(), incidents: incidents.clone(), started });
-            gw.tasks.push(tokio::spawn(crate::status::serve(status, l, rx.clone())));
-        }
-        let mut admin_url = String::new();
-        if let Some(addr) = listen.admin {
-            let l = bind(addr).await?;
-            let local = l.local_addr()?;
-            gw.admin_addr = Some(local);
-            admin_url = format!("http://{local}");
-            tracing::info!(addr = %local, "admin listening");
-            let admin = Arc::new(Admin {
-                edge: edge.clone(),
-                front,
-                reloader,
-                incidents: incidents.clone(),
-                started: SystemTime::now(),
-            });
-            gw.tasks.push(tokio::spawn(crate::admin::serve(admin, l, rx.clone())));
-        }
         let status = &edge.snapshot.load().file.status;
         let page = crate::incident::view::Page {
             id: "holdfast".into(),
@@ -138,30 +184,87 @@ impl Gateway {
         Ok(gw)
     }
 
-    /// Runs until SIGTERM or SIGINT (reloading on SIGHUP), then drains and returns.
+    /// The addresses the listeners of each kind are bound to now (reloads change them):
+    /// (http, https, admin, status).
+    pub fn listening(&self) -> (Vec<SocketAddr>, Vec<SocketAddr>, Vec<SocketAddr>, Vec<SocketAddr>) {
+        let l = &self.listeners;
+        (l.addrs(Role::Http), l.addrs(Role::Https), l.addrs(Role::Admin), l.addrs(Role::Status))
+    }
+
+    /// Runs until SIGTERM or SIGINT (reloading on SIGHUP, upgrading on SIGUSR2), then
+    /// drains and returns.
     pub async fn run_until_signal(self) -> anyhow::Result<()> {
         use tokio::signal::unix::{signal, SignalKind};
         let mut hup = signal(SignalKind::hangup())?;
         let mut term = signal(SignalKind::terminate())?;
         let mut int = signal(SignalKind::interrupt())?;
+        let mut usr2 = signal(SignalKind::user_defined2())?;
+        let mut upgraded = false;
         loop {
             tokio::select! {
                 _ = hup.recv() => {
                     tracing::info!("SIGHUP: reloading configuration");
+                    systemd::reloading();
                     let _ = self.reloader.reload().await;
+                    systemd::ready(None);
+                }
+                _ = usr2.recv() => {
+                    if self.upgrade().await {
+                        upgraded = true;
+                        break;
+                    }
                 }
                 _ = term.recv() => break,
                 _ = int.recv() => break,
             }
         }
-        tracing::info!("stopping: no new connections; draining in-flight requests");
+        if upgraded {
+            tracing::info!("upgraded: the new binary serves; this one accepts no more and drains");
+        } else {
+            tracing::info!("stopping: no new connections; draining in-flight requests");
+            systemd::stopping();
+        }
+        let pid_file = self.process.as_ref().and_then(|p| p.pid_file.clone());
         self.stop().await;
+        if let (Some(pid_file), false) = (pid_file, upgraded) {
+            upgrade::remove_pid_file(&pid_file);
+        }
         Ok(())
+    }
+
+    /// SIGUSR2: starts the new binary and hands over; true once it serves.
+    async fn upgrade(&self) -> bool {
+        let Some(process) = &self.process else {
+            tracing::warn!("SIGUSR2: a binary upgrade needs `holdfast run`; ignored");
+            return false;
+        };
+        tracing::info!("SIGUSR2: upgrading the binary");
+        systemd::reloading();
+        let began = std::time::Instant::now();
+        let carried = handover::Carried { shield: self.front.edge.shield.carry(tokio::time::Instant::now()) };
+        let result = upgrade::hand_over(process, &self.listeners, carried).await;
+        let ms = began.elapsed().as_millis() as u64;
+        let (ok, new_pid, error) = match result {
+            Ok(pid) => {
+                tracing::info!(new_pid = pid, ms, "upgrade: the new binary serves");
+                (true, Some(pid), None)
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "upgrade failed; this process keeps serving");
+                systemd::ready(None);
+                systemd::status(&format!("upgrade failed: {e}"));
+                (false, None, Some(e))
+            }
+        };
+        let outcome = upgrade::Outcome { ok, old_pid: std::process::id(), new_pid, error, ms };
+        upgrade::write_outcome(process, &outcome);
+        ok
     }
 
     /// Stops accepting, asks every connection to finish, and waits for them up to
     /// `timeouts.drain`.
     pub async fn stop(self) {
+        self.listeners.close_all();
         let _ = self.shutdown.send(true);
         let drain = self.front.edge.snapshot.load().file.timeouts.drain.get();
         if tokio::time::timeout(drain, self.front.drained()).await.is_err() {
@@ -208,12 +311,4 @@ fn open_incidents(
     };
     let store = crate::incident::Incidents::new(edge.telemetry.clone(), loaded, retention, cfg.max_incidents);
     Ok((Arc::new(store), journal))
-}
-
-async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
-    let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
-    socket.set_reuseaddr(true)?;
-    socket.set_nodelay(true)?;
-    socket.bind(addr).map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
-    Ok(socket.listen(4096)?)
 }

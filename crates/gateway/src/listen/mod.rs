@@ -4,6 +4,7 @@
 
 pub(crate) mod h1;
 pub(crate) mod proxy_protocol;
+pub(crate) mod set;
 pub(crate) mod tunnel;
 
 use crate::body::ClientBody;
@@ -94,16 +95,18 @@ impl Drop for OpenConn {
     }
 }
 
-/// Accepts connections on `listener` until shutdown is signalled.
+/// Accepts connections on `listener` until `accepting` says stop (the listener was removed,
+/// or the gateway stops); `shutdown` asks its connections to finish.
 pub(crate) async fn serve_listener(
     front: Arc<Front>,
     listener: TcpListener,
     tls: bool,
-    mut shutdown: watch::Receiver<bool>,
+    mut accepting: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) {
     loop {
         let accepted = tokio::select! {
-            _ = shutdown.changed() => return,
+            _ = accepting.changed() => return,
             r = listener.accept() => r,
         };
         match accepted {
@@ -169,13 +172,10 @@ async fn serve_tcp(
     }
     if !tls {
         let wait = edge.snapshot.load().file.timeouts.client_header.get();
-        let mut stop = shutdown.clone();
+        // A drain does not cut this short: the client's first bytes may already be on
+        // their way (they are waited for within `client_header`, and the drain's bound).
         let mut first = bytes::BytesMut::with_capacity(16 * 1024);
-        let h2 = tokio::select! {
-            h2 = opens_with_h2_preface(&mut tcp, &mut first, wait) => h2,
-            _ = stop.changed() => None,
-        };
-        let Some(h2) = h2 else { return };
+        let Some(h2) = opens_with_h2_preface(&mut tcp, &mut first, wait).await else { return };
         let conn = ConnState::new(peer, false, None);
         serve_http(edge, conn, tcp, first, h2, shutdown).await;
         return;
@@ -312,8 +312,13 @@ async fn serve_http<IO>(
             send_timeout: idle,
         };
         let conn = h1::serve(edge.clone(), state.clone(), io, read, settings, shutdown.clone());
-        let closing = state.clone();
-        supervise(conn, &state, peer, first_request, idle, shutdown, move |_| closing.close_after_this()).await;
+        let (draining, closing) = (state.clone(), state.clone());
+        let on_drain = move |_: Pin<&mut _>| {
+            draining.drain();
+            false
+        };
+        let close = move |_: Pin<&mut _>| closing.close_after_this();
+        supervise(conn, &state, peer, (first_request, idle), shutdown, on_drain, close).await;
         return;
     }
     let svc_edge = edge.clone();
@@ -344,20 +349,27 @@ async fn serve_http<IO>(
         .max_header_list_size(max_head as u32)
         .max_concurrent_streams(limits.max_h2_streams);
     let conn = builder.serve_connection(TokioIo::new(Prefixed { prefix: read.freeze(), io }), svc);
-    supervise(conn, &state, peer, first_request, idle, shutdown, |c| c.graceful_shutdown()).await;
+    // HTTP/2 drains by itself: GOAWAY, the streams it has taken run to their end.
+    let drain_and_close = |c: Pin<&mut _>| {
+        hyper::server::conn::http2::Connection::graceful_shutdown(c);
+        true
+    };
+    supervise(conn, &state, peer, (first_request, idle), shutdown, drain_and_close, |c| c.graceful_shutdown()).await;
 }
 
-/// Drives a client connection and closes it: when the gateway shuts down (gracefully,
-/// through `close`), when it never sends a first request within `first_request`, and when
-/// it has been idle for `idle`. Timers per connection, not per request: the watchdog wakes
-/// at the earliest moment the connection could expire and looks at its state.
+/// Drives a client connection and closes it: when it never sends a first request within
+/// `first_request`, and when it has been idle for `idle` (`close`). When the gateway drains,
+/// `on_drain` is called (true: that closes the connection gracefully by itself); until then,
+/// the watchdog goes on, with idleness cut to [`DRAIN_IDLE`](crate::proxy::conn::DRAIN_IDLE).
+/// Timers per connection, not per request: the watchdog wakes at the earliest moment the
+/// connection could expire and looks at its state.
 async fn supervise<F: Future>(
     conn: F,
     state: &ConnState,
     peer: SocketAddr,
-    first_request: Duration,
-    idle: Duration,
+    (first_request, idle): (Duration, Duration),
     mut shutdown: watch::Receiver<bool>,
+    mut on_drain: impl FnMut(Pin<&mut F>) -> bool,
     mut close: impl FnMut(Pin<&mut F>),
 ) where
     F::Output: std::fmt::Debug,
@@ -365,7 +377,7 @@ async fn supervise<F: Future>(
     let mut conn = std::pin::pin!(conn);
     let watchdog = tokio::time::sleep(first_request.min(idle));
     tokio::pin!(watchdog);
-    let mut closing = false;
+    let (mut closing, mut draining) = (false, false);
     loop {
         tokio::select! {
             biased;
@@ -373,9 +385,12 @@ async fn supervise<F: Future>(
                 tracing::debug!(%peer, outcome = ?out, "client connection ended");
                 return;
             }
-            _ = shutdown.changed(), if !closing => {
-                closing = true;
-                close(conn.as_mut());
+            _ = shutdown.changed(), if !draining && !closing => {
+                draining = true;
+                state.drain();
+                closing = on_drain(conn.as_mut());
+                // The watchdog looks again now, with the drain's shorter idleness.
+                watchdog.as_mut().reset(Instant::now());
             }
             _ = &mut watchdog, if !closing => {
                 let now = Instant::now();

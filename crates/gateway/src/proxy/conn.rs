@@ -25,7 +25,17 @@ pub(crate) struct ConnState {
     last_done_ms: AtomicU64,
     /// The connection is to close once its current request is answered.
     closing: AtomicBool,
+    /// The gateway is draining: the next response is the last (`Connection: close`), and
+    /// the connection closes sooner when idle ([`DRAIN_IDLE`]).
+    draining: AtomicBool,
 }
+
+/// How long a connection may sit idle while the gateway drains (after a request, or before
+/// its first). An idle HTTP/1.1 keep-alive connection is not closed the moment a drain
+/// begins: a request its client sent in that instant would be lost. It is given this long
+/// for a next request, which is answered with `Connection: close` (as HAProxy's
+/// `idle-close-on-response`).
+pub(crate) const DRAIN_IDLE: Duration = Duration::from_secs(1);
 
 impl ConnState {
     pub(crate) fn new(peer: SocketAddr, https: bool, sni: Option<String>) -> ConnState {
@@ -39,6 +49,7 @@ impl ConnState {
             in_flight: AtomicU32::new(0),
             last_done_ms: AtomicU64::new(0),
             closing: AtomicBool::new(false),
+            draining: AtomicBool::new(false),
         }
     }
 
@@ -49,6 +60,17 @@ impl ConnState {
     /// The connection closes once its current request is answered.
     pub(crate) fn close_after_this(&self) {
         self.closing.store(true, Relaxed);
+    }
+
+    /// The gateway drains: the next answer closes the connection, and idleness is
+    /// [`DRAIN_IDLE`] at most.
+    pub(crate) fn drain(&self) {
+        self.draining.store(true, Relaxed);
+    }
+
+    /// Whether the connection may be kept open after its current answer.
+    pub(crate) fn keeps_alive(&self) -> bool {
+        !self.closing.load(Relaxed) && !self.draining.load(Relaxed)
     }
 
     /// Whether a request has arrived on the connection yet.
@@ -74,6 +96,11 @@ impl ConnState {
     /// a first request arrives, then `idle` after the last request finished. None while a
     /// request is in flight.
     pub(crate) fn deadline(&self, first_request: Duration, idle: Duration) -> Option<Instant> {
+        let (first_request, idle) = if self.draining.load(Relaxed) {
+            (first_request.min(DRAIN_IDLE), idle.min(DRAIN_IDLE))
+        } else {
+            (first_request, idle)
+        };
         if self.seq.load(Relaxed) == 0 {
             return Some(self.born + first_request);
         }

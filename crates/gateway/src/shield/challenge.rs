@@ -43,49 +43,85 @@ impl Refused {
 }
 
 /// The keyring: the key that signs (its id first in every token and cookie) and the keys
-/// that verify (the signing one among them).
+/// that verify (the signing one among them). The secrets are kept beside the keys, so that
+/// a new binary can be handed the ring ([`Keys::export`]) and cookies stay valid across an
+/// upgrade.
 pub(crate) struct Keys {
     signing: (String, hmac::Key),
     verifying: Vec<(String, hmac::Key)>,
+    secrets: Vec<(String, Vec<u8>)>,
+}
+
+/// A keyring as it crosses to a new binary: the signing key's id, and every key's id and
+/// secret (hex).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub(crate) struct KeysState {
+    pub(crate) signing: String,
+    pub(crate) keys: Vec<(String, String)>,
 }
 
 impl Keys {
     /// From the configured secret (every instance with the same secret has the same key,
     /// and the same id), or a random key of this process when it is empty.
     pub(crate) fn new(secret: &str) -> Keys {
-        let (id, key) = if secret.is_empty() {
+        let (id, secret) = if secret.is_empty() {
             let rng = ring::rand::SystemRandom::new();
-            let mut id = [0u8; 4];
+            let (mut id, mut key) = ([0u8; 4], [0u8; 32]);
             let _ = ring::rand::SecureRandom::fill(&rng, &mut id);
-            let key = hmac::Key::generate(hmac::HMAC_SHA256, &rng)
-                .unwrap_or_else(|_| hmac::Key::new(hmac::HMAC_SHA256, &random_fallback()));
-            (format!("l{}", hex(&id)), key)
+            if ring::rand::SecureRandom::fill(&rng, &mut key).is_err() {
+                key = random_fallback();
+            }
+            (format!("l{}", hex(&id)), key.to_vec())
         } else {
-            (
-                format!("s{}", &hex(&sha256(secret.as_bytes()))[..8]),
-                hmac::Key::new(hmac::HMAC_SHA256, secret.as_bytes()),
-            )
+            (format!("s{}", &hex(&sha256(secret.as_bytes()))[..8]), secret.as_bytes().to_vec())
         };
-        Keys { verifying: vec![(id.clone(), key.clone())], signing: (id, key) }
+        let key = hmac::Key::new(hmac::HMAC_SHA256, &secret);
+        Keys { signing: (id.clone(), key.clone()), verifying: vec![(id.clone(), key)], secrets: vec![(id, secret)] }
+    }
+
+    /// A keyring of `secrets` (id, secret) in which `current` signs; None if it is not
+    /// among them.
+    fn of(secrets: Vec<(String, Vec<u8>)>, current: &str) -> Option<Keys> {
+        let key = |s: &[u8]| hmac::Key::new(hmac::HMAC_SHA256, s);
+        let (_, secret) = secrets.iter().find(|(id, _)| id == current)?;
+        let signing = (current.to_string(), key(secret));
+        let verifying = secrets.iter().map(|(id, s)| (id.clone(), key(s))).collect();
+        Some(Keys { signing, verifying, secrets })
     }
 
     /// A keyring of shared keys: `current` signs, all of `ring` (id, secret) verify, and
     /// so do the keys of `also` (the local key cookies were signed with before the ring
     /// was known).
     pub(crate) fn from_ring(ring: &[(String, Vec<u8>)], current: &str, also: Option<&Keys>) -> Option<Keys> {
-        let (_, secret) = ring.iter().find(|(id, _)| id == current)?;
-        let key = |s: &[u8]| hmac::Key::new(hmac::HMAC_SHA256, s);
-        let mut verifying: Vec<(String, hmac::Key)> = ring.iter().map(|(id, s)| (id.clone(), key(s))).collect();
+        let mut secrets = ring.to_vec();
         if let Some(old) = also {
             // This instance's own keys (`l…`, `s…`) go on verifying; the fleet's (`f…`) are
             // the ring's to keep or drop.
-            for (id, k) in old.verifying.iter().filter(|(id, _)| !id.starts_with('f')) {
-                if !verifying.iter().any(|(i, _)| i == id) {
-                    verifying.push((id.clone(), k.clone()));
+            for (id, s) in old.secrets.iter().filter(|(id, _)| !id.starts_with('f')) {
+                if !secrets.iter().any(|(i, _)| i == id) {
+                    secrets.push((id.clone(), s.clone()));
                 }
             }
         }
-        Some(Keys { signing: (current.to_string(), key(secret)), verifying })
+        Keys::of(secrets, current)
+    }
+
+    /// The ring, for a new binary.
+    pub(crate) fn export(&self) -> KeysState {
+        KeysState {
+            signing: self.signing.0.clone(),
+            keys: self.secrets.iter().map(|(id, s)| (id.clone(), hex(s))).collect(),
+        }
+    }
+
+    /// The ring a previous binary exported; None if it does not hold together.
+    pub(crate) fn import(state: &KeysState) -> Option<Keys> {
+        let secrets = state
+            .keys
+            .iter()
+            .map(|(id, s)| Some((id.clone(), crate::util::unhex(s)?)))
+            .collect::<Option<Vec<_>>>()?;
+        Keys::of(secrets, &state.signing)
     }
 
     /// The id of the key that signs.

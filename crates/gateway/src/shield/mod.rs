@@ -466,6 +466,72 @@ impl Shield {
     }
 }
 
+/// What of the shield crosses to a new binary (gateway::upgrade): the dynamic blocks, and
+/// the keyring, so that clearances and visitor cookies stay valid. Counters, rates and the
+/// tables of addresses and prefixes start again: they are rebuilt within seconds, and
+/// carrying them would mean copying up to `max_addresses` cells while the old process
+/// serves.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+pub(crate) struct Carried {
+    pub(crate) blocks: Vec<CarriedBlock>,
+    /// The configured secret the keys came from (a new config with another secret starts
+    /// from its own key, as a reload does).
+    pub(crate) secret: String,
+    pub(crate) keys: Option<challenge::KeysState>,
+}
+
+/// A dynamic block as it crosses to a new binary.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub(crate) struct CarriedBlock {
+    pub(crate) net: IpNet,
+    pub(crate) remaining_ms: u64,
+    pub(crate) reason: String,
+    pub(crate) since_unix_ms: u64,
+}
+
+impl Shield {
+    /// What crosses to a new binary.
+    pub(crate) fn carry(&self, now: Instant) -> Carried {
+        let blocks = self.dynamic.read().map_or_else(
+            |_| Vec::new(),
+            |d| {
+                d.iter()
+                    .filter(|(_, b)| b.until > now)
+                    .map(|(net, b)| CarriedBlock {
+                        net: *net,
+                        remaining_ms: b.until.saturating_duration_since(now).as_millis() as u64,
+                        reason: b.reason.clone(),
+                        since_unix_ms: crate::clock::to_unix_ms(b.since),
+                    })
+                    .collect()
+            },
+        );
+        let keys = self.keys.load();
+        Carried { blocks, secret: keys.0.clone(), keys: Some(keys.1.export()) }
+    }
+
+    /// Takes over what a previous binary carried; returns the number of blocks taken.
+    pub(crate) fn restore(&self, carried: Carried, now: Instant) -> usize {
+        let mut taken = 0;
+        if let Ok(mut d) = self.dynamic.write() {
+            for b in carried.blocks {
+                let until = crate::clock::later(now, Duration::from_millis(b.remaining_ms));
+                let since = std::time::UNIX_EPOCH + Duration::from_millis(b.since_unix_ms);
+                d.insert(b.net, Blocked { until, reason: b.reason, since });
+                taken += 1;
+            }
+            if taken > 0 {
+                self.any_dynamic.store(true, Relaxed);
+            }
+        }
+        let same_secret = self.keys.load().0 == carried.secret;
+        if let Some(keys) = carried.keys.as_ref().filter(|_| same_secret).and_then(challenge::Keys::import) {
+            self.keys.store(Arc::new((carried.secret, keys)));
+        }
+        taken
+    }
+}
+
 /// What one periodic pass of the shield found, for the caller to report.
 pub(crate) struct Upkeep {
     /// A flood started or ended.

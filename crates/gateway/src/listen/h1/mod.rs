@@ -171,7 +171,7 @@ pub(crate) async fn serve<IO>(
                                                       // The origin agreed to switch protocols: once its 101 is out, the connection is a
                                                       // tunnel until either side closes.
         let tunnel = resp.body_mut().take_tunnel();
-        let keep_alive = keep_alive && !bad_framing && !state.is_closing();
+        let keep_alive = keep_alive && !bad_framing && state.keeps_alive();
         match write_response(&mut wr, &mut out, resp, head_request, version, keep_alive, &inbound).await {
             Ok(true) if tunnel.is_some() => {
                 if let Some(t) = tunnel {
