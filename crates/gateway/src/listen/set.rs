@@ -174,7 +174,12 @@ impl Listeners {
                 .map_err(|e| format!("cannot serve {local}: {e}"))?;
             let (stop, stopping) = watch::channel(false);
             let task = (self.serve)(key.role, served, stopping);
-            tracing::info!(role = ?key.role, addr = %local, "listening");
+            match key.role {
+                Role::Http => tracing::info!(addr = %local, tls = false, "listening"),
+                Role::Https => tracing::info!(addr = %local, tls = true, "listening"),
+                Role::Admin => tracing::info!(addr = %local, "admin listening"),
+                Role::Status => tracing::info!(addr = %local, "status page listening"),
+            }
             entries.push(Entry { key, local, socket, stop, _task: task });
         }
         Ok(())
