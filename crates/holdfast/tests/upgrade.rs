@@ -442,3 +442,80 @@ async fn poll<T>(mut f: impl FnMut() -> Option<T>) -> T {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// A request over a new connection; the whole response text.
+fn raw(addr: SocketAddr, request: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(request.as_bytes()).unwrap();
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out
+}
+
+/// What a browser sends (the shield gives visitor cookies to browsers, not to bare clients).
+const BROWSER: &str = "User-Agent: Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0\r\n\
+Accept: text/html,application/xhtml+xml,*/*;q=0.8\r\nAccept-Language: de-DE,de;q=0.9\r\n";
+
+fn upgrade(pid_file: &std::path::Path) -> std::process::Output {
+    std::process::Command::new(BIN).arg("upgrade").arg("--pid-file").arg(pid_file).output().unwrap()
+}
+
+#[test]
+fn a_failed_upgrade_leaves_the_old_process_serving_and_a_good_one_carries_blocks_and_keys() {
+    let (_shop, shop) = shop_process("eu", &[]);
+    let cfg = temp("carry.toml");
+    // The shield at its defaults but for the allow list, which by default exempts loopback
+    // (and so gives it no visitor cookie).
+    let site_config = |shop| format!("{}[shield]\nallow = [\"192.0.2.1/32\"]\n", site_config(shop));
+    std::fs::write(&cfg, site_config(shop)).unwrap();
+    let pid_file = temp("carry.pid");
+    let _ = std::fs::remove_file(&pid_file);
+    let mut cmd = std::process::Command::new(BIN);
+    cmd.args(["run", "--workers", "1", "--config"]).arg(&cfg).arg("--pid-file").arg(&pid_file);
+    let first = Proc::spawn(cmd);
+    let _kill_last = KillNamed(pid_file.clone());
+    let (http, admin) = (first.bound("listening"), first.bound("admin listening"));
+    let old = wait_for(|| pid_in(&pid_file));
+
+    // A visitor cookie, signed with this process's own random key, and a block.
+    let page = raw(http, &format!("GET / HTTP/1.1\r\nHost: shop.de\r\n{BROWSER}Connection: close\r\n\r\n"));
+    let cookie = page
+        .lines()
+        .find_map(|l| l.to_ascii_lowercase().starts_with("set-cookie: holdfast_visitor=").then(|| l[12..].to_string()))
+        .and_then(|c| c.split(';').next().map(str::to_string))
+        .unwrap_or_else(|| panic!("a visitor cookie: {page}"));
+    let blocked = raw(admin, "POST /admin/block?prefix=10.9.0.0/16&for=1h HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+    assert!(blocked.starts_with("HTTP/1.1 200"), "{blocked}");
+
+    // A config that does not load: the upgrade fails and says why; the old process serves on.
+    std::fs::write(&cfg, format!("{}bogus = 1\n", site_config(shop))).unwrap();
+    let out = upgrade(&pid_file);
+    assert_eq!(out.status.code(), Some(1));
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("unknown field `bogus`") && said.contains("carry.toml:"), "{said}");
+    assert_eq!(pid_in(&pid_file), Some(old));
+    assert!(http_get(http, "shop.de", "/healthz").unwrap().starts_with("HTTP/1.1 200"));
+
+    // Mended: the new process serves on the same sockets, with the block and the key.
+    std::fs::write(&cfg, site_config(shop)).unwrap();
+    let out = upgrade(&pid_file);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let new = pid_in(&pid_file).unwrap();
+    assert_ne!(new, old);
+    let s = wait_for(|| status(admin).filter(|s| s["pid"] == new));
+    assert!(s["shield"]["blocked"].to_string().contains("10.9.0.0/16"), "{}", s["shield"]);
+    let again = raw(
+        http,
+        &format!("GET / HTTP/1.1\r\nHost: shop.de\r\n{BROWSER}Cookie: {cookie}\r\nConnection: close\r\n\r\n"),
+    );
+    assert!(again.starts_with("HTTP/1.1 200"), "{again}");
+    assert!(!again.to_ascii_lowercase().contains("set-cookie: holdfast_visitor"), "the cookie is still valid: {again}");
+    poll_std(|| gone(old));
+    let _ = std::fs::remove_file(&cfg);
+}
+
+fn poll_std(mut f: impl FnMut() -> bool) {
+    wait_for(|| f().then_some(()));
+}

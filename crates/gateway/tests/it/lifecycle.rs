@@ -88,3 +88,55 @@ async fn stop_drains_in_flight_requests_and_refuses_new_connections() {
     stopped.await.unwrap();
     assert!(tokio::net::TcpStream::connect(addr).await.is_err(), "listener closed after stop");
 }
+
+/// `[listen]` changes on reload: new listeners start (and serve), removed ones stop (and
+/// refuse), the rest keep their sockets; an address that cannot be bound refuses the
+/// reload and changes nothing.
+#[tokio::test]
+async fn listeners_added_on_reload_start_and_removed_ones_stop() {
+    let a = echo_origin("a").await;
+    let path = temp_path("listeners");
+    let v1 = config(&[("s", &["shop.de"], a.addr)], "");
+    std::fs::write(&path, &v1).unwrap();
+    let gw = Gateway::start(holdfast_gateway::config::load_file(&path).unwrap(), Some(path.clone())).await.unwrap();
+    let (first, _, admin, _) = gw.listening();
+    assert_eq!(first.len(), 1);
+
+    // Two more plain listeners and a status page.
+    let more = "http = [\"127.0.0.1:0\", \"127.0.0.1:0\", \"127.0.0.1:0\"]\nstatus = \"127.0.0.1:0\"";
+    std::fs::write(&path, v1.replacen("http = [\"127.0.0.1:0\"]", more, 1)).unwrap();
+    let (status, body) = admin_post(&gw, "/admin/reload", None).await;
+    assert_eq!(status, 200, "{body}");
+    let (http, _, admin_now, status_page) = gw.listening();
+    assert_eq!(http.len(), 3);
+    assert_eq!(http[0], first[0], "a listener the reload keeps keeps its socket");
+    assert_eq!(admin_now, admin);
+    for addr in &http {
+        assert_eq!(get(*addr, "shop.de", "/").await.0, 200, "{addr} serves");
+    }
+    assert_eq!(get(status_page[0], "status", "/").await.0, 200, "the status page serves");
+
+    // Back to one: the others stop and refuse; the first never stopped.
+    std::fs::write(&path, &v1).unwrap();
+    assert_eq!(admin_post(&gw, "/admin/reload", None).await.0, 200);
+    assert_eq!(gw.listening().0, first);
+    assert!(gw.listening().3.is_empty());
+    for addr in [http[1], http[2], status_page[0]] {
+        let refused = eventually(Duration::from_secs(5), || async move {
+            tokio::net::TcpStream::connect(addr).await.is_err()
+        });
+        assert!(refused.await, "{addr} stopped");
+    }
+    assert_eq!(get(first[0], "shop.de", "/").await.0, 200);
+
+    // An address already taken refuses the whole reload: the old listeners serve on.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let busy = format!("http = [\"127.0.0.1:0\", \"{}\"]", taken.local_addr().unwrap());
+    std::fs::write(&path, v1.replacen("http = [\"127.0.0.1:0\"]", &busy, 1)).unwrap();
+    let (status, body) = admin_post(&gw, "/admin/reload", None).await;
+    assert_eq!(status, 422, "{body}");
+    assert!(body.contains("cannot listen on"), "{body}");
+    assert_eq!(gw.listening().0, first);
+    gw.stop().await;
+    let _ = std::fs::remove_file(&path);
+}
