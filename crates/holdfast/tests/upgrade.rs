@@ -22,6 +22,12 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const BIG: u64 = 100 << 20;
+
+/// The binary under test: this build's, or `HOLDFAST_BIN` (bench/upgrade.sh gives a release
+/// build, with these debug clients driving it).
+fn bin() -> String {
+    std::env::var("HOLDFAST_BIN").unwrap_or_else(|_| BIN.to_string())
+}
 const UPLOAD: usize = 1 << 20;
 
 /// What the clients saw.
@@ -86,7 +92,8 @@ async fn file_origin() -> SocketAddr {
                         let chunk = Bytes::from(vec![b'x'; 64 << 10]);
                         let chunks = (BIG / chunk.len() as u64) as usize;
                         let frames = futures_util::stream::iter(
-                            std::iter::repeat_n(chunk, chunks).map(|c| Ok::<_, hyper::Error>(http_body::Frame::data(c))),
+                            std::iter::repeat_n(chunk, chunks)
+                                .map(|c| Ok::<_, hyper::Error>(http_body::Frame::data(c))),
                         );
                         BodyExt::boxed(http_body_util::StreamBody::new(frames))
                     } else {
@@ -138,8 +145,8 @@ fn config(shop: SocketAddr, files: SocketAddr, certs: &std::path::Path) -> Strin
 type Stop = Arc<AtomicBool>;
 
 async fn keep_alive(http: SocketAddr, stop: Stop, tally: Arc<Tally>) {
-    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .build_http::<Empty<Bytes>>();
+    let client =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http::<Empty<Bytes>>();
     let mut i = 0u32;
     while !stop.load(Relaxed) {
         i += 1;
@@ -187,9 +194,12 @@ async fn h2_over_tls(https: SocketAddr, roots: rustls::RootCertStore, stop: Stop
             let tcp = tokio::net::TcpStream::connect(https).await?;
             let name = rustls_pki_types::ServerName::try_from("shop.de").unwrap();
             let stream = connector.connect(name, tcp).await?;
-            hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), hyper_util::rt::TokioIo::new(stream))
-                .await
-                .map_err(std::io::Error::other)
+            hyper::client::conn::http2::handshake(
+                hyper_util::rt::TokioExecutor::new(),
+                hyper_util::rt::TokioIo::new(stream),
+            )
+            .await
+            .map_err(std::io::Error::other)
         };
         let (mut sender, conn) = match connected.await {
             Ok(c) => c,
@@ -206,9 +216,10 @@ async fn h2_over_tls(https: SocketAddr, roots: rustls::RootCertStore, stop: Stop
                 continue 'connections;
             }
             i += 1;
-            let req = http::Request::get(format!("https://shop.de/c/{}", ["books", "toys", "christmas"][i as usize % 3]))
-                .body(Empty::<Bytes>::new())
-                .unwrap();
+            let req =
+                http::Request::get(format!("https://shop.de/c/{}", ["books", "toys", "christmas"][i as usize % 3]))
+                    .body(Empty::<Bytes>::new())
+                    .unwrap();
             let began = if i == 1 { began } else { Instant::now() };
             match sender.send_request(req).await {
                 Ok(resp) if resp.status() == 200 => match resp.into_body().collect().await {
@@ -349,7 +360,7 @@ async fn ten_upgrades_under_mixed_traffic_refuse_reset_and_fail_nothing() {
     std::fs::write(&cfg, config(shop, files, &certs)).unwrap();
     let pid_file = temp("upgrade.pid");
     let _ = std::fs::remove_file(&pid_file);
-    let mut cmd = std::process::Command::new(BIN);
+    let mut cmd = std::process::Command::new(bin());
     cmd.args(["run", "--workers", "2", "--config"]).arg(&cfg).arg("--pid-file").arg(&pid_file);
     let first = Proc::spawn(cmd);
     let _kill_last = KillNamed(pid_file.clone());
@@ -381,7 +392,7 @@ async fn ten_upgrades_under_mixed_traffic_refuse_reset_and_fail_nothing() {
     for n in 0..upgrades {
         let out = tokio::task::spawn_blocking({
             let pid_file = pid_file.clone();
-            move || std::process::Command::new(BIN).arg("upgrade").arg("--pid-file").arg(&pid_file).output().unwrap()
+            move || std::process::Command::new(bin()).arg("upgrade").arg("--pid-file").arg(&pid_file).output().unwrap()
         })
         .await
         .unwrap();

@@ -5,7 +5,7 @@
 
 use super::key;
 use crate::incident::fleet::FleetView;
-use crate::incident::store::Incident;
+use crate::incident::record::Incident;
 use crate::incident::Incidents;
 use redis::{Pipeline, Value};
 use std::collections::HashMap;

@@ -50,7 +50,10 @@ pub(crate) enum Reply {
 pub(crate) fn send_offer(stream: &UnixStream, sockets: &[(Key, StdListener)], carried: Carried) -> std::io::Result<()> {
     use rustix::net::{sendmsg, SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
     if sockets.len() > MAX_SOCKETS {
-        return Err(std::io::Error::other(format!("{} listeners: at most {MAX_SOCKETS} can be handed over", sockets.len())));
+        return Err(std::io::Error::other(format!(
+            "{} listeners: at most {MAX_SOCKETS} can be handed over",
+            sockets.len()
+        )));
     }
     let offer = Offer { keys: sockets.iter().map(|(k, _)| *k).collect(), carried };
     let json = serde_json::to_vec(&offer).map_err(std::io::Error::other)?;

@@ -124,7 +124,8 @@ impl Gateway {
         let resolving = tokio::spawn(resolve(reloader.clone(), edge.telemetry.clone(), rx.clone()));
         let (incidents, journal) = open_incidents(&edge)?;
         let started = crate::clock::unix_ms();
-        let status = Arc::new(crate::status::Status { snapshot: snapshot.clone(), incidents: incidents.clone(), started });
+        let status =
+            Arc::new(crate::status::Status { snapshot: snapshot.clone(), incidents: incidents.clone(), started });
         let admin = Arc::new(Admin {
             edge: edge.clone(),
             front: front.clone(),
@@ -145,7 +146,10 @@ impl Gateway {
         let plan = listeners.plan(&listen, &mut inherited).map_err(anyhow::Error::msg)?;
         listeners.commit(plan).map_err(anyhow::Error::msg)?;
         if inherited.left() > 0 {
-            tracing::warn!(sockets = inherited.left(), "inherited listening sockets that no [listen] entry names: closed");
+            tracing::warn!(
+                sockets = inherited.left(),
+                "inherited listening sockets that no [listen] entry names: closed"
+            );
         }
         drop(inherited);
         let _ = reloader.listeners.set(listeners.clone());

@@ -77,7 +77,8 @@ pub(crate) fn write_pid_file(path: &Path) -> std::io::Result<()> {
 /// Removes the pid file if it still names this process (after an upgrade it names the new
 /// one, and stays).
 pub(crate) fn remove_pid_file(path: &Path) {
-    let ours = std::fs::read_to_string(path).ok().and_then(|s| s.trim().parse::<u32>().ok()) == Some(std::process::id());
+    let ours =
+        std::fs::read_to_string(path).ok().and_then(|s| s.trim().parse::<u32>().ok()) == Some(std::process::id());
     if ours {
         let _ = std::fs::remove_file(path);
     }
@@ -117,7 +118,8 @@ impl Drop for HandoverDir {
 pub(crate) async fn hand_over(process: &Process, listeners: &Listeners, carried: Carried) -> Result<u32, String> {
     let dir = HandoverDir::new().map_err(|e| format!("cannot make the handover directory: {e}"))?;
     let path = dir.0.join("handover.sock");
-    let socket = tokio::net::UnixListener::bind(&path).map_err(|e| format!("cannot listen on {}: {e}", path.display()))?;
+    let socket =
+        tokio::net::UnixListener::bind(&path).map_err(|e| format!("cannot listen on {}: {e}", path.display()))?;
     let mut child = tokio::process::Command::new(&process.exe)
         .args(&process.args)
         .env(handover::ENV, &path)

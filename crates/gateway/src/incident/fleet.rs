@@ -4,7 +4,7 @@
 //! from 3 of 3 points of presence"); a data-center failure seen from one point of presence
 //! only, while others see the data center fine, is named as that point's own problem.
 
-use super::store::Incident;
+use super::record::Incident;
 use super::Kind;
 use std::collections::HashMap;
 

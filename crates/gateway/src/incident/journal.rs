@@ -9,7 +9,7 @@
 //! (and at least 1000), it is rewritten with one line per incident, to a new file renamed
 //! over the old one, so a crash never leaves half a journal.
 
-use super::store::Incident;
+use super::record::Incident;
 use std::collections::BTreeMap;
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};

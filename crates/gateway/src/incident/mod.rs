@@ -19,6 +19,7 @@ pub(crate) mod detect;
 pub(crate) mod fleet;
 pub(crate) mod journal;
 pub(crate) mod notify;
+pub(crate) mod record;
 pub(crate) mod report;
 pub(crate) mod signals;
 pub(crate) mod store;

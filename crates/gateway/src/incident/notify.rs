@@ -9,7 +9,8 @@
 //! is tried again after 1, 2, 4, 8 and 16 s (with jitter), in order; any other answer
 //! ends it. Deliveries are counted by receiver and result in `holdfast_webhook_deliveries_total`.
 
-use super::store::{Event, Incident};
+use super::record::Incident;
+use super::store::Event;
 use super::view;
 use crate::config::incidents::{Webhook, WebhookFormat};
 use crate::telemetry::Telemetry;

@@ -4,7 +4,7 @@
 //! answered (cache hits apart), and the shield's actions. One self-contained HTML page, no
 //! scripts, no network; the charts are drawn as the drill's are (inline SVG).
 
-use super::store::Incident;
+use super::record::Incident;
 use super::Point;
 use maud::{html, Markup, PreEscaped, DOCTYPE};
 

@@ -6,74 +6,18 @@
 //! the metrics and the webhooks. Readers (admin API, status page) take a copy.
 
 use super::detect::{Change, Finding, Key};
+use super::record::Incident;
+use super::record::{merge, point};
 use super::signals::{Counts, Observation};
 use super::view::{Component, SiteState};
 use super::{text, Impact, Kind, Point, Severity, Stage, Update};
 use crate::telemetry::Telemetry;
-use serde::{Deserialize, Serialize};
+
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-/// Points of the series kept for one incident (one a second; then thinned).
-const MAX_POINTS: usize = 900;
 /// Seconds before an incident's start that its series shows.
 const BEFORE: usize = 60;
-/// Updates kept per incident.
-const MAX_UPDATES: usize = 50;
-
-/// One incident, as kept and journaled.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub(crate) struct Incident {
-    pub(crate) id: String,
-    pub(crate) kind: Kind,
-    pub(crate) stage: Stage,
-    /// When its condition was first seen (unix ms).
-    #[serde(with = "crate::util::rfc3339_ms")]
-    pub(crate) started_at: u64,
-    /// When it was named.
-    #[serde(with = "crate::util::rfc3339_ms")]
-    pub(crate) detected_at: u64,
-    /// When it was named as the kind it is now (later than `detected_at` when it was
-    /// escalated: origins failing, then the whole data center).
-    #[serde(with = "crate::util::rfc3339_ms", default)]
-    pub(crate) kind_since: u64,
-    #[serde(with = "crate::util::rfc3339_ms_opt", default)]
-    pub(crate) resolved_at: Option<u64>,
-    #[serde(with = "crate::util::rfc3339_ms")]
-    pub(crate) updated_at: u64,
-    /// What it is about: a data center, a site, or `*`.
-    pub(crate) scope: String,
-    pub(crate) sites: Vec<String>,
-    pub(crate) datacenters: Vec<String>,
-    pub(crate) summary: String,
-    pub(crate) facts: super::Facts,
-    pub(crate) evidence: Vec<super::Evidence>,
-    pub(crate) impact: Impact,
-    pub(crate) impact_by_site: BTreeMap<String, Impact>,
-    pub(crate) confidence: f64,
-    pub(crate) severity: Severity,
-    pub(crate) related: Vec<String>,
-    pub(crate) updates: Vec<Update>,
-    pub(crate) series: Vec<Point>,
-    /// In a fleet: the points of presence that saw it, and how many were live.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub(crate) seen_from: Vec<String>,
-    #[serde(default, skip_serializing_if = "is_zero")]
-    pub(crate) fleet_size: usize,
-    /// Each site's counts when it opened (its impact is what came after).
-    #[serde(skip)]
-    base: BTreeMap<String, Counts>,
-}
-
-impl Incident {
-    pub(crate) fn is_open(&self) -> bool {
-        self.stage != Stage::Resolved
-    }
-}
-
-fn is_zero(n: &usize) -> bool {
-    *n == 0
-}
 
 /// What happened to an incident in a tick, for those told about it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -489,34 +433,7 @@ fn site_state(c: &Counts, open: &[Kind]) -> SiteState {
     }
 }
 
-/// A tick's point over `sites` (all when None).
-fn point(obs: &Observation, sites: Option<&[String]>) -> Point {
-    let mut p = Point { t: obs.now, ..Point::default() };
-    for s in obs.sites.iter().filter(|s| sites.is_none_or(|list| list.contains(&s.name))) {
-        let c = &s.counts;
-        p.requests += c.requests;
-        p.failed += c.failed();
-        p.stale += c.outcome(super::Outcome::Stale);
-        p.cache += c.outcome(super::Outcome::Cache);
-        p.shield += c.outcome(super::Outcome::Challenged)
-            + c.outcome(super::Outcome::Refused)
-            + c.outcome(super::Outcome::Shed);
-        p.suspicious += c.suspicious[0];
-        for (i, pool) in s.pools.iter().enumerate() {
-            *p.datacenters.entry(pool.datacenter.clone()).or_default() += c.by_pool.get(i).copied().unwrap_or(0);
-        }
-    }
-    p
-}
-
 impl Incident {
-    fn push_update(&mut self, at: u64, stage: Stage, text: String) {
-        if self.updates.len() == MAX_UPDATES {
-            self.updates.remove(1); // the first (how it began) stays
-        }
-        self.updates.push(Update { at, stage, text });
-    }
-
     /// Its condition holds: new evidence; true when something worth telling changed (it
     /// came back after clearing, or a data center's way of failing turned out otherwise).
     /// Becomes the larger incident the finding names (single origins failing → the whole
@@ -574,46 +491,6 @@ impl Incident {
         self.updated_at = now;
         told
     }
-
-    fn count_impact(&mut self, totals: &BTreeMap<String, Counts>) {
-        let mut all = Impact::default();
-        for s in &self.sites {
-            let now = totals.get(s).cloned().unwrap_or_default();
-            let base = self.base.entry(s.clone()).or_insert_with(|| now.clone());
-            let impact = now.since(base).impact();
-            all.add(&impact);
-            self.impact_by_site.insert(s.clone(), impact);
-        }
-        self.impact = all;
-    }
-
-    fn extend_series(&mut self, obs: &Observation) {
-        self.series.push(point(obs, Some(&self.sites)));
-        if self.series.len() > MAX_POINTS {
-            // Thin the middle: every other point of the older half.
-            let half = self.series.len() / 2;
-            let older: Vec<Point> =
-                self.series.drain(..half).enumerate().filter(|(n, _)| n % 2 == 0).map(|(_, p)| p).collect();
-            self.series.splice(0..0, older);
-        }
-    }
-
-    /// Severity from the worst site's share of failed requests; a flood that the shield
-    /// absorbed stays minor.
-    fn severity_now(&self) -> Severity {
-        let worst = self.impact_by_site.values().map(Impact::failed_share).fold(0.0, f64::max);
-        Severity::of_failed_share(worst)
-    }
-}
-
-fn merge(a: &[String], b: &[String]) -> Vec<String> {
-    let mut out = a.to_vec();
-    for x in b {
-        if !out.contains(x) {
-            out.push(x.clone());
-        }
-    }
-    out
 }
 
 /// A scope as part of an id: `*` is `all`.

@@ -3,7 +3,7 @@
 //! English, French, Italian). The public words name data centers and sites, never
 //! origins, clients or prefixes.
 
-use super::store::Incident;
+use super::record::Incident;
 use super::{Kind, Stage};
 
 /// How a data center failed, in English.

@@ -4,7 +4,7 @@
 //! `statuspage` webhook), where holdfast's own fields go under one extra key, `holdfast`.
 //! The Statuspage side is public: it names sites and data centers, never origins.
 
-use super::store::Incident;
+use super::record::Incident;
 use super::{Impact, Kind, Severity, Stage};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;

@@ -52,7 +52,8 @@ pub(crate) fn wanted(listen: &Listen) -> Vec<Key> {
 }
 
 /// Starts serving one listener: the role, the socket, and the signal to stop accepting.
-pub(crate) type Serve = Arc<dyn Fn(Role, tokio::net::TcpListener, watch::Receiver<bool>) -> JoinHandle<()> + Send + Sync>;
+pub(crate) type Serve =
+    Arc<dyn Fn(Role, tokio::net::TcpListener, watch::Receiver<bool>) -> JoinHandle<()> + Send + Sync>;
 
 /// Sockets to take before binding: those a previous binary handed over (by key) and those
 /// systemd passed (by address).

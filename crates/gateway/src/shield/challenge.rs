@@ -116,11 +116,8 @@ impl Keys {
 
     /// The ring a previous binary exported; None if it does not hold together.
     pub(crate) fn import(state: &KeysState) -> Option<Keys> {
-        let secrets = state
-            .keys
-            .iter()
-            .map(|(id, s)| Some((id.clone(), crate::util::unhex(s)?)))
-            .collect::<Option<Vec<_>>>()?;
+        let secrets =
+            state.keys.iter().map(|(id, s)| Some((id.clone(), crate::util::unhex(s)?))).collect::<Option<Vec<_>>>()?;
         Keys::of(secrets, &state.signing)
     }
 

@@ -3,7 +3,7 @@
 //! most recent) and `incidents/unresolved.json`. The sites are the components; holdfast's
 //! own fields are under one extra key, `holdfast`.
 
-use crate::incident::store::Incident;
+use crate::incident::record::Incident;
 use crate::incident::view::{self, Component, Page};
 use serde_json::{json, Value};
 

@@ -2,7 +2,7 @@
 //! entry per incident, with a stable id (`urn:holdfast:incident:ID`) and an `updated` that
 //! moves with each of its updates. In English; the 50 most recent incidents.
 
-use crate::incident::store::Incident;
+use crate::incident::record::Incident;
 use crate::incident::view::Page;
 use atom_syndication::{Content, Entry, Feed, FixedDateTime, Link, Person, Text};
 

@@ -2,7 +2,7 @@
 //! ones in plain words, in German, English, French or Italian. No scripts (it works without
 //! JavaScript; it reloads itself every 30 s), no resources from elsewhere.
 
-use crate::incident::store::Incident;
+use crate::incident::record::Incident;
 use crate::incident::text::{self, Words, LANGUAGES};
 use crate::incident::view::{Component, Page, SiteState};
 use maud::{html, Markup, PreEscaped, DOCTYPE};

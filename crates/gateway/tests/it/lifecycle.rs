@@ -122,9 +122,8 @@ async fn listeners_added_on_reload_start_and_removed_ones_stop() {
     assert_eq!(gw.listening().0, first);
     assert!(gw.listening().3.is_empty());
     for addr in [http[1], http[2], status_page[0]] {
-        let refused = eventually(Duration::from_secs(5), || async move {
-            tokio::net::TcpStream::connect(addr).await.is_err()
-        });
+        let refused =
+            eventually(Duration::from_secs(5), || async move { tokio::net::TcpStream::connect(addr).await.is_err() });
         assert!(refused.await, "{addr} stopped");
     }
     assert_eq!(get(first[0], "shop.de", "/").await.0, 200);
