@@ -42,6 +42,33 @@ pub(crate) async fn serve(shared: Arc<Admin>, listener: TcpListener, mut shutdow
     }
 }
 
+/// Operator alerts (never on the public page): each site's certificate that expires within
+/// seven days, or has expired.
+fn certificate_alerts(snap: &crate::snapshot::Snapshot, now: u64) -> Vec<serde_json::Value> {
+    let mut expiry: std::collections::BTreeMap<String, u64> = snap.cert_expiry.iter().cloned().collect();
+    for (site, _, not_after) in snap.acme.validity() {
+        expiry.insert(site, not_after); // an ACME certificate, once issued, is the one served
+    }
+    expiry
+        .into_iter()
+        .filter(|(_, not_after)| *not_after <= now + crate::acme::ALERT_BEFORE_SECS)
+        .map(|(site, not_after)| {
+            let left = not_after.saturating_sub(now);
+            serde_json::json!({
+                "kind": "certificate_expiring",
+                "site": site,
+                "expires_at": crate::util::rfc3339_seconds(not_after * 1000),
+                "seconds_left": left,
+                "summary": if left == 0 {
+                    format!("the certificate of {site} has expired")
+                } else {
+                    format!("the certificate of {site} expires in {}", humantime::format_duration(std::time::Duration::from_secs(left)))
+                },
+            })
+        })
+        .collect()
+}
+
 fn respond(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
     let mut r = Response::new(Full::new(body.into()));
     *r.status_mut() = status;
@@ -91,7 +118,8 @@ async fn route(shared: &Admin, req: Request<Incoming>) -> Response<Full<Bytes>> 
         (&Method::GET, "/incidents.json") => {
             let list: Vec<serde_json::Value> =
                 shared.incidents.all().iter().map(crate::incident::view::admin).collect();
-            json(StatusCode::OK, &serde_json::json!({ "incidents": list }))
+            let alerts = certificate_alerts(&shared.edge.snapshot.load(), crate::clock::unix_secs());
+            json(StatusCode::OK, &serde_json::json!({ "incidents": list, "alerts": alerts }))
         }
         (&Method::GET, path) if path.starts_with("/incidents/") => incident(shared, &path["/incidents/".len()..]),
         (&Method::GET, "/status.json") => json(StatusCode::OK, &status(shared)),

@@ -2,6 +2,7 @@
 //! loaded by [`config::load_file`] or [`config::parse_str`]. Everything else is the crate's
 //! own; docs/architecture.md is the map of its modules and of the direction they depend in.
 
+mod acme;
 mod admin;
 mod body;
 mod cache;

@@ -84,6 +84,10 @@ pub(crate) struct Snapshot {
     pub(crate) sites: Vec<Arc<SiteRt>>,
     pub(crate) routes: Routes,
     pub(crate) tls: Option<Arc<rustls::ServerConfig>>,
+    /// The expiry (Unix seconds) of each site's certificate from files.
+    pub(crate) cert_expiry: Vec<(String, u64)>,
+    /// ACME's certificates and challenge answers (the same across reloads).
+    pub(crate) acme: Arc<crate::acme::Certs>,
     pub(crate) loaded_at: SystemTime,
     /// `Via` value pieces, precomputed: "1.1 holdfast", "2 holdfast".
     pub(crate) via: Option<(http::HeaderValue, http::HeaderValue)>,
@@ -305,9 +309,18 @@ impl Snapshot {
             origin.set_weight(weight);
             origin.set_tls(tls);
         }
+        let acme = previous.map_or_else(Default::default, |p| p.acme.clone());
+        let cert_expiry: Vec<(String, u64)> =
+            tls_sites.iter().filter_map(|s| Some((s.name.clone(), s.file_expiry?))).collect();
+        for (site, not_after) in &cert_expiry {
+            let label = crate::telemetry::metrics::SiteLabel { site: site.clone() };
+            metrics.certificate_expiry.get_or_create(&label).set(*not_after as i64);
+        }
         Ok(Snapshot {
             shield: crate::shield::ShieldRt::new(&file.shield, &file.proxy.trusted_proxies),
-            tls: crate::tls::server_config(tls_sites),
+            tls: crate::tls::server_config(tls_sites, &acme),
+            acme,
+            cert_expiry,
             file,
             sites,
             routes,

@@ -40,51 +40,86 @@ fn load_certified_key(cert: &Path, key: &Path) -> Result<CertifiedKey, String> {
     Ok(CertifiedKey::new(certs, signing))
 }
 
-/// Loads every site's certificate and key, with the site's host patterns (lowercase); an
+/// One site's certificate: from files, by ACME (named by the site), or both (the files
+/// serve until the ACME certificate is issued).
+#[derive(Debug)]
+pub(crate) struct SiteCert {
+    pub(crate) name: String,
+    pub(crate) hosts: Vec<String>,
+    /// When the files' certificate expires (Unix seconds).
+    pub(crate) file_expiry: Option<u64>,
+    pub(crate) file: Option<Arc<CertifiedKey>>,
+    pub(crate) acme: Option<String>,
+}
+
+/// Loads every site's certificate files, with the site's host patterns (lowercase); an
 /// error names the site and where its certificate is configured.
-pub(crate) fn site_keys(file: &File) -> Result<Vec<(Vec<String>, CertifiedKey)>, ConfigError> {
+pub(crate) fn site_keys(file: &File) -> Result<Vec<SiteCert>, ConfigError> {
     let mut keys = Vec::new();
     for site in &file.sites {
         let Some(tls) = &site.tls else { continue };
-        let key = load_certified_key(&file.path(tls.cert.get_ref()), &file.path(tls.key.get_ref()))
-            .map_err(|why| file.error_at(&tls.cert, format!("site {:?}: {why}", site.name.get_ref())))?;
-        keys.push((site.hosts.iter().map(|h| h.get_ref().to_ascii_lowercase()).collect(), key));
+        let from_files = match (&tls.cert, &tls.key) {
+            (Some(cert), Some(key)) => Some(Arc::new(
+                load_certified_key(&file.path(cert.get_ref()), &file.path(key.get_ref()))
+                    .map_err(|why| file.error_at(cert, format!("site {:?}: {why}", site.name.get_ref())))?,
+            )),
+            _ => None,
+        };
+        let file_expiry = from_files
+            .as_ref()
+            .and_then(|k| k.cert.first())
+            .and_then(|c| crate::acme::validity(c).ok())
+            .map(|(_, not_after)| not_after);
+        keys.push(SiteCert {
+            name: site.name.get_ref().clone(),
+            file_expiry,
+            hosts: site.hosts.iter().map(|h| h.get_ref().to_ascii_lowercase()).collect(),
+            file: from_files,
+            acme: tls.acme.then(|| site.name.get_ref().clone()),
+        });
     }
     Ok(keys)
 }
 
-/// Chooses the certificate by SNI; without SNI (or no match) the first site's.
+/// Chooses the certificate by SNI; without SNI (or no match) the first site's. A site's
+/// ACME certificate, once issued, wins over its files; a TLS-ALPN-01 handshake gets the
+/// challenge's answer.
 #[derive(Debug)]
 struct SniResolver {
     names: Routes,
-    keys: Vec<Arc<CertifiedKey>>,
+    sites: Vec<SiteCert>,
+    acme: Arc<crate::acme::Certs>,
 }
 
 impl ResolvesServerCert for SniResolver {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        let idx = hello.server_name().and_then(|n| self.names.lookup(&n.to_ascii_lowercase())).unwrap_or(0);
-        self.keys.get(idx).cloned()
+        let name = hello.server_name().map(str::to_ascii_lowercase);
+        let challenge = hello.alpn().is_some_and(|mut p| p.any(|p| p == crate::acme::ACME_TLS_ALPN));
+        if challenge {
+            return self.acme.alpn_answer(name.as_deref()?);
+        }
+        let idx = name.and_then(|n| self.names.lookup(&n)).unwrap_or(0);
+        let site = self.sites.get(idx)?;
+        site.acme.as_deref().and_then(|s| self.acme.for_site(s)).or_else(|| site.file.clone())
     }
 }
 
-/// Builds the server TLS config from (host patterns, key) per site.
-pub(crate) fn server_config(sites: Vec<(Vec<String>, CertifiedKey)>) -> Option<Arc<rustls::ServerConfig>> {
+/// Builds the server TLS config from the sites' certificates.
+pub(crate) fn server_config(sites: Vec<SiteCert>, acme: &Arc<crate::acme::Certs>) -> Option<Arc<rustls::ServerConfig>> {
     if sites.is_empty() {
         return None;
     }
-    let mut keys = Vec::with_capacity(sites.len());
-    let mut patterns = Vec::new();
-    for (i, (hosts, key)) in sites.into_iter().enumerate() {
-        keys.push(Arc::new(key));
-        patterns.extend(hosts.into_iter().map(move |h| (h, i)));
-    }
-    let names = Routes::new(patterns.iter().map(|(h, i)| (h.as_str(), *i)));
+    let names = Routes::new(sites.iter().enumerate().flat_map(|(i, s)| s.hosts.iter().map(move |h| (h.as_str(), i))));
+    let with_acme = sites.iter().any(|s| s.acme.is_some());
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .ok()?
         .with_no_client_auth()
-        .with_cert_resolver(Arc::new(SniResolver { names, keys }));
+        .with_cert_resolver(Arc::new(SniResolver { names, sites, acme: acme.clone() }));
     cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    if with_acme {
+        cfg.alpn_protocols.push(crate::acme::ACME_TLS_ALPN.to_vec());
+    }
     Some(Arc::new(cfg))
 }

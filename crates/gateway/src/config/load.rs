@@ -242,6 +242,35 @@ fn validate(src: &Source, file: &File) -> Result<(), ConfigError> {
             return Err(src.at(&site.name, format!("site {sname:?}: compression.algorithms is empty: expected some of \"zstd\", \"br\", \"gzip\" (or enabled = false)")));
         }
     }
+    for site in &file.sites {
+        let Some(tls) = &site.tls else { continue };
+        let sname = site.name.get_ref();
+        match (&tls.cert, &tls.key) {
+            (Some(_), Some(_)) => {}
+            (None, None) if tls.acme => {}
+            (Some(c), None) => {
+                return Err(src.at(c, format!("site {sname:?}: tls.cert without tls.key: expected both")))
+            }
+            (None, Some(k)) => {
+                return Err(src.at(k, format!("site {sname:?}: tls.key without tls.cert: expected both")))
+            }
+            (None, None) => {
+                return Err(src.at(&site.name, format!("site {sname:?}: tls needs cert and key, or acme = true")))
+            }
+        }
+        if tls.acme && file.acme.is_none() {
+            return Err(src.at(&site.name, format!("site {sname:?}: tls.acme = true needs an [acme] section")));
+        }
+    }
+    if let Some(acme) = &file.acme {
+        if !(0.0..1.0).contains(&acme.renewal_window) || acme.renewal_window <= 0.0 {
+            let window = acme.renewal_window;
+            return Err(src.key(
+                "acme.renewal_window",
+                format!("renewal_window = {window}: expected a share of the lifetime between 0 and 1"),
+            ));
+        }
+    }
     if !file.listen.https.is_empty() && !file.sites.iter().any(|s| s.tls.is_some()) {
         return Err(src.at(&file.listen.https[0], "https listener configured but no site has a [site.tls] certificate"));
     }

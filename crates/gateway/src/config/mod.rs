@@ -3,6 +3,7 @@
 //!
 //! Every key is documented in `docs/config.md`; keep the two in step.
 
+pub mod acme;
 pub mod fleet;
 pub mod incidents;
 mod load;
@@ -56,6 +57,9 @@ pub struct File {
     /// `[dns]`: how origins given by DNS name are resolved.
     #[serde(default)]
     pub dns: Dns,
+    /// `[acme]`: certificates by ACME for sites with `tls = { acme = true }`.
+    #[serde(default)]
+    pub acme: Option<acme::Acme>,
     #[serde(default, rename = "datacenter")]
     /// `[[datacenter]]`: the data centers that pools live in.
     pub datacenters: Vec<Datacenter>,
@@ -479,12 +483,16 @@ fn default_language() -> String {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-/// `[site.tls]`: the site's certificate on the https listeners.
+/// `[site.tls]`: the site's certificate on the https listeners: files, or by ACME, or both
+/// (the files serve until the ACME certificate is issued).
 pub struct SiteTls {
     /// PEM certificate chain.
-    pub cert: Spanned<PathBuf>,
+    pub cert: Option<Spanned<PathBuf>>,
     /// PEM private key (PKCS#8, PKCS#1 or SEC1).
-    pub key: Spanned<PathBuf>,
+    pub key: Option<Spanned<PathBuf>>,
+    /// A certificate for the site's exact hosts by ACME (`[acme]`), renewed before expiry.
+    #[serde(default)]
+    pub acme: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]

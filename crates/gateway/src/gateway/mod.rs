@@ -123,6 +123,10 @@ impl Gateway {
         let upkeep = tokio::spawn(upkeep::run(edge.clone(), rx.clone()));
         let resolving = tokio::spawn(resolve(reloader.clone(), edge.telemetry.clone(), rx.clone()));
         let (incidents, journal) = open_incidents(&edge)?;
+        let acme_tasks = {
+            let snap = snapshot.load();
+            crate::acme::start(&snap.file, &snap.acme, &edge.telemetry, &rx)?
+        };
         let started = crate::clock::unix_ms();
         let status =
             Arc::new(crate::status::Status { snapshot: snapshot.clone(), incidents: incidents.clone(), started });
@@ -158,7 +162,7 @@ impl Gateway {
             front,
             reloader,
             shutdown,
-            tasks: vec![checkers, upkeep, resolving],
+            tasks: [checkers, upkeep, resolving].into_iter().chain(acme_tasks).collect(),
             process: None,
             http_addrs: listeners.addrs(Role::Http),
             https_addrs: listeners.addrs(Role::Https),

@@ -200,6 +200,9 @@ async fn serve_tcp(
     };
     let (_, session) = stream.get_ref();
     let sni = session.server_name().map(str::to_ascii_lowercase);
+    if session.alpn_protocol() == Some(crate::acme::ACME_TLS_ALPN) {
+        return; // a TLS-ALPN-01 validation: the handshake was the answer (RFC 8737 §3)
+    }
     let h2 = session.alpn_protocol() == Some(b"h2");
     serve_http(edge, ConnState::new(peer, true, sni), stream, bytes::BytesMut::new(), h2, shutdown).await;
     drop(open);

@@ -141,6 +141,7 @@ fn front(cx: &mut RequestCtx<'_>, req: Request<ClientBody>) -> Step<Front> {
     let host_value = headers::host_value(&parts.uri, &parts.headers);
     let host = host_value.as_ref().and_then(headers::normalize_host);
     let site = steps::route(cx, host.as_deref(), parts.uri.path())?;
+    steps::acme_answer(cx, &parts)?;
     let verdict = steps::shield(cx, &site, &parts)?;
     steps::limits(cx, &site, &parts)?;
     steps::https(cx, &site, host.as_deref().unwrap_or_default(), &parts)?;

@@ -115,6 +115,20 @@ pub(super) fn limits(cx: &RequestCtx, site: &SiteRt, parts: &http::request::Part
 /// ACME's HTTP-01 answers live here (RFC 8555 §8.3): never redirected to https.
 pub(crate) const ACME_CHALLENGE_PREFIX: &str = "/.well-known/acme-challenge/";
 
+/// An HTTP-01 challenge of holdfast's own ACME orders is answered here, before the shield
+/// (the ACME server's validators are no shoppers, and the answer costs nothing); a token it
+/// does not know goes on to the origins, which may run their own ACME client.
+#[allow(clippy::result_large_err)]
+pub(crate) fn acme_answer(cx: &RequestCtx<'_>, parts: &http::request::Parts) -> Result<(), Stop> {
+    let Some(token) = parts.uri.path().strip_prefix(ACME_CHALLENGE_PREFIX) else { return Ok(()) };
+    let Some(answer) = cx.snap.acme.http_answer(token) else { return Ok(()) };
+    let mut resp = local_response(StatusCode::OK, answer, false);
+    let h = resp.headers_mut();
+    h.insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/octet-stream"));
+    h.insert(http::header::CACHE_CONTROL, http::HeaderValue::from_static("no-store"));
+    Err(Stop::Answer(resp))
+}
+
 /// Step 4b: HTTPS: a plain-HTTP request to a site with `[site.https] redirect` gets a `308`
 /// to the same host, path and query over https (308 keeps the method and body, where
 /// 301 lets clients turn a POST into a GET). ACME's challenges are answered over plain

@@ -16,7 +16,8 @@ pub(crate) struct Event {
     pub(crate) at: SystemTime,
     /// origin_down, origin_up, origin_ejected, origin_returned, failover, failback;
     /// flood_started, flood_ended, prefix_blocked, shedding_started, shedding_ended;
-    /// dns_changed, dns_failed.
+    /// dns_changed, dns_failed; certificate_ordering, certificate_issued,
+    /// certificate_order_failed.
     pub(crate) kind: &'static str,
     pub(crate) site: String,
     pub(crate) datacenter: String,
@@ -125,6 +126,12 @@ impl Event {
             prefix: None,
             reason,
         }
+    }
+
+    /// A certificate event of ACME: certificate_ordering, certificate_issued,
+    /// certificate_order_failed.
+    pub(crate) fn acme(kind: &'static str, site: &str, reason: String) -> Event {
+        Event::shield(kind, site, None, reason)
     }
 
     /// A shield event (`site` "-" when it is not about one site).

@@ -54,6 +54,8 @@ pub(crate) struct Metrics {
     route_requests: Family<RouteLabels, Counter>,
     /// Tunnels (WebSocket and other upgrades): open now, and opened, by protocol.
     pub(crate) tunnels_open: Gauge,
+    /// Each site's TLS certificate's expiry (Unix seconds), files and ACME alike.
+    pub(crate) certificate_expiry: Family<SiteLabel, Gauge>,
     pub(crate) tunnels: Family<KindLabel, Counter>,
     duration: HistogramFamily<SiteLabel>,
     pub(crate) origin_errors: Family<OriginErrorLabels, Counter>,
@@ -103,6 +105,12 @@ impl Metrics {
         );
         let tunnels_open = Gauge::default();
         let tunnels = Family::<KindLabel, Counter>::default();
+        let certificate_expiry = Family::<SiteLabel, Gauge>::default();
+        registry.register(
+            "certificate_expiry_seconds",
+            "When each site's TLS certificate expires, in Unix seconds (as blackbox_exporter's probe_ssl_earliest_cert_expiry)",
+            certificate_expiry.clone(),
+        );
         registry.register("tunnels_open", "Tunnels (WebSocket and other upgrades) open now", tunnels_open.clone());
         registry.register("tunnels", "Tunnels opened, by protocol (websocket, or the Upgrade token)", tunnels.clone());
         registry.register(
@@ -191,6 +199,7 @@ impl Metrics {
             requests,
             route_requests,
             tunnels_open,
+            certificate_expiry,
             tunnels,
             duration,
             origin_errors,

@@ -4,6 +4,7 @@
 // A test's helpers may unwrap and panic: a failed assumption is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod acme;
 mod admin;
 mod cache;
 mod cache_rfc;

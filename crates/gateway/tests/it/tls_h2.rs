@@ -24,7 +24,7 @@ fn make_certs(names: &[&str]) -> Certs {
     Certs { dir, roots }
 }
 
-async fn tls_connect(
+pub(crate) async fn tls_connect(
     addr: std::net::SocketAddr,
     roots: &rustls::RootCertStore,
     sni: &str,

@@ -1,0 +1,216 @@
+//! Certificates by ACME (RFC 8555), managed, not configured, as Caddy's certmagic does: for
+//! each site with `tls = { acme = true }` a task keeps a certificate for the site's exact
+//! hosts, orders one when there is none (or it is due), answers the server's challenge
+//! (HTTP-01 on the http listeners, else TLS-ALPN-01 on the https ones), keeps it in
+//! `[acme] state_dir` (mode 0700, files 0600), serves it at once, and renews it once
+//! `renewal_window` of its life is left. A failure is retried with a doubling backoff; every
+//! attempt is an event.
+//!
+//! [`Certs`] is what the request path and the TLS handshake read: the certificates issued,
+//! the challenges' answers. It lives across reloads (the snapshot carries it).
+
+mod order;
+mod store;
+
+pub(crate) use store::validity;
+
+use crate::config::acme::Acme;
+use crate::telemetry::{Event, Telemetry};
+use rustls::sign::CertifiedKey;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// The ALPN protocol of TLS-ALPN-01 (RFC 8737).
+pub(crate) const ACME_TLS_ALPN: &[u8] = b"acme-tls/1";
+/// The longest wait between retries of a failing order.
+const MAX_BACKOFF: Duration = Duration::from_secs(24 * 3600);
+/// A certificate this close to its expiry is an operator alert.
+pub(crate) const ALERT_BEFORE_SECS: u64 = 7 * 24 * 3600;
+
+/// What ACME gives the rest of the gateway.
+#[derive(Debug, Default)]
+pub(crate) struct Certs {
+    /// Issued certificates, by site.
+    issued: RwLock<HashMap<String, Issued>>,
+    /// TLS-ALPN-01 answers, by host.
+    alpn: RwLock<HashMap<String, Arc<CertifiedKey>>>,
+    /// HTTP-01 answers: token → key authorization.
+    http: RwLock<HashMap<String, String>>,
+}
+
+/// A certificate served for a site.
+#[derive(Debug, Clone)]
+pub(crate) struct Issued {
+    pub(crate) key: Arc<CertifiedKey>,
+    /// Unix seconds.
+    pub(crate) not_before: u64,
+    pub(crate) not_after: u64,
+}
+
+impl Certs {
+    /// The site's ACME certificate, once there is one.
+    pub(crate) fn for_site(&self, site: &str) -> Option<Arc<CertifiedKey>> {
+        self.issued.read().ok()?.get(site).map(|i| i.key.clone())
+    }
+
+    /// The TLS-ALPN-01 answer for `host`, while its challenge is on.
+    pub(crate) fn alpn_answer(&self, host: &str) -> Option<Arc<CertifiedKey>> {
+        self.alpn.read().ok()?.get(host).cloned()
+    }
+
+    /// The HTTP-01 answer for `token`, while its challenge is on.
+    pub(crate) fn http_answer(&self, token: &str) -> Option<String> {
+        self.http.read().ok()?.get(token).cloned()
+    }
+
+    /// Every site's certificate's validity: (site, not_before, not_after).
+    pub(crate) fn validity(&self) -> Vec<(String, u64, u64)> {
+        let Ok(issued) = self.issued.read() else { return Vec::new() };
+        let mut v: Vec<_> = issued.iter().map(|(s, i)| (s.clone(), i.not_before, i.not_after)).collect();
+        v.sort();
+        v
+    }
+
+    fn install(&self, site: &str, issued: Issued) {
+        if let Ok(mut m) = self.issued.write() {
+            m.insert(site.to_string(), issued);
+        }
+    }
+}
+
+/// A site whose certificate comes by ACME.
+#[derive(Debug, Clone)]
+pub(crate) struct Site {
+    pub(crate) name: String,
+    /// Its exact hosts (wildcards need DNS-01, which holdfast does not do).
+    pub(crate) hosts: Vec<String>,
+}
+
+/// The sites of `file` with `tls.acme`, and whether HTTP-01 can be answered (there is an
+/// http listener).
+pub(crate) fn sites(file: &crate::config::File) -> Vec<Site> {
+    let sites = file.sites.iter().filter(|s| s.tls.as_ref().is_some_and(|t| t.acme));
+    sites
+        .map(|s| Site {
+            name: s.name.get_ref().clone(),
+            hosts: s.hosts.iter().map(|h| h.get_ref().to_ascii_lowercase()).filter(|h| !h.starts_with("*.")).collect(),
+        })
+        .collect()
+}
+
+/// How a manager task reaches the server and reports.
+pub(crate) struct Manager {
+    pub(crate) cfg: Acme,
+    pub(crate) dir: PathBuf,
+    pub(crate) certs: Arc<Certs>,
+    pub(crate) telemetry: Arc<Telemetry>,
+    /// HTTP-01 (there is an http listener), else TLS-ALPN-01.
+    pub(crate) http01: bool,
+}
+
+impl Manager {
+    fn event(&self, kind: &'static str, site: &str, reason: String) {
+        self.telemetry.event(Event::acme(kind, site, reason));
+    }
+
+    fn set_expiry(&self, site: &str, not_after: u64) {
+        let label = crate::telemetry::metrics::SiteLabel { site: site.to_string() };
+        self.telemetry.metrics.certificate_expiry.get_or_create(&label).set(not_after as i64);
+    }
+
+    /// Keeps `site`'s certificate until shutdown.
+    pub(crate) async fn run(self: Arc<Self>, site: Site, mut shutdown: watch::Receiver<bool>) {
+        let mut failures = 0u32;
+        loop {
+            let stored = store::load(&self.dir, &site.name);
+            if let Some(issued) = &stored {
+                self.certs.install(&site.name, issued.clone());
+                self.set_expiry(&site.name, issued.not_after);
+            }
+            let now = crate::clock::unix_secs();
+            let due = match (&stored, failures) {
+                (_, n) if n > 0 => now + backoff(self.cfg.retry.get(), n).as_secs(),
+                (Some(i), _) => renewal_due(i.not_before, i.not_after, self.cfg.renewal_window),
+                (None, _) => now,
+            };
+            if due > now {
+                let wait = Duration::from_secs(due - now);
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = shutdown.changed() => return,
+                }
+            }
+            let hosts = site.hosts.join(", ");
+            self.event("certificate_ordering", &site.name, format!("ordering a certificate for {hosts}"));
+            let ordered = tokio::select! {
+                r = order::order(&self, &site) => r,
+                _ = shutdown.changed() => return,
+            };
+            match ordered.and_then(|(chain, key)| store::save(&self.dir, &site.name, &chain, &key)) {
+                Ok(issued) => {
+                    failures = 0;
+                    let until = crate::util::rfc3339_seconds(issued.not_after * 1000);
+                    self.event("certificate_issued", &site.name, format!("for {hosts}, valid until {until}"));
+                }
+                Err(e) => {
+                    failures += 1;
+                    let wait = backoff(self.cfg.retry.get(), failures);
+                    let reason = format!("{e}; retry {failures} in {}", humantime::format_duration(wait));
+                    self.event("certificate_order_failed", &site.name, reason);
+                }
+            }
+        }
+    }
+}
+
+/// When a certificate valid from `not_before` to `not_after` is renewed: once `window` of
+/// its lifetime is left.
+pub(crate) fn renewal_due(not_before: u64, not_after: u64, window: f64) -> u64 {
+    let life = not_after.saturating_sub(not_before) as f64;
+    not_after.saturating_sub((life * window).ceil() as u64)
+}
+
+/// The wait after the `n`th failure in a row: `first`, doubling, at most a day.
+fn backoff(first: Duration, n: u32) -> Duration {
+    first.saturating_mul(1u32 << (n.saturating_sub(1)).min(20)).min(MAX_BACKOFF)
+}
+
+/// Starts a manager task per ACME site of `file`.
+pub(crate) fn start(
+    file: &crate::config::File,
+    certs: &Arc<Certs>,
+    telemetry: &Arc<Telemetry>,
+    shutdown: &watch::Receiver<bool>,
+) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
+    let Some(mut cfg) = file.acme.clone() else { return Ok(Vec::new()) };
+    cfg.ca = cfg.ca.map(|ca| file.path(&ca));
+    let sites = sites(file);
+    if sites.is_empty() {
+        return Ok(Vec::new());
+    }
+    let dir = file.path(&cfg.state_dir);
+    store::ensure_dir(&dir).map_err(|e| anyhow::anyhow!("[acme] state_dir {}: {e}", dir.display()))?;
+    let http01 = !file.listen.http.is_empty();
+    let manager = Arc::new(Manager { cfg, dir, certs: certs.clone(), telemetry: telemetry.clone(), http01 });
+    Ok(sites.into_iter().map(|s| tokio::spawn(manager.clone().run(s, shutdown.clone()))).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renewal_comes_at_two_thirds_of_the_life_and_backoff_doubles_to_a_day() {
+        // 90 days from day 0: renewed on day 60.
+        let day = 24 * 3600;
+        assert_eq!(renewal_due(0, 90 * day, 1.0 / 3.0), 60 * day);
+        assert_eq!(renewal_due(1000, 1000, 0.5), 1000, "no life left: due now");
+        let first = Duration::from_secs(60);
+        assert_eq!(backoff(first, 1), first);
+        assert_eq!(backoff(first, 3), Duration::from_secs(240));
+        assert_eq!(backoff(first, 40), MAX_BACKOFF);
+    }
+}
