@@ -41,7 +41,8 @@ async fn wait_listening(addr: SocketAddr) {
     assert!(up.await, "{addr} never listened");
 }
 
-/// Pebble and its DNS on free ports; Pebble validates HTTP-01 on `http_port`.
+/// Pebble and its DNS on free ports; Pebble validates HTTP-01 on `http_port` and
+/// TLS-ALPN-01 on `tls_port`.
 struct Pebble {
     _dns: Killed,
     _pebble: Killed,
@@ -52,7 +53,7 @@ struct Pebble {
     challtest: SocketAddr,
 }
 
-async fn pebble(http_port: u16, dir: &std::path::Path) -> Pebble {
+async fn pebble(http_port: u16, tls_port: u16, dir: &std::path::Path) -> Pebble {
     std::fs::create_dir_all(dir).unwrap();
     let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
     let (cert, key) = (dir.join("pebble.crt"), dir.join("pebble.key"));
@@ -82,7 +83,7 @@ async fn pebble(http_port: u16, dir: &std::path::Path) -> Pebble {
         "listenAddress": format!("127.0.0.1:{listen}"),
         "managementListenAddress": format!("127.0.0.1:{mgmt}"),
         "certificate": cert, "privateKey": key,
-        "httpPort": http_port, "tlsPort": 5001,
+        "httpPort": http_port, "tlsPort": tls_port,
         "ocspResponderURL": "", "externalAccountBindingRequired": false,
     }});
     let cfg = dir.join("pebble.json");
@@ -160,7 +161,7 @@ async fn certificates_by_acme_are_issued_served_renewed_and_a_refused_order_is_r
     let (http_port, https_port) = (free_port(), free_port());
     let dir = std::env::temp_dir().join(format!("holdfast-acme-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let p = pebble(http_port, &dir).await;
+    let p = pebble(http_port, free_port(), &dir).await;
     // refused.test resolves where holdfast does not listen: its validation fails.
     resolve_to(p.challtest, "refused.test", "127.0.0.2").await;
     let state = dir.join("state");
@@ -284,4 +285,39 @@ fn acme_settings_are_checked_with_their_position() {
     // Files and ACME together: the files serve until the ACME certificate is issued.
     let both = format!("{}{}", acme.replace("1.5", "0.3"), site("{ acme = true, cert = \"a.crt\", key = \"a.key\" }"));
     assert!(holdfast_gateway::config::parse_str("a.toml", &both).is_ok());
+}
+
+/// Without an http listener the challenge is TLS-ALPN-01 on the https listener (RFC 8737):
+/// the validation's handshake gets the challenge's certificate, shoppers' the site's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_an_http_listener_tls_alpn_01_is_answered_on_the_https_one() {
+    let origin = echo_origin("alpn").await;
+    let https_port = free_port();
+    let dir = std::env::temp_dir().join(format!("holdfast-acme-alpn-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let p = pebble(free_port(), https_port, &dir).await;
+    let state = dir.join("state");
+    let text = format!(
+        "[listen]\nhttps = [\"127.0.0.1:{https_port}\"]\nadmin = \"127.0.0.1:0\"\n\
+         [acme]\ndirectory = \"{}\"\nca = \"{}\"\nstate_dir = \"{}\"\n\
+         [[datacenter]]\nname = \"dc1\"\n\
+         [[site]]\nname = \"shop\"\nhosts = [\"shop.test\"]\ntls = {{ acme = true }}\n\
+         [[site.pool]]\ndatacenter = \"dc1\"\norigins = [\"{}\"]\n",
+        p.directory,
+        p.ca.display(),
+        state.display(),
+        origin.addr
+    );
+    let gw = Gateway::start(holdfast_gateway::config::parse_str("alpn.toml", &text).unwrap(), None).await.unwrap();
+    let issued = eventually(Duration::from_secs(60), || async {
+        !events(&status_json(&gw).await, "certificate_issued", "shop").is_empty()
+    });
+    assert!(issued.await, "{:#}", status_json(&gw).await["events"]);
+    let https = SocketAddr::from(([127, 0, 0, 1], https_port));
+    let leaf = served_leaf(https, &p.roots, "shop.test").await;
+    let stored = std::fs::read_to_string(state.join("shop.crt")).unwrap();
+    assert_eq!(rustls_pemfile_certs(&stored)[0].to_vec(), leaf);
+    gw.stop().await;
+    drop(p);
+    let _ = std::fs::remove_dir_all(&dir);
 }
