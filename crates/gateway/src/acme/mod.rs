@@ -10,6 +10,7 @@
 //! the challenges' answers. It lives across reloads (the snapshot carries it).
 
 mod order;
+mod shared;
 mod store;
 
 pub(crate) use store::validity;
@@ -39,6 +40,8 @@ pub(crate) struct Certs {
     alpn: RwLock<HashMap<String, Arc<CertifiedKey>>>,
     /// HTTP-01 answers: token → key authorization.
     http: RwLock<HashMap<String, String>>,
+    /// The fleet's HTTP-01 answers, read from Redis in the background.
+    fleet_http: RwLock<HashMap<String, String>>,
 }
 
 /// A certificate served for a site.
@@ -63,7 +66,8 @@ impl Certs {
 
     /// The HTTP-01 answer for `token`, while its challenge is on.
     pub(crate) fn http_answer(&self, token: &str) -> Option<String> {
-        self.http.read().ok()?.get(token).cloned()
+        let local = self.http.read().ok().and_then(|h| h.get(token).cloned());
+        local.or_else(|| self.fleet_http.read().ok()?.get(token).cloned())
     }
 
     /// Every site's certificate's validity: (site, not_before, not_after).
@@ -109,6 +113,17 @@ pub(crate) struct Manager {
     pub(crate) telemetry: Arc<Telemetry>,
     /// HTTP-01 (there is an http listener), else TLS-ALPN-01.
     pub(crate) http01: bool,
+    /// In a fleet: the lock and the certificates shared through Redis.
+    shared: Option<shared::Shared>,
+}
+
+/// What one turn of a site's loop did.
+enum Turn {
+    /// A certificate was ordered, or taken from the fleet.
+    Done,
+    /// Another instance holds the fleet's lock: look again after `retry`.
+    Wait,
+    Failed(String),
 }
 
 impl Manager {
@@ -143,24 +158,82 @@ impl Manager {
                     _ = shutdown.changed() => return,
                 }
             }
-            let hosts = site.hosts.join(", ");
-            self.event("certificate_ordering", &site.name, format!("ordering a certificate for {hosts}"));
-            let ordered = tokio::select! {
-                r = order::order(&self, &site) => r,
+            let turn = tokio::select! {
+                t = self.turn(&site, stored.as_ref()) => t,
                 _ = shutdown.changed() => return,
             };
-            match ordered.and_then(|(chain, key)| store::save(&self.dir, &site.name, &chain, &key)) {
-                Ok(issued) => {
-                    failures = 0;
-                    let until = crate::util::rfc3339_seconds(issued.not_after * 1000);
-                    self.event("certificate_issued", &site.name, format!("for {hosts}, valid until {until}"));
+            match turn {
+                Turn::Done => failures = 0,
+                Turn::Wait => {
+                    tokio::select! {
+                        _ = tokio::time::sleep(self.cfg.retry.get()) => {}
+                        _ = shutdown.changed() => return,
+                    }
                 }
-                Err(e) => {
+                Turn::Failed(e) => {
                     failures += 1;
                     let wait = backoff(self.cfg.retry.get(), failures);
                     let reason = format!("{e}; retry {failures} in {}", humantime::format_duration(wait));
                     self.event("certificate_order_failed", &site.name, reason);
                 }
+            }
+        }
+    }
+
+    /// The site's certificate is due: in a fleet, a newer one another instance published is
+    /// taken, else this instance orders if it wins the lock; alone, it orders.
+    async fn turn(&self, site: &Site, stored: Option<&Issued>) -> Turn {
+        if let Some(shared) = &self.shared {
+            match shared.fetch(&site.name).await {
+                Ok(Some((chain, key))) => {
+                    let newer = store::parse(chain.as_bytes(), key.as_bytes())
+                        .ok()
+                        .filter(|i| stored.is_none_or(|s| i.not_after > s.not_after));
+                    if newer.is_some() {
+                        return match store::save(&self.dir, &site.name, &chain, &key) {
+                            Ok(i) => {
+                                let until = crate::util::rfc3339_seconds(i.not_after * 1000);
+                                self.event(
+                                    "certificate_issued",
+                                    &site.name,
+                                    format!("from the fleet, valid until {until}"),
+                                );
+                                Turn::Done
+                            }
+                            Err(e) => Turn::Failed(e),
+                        };
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => return Turn::Failed(e),
+            }
+            match shared.lock(&site.name).await {
+                Ok(true) => {}
+                Ok(false) => return Turn::Wait,
+                Err(e) => return Turn::Failed(e),
+            }
+        }
+        let hosts = site.hosts.join(", ");
+        self.event("certificate_ordering", &site.name, format!("ordering a certificate for {hosts}"));
+        let ordered = order::order(self, site).await;
+        let saved =
+            ordered.and_then(|(chain, key)| Ok((store::save(&self.dir, &site.name, &chain, &key)?, chain, key)));
+        match saved {
+            Ok((issued, chain, key)) => {
+                if let Some(shared) = &self.shared {
+                    if let Err(e) = shared.publish(&site.name, &chain, &key).await {
+                        tracing::warn!(site = %site.name, error = %e, "certificate not shared with the fleet");
+                    }
+                }
+                let until = crate::util::rfc3339_seconds(issued.not_after * 1000);
+                self.event("certificate_issued", &site.name, format!("for {hosts}, valid until {until}"));
+                Turn::Done
+            }
+            Err(e) => {
+                if let Some(shared) = &self.shared {
+                    shared.unlock(&site.name).await;
+                }
+                Turn::Failed(e)
             }
         }
     }
@@ -194,8 +267,32 @@ pub(crate) fn start(
     let dir = file.path(&cfg.state_dir);
     store::ensure_dir(&dir).map_err(|e| anyhow::anyhow!("[acme] state_dir {}: {e}", dir.display()))?;
     let http01 = !file.listen.http.is_empty();
-    let manager = Arc::new(Manager { cfg, dir, certs: certs.clone(), telemetry: telemetry.clone(), http01 });
-    Ok(sites.into_iter().map(|s| tokio::spawn(manager.clone().run(s, shutdown.clone()))).collect())
+    let shared = file.fleet.as_ref().and_then(shared::Shared::new);
+    let mut tasks = Vec::new();
+    if let Some(answers) = file.fleet.as_ref().and_then(shared::Shared::new) {
+        tasks.push(tokio::spawn(fleet_answers(answers, certs.clone(), shutdown.clone())));
+    }
+    let manager = Arc::new(Manager { cfg, dir, certs: certs.clone(), telemetry: telemetry.clone(), http01, shared });
+    tasks.extend(sites.into_iter().map(|s| tokio::spawn(manager.clone().run(s, shutdown.clone()))));
+    Ok(tasks)
+}
+
+/// Keeps the fleet's HTTP-01 answers here, read every `ANSWERS_EVERY` (the request path
+/// never waits on Redis).
+async fn fleet_answers(shared: shared::Shared, certs: Arc<Certs>, mut shutdown: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(shared::ANSWERS_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        if let Ok(answers) = shared.answers().await {
+            if let Ok(mut h) = certs.fleet_http.write() {
+                *h = answers;
+            }
+        }
+    }
 }
 
 #[cfg(test)]

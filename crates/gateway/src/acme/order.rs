@@ -38,6 +38,11 @@ pub(super) async fn order(m: &Manager, site: &Site) -> Result<(String, String), 
         let key_auth = challenge.key_authorization();
         if m.http01 {
             answers.http(challenge.token.clone(), key_auth.as_str().to_string());
+            if let Some(shared) = &m.shared {
+                // Every point of presence must know the answer before the server asks.
+                shared.publish_answer(&challenge.token, key_auth.as_str()).await?;
+                tokio::time::sleep(super::shared::ANSWERS_EVERY * 3).await;
+            }
         } else {
             answers.alpn(&host, key_auth.digest().as_ref())?;
         }

@@ -16,7 +16,7 @@
 pub(crate) mod incidents;
 mod keyring;
 mod limits;
-mod link;
+pub(crate) mod link;
 
 use crate::config::fleet::{Fleet as Cfg, OnRedisDown};
 use crate::incident::Incidents;
@@ -41,7 +41,7 @@ const STREAM_MAX: usize = 10_000;
 /// Prefixes the fleet remembers at most.
 const KNOWN_MAX: usize = 100_000;
 
-fn key(rest: &str) -> String {
+pub(crate) fn key(rest: &str) -> String {
     format!("{NS}{rest}")
 }
 

@@ -321,3 +321,65 @@ async fn without_an_http_listener_tls_alpn_01_is_answered_on_the_https_one() {
     drop(p);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// In a fleet one instance orders, under the fleet's Redis lock, and both serve the result.
+/// Pebble validates at the first instance's port whoever ordered: the HTTP-01 answer is the
+/// fleet's, known at every point of presence.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_a_fleet_one_instance_orders_and_every_instance_serves_the_certificate() {
+    let redis = crate::redis::Redis::start();
+    let origin = echo_origin("fleet-acme").await;
+    let (http_a, https_a, https_b) = (free_port(), free_port(), free_port());
+    let dir = std::env::temp_dir().join(format!("holdfast-acme-fleet-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let p = pebble(http_a, free_port(), &dir).await;
+    let gateway = |instance: &str, http: String, https: u16| {
+        let state = dir.join(format!("state-{instance}"));
+        format!(
+            "[listen]\nhttp = [\"{http}\"]\nhttps = [\"127.0.0.1:{https}\"]\nadmin = \"127.0.0.1:0\"\n\
+             [fleet]\nredis = \"{}\"\ninstance = \"{instance}\"\nsync_interval = \"100ms\"\n\
+             [acme]\ndirectory = \"{}\"\nca = \"{}\"\nstate_dir = \"{}\"\nretry = \"1s\"\n\
+             [[datacenter]]\nname = \"dc1\"\n\
+             [[site]]\nname = \"shop\"\nhosts = [\"shop.test\"]\ntls = {{ acme = true }}\n\
+             [[site.pool]]\ndatacenter = \"dc1\"\norigins = [\"{}\"]\n",
+            redis.url(),
+            p.directory,
+            p.ca.display(),
+            state.display(),
+            origin.addr
+        )
+    };
+    let a = gateway("pop-a", format!("127.0.0.1:{http_a}"), https_a);
+    let b = gateway("pop-b", "127.0.0.1:0".into(), https_b);
+    // pop-b starts first and takes the lock; pop-a, where Pebble validates, comes up while
+    // pop-b's order is on, and answers the challenge from the fleet's answers.
+    let gb = Gateway::start(holdfast_gateway::config::parse_str("b.toml", &b).unwrap(), None).await.unwrap();
+    let ordering = eventually(Duration::from_secs(20), || async {
+        !events(&status_json(&gb).await, "certificate_ordering", "shop").is_empty()
+    });
+    assert!(ordering.await);
+    let ga = Gateway::start(holdfast_gateway::config::parse_str("a.toml", &a).unwrap(), None).await.unwrap();
+    let both_issued = eventually(Duration::from_secs(60), || async {
+        let (sa, sb) = (status_json(&ga).await, status_json(&gb).await);
+        !events(&sa, "certificate_issued", "shop").is_empty() && !events(&sb, "certificate_issued", "shop").is_empty()
+    });
+    assert!(both_issued.await, "{:#}\n{:#}", status_json(&ga).await["events"], status_json(&gb).await["events"]);
+    let (sa, sb) = (status_json(&ga).await, status_json(&gb).await);
+    let orders = events(&sa, "certificate_ordering", "shop").len() + events(&sb, "certificate_ordering", "shop").len();
+    assert_eq!(orders, 1, "one instance ordered: {:#}\n{:#}", sa["events"], sb["events"]);
+    let from_fleet = [&sa, &sb]
+        .iter()
+        .flat_map(|s| events(s, "certificate_issued", "shop"))
+        .filter(|r| r.contains("from the fleet"))
+        .count();
+    assert_eq!(from_fleet, 1, "the other took it from the fleet");
+    assert_eq!(events(&sb, "certificate_ordering", "shop").len(), 1, "pop-b ordered");
+    assert!(events(&sa, "certificate_issued", "shop")[0].contains("from the fleet"));
+    let leaf_a = served_leaf(SocketAddr::from(([127, 0, 0, 1], https_a)), &p.roots, "shop.test").await;
+    let leaf_b = served_leaf(SocketAddr::from(([127, 0, 0, 1], https_b)), &p.roots, "shop.test").await;
+    assert_eq!(leaf_a, leaf_b, "both serve the one certificate");
+    ga.stop().await;
+    gb.stop().await;
+    drop(p);
+    let _ = std::fs::remove_dir_all(&dir);
+}
