@@ -37,7 +37,7 @@ impl GatewayProcess {
             .arg("--config")
             .arg(&path)
             .args(["--log-format", "json"])
-            .env("RUST_LOG", "warn,holdfast_gateway::gateway=info")
+            .env("RUST_LOG", "warn,holdfast_gateway::gateway=info,holdfast_gateway::listen::set=info")
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)

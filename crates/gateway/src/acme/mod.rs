@@ -42,6 +42,9 @@ pub(crate) struct Certs {
     http: RwLock<HashMap<String, String>>,
     /// The fleet's HTTP-01 answers, read from Redis in the background.
     fleet_http: RwLock<HashMap<String, String>>,
+    /// The sites a task keeps a certificate for (a reload starts tasks for new ones only),
+    /// and whether the fleet's answers are read.
+    managed: std::sync::Mutex<(std::collections::HashSet<String>, bool)>,
 }
 
 /// A certificate served for a site.
@@ -115,6 +118,8 @@ pub(crate) struct Manager {
     pub(crate) http01: bool,
     /// In a fleet: the lock and the certificates shared through Redis.
     shared: Option<shared::Shared>,
+    /// The account, once read or created (one for all the sites' tasks).
+    account: tokio::sync::Mutex<Option<instant_acme::Account>>,
 }
 
 /// What one turn of a site's loop did.
@@ -251,7 +256,8 @@ fn backoff(first: Duration, n: u32) -> Duration {
     first.saturating_mul(1u32 << (n.saturating_sub(1)).min(20)).min(MAX_BACKOFF)
 }
 
-/// Starts a manager task per ACME site of `file`.
+/// Starts a manager task per ACME site of `file` that has none yet (at start, and after
+/// each reload).
 pub(crate) fn start(
     file: &crate::config::File,
     certs: &Arc<Certs>,
@@ -260,7 +266,8 @@ pub(crate) fn start(
 ) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
     let Some(mut cfg) = file.acme.clone() else { return Ok(Vec::new()) };
     cfg.ca = cfg.ca.map(|ca| file.path(&ca));
-    let sites = sites(file);
+    let Ok(mut managed) = certs.managed.lock() else { return Ok(Vec::new()) };
+    let sites: Vec<Site> = sites(file).into_iter().filter(|s| !managed.0.contains(&s.name)).collect();
     if sites.is_empty() {
         return Ok(Vec::new());
     }
@@ -269,10 +276,16 @@ pub(crate) fn start(
     let http01 = !file.listen.http.is_empty();
     let shared = file.fleet.as_ref().and_then(shared::Shared::new);
     let mut tasks = Vec::new();
-    if let Some(answers) = file.fleet.as_ref().and_then(shared::Shared::new) {
-        tasks.push(tokio::spawn(fleet_answers(answers, certs.clone(), shutdown.clone())));
+    if !managed.1 {
+        if let Some(answers) = file.fleet.as_ref().and_then(shared::Shared::new) {
+            managed.1 = true;
+            tasks.push(tokio::spawn(fleet_answers(answers, certs.clone(), shutdown.clone())));
+        }
     }
-    let manager = Arc::new(Manager { cfg, dir, certs: certs.clone(), telemetry: telemetry.clone(), http01, shared });
+    managed.0.extend(sites.iter().map(|s| s.name.clone()));
+    let account = Default::default();
+    let manager =
+        Arc::new(Manager { cfg, dir, certs: certs.clone(), telemetry: telemetry.clone(), http01, shared, account });
     tasks.extend(sites.into_iter().map(|s| tokio::spawn(manager.clone().run(s, shutdown.clone()))));
     Ok(tasks)
 }

@@ -63,8 +63,19 @@ pub(super) async fn order(m: &Manager, site: &Site) -> Result<(String, String), 
     Ok((chain, key.serialize_pem()))
 }
 
-/// The account: read from `account.json`, or created (and kept there).
+/// The account: read from `account.json`, or created (and kept there); once per manager,
+/// whichever site's task asks first (the others wait for it).
 async fn account(m: &Manager) -> Result<Account, String> {
+    let mut cached = m.account.lock().await;
+    if let Some(a) = cached.as_ref() {
+        return Ok(a.clone());
+    }
+    let account = read_or_create(m).await?;
+    *cached = Some(account.clone());
+    Ok(account)
+}
+
+async fn read_or_create(m: &Manager) -> Result<Account, String> {
     let path = m.dir.join("account.json");
     let builder = || match &m.cfg.ca {
         Some(ca) => Account::builder_with_root(ca).map_err(|e| format!("[acme] ca {}: {e}", ca.display())),

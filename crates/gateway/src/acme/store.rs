@@ -17,8 +17,10 @@ pub(super) fn ensure_dir(dir: &Path) -> std::io::Result<()> {
 
 /// Writes `contents` to `path` (0600) through a temporary file renamed over it.
 pub(super) fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
+    tmp.push(format!(".{}.{n}.tmp", std::process::id()));
     let tmp = PathBuf::from(tmp);
     let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
     f.write_all(contents)?;

@@ -109,24 +109,29 @@ impl Gateway {
         let front = Arc::new(Front::new(edge.clone()));
         let reloader = Arc::new(Reloader::new(config_path, snapshot.clone(), shield, telemetry.clone(), dns));
         checkers::ensure(&snapshot, &telemetry);
-        // After each reload: checkers for origins that are new in the config.
+        let (shutdown, rx) = watch::channel(false);
+        let acme_tasks = {
+            let snap = snapshot.load();
+            crate::acme::start(&snap.file, &snap.acme, &telemetry, &rx)?
+        };
+        // After each reload: checkers for origins that are new in the config, and ACME for
+        // sites that are new to it.
         let checkers = {
-            let (reloader, snapshot) = (reloader.clone(), snapshot.clone());
+            let (reloader, snapshot, rx) = (reloader.clone(), snapshot.clone(), rx.clone());
             tokio::spawn(async move {
                 loop {
                     reloader.reloaded.notified().await;
                     checkers::ensure(&snapshot, &telemetry);
+                    let snap = snapshot.load();
+                    if let Err(e) = crate::acme::start(&snap.file, &snap.acme, &telemetry, &rx) {
+                        tracing::error!(error = %e, "ACME not started for the reloaded config");
+                    }
                 }
             })
         };
-        let (shutdown, rx) = watch::channel(false);
         let upkeep = tokio::spawn(upkeep::run(edge.clone(), rx.clone()));
         let resolving = tokio::spawn(resolve(reloader.clone(), edge.telemetry.clone(), rx.clone()));
         let (incidents, journal) = open_incidents(&edge)?;
-        let acme_tasks = {
-            let snap = snapshot.load();
-            crate::acme::start(&snap.file, &snap.acme, &edge.telemetry, &rx)?
-        };
         let started = crate::clock::unix_ms();
         let status =
             Arc::new(crate::status::Status { snapshot: snapshot.clone(), incidents: incidents.clone(), started });

@@ -308,7 +308,10 @@ async fn without_an_http_listener_tls_alpn_01_is_answered_on_the_https_one() {
         state.display(),
         origin.addr
     );
-    let gw = Gateway::start(holdfast_gateway::config::parse_str("alpn.toml", &text).unwrap(), None).await.unwrap();
+    let path = dir.join("alpn.toml");
+    std::fs::write(&path, &text).unwrap();
+    let file = holdfast_gateway::config::load_file(&path).unwrap();
+    let gw = Gateway::start(file, Some(path.clone())).await.unwrap();
     let issued = eventually(Duration::from_secs(60), || async {
         !events(&status_json(&gw).await, "certificate_issued", "shop").is_empty()
     });
@@ -317,6 +320,20 @@ async fn without_an_http_listener_tls_alpn_01_is_answered_on_the_https_one() {
     let leaf = served_leaf(https, &p.roots, "shop.test").await;
     let stored = std::fs::read_to_string(state.join("shop.crt")).unwrap();
     assert_eq!(rustls_pemfile_certs(&stored)[0].to_vec(), leaf);
+
+    // A site new to ACME on reload gets its certificate with no restart.
+    let more = format!(
+        "[[site]]\nname = \"more\"\nhosts = [\"more.test\"]\ntls = {{ acme = true }}\n\
+         [[site.pool]]\ndatacenter = \"dc1\"\norigins = [\"{}\"]\n",
+        origin.addr
+    );
+    std::fs::write(&path, format!("{text}{more}")).unwrap();
+    assert_eq!(crate::lifecycle::admin_post(&gw, "/admin/reload", None).await.0, 200);
+    let issued = eventually(Duration::from_secs(60), || async {
+        !events(&status_json(&gw).await, "certificate_issued", "more").is_empty()
+    });
+    assert!(issued.await, "{:#}", status_json(&gw).await["events"]);
+    assert_ne!(served_leaf(https, &p.roots, "more.test").await, leaf);
     gw.stop().await;
     drop(p);
     let _ = std::fs::remove_dir_all(&dir);

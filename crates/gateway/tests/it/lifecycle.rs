@@ -10,7 +10,7 @@ fn temp_path(name: &str) -> std::path::PathBuf {
     std::env::temp_dir().join(format!("holdfast-test-{}-{name}.toml", std::process::id()))
 }
 
-async fn admin_post(gw: &Gateway, path: &str, token: Option<&str>) -> (u16, String) {
+pub(crate) async fn admin_post(gw: &Gateway, path: &str, token: Option<&str>) -> (u16, String) {
     let mut req = http::Request::post(path).header("host", "admin");
     if let Some(t) = token {
         req = req.header("authorization", format!("Bearer {t}"));
