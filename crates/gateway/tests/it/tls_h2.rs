@@ -193,3 +193,40 @@ async fn hsts_goes_on_tls_responses_only() {
     assert!(!h.contains_key("strict-transport-security"));
     let _ = std::fs::remove_dir_all(&certs.dir);
 }
+
+/// Certificates given as files are read again on reload: a renewed file is served with no
+/// restart, to new handshakes.
+#[tokio::test]
+async fn a_certificate_file_replaced_is_served_after_a_reload() {
+    let de = echo_origin("renewed").await;
+    let certs = make_certs(&["renewed.de"]);
+    let d = certs.dir.display();
+    let text = config(&[("de", &["renewed.de"], de.addr)], "")
+        .replace("[listen]\n", "[listen]\nhttps = [\"127.0.0.1:0\"]\n")
+        .replace(
+            "name = \"de\"\n",
+            &format!("name = \"de\"\ntls = {{ cert = \"{d}/renewed.de.crt\", key = \"{d}/renewed.de.key\" }}\n"),
+        );
+    let path = certs.dir.join("gw.toml");
+    std::fs::write(&path, &text).unwrap();
+    let gw = holdfast_gateway::Gateway::start(holdfast_gateway::config::load_file(&path).unwrap(), Some(path.clone()))
+        .await
+        .unwrap();
+    let addr = gw.https_addrs[0];
+    let leaf = |tls: &tokio_rustls::client::TlsStream<tokio::net::TcpStream>| {
+        tls.get_ref().1.peer_certificates().unwrap()[0].to_vec()
+    };
+    let first = leaf(&tls_connect(addr, &certs.roots, "renewed.de", &[b"http/1.1"]).await);
+    // The renewal writes new files; the reload serves them.
+    let renewed = rcgen::generate_simple_self_signed(vec!["renewed.de".to_string()]).unwrap();
+    std::fs::write(certs.dir.join("renewed.de.crt"), renewed.cert.pem()).unwrap();
+    std::fs::write(certs.dir.join("renewed.de.key"), renewed.key_pair.serialize_pem()).unwrap();
+    let mut roots = certs.roots.clone();
+    roots.add(renewed.cert.der().clone()).unwrap();
+    assert_eq!(crate::lifecycle::admin_post(&gw, "/admin/reload", None).await.0, 200);
+    let second = leaf(&tls_connect(addr, &roots, "renewed.de", &[b"http/1.1"]).await);
+    assert_ne!(first, second);
+    assert_eq!(second, renewed.cert.der().to_vec());
+    gw.stop().await;
+    let _ = std::fs::remove_dir_all(&certs.dir);
+}
