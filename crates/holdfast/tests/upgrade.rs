@@ -37,9 +37,11 @@ struct Tally {
     refused: AtomicU64,
     reset: AtomicU64,
     failed: AtomicU64,
-    /// Requests a client never sent: the HTTP/2 connection went away (GOAWAY) between the
-    /// client's check that it could send and the sending (hyper's `Canceled`); a client
-    /// sends them again on a new connection, as RFC 9113 §8.7 allows.
+    /// HTTP/2 requests the server never processed: the connection went away (GOAWAY)
+    /// between the client's check that it could send and the sending (hyper's `Canceled`),
+    /// or the stream was opened after the server's last GOAWAY left (its id above the
+    /// GOAWAY's last stream id, NO_ERROR). RFC 9113 §6.8 and §8.7 say such a request was
+    /// not processed, and a client sends it again on a new connection, as this one does.
     unsent: AtomicU64,
     /// The longest wait for an answer, in microseconds.
     longest_us: AtomicU64,
@@ -227,7 +229,7 @@ async fn h2_over_tls(https: SocketAddr, roots: rustls::RootCertStore, stop: Stop
                     Err(e) => tally.error("h2 body", &e),
                 },
                 Ok(resp) => tally.wrong("h2", format!("status {}", resp.status())),
-                Err(e) if e.is_canceled() => {
+                Err(e) if e.is_canceled() || refused_by_goaway(&e) => {
                     tally.unsent.fetch_add(1, Relaxed);
                     continue 'connections;
                 }
@@ -235,6 +237,14 @@ async fn h2_over_tls(https: SocketAddr, roots: rustls::RootCertStore, stop: Stop
             }
         }
     }
+}
+
+/// A stream the server's GOAWAY (NO_ERROR) left unprocessed.
+fn refused_by_goaway(e: &hyper::Error) -> bool {
+    use std::error::Error;
+    e.source()
+        .and_then(|s| s.downcast_ref::<h2::Error>())
+        .is_some_and(|h| h.is_go_away() && h.is_remote() && h.reason() == Some(h2::Reason::NO_ERROR))
 }
 
 async fn uploads(http: SocketAddr, stop: Stop, tally: Arc<Tally>) {
