@@ -533,10 +533,6 @@ fn a_failed_upgrade_leaves_the_old_process_serving_and_a_good_one_carries_blocks
     );
     assert!(again.starts_with("HTTP/1.1 200"), "{again}");
     assert!(!again.to_ascii_lowercase().contains("set-cookie: holdfast_visitor"), "the cookie is still valid: {again}");
-    poll_std(|| gone(old));
+    wait_for(|| gone(old).then_some(()));
     let _ = std::fs::remove_file(&cfg);
-}
-
-fn poll_std(mut f: impl FnMut() -> bool) {
-    wait_for(|| f().then_some(()));
 }

@@ -19,8 +19,7 @@ pub(super) async fn order(m: &Manager, site: &Site) -> Result<(String, String), 
     let account = account(m).await?;
     let ids: Vec<Identifier> = site.hosts.iter().map(|h| Identifier::Dns(h.clone())).collect();
     let mut order = account.new_order(&NewOrder::new(&ids)).await.map_err(|e| format!("new order: {e}"))?;
-    let answers = Answers { m, tokens: Vec::new(), hosts: Vec::new() };
-    let mut answers = answers;
+    let mut answers = Answers { m, tokens: Vec::new(), hosts: Vec::new() };
     let mut authzs = order.authorizations();
     while let Some(authz) = authzs.next().await {
         let mut authz = authz.map_err(|e| format!("authorization: {e}"))?;

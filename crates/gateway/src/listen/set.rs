@@ -81,7 +81,7 @@ impl Inherited {
         Some(self.systemd.remove(i))
     }
 
-    /// Whether nothing is left (what is left is closed when this is dropped).
+    /// How many sockets no listener took (they are closed when this is dropped).
     pub(crate) fn left(&self) -> usize {
         self.handed.len() + self.systemd.len()
     }
