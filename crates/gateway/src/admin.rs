@@ -250,6 +250,13 @@ fn authorized(shared: &Admin, req: &Request<Incoming>) -> bool {
 }
 
 #[derive(Serialize)]
+struct QuicStatus {
+    listeners: Vec<std::net::SocketAddr>,
+    #[serde(flatten)]
+    counts: crate::telemetry::quic::QuicView,
+}
+
+#[derive(Serialize)]
 struct Status {
     version: &'static str,
     #[serde(with = "crate::util::rfc3339")]
@@ -265,6 +272,8 @@ struct Status {
     /// Tunnels (WebSocket and other upgrades): open now, opened in all, closed for being
     /// quiet (`timeouts.tunnel_idle`) and by a drain.
     tunnels: TunnelsStatus,
+    /// QUIC (HTTP/3): where it listens, connections open and attempts by outcome, streams.
+    quic: QuicStatus,
     /// Client requests in flight now, by phase, and those cancelled by their clients.
     requests: crate::telemetry::RequestsView,
     /// The incident engine: incidents open and kept, each site's usual request rate.
@@ -415,6 +424,10 @@ fn status(shared: &Admin) -> Status {
         listeners: shared.reloader.listeners.get().map_or_else(Vec::new, |l| l.listing()),
         pid: std::process::id(),
         open_connections: shared.front.open_connections(),
+        quic: QuicStatus {
+            listeners: shared.reloader.quic.get().map_or_else(Vec::new, |q| q.addrs()),
+            counts: shared.edge.telemetry.metrics.quic.view(),
+        },
         tunnels: {
             let t = &shared.edge.telemetry.tunnels;
             TunnelsStatus {

@@ -39,6 +39,9 @@ pub(crate) struct Reloader {
     pub(crate) dns: Arc<crate::upstream::dns::Dns>,
     /// The listeners, changed with `[listen]` (set once the gateway has opened them).
     pub(crate) listeners: std::sync::OnceLock<Arc<crate::listen::set::Listeners>>,
+    /// The QUIC listeners, changed with `[listen] quic` and given each new snapshot's
+    /// certificates.
+    pub(crate) quic: std::sync::OnceLock<Arc<crate::listen::quic::QuicListeners>>,
 }
 
 impl Reloader {
@@ -59,6 +62,7 @@ impl Reloader {
             last: Mutex::new(None),
             reloaded: Notify::new(),
             listeners: std::sync::OnceLock::new(),
+            quic: std::sync::OnceLock::new(),
         }
     }
 
@@ -88,7 +92,7 @@ impl Reloader {
             return Err("no config file to reload (embedded configuration)".into());
         };
         let _one_at_a_time = self.lock.lock().await;
-        let mut listen_plan = None;
+        let (mut listen_plan, mut quic_plan) = (None, None);
         let result = match config::load_file(path) {
             Ok(file) => {
                 let current = self.snapshot.load();
@@ -98,9 +102,14 @@ impl Reloader {
                     Some(l) => l.plan(&file.listen, &mut Default::default()).map(Some),
                     None => Ok(None),
                 };
-                match planned {
-                    Ok(plan) => {
+                let quic_planned = match self.quic.get() {
+                    Some(q) => planned.and_then(|p| Ok((p, Some(q.plan(&file.listen)?)))),
+                    None => planned.map(|p| (p, None)),
+                };
+                match quic_planned {
+                    Ok((plan, quic)) => {
                         listen_plan = plan;
+                        quic_plan = quic;
                         // New names are looked up before the config serves (the request path
                         // never waits for DNS).
                         self.dns.configure(&file.dns);
@@ -124,6 +133,11 @@ impl Reloader {
                 if let (Some(listeners), Some(plan)) = (self.listeners.get(), listen_plan.filter(|p| !p.is_empty())) {
                     if let Err(e) = listeners.commit(plan) {
                         tracing::error!(error = %e, "listeners not changed");
+                    }
+                }
+                if let (Some(quic), Some(plan)) = (self.quic.get(), quic_plan) {
+                    if let Err(e) = quic.commit(plan, &self.snapshot.load()) {
+                        tracing::error!(error = %e, "QUIC listeners not changed");
                     }
                 }
                 self.reloaded.notify_one();

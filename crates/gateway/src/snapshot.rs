@@ -84,13 +84,15 @@ pub(crate) struct Snapshot {
     pub(crate) sites: Vec<Arc<SiteRt>>,
     pub(crate) routes: Routes,
     pub(crate) tls: Option<Arc<rustls::ServerConfig>>,
+    /// TLS for QUIC (HTTP/3): the same certificates, TLS 1.3, ALPN h3.
+    pub(crate) quic_tls: Option<Arc<quinn::crypto::rustls::QuicServerConfig>>,
     /// The expiry (Unix seconds) of each site's certificate from files.
     pub(crate) cert_expiry: Vec<(String, u64)>,
     /// ACME's certificates and challenge answers (the same across reloads).
     pub(crate) acme: Arc<crate::acme::Certs>,
     pub(crate) loaded_at: SystemTime,
-    /// `Via` value pieces, precomputed: "1.1 holdfast", "2 holdfast".
-    pub(crate) via: Option<(http::HeaderValue, http::HeaderValue)>,
+    /// `Via` values, precomputed: "1.1 holdfast", "2 holdfast", "3 holdfast".
+    pub(crate) via: Option<[http::HeaderValue; 3]>,
     pub(crate) shield: crate::shield::ShieldRt,
 }
 
@@ -298,10 +300,9 @@ impl Snapshot {
         let via = if file.proxy.via.is_empty() {
             None
         } else {
-            let v11 = http::HeaderValue::try_from(format!("1.1 {}", file.proxy.via));
-            let v2 = http::HeaderValue::try_from(format!("2 {}", file.proxy.via));
-            match (v11, v2) {
-                (Ok(a), Ok(b)) => Some((a, b)),
+            let value = |v: &str| http::HeaderValue::try_from(format!("{v} {}", file.proxy.via));
+            match (value("1.1"), value("2"), value("3")) {
+                (Ok(a), Ok(b), Ok(c)) => Some([a, b, c]),
                 _ => return Err(format!("proxy.via {:?} is not a valid header value", file.proxy.via)),
             }
         };
@@ -316,9 +317,14 @@ impl Snapshot {
             let label = crate::telemetry::metrics::SiteLabel { site: site.clone() };
             metrics.certificate_expiry.get_or_create(&label).set(*not_after as i64);
         }
+        let (tls, quic_tls) = match crate::tls::server_configs(tls_sites, &acme) {
+            Some(c) => (Some(c.tcp), c.quic),
+            None => (None, None),
+        };
         Ok(Snapshot {
             shield: crate::shield::ShieldRt::new(&file.shield, &file.proxy.trusted_proxies),
-            tls: crate::tls::server_config(tls_sites, &acme),
+            tls,
+            quic_tls,
             acme,
             cert_expiry,
             file,

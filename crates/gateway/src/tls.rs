@@ -1,6 +1,6 @@
-//! TLS for the https listeners: loading each site's certificate, and the rustls server
-//! config that chooses one by SNI (exact names and `*.` wildcards, like routing), with ALPN
-//! h2 and http/1.1. Loaded when a snapshot is built (start, reload) and by `holdfast check`;
+//! TLS for the https and QUIC listeners: loading each site's certificate, and the rustls
+//! server configs that choose one by SNI (exact names and `*.` wildcards, like routing),
+//! with ALPN h2 and http/1.1 over TCP, h3 over QUIC. Loaded when a snapshot is built (start, reload) and by `holdfast check`;
 //! the config loader itself reads no certificates.
 
 use crate::config::{ConfigError, File};
@@ -104,22 +104,43 @@ impl ResolvesServerCert for SniResolver {
     }
 }
 
-/// Builds the server TLS config from the sites' certificates.
-pub(crate) fn server_config(sites: Vec<SiteCert>, acme: &Arc<crate::acme::Certs>) -> Option<Arc<rustls::ServerConfig>> {
+/// The server TLS configs, both choosing certificates by SNI through one resolver: for
+/// the https listeners (TLS 1.2 and 1.3; ALPN h2, http/1.1, and acme-tls/1 when a site
+/// uses ACME), and for QUIC (TLS 1.3 only, ALPN h3, no early data: 0-RTT is off).
+pub(crate) struct ServerConfigs {
+    pub(crate) tcp: Arc<rustls::ServerConfig>,
+    pub(crate) quic: Option<Arc<quinn::crypto::rustls::QuicServerConfig>>,
+}
+
+/// Builds the server TLS configs from the sites' certificates (None: no site has one).
+pub(crate) fn server_configs(sites: Vec<SiteCert>, acme: &Arc<crate::acme::Certs>) -> Option<ServerConfigs> {
     if sites.is_empty() {
         return None;
     }
     let names = Routes::new(sites.iter().enumerate().flat_map(|(i, s)| s.hosts.iter().map(move |h| (h.as_str(), i))));
     let with_acme = sites.iter().any(|s| s.acme.is_some());
+    let resolver: Arc<dyn ResolvesServerCert> = Arc::new(SniResolver { names, sites, acme: acme.clone() });
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
+    let mut tcp = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .ok()?
         .with_no_client_auth()
-        .with_cert_resolver(Arc::new(SniResolver { names, sites, acme: acme.clone() }));
-    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        .with_cert_resolver(resolver.clone());
+    tcp.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     if with_acme {
-        cfg.alpn_protocols.push(crate::acme::ACME_TLS_ALPN.to_vec());
+        tcp.alpn_protocols.push(crate::acme::ACME_TLS_ALPN.to_vec());
     }
-    Some(Arc::new(cfg))
+    let quic = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .ok()
+        .map(|b| {
+            let mut cfg = b.with_no_client_auth().with_cert_resolver(resolver);
+            cfg.alpn_protocols = vec![b"h3".to_vec()];
+            // 0-RTT off: a replayed early request could repeat an order (RFC 9001 §9.2).
+            cfg.max_early_data_size = 0;
+            cfg
+        })
+        .and_then(|cfg| quinn::crypto::rustls::QuicServerConfig::try_from(cfg).ok())
+        .map(Arc::new);
+    Some(ServerConfigs { tcp: Arc::new(tcp), quic })
 }

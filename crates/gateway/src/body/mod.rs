@@ -1,12 +1,13 @@
 //! Request bodies, below everything that does I/O on connections: they stream, nothing is
 //! buffered whole unless a retry needs it.
 //! - [`ClientBody`]: a request body as the client's connection delivers it (HTTP/1.x decoded
-//!   from the connection's reader, [`h1`]; HTTP/2 from hyper).
+//!   from the connection's reader, [`h1`]; HTTP/2 from hyper; HTTP/3 from h3, [`h3`]).
 //! - [`ReqBody`]: the client's body on its way to an origin, cut off at
 //!   `limits.max_body_bytes` and held to the shield's minimum upload rate.
 //! - [`Fault`]: what a failed body says about its client, for the origin side to classify.
 
 pub(crate) mod h1;
+pub(crate) mod h3;
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
@@ -63,6 +64,11 @@ pub(crate) fn fault(e: &(dyn std::error::Error + 'static)) -> Fault {
             h1::ClientBodyError::Closed => Fault::Gone,
             h1::ClientBodyError::Malformed(_) => Fault::Malformed,
         }
+    } else if let Some(e) = e.downcast_ref::<h3::H3BodyError>() {
+        match e {
+            h3::H3BodyError::Gone(_) => Fault::Gone,
+            h3::H3BodyError::Length { .. } => Fault::Malformed,
+        }
     } else {
         // HTTP/2 (hyper): the stream was reset or the connection ended; either way nothing
         // more comes and no answer can reach the client on that stream.
@@ -75,6 +81,7 @@ pub(crate) enum ClientBody {
     Empty,
     H1(h1::RequestBody),
     H2(Incoming),
+    H3(Box<h3::RequestBody>),
 }
 
 impl Body for ClientBody {
@@ -86,6 +93,7 @@ impl Body for ClientBody {
             ClientBody::Empty => Poll::Ready(None),
             ClientBody::H1(b) => Pin::new(b).poll_frame(cx).map_err(BoxError::from),
             ClientBody::H2(b) => Pin::new(b).poll_frame(cx).map_err(BoxError::from),
+            ClientBody::H3(b) => Pin::new(b.as_mut()).poll_frame(cx).map_err(BoxError::from),
         }
     }
 
@@ -94,6 +102,7 @@ impl Body for ClientBody {
             ClientBody::Empty => true,
             ClientBody::H1(b) => b.is_end_stream(),
             ClientBody::H2(b) => b.is_end_stream(),
+            ClientBody::H3(b) => b.is_end_stream(),
         }
     }
 
@@ -102,6 +111,7 @@ impl Body for ClientBody {
             ClientBody::Empty => SizeHint::with_exact(0),
             ClientBody::H1(b) => b.size_hint(),
             ClientBody::H2(b) => b.size_hint(),
+            ClientBody::H3(b) => b.size_hint(),
         }
     }
 }
@@ -112,6 +122,7 @@ impl std::fmt::Debug for ClientBody {
             ClientBody::Empty => "ClientBody::Empty",
             ClientBody::H1(_) => "ClientBody::H1",
             ClientBody::H2(_) => "ClientBody::H2",
+            ClientBody::H3(_) => "ClientBody::H3",
         })
     }
 }

@@ -274,6 +274,9 @@ fn validate(src: &Source, file: &File) -> Result<(), ConfigError> {
     if !file.listen.https.is_empty() && !file.sites.iter().any(|s| s.tls.is_some()) {
         return Err(src.at(&file.listen.https[0], "https listener configured but no site has a [site.tls] certificate"));
     }
+    if !file.listen.quic.is_empty() && !file.sites.iter().any(|s| s.tls.is_some()) {
+        return Err(src.at(&file.listen.quic[0], "quic listener configured but no site has a [site.tls] certificate"));
+    }
     Ok(())
 }
 

@@ -92,7 +92,7 @@ impl File {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-/// `[listen]`: the listeners (an address change takes effect on restart).
+/// `[listen]`: the listeners (a reload starts new ones and stops removed ones).
 pub struct Listen {
     /// Plain HTTP listeners (HTTP/1.1, and HTTP/2 with prior knowledge).
     #[serde(default)]
@@ -100,6 +100,9 @@ pub struct Listen {
     /// TLS listeners (HTTP/2 and HTTP/1.1 by ALPN); certificates come from the sites.
     #[serde(default)]
     pub https: Vec<Spanned<SocketAddr>>,
+    /// QUIC listeners (UDP): HTTP/3 with the https listeners' certificates.
+    #[serde(default)]
+    pub quic: Vec<Spanned<SocketAddr>>,
     /// Admin listener: /metrics, /healthz, /status.json, POST /admin/reload.
     #[serde(default = "default_admin")]
     pub admin: Option<SocketAddr>,
@@ -117,7 +120,14 @@ fn default_admin() -> Option<SocketAddr> {
 
 impl Default for Listen {
     fn default() -> Self {
-        Listen { http: Vec::new(), https: Vec::new(), admin: default_admin(), admin_token: None, status: None }
+        Listen {
+            http: Vec::new(),
+            https: Vec::new(),
+            quic: Vec::new(),
+            admin: default_admin(),
+            admin_token: None,
+            status: None,
+        }
     }
 }
 

@@ -13,6 +13,7 @@ mod upkeep;
 
 use crate::admin::Admin;
 use crate::config::File;
+use crate::listen::quic::QuicListeners;
 use crate::listen::set::{Inherited, Listeners, Role, Serve};
 use crate::listen::Front;
 use crate::proxy::Edge;
@@ -32,6 +33,7 @@ pub struct Gateway {
     front: Arc<Front>,
     reloader: Arc<Reloader>,
     listeners: Arc<Listeners>,
+    quic: Arc<QuicListeners>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     /// How to start this process again (`holdfast run`); None: no binary upgrade.
@@ -40,6 +42,8 @@ pub struct Gateway {
     pub http_addrs: Vec<SocketAddr>,
     /// The TLS listeners' addresses.
     pub https_addrs: Vec<SocketAddr>,
+    /// The QUIC (HTTP/3) listeners' addresses.
+    pub quic_addrs: Vec<SocketAddr>,
     /// The admin listener's address, if there is one.
     pub admin_addr: Option<SocketAddr>,
     /// The public status page's address, if there is one.
@@ -105,7 +109,12 @@ impl Gateway {
         let listen = snapshot.file.listen.clone();
         let shield = Arc::new(crate::shield::Shield::new(&snapshot.file.shield));
         let snapshot = Arc::new(ArcSwap::from_pointee(snapshot));
-        let edge = Arc::new(Edge { snapshot: snapshot.clone(), telemetry: telemetry.clone(), shield: shield.clone() });
+        let edge = Arc::new(Edge {
+            snapshot: snapshot.clone(),
+            telemetry: telemetry.clone(),
+            shield: shield.clone(),
+            alt_svc: Default::default(),
+        });
         let front = Arc::new(Front::new(edge.clone()));
         let reloader = Arc::new(Reloader::new(config_path, snapshot.clone(), shield, telemetry.clone(), dns));
         checkers::ensure(&snapshot, &telemetry);
@@ -162,6 +171,10 @@ impl Gateway {
         }
         drop(inherited);
         let _ = reloader.listeners.set(listeners.clone());
+        let quic = Arc::new(QuicListeners::new(front.clone(), rx.clone()));
+        let plan = quic.plan(&listen).map_err(anyhow::Error::msg)?;
+        quic.commit(plan, &snapshot.load()).map_err(anyhow::Error::msg)?;
+        let _ = reloader.quic.set(quic.clone());
         let admin_url = listeners.addrs(Role::Admin).first().map_or(String::new(), |a| format!("http://{a}"));
         let mut gw = Gateway {
             front,
@@ -171,6 +184,8 @@ impl Gateway {
             process: None,
             http_addrs: listeners.addrs(Role::Http),
             https_addrs: listeners.addrs(Role::Https),
+            quic_addrs: quic.addrs(),
+            quic,
             admin_addr: listeners.addrs(Role::Admin).first().copied(),
             status_addr: listeners.addrs(Role::Status).first().copied(),
             listeners,
@@ -278,6 +293,7 @@ impl Gateway {
     /// `timeouts.drain`.
     pub async fn stop(self) {
         self.listeners.close_all();
+        self.quic.close_all();
         let _ = self.shutdown.send(true);
         let drain = self.front.edge.snapshot.load().file.timeouts.drain.get();
         if tokio::time::timeout(drain, self.front.drained()).await.is_err() {

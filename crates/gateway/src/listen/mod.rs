@@ -1,9 +1,11 @@
 //! Listeners: accepting client connections (with a total cap), TLS with SNI and ALPN,
-//! serving HTTP/1.x ([`h1`]) and HTTP/2 (hyper) on each connection, closing idle
-//! connections, and draining on shutdown.
+//! serving HTTP/1.x ([`h1`]) and HTTP/2 (hyper) on each connection, HTTP/3 on QUIC
+//! ([`quic`], [`h3`]), closing idle connections, and draining on shutdown.
 
 pub(crate) mod h1;
+mod h3;
 pub(crate) mod proxy_protocol;
+pub(crate) mod quic;
 pub(crate) mod set;
 pub(crate) mod tunnel;
 

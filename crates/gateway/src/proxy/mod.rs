@@ -42,6 +42,8 @@ pub(crate) struct Edge {
     pub(crate) snapshot: Arc<ArcSwap<Snapshot>>,
     pub(crate) telemetry: Arc<Telemetry>,
     pub(crate) shield: Arc<Shield>,
+    /// `Alt-Svc` for https responses while QUIC listeners serve (HTTP/3 on their ports).
+    pub(crate) alt_svc: arc_swap::ArcSwapOption<HeaderValue>,
 }
 
 /// One request as it goes down the pipeline.
@@ -197,7 +199,7 @@ impl RequestCtx<'_> {
         }
     }
 
-    /// The request is answered with `resp`: its request id and the site's HSTS go on it,
+    /// The request is answered with `resp`: its request id, the site's HSTS and Alt-Svc go on it,
     /// and its record goes with the response's body.
     fn finish(self, mut resp: Response<RespBody>) -> Response<RespBody> {
         let mut record = self.record;
@@ -206,6 +208,9 @@ impl RequestCtx<'_> {
         if self.conn.https {
             if let Some(hsts) = record.site.as_ref().and_then(|s| s.hsts.clone()) {
                 h.insert(header::STRICT_TRANSPORT_SECURITY, hsts);
+            }
+            if let Some(alt) = self.edge.alt_svc.load().as_deref() {
+                h.insert(header::ALT_SVC, alt.clone());
             }
         }
         record.answered(resp.status().as_u16());

@@ -309,7 +309,11 @@ pub(super) fn prepare(
         super::tunnel::ask_origin(asked, &mut parts);
     }
     let trusted = snap.file.proxy.trusted_proxies.iter().any(|n| n.contains(&cx.conn.client.ip));
-    let via = snap.via.as_ref().map(|(v11, v2)| if received == Version::HTTP_2 { v2 } else { v11 });
+    let via = snap.via.as_ref().map(|[v11, v2, v3]| match received {
+        Version::HTTP_2 => v2,
+        Version::HTTP_3 => v3,
+        _ => v11,
+    });
     // The forwarding fields and Via: from an untrusted client, a block of lines written after
     // the request's own fields (the client's claims left out); from a trusted proxy, added
     // to what it sent.
@@ -410,7 +414,7 @@ pub(super) fn respond(
         Forwarded::Response { resp, pool, origin } => {
             // Hop-by-hop fields were left out when the head was read (upstream::http1).
             let (mut head, body) = resp.into_parts();
-            if let Some((v11, _)) = &cx.snap.via {
+            if let Some([v11, ..]) = &cx.snap.via {
                 headers::append_via(&mut head.headers, v11);
             }
             if let Some(target) = &invalidate {

@@ -295,6 +295,15 @@ impl Shield {
         crate::util::next_random(&self.rng)
     }
 
+    /// Whether a client must prove its address before it gets any state (QUIC's Retry): while
+    /// a flood is on, here or elsewhere in the fleet, and in under-attack mode.
+    pub(crate) fn wants_address_proof(&self, rt: &ShieldRt) -> bool {
+        rt.cfg.enabled
+            && (self.flood.active()
+                || self.shared.fleet_flood.load(std::sync::atomic::Ordering::Relaxed)
+                || rt.cfg.challenge.mode == ChallengeMode::On)
+    }
+
     /// Connection defence, before anything is read: the block lists, concurrent connections
     /// per address and per prefix, new connections per second per address.
     pub(crate) fn on_accept(&self, rt: &ShieldRt, ip: IpAddr, now: Instant) -> Result<ConnTicket, &'static str> {

@@ -70,6 +70,7 @@ pub(crate) struct Metrics {
     pub(crate) cache_entries: Family<SiteLabel, Gauge>,
     pub(crate) cache_evictions: Family<SiteLabel, Counter>,
     pub(crate) shield: super::shield::ShieldMetrics,
+    pub(crate) quic: super::quic::QuicMetrics,
     incidents: Family<KindLabel, Counter>,
     incident_open: Family<IncidentLabels, Gauge>,
     incident_verdict: Histogram,
@@ -152,6 +153,7 @@ impl Metrics {
         registry.register("cache_entries", "URLs stored in the site's cache", cache_entries.clone());
         registry.register("cache_evictions", "Cache entries evicted for space", cache_evictions.clone());
         let shield = super::shield::ShieldMetrics::register(&mut registry);
+        let quic = super::quic::QuicMetrics::register(&mut registry);
         let incidents = Family::<KindLabel, Counter>::default();
         let incident_open = Family::<IncidentLabels, Gauge>::default();
         // 0.5 s .. ~64 s
@@ -192,6 +194,7 @@ impl Metrics {
             incident_verdict,
             webhooks,
             shield,
+            quic,
             cache_bytes,
             cache_entries,
             cache_evictions,

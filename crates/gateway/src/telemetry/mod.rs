@@ -6,6 +6,7 @@
 
 pub(crate) mod events;
 pub(crate) mod metrics;
+pub(crate) mod quic;
 pub(crate) mod shield;
 
 pub(crate) use events::{Event, EventLog};

@@ -17,6 +17,7 @@ mod failover;
 mod fleet;
 mod framing;
 mod http1;
+mod http3;
 mod incidents;
 mod lifecycle;
 mod limits;

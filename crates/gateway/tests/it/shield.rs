@@ -170,7 +170,7 @@ async fn loic(src: Ipv4Addr, dst: SocketAddr, i: u32) -> Option<String> {
 
 /// Runs `n` LOIC requests, 40 at a time, from the addresses `src(i)` gives; returns the
 /// answers (empty when the connection was closed without one).
-async fn flood(n: u32, dst: SocketAddr, src: impl Fn(u32) -> Ipv4Addr) -> Vec<String> {
+pub(crate) async fn flood(n: u32, dst: SocketAddr, src: impl Fn(u32) -> Ipv4Addr) -> Vec<String> {
     let mut out = Vec::new();
     for batch in (0..n).collect::<Vec<_>>().chunks(40) {
         let tasks: Vec<_> = batch.iter().map(|&i| tokio::spawn(loic(src(i), dst, i))).collect();
