@@ -1,6 +1,7 @@
 //! Pages as shoppers and operators see them, in a real browser (headless Chromium): the
 //! public status page in two languages and the post-incident report, after a real
-//! data-center failure; the proof-of-work challenge passed by the browser's own script.
+//! data-center failure; the proof-of-work challenge passed by the browser's own script; a
+//! shop's pages over HTTP/3.
 
 // A test's helpers may unwrap and panic: a failed assumption is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -171,4 +172,46 @@ fn raw_head(addr: SocketAddr, path: &str, accept: &str) -> String {
     let _ = s.read_to_end(&mut out);
     let text = String::from_utf8_lossy(&out).into_owned();
     text.split("\r\n\r\n").next().unwrap_or_default().to_string()
+}
+
+/// Chromium loads a shop's page over HTTP/3: QUIC forced on for the shop's origin, the
+/// name mapped to the gateway's QUIC port, its test certificate trusted by its key's hash.
+#[test]
+fn a_shop_page_loads_over_http3_in_chromium() {
+    let (_shop, shop) = shop_process("eu-west", &[]);
+    let dir = temp("h3-browser");
+    std::fs::create_dir_all(&dir).unwrap();
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["shop.de".to_string()]).unwrap().self_signed(&key).unwrap();
+    std::fs::write(dir.join("c.pem"), cert.pem()).unwrap();
+    std::fs::write(dir.join("k.pem"), key.serialize_pem()).unwrap();
+    let spki = {
+        use base64::Engine;
+        let digest = ring::digest::digest(&ring::digest::SHA256, &key.public_key_der());
+        base64::engine::general_purpose::STANDARD.encode(digest.as_ref())
+    };
+    let path = dir.join("gw.toml");
+    let d = dir.display();
+    std::fs::write(
+        &path,
+        format!(
+            "[listen]\nhttp = [\"127.0.0.1:0\"]\nquic = [\"127.0.0.1:0\"]\nadmin = \"127.0.0.1:0\"\n\
+             [[datacenter]]\nname = \"eu-west\"\n\
+             [[site]]\nname = \"shop-de\"\nhosts = [\"shop.de\"]\nlanguage = \"de\"\nhealth = {{ enabled = false }}\n\
+             tls = {{ cert = \"{d}/c.pem\", key = \"{d}/k.pem\" }}\n\
+             [[site.pool]]\ndatacenter = \"eu-west\"\norigins = [\"{shop}\"]\n"
+        ),
+    )
+    .unwrap();
+    let (_gw, _http, admin) = gateway_process(&path);
+    let quic: SocketAddr = wait_for(|| status(admin)?["quic"]["listeners"][0].as_str()?.parse().ok());
+    let force = "--origin-to-force-quic-on=shop.de:443";
+    let map = format!("--host-resolver-rules=MAP shop.de:443 {quic}");
+    let trust = format!("--ignore-certificate-errors-spki-list={spki}");
+    let Some(dom) = chromium(&["--dump-dom", force, &map, &trust], "https://shop.de/c/christmas") else { return };
+    assert!(dom.contains("<a href=\"/p/"), "the page rendered, with its product links: {dom}");
+    let s = status(admin).unwrap();
+    assert!(s["quic"]["accepted"].as_u64() >= Some(1), "Chromium came over QUIC: {}", s["quic"]);
+    assert!(s["quic"]["streams"].as_u64() >= Some(1), "{}", s["quic"]);
+    let _ = std::fs::remove_dir_all(dir);
 }

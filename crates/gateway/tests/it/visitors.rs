@@ -104,7 +104,13 @@ async fn three_hundred_shoppers_behind_three_addresses_are_served() {
     }
     let share = served as f64 / 1500.0;
     eprintln!("behind shared addresses: {served} of 1,500 page views served ({:.1}%)", share * 100.0);
-    assert!(share >= 0.99, "{served} of 1,500 page views served ({:.1}%); not: {failed:?}", share * 100.0);
+    // What this test is about: the shield refuses none of them (429: a rate limit; 403: a
+    // block or a challenge). A page view lost otherwise (a 503 of admission while the
+    // machine, busy with the rest of the suite, holds the gateway back) is load, not the
+    // shield; a few of those are allowed.
+    let refused: Vec<&String> = failed.iter().filter(|f| f.contains("429") || f.contains("403")).collect();
+    assert!(refused.is_empty(), "the shield refused shoppers behind shared addresses: {refused:?}");
+    assert!(share >= 0.97, "{served} of 1,500 page views served ({:.1}%); not: {failed:?}", share * 100.0);
     let status = status_json(&gw).await;
     let shared = status["shield"]["shared_addresses"].as_array().unwrap();
     assert_eq!(shared.len(), 3, "{shared:?}");

@@ -128,11 +128,10 @@ pub fn chromium(args: &[&str], url: &str) -> Option<String> {
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
     ));
     let mut child = Command::new("chromium")
+        .args(["--headless", "--no-sandbox", "--disable-gpu"])
+        // QUIC only where a test asks for it (against its own test server).
+        .args((!args.iter().any(|a| a.starts_with("--origin-to-force-quic-on"))).then_some("--disable-quic"))
         .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
             "--no-first-run",
             "--disable-background-networking",
             "--disable-component-update",
