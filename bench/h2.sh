@@ -9,6 +9,8 @@
 #   2. HTTP/2 with prior knowledge: h2load -c32 -m10 on a plain listener
 #   3. HTTP/1.1 over TLS:          wrk -t1 -c64, keep-alive
 #   4. a new TLS connection per request: wrk -t1 -c64 with Connection: close
+#   5. holdfast's HTTP/3 beside its HTTP/2 over TLS: h3load -c32 -m10 (crates/gateway/examples,
+#      quinn and h3: Debian's h2load has no QUIC, and Debian's nginx and HAProxy none either)
 # Interleaved rounds; prints requests/s, the proxy's CPU microseconds per request (from
 # /proc), the medians and the ratios. Loopback only; every process is stopped by its PID.
 #
@@ -18,7 +20,9 @@ cd "$(dirname "$0")/.."
 source bench/lib.sh
 setup
 command -v h2load >/dev/null || { apt-get install -y -qq nghttp2-client >/dev/null; }
-CASES=${CASES:-1 2 3 4}
+CASES=${CASES:-1 2 3 4 5}
+cargo build --release -q -p holdfast-gateway --example h3load
+H3LOAD=$PWD/target/release/examples/h3load
 P_NG_TLS=$((BASE_PORT + 10)); P_NG_H2C=$((BASE_PORT + 11))
 P_HA_TLS=$((BASE_PORT + 12)); P_HA_H2C=$((BASE_PORT + 13))
 P_HF_TLS=$((BASE_PORT + 14)); P_HF_H2C=$((BASE_PORT + 15)); P_HF_ADMIN=$((BASE_PORT + 16))
@@ -84,7 +88,7 @@ HAPROXY_PID=$!
 
 # ---- holdfast, one worker, cache off.
 holdfast_config "$P_HF_H2C" "$P_HF_ADMIN" "$ORIGIN" false \
-  | sed "s|^http = .*|http = [\"127.0.0.1:$P_HF_H2C\"]\nhttps = [\"127.0.0.1:$P_HF_TLS\"]|" \
+  | sed "s|^http = .*|http = [\"127.0.0.1:$P_HF_H2C\"]\nhttps = [\"127.0.0.1:$P_HF_TLS\"]\nquic = [\"127.0.0.1:$P_HF_TLS\"]|" \
   | sed "s|^hosts = \(.*\)|hosts = \1\ntls = { cert = \"$E/edge.pem\", key = \"$E/edge.key\" }|" > "$WORK/holdfast.toml"
 RUST_LOG=error "$HOLDFAST" run --workers 1 --config "$WORK/holdfast.toml" & PIDS+=($!)
 HOLDFAST_PID=$!
@@ -109,7 +113,24 @@ h2load_measure() {
   RPS[$name,$round]=$(echo "$out" | awk '/^finished in/ {gsub(",", "", $4); print $4}')
   CPU[$name,$round]=$(awk -v d="$((after - before))" -v t="$TICK" -v r="${reqs:-0}" 'BEGIN { if (r > 0) printf "%.1f", d / t * 1e6 / r; else print "n/a" }')
   P50[$name,$round]=n/a; P99[$name,$round]=n/a
-  local failed
+  local failed ok2xx
+  failed=$(echo "$out" | awk '/^requests:/ {print $10}')
+  [ "${failed:-0}" = 0 ] || echo "  $name: $failed requests failed" >&2
+  ok2xx=$(echo "$out" | awk '/^status codes:/ {print $3}')
+  [ "${ok2xx:-0}" -ge "${reqs:-0}" ] || echo "  $name: only ${ok2xx:-0} of ${reqs:-0} answers were 2xx" >&2
+  printf "  round %d %-9s %10s req/s  cpu %6s us/req\n" "$round" "$name" "${RPS[$name,$round]}" "${CPU[$name,$round]}"
+}
+
+# h3load_measure NAME PID ROUND: as h2load_measure, over HTTP/3 to holdfast's QUIC listener.
+h3load_measure() {
+  local name=$1 pid=$2 round=$3 before after out reqs failed
+  before=$(cpu_ticks "$pid")
+  out=$("$H3LOAD" -c 32 -m 10 -D "$DURATION" --ca "$E/ca.pem" --sni bench.local "https://127.0.0.1:$P_HF_TLS/" 2>&1)
+  after=$(cpu_ticks "$pid")
+  reqs=$(echo "$out" | awk '/^requests:/ {print $8}')
+  RPS[$name,$round]=$(echo "$out" | awk '/^finished in/ {gsub(",", "", $4); print $4}')
+  CPU[$name,$round]=$(awk -v d="$((after - before))" -v t="$TICK" -v r="${reqs:-0}" 'BEGIN { if (r > 0) printf "%.1f", d / t * 1e6 / r; else print "n/a" }')
+  P50[$name,$round]=n/a; P99[$name,$round]=n/a
   failed=$(echo "$out" | awk '/^requests:/ {print $10}')
   [ "${failed:-0}" = 0 ] || echo "  $name: $failed requests failed" >&2
   printf "  round %d %-9s %10s req/s  cpu %6s us/req\n" "$round" "$name" "${RPS[$name,$round]}" "${CPU[$name,$round]}"
@@ -134,10 +155,18 @@ run_case() {
          measure_tls nginx "$P_NG_TLS" "$NGINX_WORKER" "$round"
          measure_tls haproxy "$P_HA_TLS" "$HAPROXY_PID" "$round"
          measure_tls holdfast "$P_HF_TLS" "$HOLDFAST_PID" "$round" ;;
+      5) title="holdfast: HTTP/3 (h3load -c32 -m10) beside HTTP/2 over TLS (h2load -c32 -m10)"
+         h2load_measure holdfast-h2 "https://127.0.0.1:$P_HF_TLS/" "$HOLDFAST_PID" "$round"
+         h3load_measure holdfast-h3 "$HOLDFAST_PID" "$round" ;;
     esac
   done
   echo "== $title: $ROUNDS rounds of ${DURATION}s"
-  summary nginx haproxy holdfast
+  if [ "$n" = 5 ]; then
+    summary holdfast-h2 holdfast-h3
+    echo "HTTP/3 / HTTP/2: req/s $(ratio "${M_RPS[holdfast-h3]}" "${M_RPS[holdfast-h2]}")x  cpu/req $(ratio "${M_CPU[holdfast-h3]}" "${M_CPU[holdfast-h2]}")x"
+  else
+    summary nginx haproxy holdfast
+  fi
 }
 
 # measure_tls NAME PORT PID ROUND: as lib.sh's measure, over https.

@@ -16,6 +16,7 @@ mod examples;
 mod failover;
 mod fleet;
 mod framing;
+mod h2_attacks;
 mod http1;
 mod http3;
 mod incidents;
