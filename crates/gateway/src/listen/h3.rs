@@ -74,6 +74,10 @@ pub(super) async fn serve(
     // The connection ended or drained: requests still running end with it, or finish if
     // their streams still can.
     while requests.join_next().await.is_some() {}
+    // A CONNECTION_CLOSE discards stream data the client has not yet acknowledged (RFC 9000
+    // §10.2): the last responses get a moment to arrive, or for the client, told by GOAWAY
+    // that nothing more is taken, to close first.
+    let _ = tokio::time::timeout(crate::proxy::conn::DRAIN_IDLE, conn.closed()).await;
     conn.close(quinn::VarInt::from_u32(H3_NO_ERROR), b"");
 }
 

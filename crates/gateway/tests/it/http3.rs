@@ -41,6 +41,17 @@ struct H3 {
 
 /// Connects over QUIC from `src` to `addr` with `sni`, verifying against `roots`.
 async fn h3_connect(src: IpAddr, addr: SocketAddr, roots: &rustls::RootCertStore, sni: &str) -> Result<H3, String> {
+    h3_connect_within(src, addr, roots, sni, Duration::from_secs(10)).await
+}
+
+/// As [`h3_connect`], giving up on the handshake after `wait`.
+async fn h3_connect_within(
+    src: IpAddr,
+    addr: SocketAddr,
+    roots: &rustls::RootCertStore,
+    sni: &str,
+    wait: Duration,
+) -> Result<H3, String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut tls = rustls::ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
@@ -52,7 +63,7 @@ async fn h3_connect(src: IpAddr, addr: SocketAddr, roots: &rustls::RootCertStore
     let mut endpoint = quinn::Endpoint::client(SocketAddr::new(src, 0)).map_err(|e| e.to_string())?;
     endpoint.set_default_client_config(quinn::ClientConfig::new(Arc::new(quic)));
     let connecting = endpoint.connect(addr, sni).map_err(|e| e.to_string())?;
-    let conn = tokio::time::timeout(Duration::from_secs(10), connecting)
+    let conn = tokio::time::timeout(wait, connecting)
         .await
         .map_err(|_| "handshake timed out".to_string())?
         .map_err(|e| e.to_string())?;
@@ -280,4 +291,56 @@ async fn quic_connections_are_capped_per_address_and_need_a_retry_during_a_flood
     let st = status_json(&gw).await;
     assert!(st["quic"]["retried"].as_u64().unwrap() >= 1, "{}", st["quic"]);
     gw.stop().await;
+}
+
+/// Reads a response whole: its status and body.
+async fn finish(mut s: Stream) -> (u16, String) {
+    let status = s.recv_response().await.unwrap().status().as_u16();
+    let mut out = Vec::new();
+    while let Some(mut chunk) = s.recv_data().await.unwrap() {
+        let n = chunk.remaining();
+        out.extend_from_slice(&chunk.copy_to_bytes(n));
+    }
+    (status, text(&out))
+}
+
+#[tokio::test]
+async fn quic_listeners_follow_reloads_and_requests_in_flight_finish() {
+    let origin = echo_origin("o").await;
+    let (tls, roots) = cert("shop.test");
+    let path = std::env::temp_dir().join(format!("holdfast-h3-reload-{}.toml", std::process::id()));
+    let with = with_quic(&config(&[("shop", &["shop.test"], origin.addr)], ""), "shop", &tls);
+    let without = with.replace("quic = [\"127.0.0.1:0\"]\n", "");
+    std::fs::write(&path, &without).unwrap();
+    let gw = Gateway::start(holdfast_gateway::config::load_file(&path).unwrap(), Some(path.clone())).await.unwrap();
+    assert!(gw.quic_addrs.is_empty());
+    // Added on reload: it serves, and the https answers now say so.
+    std::fs::write(&path, &with).unwrap();
+    let (status, body) = crate::lifecycle::admin_post(&gw, "/admin/reload", None).await;
+    assert_eq!(status, 200, "{body}");
+    let quic: SocketAddr = status_json(&gw).await["quic"]["listeners"][0].as_str().unwrap().parse().unwrap();
+    let mut c = h3_connect(LOCAL, quic, &roots, "shop.test").await.unwrap();
+    assert_eq!(c.fetch("GET", "https://shop.test/", None).await.0, 200);
+    // A request in flight while the listener is removed: it finishes; new connections are
+    // refused.
+    let slow = c.start("GET", "https://shop.test/slow/400", &[], None).await;
+    std::fs::write(&path, &without).unwrap();
+    assert_eq!(crate::lifecycle::admin_post(&gw, "/admin/reload", None).await.0, 200);
+    assert!(status_json(&gw).await["quic"]["listeners"].as_array().unwrap().is_empty());
+    let refused = h3_connect_within(LOCAL, quic, &roots, "shop.test", Duration::from_secs(2)).await;
+    assert!(refused.is_err(), "a removed listener takes no one");
+    assert_eq!(finish(slow).await.0, 200, "the request in flight finished");
+    // Back again, and a stop: the request in flight finishes within the drain.
+    std::fs::write(&path, &with).unwrap();
+    assert_eq!(crate::lifecycle::admin_post(&gw, "/admin/reload", None).await.0, 200);
+    let quic: SocketAddr = status_json(&gw).await["quic"]["listeners"][0].as_str().unwrap().parse().unwrap();
+    let mut c = h3_connect(LOCAL, quic, &roots, "shop.test").await.unwrap();
+    let slow = c.start("GET", "https://shop.test/slow/400", &[], None).await;
+    let waiting = || async { status_json(&gw).await["requests"]["by_phase"]["response_headers"] == 1 };
+    assert!(eventually(Duration::from_secs(5), waiting).await, "the request waits for its origin");
+    let stopping = tokio::spawn(gw.stop());
+    let (status, body) = finish(slow).await;
+    assert_eq!(status, 200, "{body}");
+    stopping.await.unwrap();
+    let _ = std::fs::remove_file(&path);
 }
