@@ -162,6 +162,7 @@ run_case() {
   done
   echo "== $title: $ROUNDS rounds of ${DURATION}s"
   if [ "$n" = 5 ]; then
+    unset 'M_RPS[holdfast]' # an earlier case's: no holdfast-against-peers ratios here
     summary holdfast-h2 holdfast-h3
     echo "HTTP/3 / HTTP/2: req/s $(ratio "${M_RPS[holdfast-h3]}" "${M_RPS[holdfast-h2]}")x  cpu/req $(ratio "${M_CPU[holdfast-h3]}" "${M_CPU[holdfast-h2]}")x"
   else

@@ -25,8 +25,11 @@ setup() {
   P_HOLDFAST=$((BASE_PORT + 3))
   P_ADMIN=$((BASE_PORT + 4))
   need_tools
-  cargo build --release -q
-  HOLDFAST=$PWD/target/release/holdfast
+  # HOLDFAST_BIN: measure another build of holdfast (e.g. one with `--features aws-lc-rs`).
+  if [ -n "${HOLDFAST_BIN:-}" ]; then HOLDFAST=$HOLDFAST_BIN; else
+    cargo build --release -q
+    HOLDFAST=$PWD/target/release/holdfast
+  fi
   WORK=$(mktemp -d /tmp/holdfast-bench.XXXXXX)
   chmod 755 "$WORK"
   PIDS=()

@@ -35,9 +35,21 @@ fn load_certified_key(cert: &Path, key: &Path) -> Result<CertifiedKey, String> {
     let read = |p: &Path| std::fs::read(p).map_err(|e| format!("cannot read {}: {e}", p.display()));
     let certs = pem_chain(&read(cert)?).map_err(|why| format!("{}: {why}", cert.display()))?;
     let key_der = pem_key(&read(key)?).map_err(|why| format!("{}: {why}", key.display()))?;
-    let signing = rustls::crypto::ring::sign::any_supported_type(&key_der)
+    let signing = provider()
+        .key_provider
+        .load_private_key(key_der)
         .map_err(|e| format!("{}: unsupported private key: {e}", key.display()))?;
     Ok(CertifiedKey::new(certs, signing))
+}
+
+/// The cryptography of clients' TLS (handshakes, records, the certificates' keys): ring,
+/// or AWS-LC with the `aws-lc-rs` feature. Measured against each other (docs/benchmarks.md)
+/// they tie; ring is the default, as it needs no C toolchain to build.
+pub(crate) fn provider() -> rustls::crypto::CryptoProvider {
+    #[cfg(feature = "aws-lc-rs")]
+    return rustls::crypto::aws_lc_rs::default_provider();
+    #[cfg(not(feature = "aws-lc-rs"))]
+    rustls::crypto::ring::default_provider()
 }
 
 /// One site's certificate: from files, by ACME (named by the site), or both (the files
@@ -120,7 +132,7 @@ pub(crate) fn server_configs(sites: Vec<SiteCert>, acme: &Arc<crate::acme::Certs
     let names = Routes::new(sites.iter().enumerate().flat_map(|(i, s)| s.hosts.iter().map(move |h| (h.as_str(), i))));
     let with_acme = sites.iter().any(|s| s.acme.is_some());
     let resolver: Arc<dyn ResolvesServerCert> = Arc::new(SniResolver { names, sites, acme: acme.clone() });
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = Arc::new(provider());
     let mut tcp = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .ok()?
