@@ -8,7 +8,8 @@
 //! read of the body or write of the response fails and the task ends there, dropping the
 //! request's future and guards (its record logs it as cancelled). h3 gives no signal of a
 //! reset before that read or write, so a request waiting for its origin learns of the reset
-//! when the answer is written.
+//! when the answer is written. When the connection goes, every request on it is cancelled
+//! at once.
 
 use crate::body::{h3::RequestBody, ClientBody};
 use crate::proxy::{self, conn::ConnState, Edge};
@@ -59,7 +60,10 @@ pub(super) async fn serve(
                 }
                 Ok(None) => break,
                 Err(e) => {
+                    // The connection is gone (closed by the client, timed out, broken): no
+                    // answer can reach it, so its requests are cancelled where they stand.
                     tracing::debug!(peer = %state.peer, error = %e, "HTTP/3 connection ended");
+                    requests.abort_all();
                     break;
                 }
             },

@@ -252,6 +252,17 @@ async fn a_reset_h3_stream_cancels_its_request_and_frees_the_origin() {
     assert!(settled, "{}", status_json(&gw).await["requests"]);
     // The connection still serves.
     assert_eq!(c.fetch("GET", "https://shop.test/", None).await.0, 200);
+    // A client that goes away while its request waits for the origin: the request is
+    // cancelled there, not left waiting for an answer nobody can take.
+    let cancelled = |st: serde_json::Value| st["requests"]["cancelled"]["response_headers"].as_u64().unwrap_or(0);
+    let before = cancelled(status_json(&gw).await);
+    let _waiting = c.start("GET", "https://shop.test/slow/20000", &[], None).await;
+    let at_origin = || async { status_json(&gw).await["requests"]["by_phase"]["response_headers"] == 1 };
+    assert!(eventually(Duration::from_secs(5), at_origin).await, "the request waits for its origin");
+    c.conn.close(0u32.into(), b"gone");
+    let counted = eventually(Duration::from_secs(10), || async { cancelled(status_json(&gw).await) > before }).await;
+    assert!(counted, "cancelled while waiting for its origin: {}", status_json(&gw).await["requests"]);
+    assert_eq!(status_json(&gw).await["requests"]["in_flight"], 0);
     gw.stop().await;
 }
 
