@@ -92,10 +92,17 @@ async fn request(
     conn: quinn::Connection,
     resolver: h3::server::RequestResolver<h3_quinn::Connection, Bytes>,
 ) {
-    let (mut req, stream) = match resolver.resolve_request().await {
-        Ok(r) => r,
-        Err(e) => {
+    // A stream whose head does not come within `client_header` is given up, as a TCP
+    // connection's would be.
+    let wait = edge.snapshot.load().file.timeouts.client_header.get();
+    let (mut req, stream) = match tokio::time::timeout(wait, resolver.resolve_request()).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => {
             tracing::debug!(peer = %state.peer, error = %e, "HTTP/3 request head refused");
+            return;
+        }
+        Err(_) => {
+            edge.telemetry.metrics.reject("client_header_timeout");
             return;
         }
     };
