@@ -1,7 +1,9 @@
 //! Listeners: accepting client connections (with a total cap), TLS with SNI and ALPN,
-//! serving HTTP/1.x ([`h1`]) and HTTP/2 (hyper) on each connection, HTTP/3 on QUIC
-//! ([`quic`], [`h3`]), closing idle connections, and draining on shutdown.
+//! serving HTTP/1.x ([`h1`]) and HTTP/2 (hyper, its writes coalesced by [`coalesce`]) on
+//! each connection, HTTP/3 on QUIC ([`quic`], [`h3`]), closing idle connections, and
+//! draining on shutdown.
 
+mod coalesce;
 pub(crate) mod h1;
 mod h3;
 pub(crate) mod proxy_protocol;
@@ -353,13 +355,17 @@ async fn serve_http<IO>(
         .enable_connect_protocol()
         .max_header_list_size(max_head as u32)
         .max_concurrent_streams(limits.max_h2_streams);
-    let conn = builder.serve_connection(TokioIo::new(Prefixed { prefix: read.freeze(), io }), svc);
+    // The frames of one poll of the connection go to the socket in one write (coalesce).
+    let (io, handle) = coalesce::coalesced(Prefixed { prefix: read.freeze(), io });
+    let conn = coalesce::Flushing::new(builder.serve_connection(TokioIo::new(io), svc), handle);
     // HTTP/2 drains by itself: GOAWAY, the streams it has taken run to their end.
-    let drain_and_close = |c: Pin<&mut _>| {
-        hyper::server::conn::http2::Connection::graceful_shutdown(c);
+    use hyper::server::conn::http2::Connection as H2;
+    let drain_and_close = |c: Pin<&mut coalesce::Flushing<_, _>>| {
+        H2::graceful_shutdown(c.conn());
         true
     };
-    supervise(conn, &state, peer, (first_request, idle), shutdown, drain_and_close, |c| c.graceful_shutdown()).await;
+    let close = |c: Pin<&mut coalesce::Flushing<_, _>>| H2::graceful_shutdown(c.conn());
+    supervise(conn, &state, peer, (first_request, idle), shutdown, drain_and_close, close).await;
 }
 
 /// Drives a client connection and closes it: when it never sends a first request within
