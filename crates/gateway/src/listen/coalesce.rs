@@ -33,7 +33,7 @@ struct Shared<IO> {
     out: Vec<u8>,
     /// Of `out`, the bytes already sent (a partial write).
     sent: usize,
-    /// A write error met after the poll, given to hyper at its next write or flush.
+    /// A write error met after the poll, given to hyper at its next read, write or flush.
     failed: Option<io::Error>,
 }
 
@@ -101,7 +101,11 @@ pub(super) struct Handle<IO>(Arc<Mutex<Shared<IO>>>);
 
 impl<IO: AsyncRead + Unpin> AsyncRead for Io<IO> {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut lock(&self.0).io).poll_read(cx, buf)
+        let mut s = lock(&self.0);
+        if let Some(e) = s.failed.take() {
+            return Poll::Ready(Err(e)); // a broken socket ends the connection, whatever hyper does next
+        }
+        Pin::new(&mut s.io).poll_read(cx, buf)
     }
 }
 
@@ -301,7 +305,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_write_error_after_the_poll_reaches_hyper_at_its_next_flush() {
+    async fn a_write_error_after_the_poll_reaches_hyper_at_its_next_flush_or_read() {
         let (mut io, handle) = coalesced(Socket { broken: true, ..Socket::default() });
         let mut step = 0;
         let conn = poll_fn(move |cx| {
@@ -311,6 +315,23 @@ mod tests {
                 return Poll::Pending; // Flushing's write fails, and wakes the task
             }
             match Pin::new(&mut io).poll_flush(cx) {
+                Poll::Ready(Err(e)) => Poll::Ready(e.kind()),
+                other => panic!("the error was lost: {other:?}"),
+            }
+        });
+        assert_eq!(Flushing::new(conn, handle).await, io::ErrorKind::BrokenPipe);
+
+        // A connection that only reads next learns of it from the read.
+        let (mut io, handle) = coalesced(Socket { broken: true, ..Socket::default() });
+        let mut step = 0;
+        let conn = poll_fn(move |cx| {
+            step += 1;
+            if step == 1 {
+                assert!(write(&mut io, cx, b"PING").is_ready());
+                return Poll::Pending;
+            }
+            let mut buf = [0u8; 8];
+            match Pin::new(&mut io).poll_read(cx, &mut ReadBuf::new(&mut buf)) {
                 Poll::Ready(Err(e)) => Poll::Ready(e.kind()),
                 other => panic!("the error was lost: {other:?}"),
             }
