@@ -187,7 +187,7 @@ impl<F: Future, IO: AsyncWrite + Unpin> Future for Flushing<F, IO> {
         // Pending: the socket is full and wakes the task when it takes more.
         if let Poll::Ready(Err(e)) = s.drain(cx) {
             if out.is_pending() {
-                // hyper learns of it at its next write or flush, in the poll asked for here.
+                // hyper learns of it at its next read, write or flush, in the poll asked for here.
                 s.failed = Some(e);
                 cx.waker().wake_by_ref();
             }
