@@ -21,7 +21,7 @@ use std::task::{ready, Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// Bytes buffered before a write waits for the socket to take some.
-pub(super) const CAP: usize = 64 * 1024;
+const CAP: usize = 64 * 1024;
 
 /// The buffer's size at a poll's first write.
 const FIRST: usize = 16 * 1024;
@@ -286,8 +286,8 @@ mod tests {
         assert!(lock(&handle.0).out.capacity() == 0, "an idle connection keeps no buffer");
     }
 
-    #[tokio::test]
-    async fn a_full_socket_holds_writes_back_past_the_cap() {
+    #[test]
+    fn a_full_socket_holds_writes_back_past_the_cap() {
         let (mut io, handle) = coalesced(Socket { accept: Some(10), ..Socket::default() });
         let waker = std::task::Waker::noop();
         let mut cx = Context::from_waker(waker);
@@ -304,38 +304,33 @@ mod tests {
         assert_eq!(socket(&handle, |s| s.data.clone()), big);
     }
 
-    #[tokio::test]
-    async fn a_write_error_after_the_poll_reaches_hyper_at_its_next_flush_or_read() {
+    /// A connection that writes on its first poll (the socket is broken: Flushing's write
+    /// fails after the poll, and wakes the task) and on its second does `next`, which must
+    /// end in the error.
+    async fn error_reaches(next: fn(&mut Io<Socket>, &mut Context<'_>) -> Poll<io::Result<()>>) -> io::ErrorKind {
         let (mut io, handle) = coalesced(Socket { broken: true, ..Socket::default() });
         let mut step = 0;
         let conn = poll_fn(move |cx| {
             step += 1;
             if step == 1 {
                 assert!(write(&mut io, cx, b"GOAWAY").is_ready());
-                return Poll::Pending; // Flushing's write fails, and wakes the task
-            }
-            match Pin::new(&mut io).poll_flush(cx) {
-                Poll::Ready(Err(e)) => Poll::Ready(e.kind()),
-                other => panic!("the error was lost: {other:?}"),
-            }
-        });
-        assert_eq!(Flushing::new(conn, handle).await, io::ErrorKind::BrokenPipe);
-
-        // A connection that only reads next learns of it from the read.
-        let (mut io, handle) = coalesced(Socket { broken: true, ..Socket::default() });
-        let mut step = 0;
-        let conn = poll_fn(move |cx| {
-            step += 1;
-            if step == 1 {
-                assert!(write(&mut io, cx, b"PING").is_ready());
                 return Poll::Pending;
             }
-            let mut buf = [0u8; 8];
-            match Pin::new(&mut io).poll_read(cx, &mut ReadBuf::new(&mut buf)) {
+            match next(&mut io, cx) {
                 Poll::Ready(Err(e)) => Poll::Ready(e.kind()),
                 other => panic!("the error was lost: {other:?}"),
             }
         });
-        assert_eq!(Flushing::new(conn, handle).await, io::ErrorKind::BrokenPipe);
+        Flushing::new(conn, handle).await
+    }
+
+    #[tokio::test]
+    async fn a_write_error_after_the_poll_reaches_hyper_at_its_next_flush_or_read() {
+        let flush = |io: &mut Io<Socket>, cx: &mut Context<'_>| Pin::new(io).poll_flush(cx);
+        assert_eq!(error_reaches(flush).await, io::ErrorKind::BrokenPipe);
+        // A connection that only reads next learns of it from the read.
+        let read =
+            |io: &mut Io<Socket>, cx: &mut Context<'_>| Pin::new(io).poll_read(cx, &mut ReadBuf::new(&mut [0u8; 8]));
+        assert_eq!(error_reaches(read).await, io::ErrorKind::BrokenPipe);
     }
 }
