@@ -357,6 +357,9 @@ struct OriginStatus {
     in_flight: u64,
     requests: u64,
     errors: u64,
+    /// Requests sent again on a new connection after the origin closed a reused one
+    /// without answering (many: its keep-alive timeout is below `timeouts.origin_idle`).
+    resent_after_close: u64,
     last_error: Option<crate::upstream::OriginErrorEvent>,
 }
 
@@ -481,6 +484,7 @@ fn pool_status(s: &crate::snapshot::SiteRt, p: &crate::upstream::Pool, now: u64)
                 in_flight: o.stats.in_flight.load(Relaxed),
                 requests: o.stats.requests.load(Relaxed),
                 errors: o.stats.errors.load(Relaxed),
+                resent_after_close: o.stats.resent.load(Relaxed),
                 last_error: o.stats.last_error.lock().ok().and_then(|l| l.clone()),
             })
             .collect(),

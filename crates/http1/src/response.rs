@@ -7,7 +7,7 @@
 //! Transfer-Encoding and Content-Length is read by Transfer-Encoding and its connection is
 //! not reused.
 
-use crate::fields::{field_name, is_hop_by_hop};
+use crate::fields::{field_name, is_hop_by_hop, KEEP_ALIVE};
 use crate::framing::range_in;
 use bytes::{Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderValue};
@@ -41,6 +41,9 @@ pub struct ResponseHead {
     pub framing: ResponseFraming,
     /// The connection may carry another request.
     pub keep_alive: bool,
+    /// How long the origin keeps the connection open idle, in seconds, as its `Keep-Alive`
+    /// field says (`timeout=5, max=100`, RFC 2068 §19.7.1.1; Apache and Node.js send it).
+    pub keep_alive_timeout: Option<u64>,
 }
 
 /// Why a response head was refused.
@@ -75,6 +78,7 @@ pub fn parse_response(buf: &mut BytesMut) -> Result<Option<ResponseHead>, BadRes
     let mut te_chunked = None;
     let mut close = false;
     let mut keep_alive_token = false;
+    let mut keep_alive_timeout = None;
     // Fields named by Connection besides its usual tokens, removed at the end (rare).
     let mut listed: Vec<Bytes> = Vec::new();
     for (name, range) in fields {
@@ -89,6 +93,8 @@ pub fn parse_response(buf: &mut BytesMut) -> Result<Option<ResponseHead>, BadRes
             // Only the last coding matters: chunked there delimits the body.
             let last = value.as_bytes().rsplit(|&b| b == b',').next().unwrap_or_default();
             te_chunked = Some(last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+        } else if name == KEEP_ALIVE {
+            keep_alive_timeout = keep_alive_timeout.or(timeout_param(value.as_bytes()));
         } else if name == header::CONNECTION {
             for token in value.as_bytes().split(|&b| b == b',') {
                 let token = token.trim_ascii();
@@ -128,7 +134,23 @@ pub fn parse_response(buf: &mut BytesMut) -> Result<Option<ResponseHead>, BadRes
         && (version == Version::HTTP_11 || keep_alive_token)
         && !(te && length.is_some())
         && framing != ResponseFraming::UntilClose;
-    Ok(Some(ResponseHead { status, version, headers, framing, keep_alive }))
+    Ok(Some(ResponseHead { status, version, headers, framing, keep_alive, keep_alive_timeout }))
+}
+
+/// The `timeout` parameter of a `Keep-Alive` field value, in seconds (at most a day).
+fn timeout_param(value: &[u8]) -> Option<u64> {
+    value.split(|&b| b == b',').find_map(|p| {
+        let eq = p.iter().position(|&b| b == b'=')?;
+        let (name, v) = (p[..eq].trim_ascii(), p[eq + 1..].trim_ascii());
+        if !name.eq_ignore_ascii_case(b"timeout") {
+            return None;
+        }
+        let v = v.strip_prefix(b"\"").and_then(|v| v.strip_suffix(b"\"")).unwrap_or(v);
+        if v.is_empty() || v.len() > 19 || !v.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        Some(v.iter().fold(0u64, |n, &d| n * 10 + u64::from(d - b'0')).min(86_400))
+    })
 }
 
 /// An origin's Content-Length: digits, or a list of equal values, which RFC 9110 §8.6
@@ -177,6 +199,28 @@ mod tests {
         assert!(!h.headers.contains_key("connection"));
         let h = parse("HTTP/1.1 200 OK\r\nUpgrade: h2c\r\nConnection: Upgrade\r\nContent-Length: 0\r\n\r\n");
         assert!(!h.headers.contains_key("upgrade"), "hop-by-hop on any other response");
+    }
+
+    #[test]
+    fn the_keep_alive_timeout_an_origin_announces() {
+        let timeout =
+            |field: &str| parse(&format!("HTTP/1.1 200 OK\r\n{field}\r\nContent-Length: 0\r\n\r\n")).keep_alive_timeout;
+        assert_eq!(timeout("Keep-Alive: timeout=5, max=100"), Some(5), "Apache's");
+        assert_eq!(timeout("Keep-Alive: timeout=5"), Some(5), "Node.js's");
+        assert_eq!(timeout("keep-alive: max=9, TIMEOUT = \"30\""), Some(30));
+        assert_eq!(timeout("Keep-Alive: timeout=99999999999"), Some(86_400), "at most a day");
+        for unsaid in [
+            "Keep-Alive: max=100",
+            "Keep-Alive: timeout=",
+            "Keep-Alive: timeout=-1",
+            "Keep-Alive: timeout=5s",
+            "X-A: b",
+        ] {
+            assert_eq!(timeout(unsaid), None, "{unsaid}");
+        }
+        assert!(!parse("HTTP/1.1 200 OK\r\nKeep-Alive: timeout=5\r\nContent-Length: 0\r\n\r\n")
+            .headers
+            .contains_key("keep-alive"));
     }
 
     #[test]

@@ -164,7 +164,7 @@ impl Default for Timeouts {
             client_header: Dur::secs(10),
             origin_response: Dur::secs(30),
             idle_keepalive: Dur::secs(60),
-            origin_idle: Dur::secs(90),
+            origin_idle: Dur::secs(60),
             tls_handshake: Dur::secs(10),
             drain: Dur::secs(30),
             tunnel_idle: Dur::secs(3600),

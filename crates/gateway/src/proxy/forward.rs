@@ -53,7 +53,7 @@ pub(crate) async fn forward(trip: &Trip<'_>, req: Request<ReqBody>) -> Forwarded
     let cfg = &site.cfg;
     let timeouts = &snap.file.timeouts;
     let deadline = started + timeouts.origin_response.get();
-    let idempotent = retry::idempotent(&head.method, head.headers.contains_key("idempotency-key"));
+    let idempotent = retry::idempotent(&head.method, head.headers.contains_key(retry::IDEMPOTENCY_KEY));
     // Small bodies of requests that may be sent twice are buffered so they can be.
     if idempotent && cfg.retry.attempts > 1 {
         let small = body.replay().is_none()
@@ -153,7 +153,7 @@ pub(crate) async fn forward(trip: &Trip<'_>, req: Request<ReqBody>) -> Forwarded
                 return Forwarded::Response { resp, pool: sel.pool, origin: in_flight };
             }
             Err(SendError::NotSent { kind, body }) => (Failure::NotSent, kind, Some(body)),
-            Err(SendError::Failed(kind)) => (Failure::BeforeResponse, kind, None),
+            Err(e @ (SendError::Failed(_) | SendError::Unanswered)) => (Failure::BeforeResponse, e.kind(), None),
         };
         drop(in_flight);
         last = kind;

@@ -47,9 +47,7 @@ pub(crate) async fn check(o: &Arc<Origin>, host: &str, cfg: &crate::config::Heal
             let (head, body) = req.into_parts();
             let msg = Outgoing { head: &head, body, forwarding: &bytes::Bytes::new() };
             let resp = conn.send(msg, started + timeout.max(LATE_LOOK), &RequestPhase::uncounted()).await;
-            resp.map_err(|e| match e {
-                super::http1::SendError::NotSent { kind, .. } | super::http1::SendError::Failed(kind) => kind,
-            })
+            resp.map_err(|e| e.kind())
         }
         .await;
         let elapsed = started.elapsed();

@@ -64,6 +64,9 @@ pub(crate) struct OriginStats {
     pub(crate) status_5xx: AtomicU64,
     /// Answers (to tries or health checks, late ones too) that said "busy": 503 or 429.
     pub(crate) busy: AtomicU64,
+    /// Requests sent again on a new connection because the origin closed a reused one
+    /// without answering them (the keep-alive race).
+    pub(crate) resent: AtomicU64,
     /// The latest answer to a health check that came after its timeout (ms; 0: none):
     /// the origin is slow, not gone.
     pub(crate) late_answer_ms: AtomicU64,

@@ -1,10 +1,15 @@
 //! Keep-alive connections to one origin ([`http1::Conn`]): each origin owns its idle list,
 //! a connection is handed back by the response body when it ends (see `proxy::body`), and
 //! a request that could not be written on a pooled connection (closed by the origin
-//! meanwhile) is sent on a fresh one, which is always safe.
+//! meanwhile) is sent on a fresh one, which is always safe. So is one the origin closed
+//! unanswered after it was written (the keep-alive race), when the request may go twice.
+//! A connection is not reused past the idle time the origin announced (`Keep-Alive:
+//! timeout=N`), so that the race is rare to begin with.
 
 use super::http1::{Conn, OriginBody, Outgoing, SendError};
+use super::retry;
 use super::Origin;
+use crate::body::ReqBody;
 use crate::telemetry::{Phase, RequestPhase};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -23,7 +28,7 @@ impl ConnPool {
     fn checkout(&self, max_idle_age: Duration, now: Instant) -> Option<Conn> {
         let mut idle = self.idle.lock().ok()?;
         while let Some((mut conn, since)) = idle.pop() {
-            if now.saturating_duration_since(since) < max_idle_age && conn.is_reusable_idle() {
+            if now.saturating_duration_since(since) < conn.idle_limit(max_idle_age) && conn.is_reusable_idle() {
                 return Some(conn);
             }
         }
@@ -58,9 +63,20 @@ impl ConnPool {
     ) -> Result<http::Response<OriginBody>, SendError> {
         if let Some(conn) = self.checkout(timing.max_idle_age, timing.now) {
             let (head, forwarding) = (msg.head, msg.forwarding);
+            // A request that may go twice, with no body or a buffered one, is sent again on a
+            // new connection if the origin closes this one without a word: it was closing
+            // it, idle, as the request went out (as Go's and nginx's clients do).
+            let idempotent = retry::idempotent(&head.method, head.headers.contains_key(retry::IDEMPOTENCY_KEY));
+            let again = if idempotent { msg.body.replay() } else { None };
             match conn.send(msg, timing.deadline, phase).await {
                 // Not written: the pooled connection was closed under us; use a new one.
                 Err(SendError::NotSent { body, .. }) => msg = Outgoing { head, body, forwarding },
+                Err(SendError::Unanswered) if again.is_some() => {
+                    origin.stats.resent.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    tracing::debug!(origin = %origin.authority, "a reused connection closed unanswered; sent again on a new one");
+                    let body = again.unwrap_or_else(ReqBody::empty);
+                    msg = Outgoing { head, body, forwarding };
+                }
                 done => return done,
             }
         }

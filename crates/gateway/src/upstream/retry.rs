@@ -17,6 +17,9 @@ pub(crate) enum Failure {
     Status(u16),
 }
 
+/// The request field that makes a POST or PATCH safe to send twice.
+pub(crate) const IDEMPOTENCY_KEY: &str = "idempotency-key";
+
 /// Methods safe to send twice, and POST/PATCH that carry an Idempotency-Key.
 pub(crate) fn idempotent(method: &Method, has_idempotency_key: bool) -> bool {
     matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE)

@@ -20,6 +20,7 @@ mod h2_attacks;
 mod http1;
 mod http3;
 mod incidents;
+mod keepalive;
 mod lifecycle;
 mod limits;
 mod origin_dns;

@@ -64,6 +64,9 @@ pub(crate) struct Conn {
     /// origin (None: not waiting; time the client takes to read does not count).
     read_idle: std::time::Duration,
     waiting_since: Option<tokio::time::Instant>,
+    /// How long the origin said it keeps an idle connection (`Keep-Alive: timeout=N` on
+    /// its last response, as Apache and Node.js send it); None: it did not say.
+    keep_alive_timeout: Option<std::time::Duration>,
 }
 
 /// A request on its way to an origin: the head (origin-form target, headers prepared;
@@ -85,6 +88,21 @@ pub(crate) enum SendError {
     NotSent { kind: ErrorKind, body: ReqBody },
     /// The request was (at least partly) written, or its body failed; no response.
     Failed(ErrorKind),
+    /// The request was (at least partly) written, and the origin closed the connection
+    /// (its end of stream, or a reset) before a byte of an answer. On a reused connection
+    /// that is the keep-alive race (RFC 9112 §9.3.1): the origin was closing it, idle, as
+    /// the request went out. A reset as far as the origin's health is concerned.
+    Unanswered,
+}
+
+impl SendError {
+    /// What kind of failure it was, for the origin's health and the metrics.
+    pub(crate) fn kind(&self) -> ErrorKind {
+        match self {
+            SendError::NotSent { kind, .. } | SendError::Failed(kind) => *kind,
+            SendError::Unanswered => ErrorKind::Reset,
+        }
+    }
 }
 
 impl Conn {
@@ -96,7 +114,16 @@ impl Conn {
             timer: None,
             read_idle: std::time::Duration::from_secs(30),
             waiting_since: None,
+            keep_alive_timeout: None,
         }
+    }
+
+    /// How long this connection may sit idle and still be used: `max_idle_age`, or less
+    /// when the origin said it closes idle connections sooner (a second short of its word,
+    /// so that a request does not race its close).
+    pub(crate) fn idle_limit(&self, max_idle_age: std::time::Duration) -> std::time::Duration {
+        const MARGIN: std::time::Duration = std::time::Duration::from_secs(1);
+        self.keep_alive_timeout.map_or(max_idle_age, |t| max_idle_age.min(t.saturating_sub(MARGIN)))
     }
 
     /// Whether an idle connection still looks usable: the origin has neither closed it nor
@@ -158,6 +185,7 @@ impl Conn {
                     return Err(SendError::Failed(ErrorKind::ResponseTimeout))
                 }
                 _ if written == 0 => return Err(SendError::NotSent { kind: ErrorKind::Reset, body }),
+                Err(e) if is_closed(&e) => return Err(SendError::Unanswered),
                 _ => return Err(SendError::Failed(ErrorKind::Reset)),
             }
         }
@@ -351,9 +379,10 @@ impl Conn {
                         polled => polled,
                     });
                     match filled.await {
-                        Ok(0) if self.buf.is_empty() => return Err(SendError::Failed(ErrorKind::Reset)),
+                        Ok(0) if self.buf.is_empty() => return Err(SendError::Unanswered),
                         Ok(0) => return Err(SendError::Failed(ErrorKind::Protocol)),
                         Ok(_) => {}
+                        Err(e) if self.buf.is_empty() && is_closed(&e) => return Err(SendError::Unanswered),
                         Err(e) => return Err(SendError::Failed(io_error_kind(&e))),
                     }
                 }
@@ -363,13 +392,14 @@ impl Conn {
 
     fn into_response(mut self, head: ResponseHead, head_request: bool, reusable: bool) -> Response<OriginBody> {
         self.waiting_since = None;
-        let ResponseHead { status, version, mut headers, framing, keep_alive } = head;
+        let ResponseHead { status, version, mut headers, framing, keep_alive, keep_alive_timeout } = head;
         // (204 and 304 have no body whatever their fields say: the parser's framing says so.)
         let framing = if head_request { Framing::Length(0) } else { Framing::from(framing) };
         if !matches!(framing, Framing::Length(_)) && headers.contains_key(header::CONTENT_LENGTH) {
             headers.remove(header::CONTENT_LENGTH); // RFC 9112 §6.3: Transfer-Encoding wins
         }
         let reusable = reusable && keep_alive && !matches!(framing, Framing::UntilClose);
+        self.keep_alive_timeout = keep_alive_timeout.map(std::time::Duration::from_secs);
         let mut body = OriginBody { conn: Some(self), framing, reusable, done: false, upgraded: false };
         body.check_done();
         let mut resp = Response::new(body);
@@ -410,6 +440,14 @@ fn io_error_kind(e: &io::Error) -> ErrorKind {
     } else {
         ErrorKind::Reset
     }
+}
+
+/// The origin closed the connection: reset, gone, or (TLS) its end of stream without a
+/// close_notify.
+fn is_closed(e: &io::Error) -> bool {
+    use io::ErrorKind as K;
+    matches!(e.kind(), K::ConnectionReset | K::ConnectionAborted | K::BrokenPipe | K::UnexpectedEof)
+        && super::tls::TlsFailure::of(e).is_none()
 }
 
 pub(crate) fn body_error_kind(e: &(dyn std::error::Error + 'static)) -> ErrorKind {
