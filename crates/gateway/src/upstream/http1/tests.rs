@@ -203,3 +203,55 @@ async fn nothing_written_gives_the_body_back() {
         other => panic!("{:?}", other.map(|r| r.status())),
     }
 }
+
+/// An origin that reads one request head and then closes (`reset`: with an RST), unanswered.
+async fn closes_unanswered(reset: bool) -> std::net::SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (mut s, _) = l.accept().await.unwrap();
+        let mut seen = Vec::new();
+        let mut byte = [0u8; 1];
+        while !seen.ends_with(b"\r\n\r\n") && s.read(&mut byte).await.unwrap_or(0) == 1 {
+            seen.push(byte[0]);
+        }
+        if reset {
+            // SO_LINGER 0: the close is a reset (RST), not a FIN.
+            #[allow(deprecated)]
+            s.set_linger(Some(std::time::Duration::ZERO)).unwrap();
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn an_origin_that_closes_unanswered_is_told_apart() {
+    // Its end of stream, and a reset: either way not a byte of answer (the keep-alive race
+    // on a reused connection, which the pool may send again).
+    for reset in [false, true] {
+        match conn(closes_unanswered(reset).await).await.send_req(get("/"), &Bytes::new()).await {
+            Err(SendError::Unanswered) => {}
+            other => panic!("reset {reset}: {:?}", other.map(|r| r.status())),
+        }
+    }
+    // Half an answer, then the end: a protocol error, never "unanswered".
+    let (addr, _seen) = origin(vec![b"HTTP/1.1 200 OK\r\ncontent-len"]).await;
+    match conn(addr).await.send_req(get("/"), &Bytes::new()).await {
+        Err(SendError::Failed(ErrorKind::Protocol)) => {}
+        other => panic!("{:?}", other.map(|r| r.status())),
+    }
+}
+
+#[tokio::test]
+async fn an_announced_keep_alive_timeout_bounds_the_idle_reuse() {
+    let (addr, _seen) =
+        origin(vec![b"HTTP/1.1 200 OK\r\nkeep-alive: timeout=5, max=100\r\ncontent-length: 0\r\n\r\n"]).await;
+    let mut resp = conn(addr).await.send_req(get("/"), &Bytes::new()).await.unwrap();
+    let idle = resp.body_mut().take_reusable().unwrap();
+    let secs = std::time::Duration::from_secs;
+    assert_eq!(idle.idle_limit(secs(60)), secs(4), "a second short of the origin's word");
+    assert_eq!(idle.idle_limit(secs(2)), secs(2), "never past origin_idle");
+    let (addr, _seen) = origin(vec![b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n"]).await;
+    let mut resp = conn(addr).await.send_req(get("/"), &Bytes::new()).await.unwrap();
+    assert_eq!(resp.body_mut().take_reusable().unwrap().idle_limit(secs(60)), secs(60), "unsaid: origin_idle");
+}
