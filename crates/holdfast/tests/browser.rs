@@ -154,7 +154,17 @@ fn a_compressed_page_renders_and_a_websocket_gets_its_echo_in_chromium() {
     assert!(dom.contains("</ul>") || dom.contains("product") || dom.contains("shop-de"), "the page rendered: {dom}");
     assert!(dom.contains("<a href=\"/p/"), "its product links: {dom}");
 
-    let dom = chromium(&["--dump-dom", "--virtual-time-budget=10000"], &format!("http://{http}/live")).unwrap();
+    // Headless Chromium dumps the page when its virtual time budget is spent, and a
+    // WebSocket's handshake and frames do not hold virtual time as fetches do: about one load
+    // in ten is dumped while the socket is still connecting or awaiting its echo (seen with
+    // the gateway's own code before and after). A few loads, one of which must show the echo.
+    let mut dom = String::new();
+    for _ in 0..5 {
+        dom = chromium(&["--dump-dom", "--virtual-time-budget=10000"], &format!("http://{http}/live")).unwrap();
+        if dom.contains("echo: stock 42") {
+            break;
+        }
+    }
     assert!(dom.contains("echo: stock 42"), "the echo through the tunnel: {dom}");
     let s = status(admin).unwrap();
     assert!(s["tunnels"]["opened"].as_u64() >= Some(1), "{}", s["tunnels"]);
