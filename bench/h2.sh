@@ -64,27 +64,7 @@ CONF
 start_nginx_proxy_h2
 
 # ---- HAProxy, one thread: the same.
-cat > "$WORK/haproxy.cfg" <<CONF
-global
-  nbthread 1
-  maxconn 4000
-  ssl-default-bind-options ssl-min-ver TLSv1.3
-defaults
-  mode http
-  timeout connect 2s
-  timeout client 30s
-  timeout server 30s
-  timeout http-keep-alive 60s
-  http-reuse always
-frontend fe
-  bind 127.0.0.1:$P_HA_TLS ssl crt $E/combined.pem alpn h2,http/1.1
-  bind 127.0.0.1:$P_HA_H2C proto h2
-  default_backend be
-backend be
-  server origin 127.0.0.1:$ORIGIN
-CONF
-haproxy -f "$WORK/haproxy.cfg" -db & PIDS+=($!)
-HAPROXY_PID=$!
+start_haproxy_h2 "$P_HA_TLS" "$P_HA_H2C" "$E/combined.pem"
 
 # ---- holdfast, one worker, cache off.
 holdfast_config "$P_HF_H2C" "$P_HF_ADMIN" "$ORIGIN" false \

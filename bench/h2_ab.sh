@@ -17,24 +17,7 @@ E=$WORK/edge; mkdir -p $E
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 -subj "/CN=bench.local" -addext "subjectAltName=DNS:bench.local,IP:127.0.0.1" -keyout "$E/edge.key" -out "$E/edge.pem" 2>/dev/null
 cat "$E/edge.pem" "$E/edge.key" > "$E/combined.pem"
 start_origin "$ORIGIN"
-cat > "$WORK/haproxy.cfg" <<CONF
-global
-  nbthread 1
-  ssl-default-bind-options ssl-min-ver TLSv1.3
-defaults
-  mode http
-  timeout connect 2s
-  timeout client 30s
-  timeout server 30s
-  http-reuse always
-frontend fe
-  bind 127.0.0.1:$((BASE_PORT+12)) ssl crt $E/combined.pem alpn h2,http/1.1
-  bind 127.0.0.1:$((BASE_PORT+13)) proto h2
-  default_backend be
-backend be
-  server origin 127.0.0.1:$ORIGIN
-CONF
-haproxy -f "$WORK/haproxy.cfg" -db & PIDS+=($!); HA=$!
+start_haproxy_h2 $((BASE_PORT+12)) $((BASE_PORT+13)) "$E/combined.pem"; HA=$HAPROXY_PID
 start_hf() { # BIN H2C TLS ADMIN
   holdfast_config "$2" "$4" "$ORIGIN" false \
   | sed "s|^http = .*|http = [\"127.0.0.1:$2\"]\nhttps = [\"127.0.0.1:$3\"]|" \

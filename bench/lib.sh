@@ -311,3 +311,30 @@ start_holdfast() {
     BASELINE_PID=$!
   fi
 }
+
+# start_haproxy_h2 TLS_PORT H2C_PORT COMBINED_PEM: HAProxy, one thread, in front of the
+# origin: TLS 1.3 with h2 and http/1.1 by ALPN on one port, HTTP/2 with prior knowledge on
+# the other; sets HAPROXY_PID.
+start_haproxy_h2() {
+  cat > "$WORK/haproxy.cfg" <<CONF
+global
+  nbthread 1
+  maxconn 4000
+  ssl-default-bind-options ssl-min-ver TLSv1.3
+defaults
+  mode http
+  timeout connect 2s
+  timeout client 30s
+  timeout server 30s
+  timeout http-keep-alive 60s
+  http-reuse always
+frontend fe
+  bind 127.0.0.1:$1 ssl crt $3 alpn h2,http/1.1
+  bind 127.0.0.1:$2 proto h2
+  default_backend be
+backend be
+  server origin 127.0.0.1:$ORIGIN
+CONF
+  haproxy -f "$WORK/haproxy.cfg" -db & PIDS+=($!)
+  HAPROXY_PID=$!
+}

@@ -359,12 +359,12 @@ async fn serve_http<IO>(
     let (io, handle) = coalesce::coalesced(Prefixed { prefix: read.freeze(), io });
     let conn = coalesce::Flushing::new(builder.serve_connection(TokioIo::new(io), svc), handle);
     // HTTP/2 drains by itself: GOAWAY, the streams it has taken run to their end.
-    use hyper::server::conn::http2::Connection as H2;
-    let drain_and_close = |c: Pin<&mut coalesce::Flushing<_, _>>| {
-        H2::graceful_shutdown(c.conn());
+    let close =
+        |c: Pin<&mut coalesce::Flushing<_, _>>| hyper::server::conn::http2::Connection::graceful_shutdown(c.conn());
+    let drain_and_close = move |c: Pin<&mut _>| {
+        close(c);
         true
     };
-    let close = |c: Pin<&mut coalesce::Flushing<_, _>>| H2::graceful_shutdown(c.conn());
     supervise(conn, &state, peer, (first_request, idle), shutdown, drain_and_close, close).await;
 }
 

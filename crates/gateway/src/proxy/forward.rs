@@ -119,7 +119,7 @@ pub(crate) async fn forward(trip: &Trip<'_>, req: Request<ReqBody>) -> Forwarded
             deadline: try_now + try_timeout,
         };
         let at_origins = site.load.at_origins();
-        let result = origin.send(Outgoing { head: &head, body, forwarding }, timing, phase).await;
+        let result = origin.send(Outgoing { head: &head, body, forwarding, idempotent }, timing, phase).await;
         drop(at_origins);
         now = Instant::now();
         let now_ms = clock::ms(now);

@@ -45,7 +45,7 @@ pub(crate) async fn check(o: &Arc<Origin>, host: &str, cfg: &crate::config::Heal
             let conn = super::pool::connect(&origin, timeout).await?;
             flag.store(true, Relaxed);
             let (head, body) = req.into_parts();
-            let msg = Outgoing { head: &head, body, forwarding: &bytes::Bytes::new() };
+            let msg = Outgoing { head: &head, body, forwarding: &bytes::Bytes::new(), idempotent: true };
             let resp = conn.send(msg, started + timeout.max(LATE_LOOK), &RequestPhase::uncounted()).await;
             resp.map_err(|e| e.kind())
         }

@@ -7,7 +7,6 @@
 //! timeout=N`), so that the race is rare to begin with.
 
 use super::http1::{Conn, OriginBody, Outgoing, SendError};
-use super::retry;
 use super::Origin;
 use crate::body::ReqBody;
 use crate::telemetry::{Phase, RequestPhase};
@@ -62,20 +61,19 @@ impl ConnPool {
         phase: &RequestPhase,
     ) -> Result<http::Response<OriginBody>, SendError> {
         if let Some(conn) = self.checkout(timing.max_idle_age, timing.now) {
-            let (head, forwarding) = (msg.head, msg.forwarding);
+            let (head, forwarding, idempotent) = (msg.head, msg.forwarding, msg.idempotent);
             // A request that may go twice, with no body or a buffered one, is sent again on a
             // new connection if the origin closes this one without a word: it was closing
             // it, idle, as the request went out (as Go's and nginx's clients do).
-            let idempotent = retry::idempotent(&head.method, head.headers.contains_key(retry::IDEMPOTENCY_KEY));
             let again = if idempotent { msg.body.replay() } else { None };
             match conn.send(msg, timing.deadline, phase).await {
                 // Not written: the pooled connection was closed under us; use a new one.
-                Err(SendError::NotSent { body, .. }) => msg = Outgoing { head, body, forwarding },
+                Err(SendError::NotSent { body, .. }) => msg = Outgoing { head, body, forwarding, idempotent },
                 Err(SendError::Unanswered) if again.is_some() => {
                     origin.stats.resent.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     tracing::debug!(origin = %origin.authority, "a reused connection closed unanswered; sent again on a new one");
                     let body = again.unwrap_or_else(ReqBody::empty);
-                    msg = Outgoing { head, body, forwarding };
+                    msg = Outgoing { head, body, forwarding, idempotent };
                 }
                 done => return done,
             }

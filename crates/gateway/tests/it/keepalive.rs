@@ -39,10 +39,8 @@ async fn serve(mut s: TcpStream, conn: usize, log: Seen, trap: Arc<std::sync::at
             if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
                 break i + 4;
             }
-            let mut chunk = [0u8; 4096];
-            match s.read(&mut chunk).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            if !read_more(&mut s, &mut buf).await {
+                return;
             }
         };
         let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
@@ -52,10 +50,8 @@ async fn serve(mut s: TcpStream, conn: usize, log: Seen, trap: Arc<std::sync::at
             .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap()))
             .unwrap_or(0);
         while buf.len() < head_end + len {
-            let mut chunk = [0u8; 4096];
-            match s.read(&mut chunk).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            if !read_more(&mut s, &mut buf).await {
+                return;
             }
         }
         buf.drain(..head_end + len);
@@ -67,6 +63,18 @@ async fn serve(mut s: TcpStream, conn: usize, log: Seen, trap: Arc<std::sync::at
         let answer = format!("HTTP/1.1 200 OK\r\ncontent-length: 2\r\n{extra}\r\nok");
         if s.write_all(answer.as_bytes()).await.is_err() {
             return;
+        }
+    }
+}
+
+/// Reads what the socket has into `buf`; false once it is closed.
+async fn read_more(s: &mut TcpStream, buf: &mut Vec<u8>) -> bool {
+    let mut chunk = [0u8; 4096];
+    match s.read(&mut chunk).await {
+        Ok(0) | Err(_) => false,
+        Ok(n) => {
+            buf.extend_from_slice(&chunk[..n]);
+            true
         }
     }
 }

@@ -78,6 +78,9 @@ pub(crate) struct Outgoing<'a> {
     pub(crate) head: &'a http::request::Parts,
     pub(crate) body: ReqBody,
     pub(crate) forwarding: &'a Bytes,
+    /// The request may go twice (`retry::idempotent`): if a reused connection closes on it
+    /// unanswered, the pool sends it again on a new one.
+    pub(crate) idempotent: bool,
 }
 
 /// Why a request got no response.
@@ -150,7 +153,7 @@ impl Conn {
         deadline: tokio::time::Instant,
         phase: &RequestPhase,
     ) -> Result<Response<OriginBody>, SendError> {
-        let Outgoing { head, body, forwarding } = msg;
+        let Outgoing { head, body, forwarding, .. } = msg;
         let streams = body.buffered_bytes().is_none() && !body.is_end_stream();
         phase.enter(if streams { Phase::Upload } else { Phase::ResponseHeaders });
         match &mut self.timer {

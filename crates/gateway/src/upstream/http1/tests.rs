@@ -41,7 +41,7 @@ impl Conn {
         let (head, body) = req.into_parts();
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
         let phase = crate::telemetry::RequestPhase::uncounted();
-        self.send(Outgoing { head: &head, body, forwarding: fwd }, deadline, &phase).await
+        self.send(Outgoing { head: &head, body, forwarding: fwd, idempotent: false }, deadline, &phase).await
     }
 }
 
