@@ -181,7 +181,7 @@ async fn serve_tcp(
         let mut first = bytes::BytesMut::with_capacity(16 * 1024);
         let Some(h2) = opens_with_h2_preface(&mut tcp, &mut first, wait).await else { return };
         let conn = ConnState::new(peer, false, None);
-        serve_http(edge, conn, tcp, first, h2, shutdown).await;
+        serve_http(edge, conn, crate::codec::io::SendTcp(tcp), first, h2, shutdown).await;
         return;
     }
     let (cfg, handshake) = {
@@ -190,7 +190,7 @@ async fn serve_tcp(
     };
     let Some(cfg) = cfg else { return };
     let acceptor = tokio_rustls::TlsAcceptor::from(cfg);
-    let stream = match tokio::time::timeout(handshake, acceptor.accept(tcp)).await {
+    let stream = match tokio::time::timeout(handshake, acceptor.accept(crate::codec::io::SendTcp(tcp))).await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
             tracing::debug!(%peer, error = %e, "TLS handshake failed");

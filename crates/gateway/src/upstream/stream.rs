@@ -7,6 +7,7 @@
 
 use super::tls::{OriginTls, TlsFailure, TlsNotes};
 use super::ErrorKind;
+use crate::codec::io::SendTcp;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -20,17 +21,17 @@ use tokio::net::TcpStream;
 /// A connection's stream.
 #[derive(Debug)]
 pub(crate) enum OriginStream {
-    Plain(TcpStream),
+    Plain(SendTcp),
     /// Boxed: rustls's connection state is large, and most origins are plain.
-    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>, Arc<TlsNotes>),
+    Tls(Box<tokio_rustls::client::TlsStream<SendTcp>>, Arc<TlsNotes>),
 }
 
 impl OriginStream {
     /// Readiness of the socket underneath (for TLS: records, which may carry no data).
     pub(crate) fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self {
-            OriginStream::Plain(s) => s.poll_read_ready(cx),
-            OriginStream::Tls(s, _) => s.get_ref().0.poll_read_ready(cx),
+            OriginStream::Plain(s) => s.0.poll_read_ready(cx),
+            OriginStream::Tls(s, _) => s.get_ref().0 .0.poll_read_ready(cx),
         }
     }
 
@@ -117,6 +118,7 @@ pub(crate) async fn open(
         Err(_) => return Err(ErrorKind::ConnectTimeout),
     };
     let _ = tcp.set_nodelay(true);
+    let tcp = SendTcp(tcp);
     let Some(tls) = tls else { return Ok(OriginStream::Plain(tcp)) };
     let connector = tokio_rustls::TlsConnector::from(tls.config.clone());
     match tokio::time::timeout_at(deadline, connector.connect(tls.server_name.clone(), tcp)).await {

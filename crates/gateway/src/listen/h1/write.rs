@@ -18,6 +18,13 @@ use std::time::Duration;
 use tokio::io::AsyncWrite;
 use tokio::time::Sleep;
 
+/// A first piece of body up to this size is copied behind the head, so that the two go to
+/// the socket as one piece, by `send(2)` ([`SendTcp`](crate::codec::io::SendTcp)). Measured
+/// on loopback TCP (a 200-byte head, 300k writes): for a 2 KiB body, copy and send 4.87 µs
+/// of CPU against 5.35 µs for a writev of the two; at 4 to 8 KiB the copy still wins by 0.1
+/// to 0.3 µs, at 16 KiB it no longer does.
+const COPY_INTO_HEAD: usize = 4 * 1024;
+
 /// Answers a head that cannot be served (a small page, then the connection closes).
 pub(super) async fn refuse<W: AsyncWrite + Unpin>(telemetry: &Telemetry, wr: &mut Sender<W>, status: StatusCode) {
     telemetry.metrics.reject(match status {
@@ -156,6 +163,10 @@ pub(super) async fn write_response<W: AsyncWrite + Unpin>(
                     let line = codec::chunk_size_line(data.len(), &mut size_line);
                     let tail: &[u8] = if end { b"\r\n0\r\n\r\n" } else { b"\r\n" };
                     wr.write_all(&[head, line, &data, tail]).await?;
+                } else if !head_sent && data.len() <= COPY_INTO_HEAD {
+                    // Head and body in one piece: one send(2) instead of a writev(2) of two.
+                    out.extend_from_slice(&data);
+                    wr.write_all(&[out.as_slice()]).await?;
                 } else {
                     wr.write_all(&[head, &data]).await?;
                 }

@@ -33,7 +33,7 @@ async fn origin(answers: Vec<&'static [u8]>) -> (std::net::SocketAddr, tokio::ta
 }
 
 async fn conn(addr: std::net::SocketAddr) -> Conn {
-    Conn::new(OriginStream::Plain(tokio::net::TcpStream::connect(addr).await.unwrap()))
+    Conn::new(OriginStream::Plain(crate::codec::io::SendTcp(tokio::net::TcpStream::connect(addr).await.unwrap())))
 }
 
 impl Conn {
