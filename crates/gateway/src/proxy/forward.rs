@@ -52,21 +52,32 @@ pub(crate) async fn forward(trip: &Trip<'_>, req: Request<ReqBody>) -> Forwarded
     let (head, mut body) = req.into_parts();
     let cfg = &site.cfg;
     let timeouts = &snap.file.timeouts;
-    let deadline = started + timeouts.origin_response.get();
     let idempotent = retry::idempotent(&head.method, head.headers.contains_key(retry::IDEMPOTENCY_KEY));
-    // Small bodies of requests that may be sent twice are buffered so they can be.
-    if idempotent && cfg.retry.attempts > 1 {
-        let small = body.replay().is_none()
-            && crate::codec::content_length(&head.headers).is_some_and(|n| n <= cfg.retry.buffer_body_bytes.get());
-        if small {
-            phase.enter(Phase::Upload);
-            let max = cfg.retry.buffer_body_bytes.get() as usize;
-            match Box::pin(body.buffer(max, timeouts.client_header.get())).await {
-                Ok(b) => body = b,
-                Err(e) => return Forwarded::Failed { kind: upstream::http1::body_error_kind(&*e) },
-            }
+    // A small body is read whole before an origin is chosen, whatever the method (nginx's
+    // `proxy_request_buffering`, HAProxy's `http-buffer-request`): a slow upload holds no
+    // origin connection, a body that does not match its Content-Length (a malformed
+    // HTTP/2 request, RFC 9113 §8.1.1) is never forwarded, and a request that may be sent
+    // twice can be.
+    // The upload has the time the slow-POST rule gives its size (the rule itself cuts off
+    // a slower one), at least `client_header`; the origins' time counts from its end.
+    let mut started = started;
+    let small = crate::codec::content_length(&head.headers)
+        .filter(|&n| n <= cfg.retry.buffer_body_bytes.get() && body.replay().is_none());
+    if let Some(n) = small {
+        phase.enter(Phase::Upload);
+        let max = cfg.retry.buffer_body_bytes.get() as usize;
+        let pace = &snap.file.shield.connections;
+        let paced = match pace.min_upload_rate.get() {
+            0 => std::time::Duration::ZERO,
+            rate => pace.upload_grace.get() + std::time::Duration::from_secs_f64(n as f64 / rate as f64),
+        };
+        match Box::pin(body.buffer(max, timeouts.client_header.get().max(paced))).await {
+            Ok(b) => body = b,
+            Err(e) => return Forwarded::Failed { kind: upstream::http1::body_error_kind(&*e) },
         }
+        started = Instant::now();
     }
+    let deadline = started + timeouts.origin_response.get();
     // A copy of the body to send again, kept only when a retry after sending is possible at
     // all (empty or buffered: a cheap copy).
     let template = if idempotent && cfg.retry.attempts > 1 { body.replay() } else { None };
