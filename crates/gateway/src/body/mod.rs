@@ -200,6 +200,40 @@ impl ReqBody {
         }
     }
 
+    /// Reads a body of unknown length until it ends, passes `max` bytes, or `wait` has
+    /// passed. One that ended is held whole (it goes with its length and can be sent
+    /// again); of any other, what was read goes first and the rest streams after it.
+    pub(crate) async fn buffer_some(mut self, max: usize, wait: std::time::Duration) -> Result<ReqBody, BoxError> {
+        use http_body_util::BodyExt;
+        if self.inner.is_none() {
+            return Ok(self);
+        }
+        let mut buf = bytes::BytesMut::new();
+        let read = async {
+            while buf.len() <= max {
+                match self.frame().await {
+                    None => return Ok(true),
+                    Some(Ok(frame)) => {
+                        if let Some(d) = frame.data_ref() {
+                            buf.extend_from_slice(d);
+                        }
+                    }
+                    Some(Err(e)) => return Err(e),
+                }
+            }
+            Ok(false)
+        };
+        let ended = tokio::time::timeout(wait, read).await;
+        match ended {
+            Ok(Err(e)) => Err(e),
+            Ok(Ok(true)) => Ok(ReqBody::buffered(buf.freeze())),
+            Ok(Ok(false)) | Err(_) => {
+                self.buffered = (!buf.is_empty()).then(|| buf.freeze());
+                Ok(self)
+            }
+        }
+    }
+
     /// Reads a streaming body whole into memory (at most `max` bytes, within `timeout`).
     pub(crate) async fn buffer(mut self, max: usize, timeout: std::time::Duration) -> Result<ReqBody, BoxError> {
         use http_body_util::BodyExt;
@@ -274,7 +308,17 @@ impl Body for ReqBody {
 
     fn size_hint(&self) -> SizeHint {
         match (&self.buffered, &self.inner) {
-            (Some(b), _) => SizeHint::with_exact(b.len() as u64),
+            (Some(b), None) => SizeHint::with_exact(b.len() as u64),
+            // What was read of it, and the rest to come.
+            (Some(b), Some(i)) => {
+                let rest = i.size_hint();
+                let mut hint = SizeHint::new();
+                hint.set_lower(rest.lower() + b.len() as u64);
+                if let Some(upper) = rest.upper() {
+                    hint.set_upper(upper + b.len() as u64);
+                }
+                hint
+            }
             (None, Some(i)) => i.size_hint(),
             (None, None) => SizeHint::with_exact(0),
         }

@@ -60,18 +60,33 @@ pub(crate) async fn forward(trip: &Trip<'_>, req: Request<ReqBody>) -> Forwarded
     // twice can be.
     // The upload has the time the slow-POST rule gives its size (the rule itself cuts off
     // a slower one), at least `client_header`; the origins' time counts from its end.
+    // A body of unknown length (chunked, or HTTP/2 and HTTP/3 without Content-Length) is
+    // read up to that size too, and for as long: one that ends there goes with its length;
+    // of a longer or slower one, what was read goes first and the rest streams. A tunnel's
+    // request (Upgrade) has no body to wait for.
     let mut started = started;
-    let small = crate::codec::content_length(&head.headers)
-        .filter(|&n| n <= cfg.retry.buffer_body_bytes.get() && body.replay().is_none());
-    if let Some(n) = small {
+    let max = cfg.retry.buffer_body_bytes.get();
+    let declared = crate::codec::content_length(&head.headers);
+    let waits = body.replay().is_none()
+        && declared.is_none_or(|n| n <= max)
+        && (declared.is_some() || !head.headers.contains_key(http::header::UPGRADE));
+    if waits {
         phase.enter(Phase::Upload);
-        let max = cfg.retry.buffer_body_bytes.get() as usize;
         let pace = &snap.file.shield.connections;
-        let paced = match pace.min_upload_rate.get() {
+        let rate = if snap.file.shield.enabled { pace.min_upload_rate.get() } else { 0 };
+        let paced = match rate {
             0 => std::time::Duration::ZERO,
-            rate => pace.upload_grace.get() + std::time::Duration::from_secs_f64(n as f64 / rate as f64),
+            rate => {
+                pace.upload_grace.get()
+                    + std::time::Duration::from_secs_f64(declared.unwrap_or(max) as f64 / rate as f64)
+            }
         };
-        match Box::pin(body.buffer(max, timeouts.client_header.get().max(paced))).await {
+        let wait = timeouts.client_header.get().max(paced);
+        let read = match declared {
+            Some(_) => Box::pin(body.buffer(max as usize, wait)).await,
+            None => Box::pin(body.buffer_some(max as usize, wait)).await,
+        };
+        match read {
             Ok(b) => body = b,
             Err(e) => return Forwarded::Failed { kind: upstream::http1::body_error_kind(&*e) },
         }

@@ -356,5 +356,32 @@ async fn a_body_that_does_not_match_its_content_length_is_never_forwarded() {
     let (kind, payload) = first_answer(&mut tcp, 1).await;
     assert_eq!((kind, payload.first()), (HEADERS, Some(&0x88)), "a 200");
     assert_eq!(origin.hits.load(Ordering::SeqCst), 1);
+    drop(tcp); // (an open connection would hold the gateway's drain)
+    gw.stop().await;
+}
+
+/// A request whose HEADERS leave the stream open is answered once its body has come (up to
+/// `retry.buffer_body_bytes`), not before: a client that resets the stream instead gets no
+/// answer, the origin never sees it, and a frame after the reset is the stream error
+/// STREAM_CLOSED (RFC 9113 §5.1; h2spec's 5.1 "closed" cases raced on it over TLS).
+#[tokio::test]
+async fn a_request_reset_before_its_body_came_reaches_no_origin() {
+    let (origin, gw) = world("").await;
+    let mut tcp = open(http_addr(&gw), &[]).await;
+    let mut hello = frame(SETTINGS, 0x1, 0, &[]);
+    hello.extend(frame(HEADERS, END_HEADERS, 1, &get_block("/p/1")));
+    tcp.write_all(&hello).await.unwrap();
+    let waiting = eventually(Duration::from_secs(10), || async {
+        status_json(&gw).await["requests"]["by_phase"]["upload"].as_i64() == Some(1)
+    })
+    .await;
+    assert!(waiting, "the gateway waits for the body");
+    let mut then = frame(RST_STREAM, 0, 1, &8u32.to_be_bytes());
+    then.extend(frame(DATA, END_STREAM, 1, b"test"));
+    tcp.write_all(&then).await.unwrap();
+    let (kind, payload) = first_answer(&mut tcp, 1).await;
+    assert_eq!((kind, payload), (RST_STREAM, 5u32.to_be_bytes().to_vec()), "STREAM_CLOSED, and no answer");
+    assert_eq!(origin.hits.load(Ordering::SeqCst), 0);
+    drop(tcp);
     gw.stop().await;
 }

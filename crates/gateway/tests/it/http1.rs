@@ -61,6 +61,35 @@ async fn expect_100_continue_is_answered_when_the_body_is_wanted() {
     assert!(answer.contains("body-bytes: 5"), "{answer}");
 }
 
+/// A chunked request body that ends within `retry.buffer_body_bytes` (64 KiB) is read
+/// whole and goes to the origin with its length (origins that take no chunked bodies are
+/// served too); a longer one goes as it comes, chunked, what was read first.
+#[tokio::test]
+async fn a_small_chunked_body_goes_to_the_origin_with_its_length_and_a_large_one_streams() {
+    let origin = echo_origin("o").await;
+    let gw = gateway(&config(&[("s", &["shop.de"], origin.addr)], "")).await;
+    let mut s = TcpStream::connect(http_addr(&gw)).await.unwrap();
+    s.write_all(b"POST /order HTTP/1.1\r\nHost: shop.de\r\nTransfer-Encoding: chunked\r\n\r\n").await.unwrap();
+    s.write_all(b"3\r\nabc\r\n").await.unwrap();
+    s.write_all(b"2\r\nde\r\n0\r\n\r\n").await.unwrap();
+    let answer = read_until(&mut s, "body-bytes: ").await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains("content-length: 5\n") && answer.contains("body-bytes: 5"), "{answer}");
+    assert!(!answer.contains("transfer-encoding"), "{answer}");
+
+    let mut s = TcpStream::connect(http_addr(&gw)).await.unwrap();
+    s.write_all(b"POST /upload HTTP/1.1\r\nHost: shop.de\r\nTransfer-Encoding: chunked\r\n\r\n").await.unwrap();
+    let chunk = format!("{:x}\r\n{}\r\n", 40_000, "u".repeat(40_000));
+    for _ in 0..3 {
+        s.write_all(chunk.as_bytes()).await.unwrap();
+    }
+    s.write_all(b"0\r\n\r\n").await.unwrap();
+    let answer = read_until(&mut s, "body-bytes: 120000").await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains("transfer-encoding: chunked\n"), "{answer}");
+    assert!(answer.contains("body-bytes: 120000"), "{answer}");
+}
+
 #[tokio::test]
 async fn http10_clients_get_keep_alive_only_when_they_ask_and_bodies_until_close() {
     let origin = echo_origin("o").await;
