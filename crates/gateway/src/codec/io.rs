@@ -1,6 +1,7 @@
 //! Buffer I/O shared by both HTTP/1 sides (the client's, `listen::h1`, and the origins',
 //! `upstream::http1`): reading into a buffer's spare room, and what is left of a vectored
-//! write; and [`SendTcp`], the TCP stream under TLS and under plain origin connections.
+//! write; and [`SendTcp`], the TCP stream under every TLS session and every plain
+//! connection, the clients' and the origins'.
 
 use bytes::BytesMut;
 use std::io::IoSlice;

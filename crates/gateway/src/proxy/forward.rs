@@ -53,45 +53,12 @@ pub(crate) async fn forward(trip: &Trip<'_>, req: Request<ReqBody>) -> Forwarded
     let cfg = &site.cfg;
     let timeouts = &snap.file.timeouts;
     let idempotent = retry::idempotent(&head.method, head.headers.contains_key(retry::IDEMPOTENCY_KEY));
-    // A small body is read whole before an origin is chosen, whatever the method (nginx's
-    // `proxy_request_buffering`, HAProxy's `http-buffer-request`): a slow upload holds no
-    // origin connection, a body that does not match its Content-Length (a malformed
-    // HTTP/2 request, RFC 9113 §8.1.1) is never forwarded, and a request that may be sent
-    // twice can be.
-    // The upload has the time the slow-POST rule gives its size (the rule itself cuts off
-    // a slower one), at least `client_header`; the origins' time counts from its end.
-    // A body of unknown length (chunked, or HTTP/2 and HTTP/3 without Content-Length) is
-    // read up to that size too, and for as long: one that ends there goes with its length;
-    // of a longer or slower one, what was read goes first and the rest streams. A tunnel's
-    // request (Upgrade) has no body to wait for.
-    let mut started = started;
-    let max = cfg.retry.buffer_body_bytes.get();
-    let declared = crate::codec::content_length(&head.headers);
-    let waits = body.replay().is_none()
-        && declared.is_none_or(|n| n <= max)
-        && (declared.is_some() || !head.headers.contains_key(http::header::UPGRADE));
-    if waits {
-        phase.enter(Phase::Upload);
-        let pace = &snap.file.shield.connections;
-        let rate = if snap.file.shield.enabled { pace.min_upload_rate.get() } else { 0 };
-        let paced = match rate {
-            0 => std::time::Duration::ZERO,
-            rate => {
-                pace.upload_grace.get()
-                    + std::time::Duration::from_secs_f64(declared.unwrap_or(max) as f64 / rate as f64)
-            }
-        };
-        let wait = timeouts.client_header.get().max(paced);
-        let read = match declared {
-            Some(_) => Box::pin(body.buffer(max as usize, wait)).await,
-            None => Box::pin(body.buffer_some(max as usize, wait)).await,
-        };
-        match read {
-            Ok(b) => body = b,
-            Err(e) => return Forwarded::Failed { kind: upstream::http1::body_error_kind(&*e) },
-        }
-        started = Instant::now();
-    }
+    // The origins' time counts from the end of an upload read before them.
+    let started = match read_small_body(snap, cfg.retry.buffer_body_bytes.get(), &head, &mut body, phase).await {
+        Ok(true) => Instant::now(),
+        Ok(false) => started,
+        Err(kind) => return Forwarded::Failed { kind },
+    };
     let deadline = started + timeouts.origin_response.get();
     // A copy of the body to send again, kept only when a retry after sending is possible at
     // all (empty or buffered: a cheap copy).
@@ -209,6 +176,48 @@ pub(crate) async fn forward(trip: &Trip<'_>, req: Request<ReqBody>) -> Forwarded
         };
     }
     kept.unwrap_or(Forwarded::Failed { kind: last })
+}
+
+/// Reads a small request body before an origin is chosen, whatever the method (nginx's
+/// `proxy_request_buffering`, HAProxy's `http-buffer-request`): a slow upload holds no
+/// origin connection, a body that does not match its Content-Length (a malformed HTTP/2
+/// request, RFC 9113 §8.1.1) is never forwarded, and a request that may be sent twice can
+/// be. A body of unknown length (chunked, or HTTP/2 and HTTP/3 without Content-Length) is
+/// read up to the same size: one that ends there goes with its length; of a longer or
+/// slower one, what was read goes first and the rest streams. The upload has the time the
+/// slow-POST rule gives its size (the rule itself cuts off a slower one), at least
+/// `client_header`. A tunnel's request (Upgrade) waits for nothing. Ok(true): it waited.
+async fn read_small_body(
+    snap: &Snapshot,
+    max: u64,
+    head: &http::request::Parts,
+    body: &mut ReqBody,
+    phase: &RequestPhase,
+) -> Result<bool, ErrorKind> {
+    let declared = crate::codec::content_length(&head.headers);
+    let waits = body.replay().is_none()
+        && declared.is_none_or(|n| n <= max)
+        && !head.headers.contains_key(http::header::UPGRADE);
+    if !waits {
+        return Ok(false);
+    }
+    phase.enter(Phase::Upload);
+    let pace = &snap.file.shield.connections;
+    let rate = if snap.file.shield.enabled { pace.min_upload_rate.get() } else { 0 };
+    let paced = match rate {
+        0 => std::time::Duration::ZERO,
+        rate => {
+            pace.upload_grace.get() + std::time::Duration::from_secs_f64(declared.unwrap_or(max) as f64 / rate as f64)
+        }
+    };
+    let wait = snap.file.timeouts.client_header.get().max(paced);
+    let streaming = std::mem::replace(body, ReqBody::empty());
+    let read = match declared {
+        Some(_) => Box::pin(streaming.buffer(max as usize, wait)).await,
+        None => Box::pin(streaming.buffer_some(max as usize, wait)).await,
+    };
+    *body = read.map_err(|e| upstream::http1::body_error_kind(&*e))?;
+    Ok(true)
 }
 
 /// Feeds a try's result to the origin's passive health (spending its probe permit, if it

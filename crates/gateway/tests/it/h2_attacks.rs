@@ -93,6 +93,11 @@ async fn frames_until_closed(tcp: &mut TcpStream, wait: Duration) -> (Vec<(u8, u
     })
     .await
     .is_ok();
+    (parse_frames(&buf), closed)
+}
+
+/// The whole frames in `buf` (type, flags, stream, payload).
+fn parse_frames(buf: &[u8]) -> Vec<(u8, u8, u32, Vec<u8>)> {
     let mut frames = Vec::new();
     let mut at = 0;
     while buf.len() >= at + 9 {
@@ -104,7 +109,7 @@ async fn frames_until_closed(tcp: &mut TcpStream, wait: Duration) -> (Vec<(u8, u
         frames.push((buf[at + 3], buf[at + 4], stream, buf[at + 9..at + 9 + n].to_vec()));
         at += 9 + n;
     }
-    (frames, closed)
+    frames
 }
 
 /// The error code of the server's GOAWAY, if it sent one.
@@ -296,17 +301,10 @@ async fn first_answer(tcp: &mut TcpStream, stream: u32) -> (u8, Vec<u8>) {
     let mut chunk = vec![0u8; 64 * 1024];
     let found = tokio::time::timeout(Duration::from_secs(10), async {
         loop {
-            let mut at = 0;
-            while buf.len() >= at + 9 {
-                let n = (usize::from(buf[at]) << 16) | (usize::from(buf[at + 1]) << 8) | usize::from(buf[at + 2]);
-                if buf.len() < at + 9 + n {
-                    break;
-                }
-                let id = u32::from_be_bytes([buf[at + 5], buf[at + 6], buf[at + 7], buf[at + 8]]) & 0x7fff_ffff;
-                if id == stream && (buf[at + 3] == RST_STREAM || buf[at + 3] == HEADERS) {
-                    return (buf[at + 3], buf[at + 9..at + 9 + n].to_vec());
-                }
-                at += 9 + n;
+            let answer =
+                parse_frames(&buf).into_iter().find(|f| f.2 == stream && (f.0 == RST_STREAM || f.0 == HEADERS));
+            if let Some((kind, _, _, payload)) = answer {
+                return (kind, payload);
             }
             match tcp.read(&mut chunk).await {
                 Ok(0) | Err(_) => return (0, Vec::new()),
