@@ -146,8 +146,8 @@ impl Pace {
 }
 
 /// A client's request body: forwarded as it arrives, with a size limit (0 = none) and a
-/// minimum pace, or buffered whole (small bodies of requests that may be retried) so it can
-/// be sent again.
+/// minimum pace, after what was read of it ahead (`buffered`), or held whole once read
+/// ahead to its end, so that it can be sent again.
 #[derive(Debug)]
 pub(crate) struct ReqBody {
     inner: Option<ClientBody>,
@@ -200,10 +200,16 @@ impl ReqBody {
         }
     }
 
-    /// Reads a body of unknown length until it ends, passes `max` bytes, or `wait` has
-    /// passed. One that ended is held whole (it goes with its length and can be sent
-    /// again); of any other, what was read goes first and the rest streams after it.
-    pub(crate) async fn buffer_some(mut self, max: usize, wait: std::time::Duration) -> Result<ReqBody, BoxError> {
+    /// Whether the body is still to come from the client (not empty, not read ahead whole).
+    pub(crate) fn is_streaming(&self) -> bool {
+        self.inner.is_some()
+    }
+
+    /// Reads ahead until the body ends, passes `max` bytes, or `wait` has passed. One that
+    /// ended is held whole (it goes with its length and can be sent again); of any other,
+    /// what was read goes first and the rest streams after it. A failure of the body (too
+    /// large, too slow for the minimum pace, its client gone, malformed) is returned.
+    pub(crate) async fn read_ahead(mut self, max: usize, wait: std::time::Duration) -> Result<ReqBody, BoxError> {
         use http_body_util::BodyExt;
         if self.inner.is_none() {
             return Ok(self);
@@ -231,31 +237,6 @@ impl ReqBody {
                 self.buffered = (!buf.is_empty()).then(|| buf.freeze());
                 Ok(self)
             }
-        }
-    }
-
-    /// Reads a streaming body whole into memory (at most `max` bytes, within `timeout`).
-    pub(crate) async fn buffer(mut self, max: usize, timeout: std::time::Duration) -> Result<ReqBody, BoxError> {
-        use http_body_util::BodyExt;
-        if self.inner.is_none() {
-            return Ok(self);
-        }
-        let collect = async {
-            let mut buf = bytes::BytesMut::new();
-            while let Some(frame) = self.frame().await {
-                if let Some(d) = frame?.data_ref() {
-                    if buf.len() + d.len() > max {
-                        return Err::<Bytes, BoxError>(Box::new(BodyTooLarge));
-                    }
-                    buf.extend_from_slice(d);
-                }
-            }
-            Ok(buf.freeze())
-        };
-        match tokio::time::timeout(timeout, collect).await {
-            Ok(Ok(b)) => Ok(ReqBody::buffered(b)),
-            Ok(Err(e)) => Err(e),
-            Err(_) => Err(Box::new(UploadTooSlow)),
         }
     }
 }

@@ -183,10 +183,10 @@ pub(crate) async fn forward(trip: &Trip<'_>, req: Request<ReqBody>) -> Forwarded
 /// origin connection, a body that does not match its Content-Length (a malformed HTTP/2
 /// request, RFC 9113 §8.1.1) is never forwarded, and a request that may be sent twice can
 /// be. A body of unknown length (chunked, or HTTP/2 and HTTP/3 without Content-Length) is
-/// read up to the same size: one that ends there goes with its length; of a longer or
-/// slower one, what was read goes first and the rest streams. The upload has the time the
-/// slow-POST rule gives its size (the rule itself cuts off a slower one), at least
-/// `client_header`. A tunnel's request (Upgrade) waits for nothing. Ok(true): it waited.
+/// read up to the same size: one that ends there goes with its length. The upload has the
+/// time the slow-POST rule gives its size (the rule itself cuts off a slower one), at least
+/// `client_header`; of a body longer or slower than that, what was read goes first and the
+/// rest streams. A tunnel's request (Upgrade) waits for nothing. Ok(true): it waited.
 async fn read_small_body(
     snap: &Snapshot,
     max: u64,
@@ -195,9 +195,8 @@ async fn read_small_body(
     phase: &RequestPhase,
 ) -> Result<bool, ErrorKind> {
     let declared = crate::codec::content_length(&head.headers);
-    let waits = body.replay().is_none()
-        && declared.is_none_or(|n| n <= max)
-        && !head.headers.contains_key(http::header::UPGRADE);
+    let waits =
+        body.is_streaming() && declared.is_none_or(|n| n <= max) && !head.headers.contains_key(http::header::UPGRADE);
     if !waits {
         return Ok(false);
     }
@@ -212,10 +211,7 @@ async fn read_small_body(
     };
     let wait = snap.file.timeouts.client_header.get().max(paced);
     let streaming = std::mem::replace(body, ReqBody::empty());
-    let read = match declared {
-        Some(_) => Box::pin(streaming.buffer(max as usize, wait)).await,
-        None => Box::pin(streaming.buffer_some(max as usize, wait)).await,
-    };
+    let read = Box::pin(streaming.read_ahead(max as usize, wait)).await;
     *body = read.map_err(|e| upstream::http1::body_error_kind(&*e))?;
     Ok(true)
 }
